@@ -1,0 +1,44 @@
+"""Column names and types of the event log: a contract shared by the service, `abtest` and training.
+
+Renaming or retyping a column is a migration, not an edit: users' own SQL depends on these.
+"""
+
+from __future__ import annotations
+
+
+class Columns:
+    """Names of the event log's columns (table or view `events`)."""
+
+    TS = "ts"  # TIMESTAMP: when the request was served (simulated time when the client sends `ts`)
+    USER = "user"  # BIGINT
+    SESSION = "session"  # BIGINT, nullable: the client's session id
+    MESSAGE = "message"  # VARCHAR: 'next' or 'last'
+    TRACK = "track"  # BIGINT: the track just played
+    TIME = "time"  # DOUBLE: fraction of `track` listened, 0..1
+    RECOMMENDATION = "recommendation"  # BIGINT, null for 'last'
+    RECOMMENDER = "recommender"  # VARCHAR: registry name of the recommender that served
+    LATENCY = "latency"  # DOUBLE: seconds spent serving
+    EXPERIMENTS = "experiments"  # MAP(VARCHAR, INTEGER): experiment name -> treatment index
+    PROPENSITY = "propensity"  # DOUBLE, nullable: probability of the recommended track
+
+    ALL = (TS, USER, SESSION, MESSAGE, TRACK, TIME, RECOMMENDATION, RECOMMENDER, LATENCY, EXPERIMENTS, PROPENSITY)
+
+
+EVENTS_TABLE = "events"
+MESSAGE_NEXT = "next"
+MESSAGE_LAST = "last"
+
+# DuckDB types, in column order; the service's schema.sql must agree (a test checks it).
+DUCKDB_TYPES = {
+    Columns.TS: "TIMESTAMP",
+    Columns.USER: "BIGINT",
+    Columns.SESSION: "BIGINT",
+    Columns.MESSAGE: "VARCHAR",
+    Columns.TRACK: "BIGINT",
+    Columns.TIME: "DOUBLE",
+    Columns.RECOMMENDATION: "BIGINT",
+    Columns.RECOMMENDER: "VARCHAR",
+    Columns.LATENCY: "DOUBLE",
+    Columns.EXPERIMENTS: "MAP(VARCHAR, INTEGER)",
+    Columns.PROPENSITY: "DOUBLE",
+}

@@ -1,0 +1,132 @@
+"""The recommender plugin contract: one request in, one next track out.
+
+A recommender answers "what next?" for a listener in the middle of a session. The service
+builds a `Request` per HTTP call and asks `recommend`; a simulator with many sessions in flight
+may call `recommend_batch`, which must answer exactly as `recommend` would, request by request.
+Trainable recommenders also implement `fit`, `save` and `load` (see `Trainable`).
+
+Track and user ids here are the external ids of the HTTP API and the event log.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple, Self
+
+from recommenders.catalog import Catalog
+
+
+class NotFittedError(RuntimeError):
+    """A trainable recommender was asked to recommend or save before `fit` or `load`."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"recommender {name!r} is not fitted: call fit(...) or load(...) first")
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One "what next?" question.
+
+    Attributes:
+        user: the listener's id.
+        track: the track just played.
+        time: the fraction of `track` listened, in [0, 1].
+        history: the tracks of this session so far, oldest first, ending with `track`.
+        times: the fractions listened for `history`, same length.
+        seed: a per-request seed for stochastic recommenders (deterministic under a fixed seed).
+    """
+
+    user: int
+    track: int
+    time: float
+    history: tuple[int, ...] = field(default=())
+    times: tuple[float, ...] = field(default=())
+    seed: int = 0
+
+
+class Recommendation(NamedTuple):
+    """An answer: the next track and, for stochastic recommenders, the probability it had."""
+
+    track: int
+    propensity: float | None = None
+
+
+class Recommender(ABC):
+    """Base class of every recommender plugin.
+
+    Subclasses set `name` and implement `_recommend`; the service and the simulator call the
+    public `recommend` / `recommend_batch`. Construction gets the public catalog and the
+    treatment's parameters (a plain mapping from `config/experiments.yml`); unknown parameters
+    should raise `TypeError` naming them, which the service reports at start-up.
+    """
+
+    name: ClassVar[str] = "base"
+
+    def __init__(self, catalog: Catalog, **params: Any) -> None:
+        if params:
+            raise TypeError(f"recommender {self.name!r} got unknown parameters: {', '.join(sorted(params))}")
+        self.catalog = catalog
+
+    def recommend(self, request: Request) -> Recommendation:
+        """The next track for `request`; never a track outside the catalog."""
+        return self._recommend(request)
+
+    def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """Answers for many requests, each exactly what `recommend` would give."""
+        return [self._recommend(request) for request in requests]
+
+    @abstractmethod
+    def _recommend(self, request: Request) -> Recommendation:
+        """Subclasses answer one request here."""
+
+
+class Trainable(Recommender):
+    """A recommender that learns from the event log and keeps its artifacts in a directory."""
+
+    fitted: bool = False
+
+    def fit(self, events: Any, **options: Any) -> Self:
+        """Learn from `events` (the event log as a pandas DataFrame with the log's columns)."""
+        self._fit(events, **options)
+        self.fitted = True
+        return self
+
+    def save(self, directory: str | Path) -> Path:
+        """Write the artifacts to `directory` (created if missing); return it."""
+        if not self.fitted:
+            raise NotFittedError(self.name)
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        self._save(directory)
+        return directory
+
+    def load(self, directory: str | Path) -> Self:
+        """Read artifacts written by `save`; the recommender is then ready to serve."""
+        directory = Path(directory)
+        if not directory.is_dir():
+            raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
+        self._load(directory)
+        self.fitted = True
+        return self
+
+    def recommend(self, request: Request) -> Recommendation:
+        if not self.fitted:
+            raise NotFittedError(self.name)
+        return self._recommend(request)
+
+    def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        if not self.fitted:
+            raise NotFittedError(self.name)
+        return super().recommend_batch(requests)
+
+    @abstractmethod
+    def _fit(self, events: Any, **options: Any) -> None: ...
+
+    @abstractmethod
+    def _save(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, directory: Path) -> None: ...
