@@ -1,0 +1,95 @@
+"""Names -> recommender classes: the built-ins plus plugins from the `botify.recommenders` entry points.
+
+Entries are import paths ("package.module:Class"), imported only when first used, so listing
+names is cheap and a broken plugin only fails when it is asked for. A third-party package
+registers with, in its `pyproject.toml`::
+
+    [project.entry-points."botify.recommenders"]
+    my_model = "my_package.model:MyRecommender"
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+from recommenders.base import Recommender, Trainable
+from recommenders.catalog import Catalog
+
+ENTRY_POINT_GROUP = "botify.recommenders"
+
+BUILTINS: dict[str, str] = {
+    "random": "recommenders.builtin.random:RandomRecommender",
+    "top_pop": "recommenders.builtin.top_pop:TopPopRecommender",
+    "sticky_artist": "recommenders.builtin.sticky_artist:StickyArtistRecommender",
+    "indexed": "recommenders.builtin.indexed:IndexedRecommender",
+    "i2i": "recommenders.builtin.i2i:I2IRecommender",
+    "dssm": "recommenders.models.dssm:DSSMRecommender",
+    "bpr_knn": "recommenders.models.bpr_knn:BPRKNNRecommender",
+    "tags": "recommenders.models.tags:TagRecommender",
+    "content": "recommenders.models.content:ContentRecommender",
+    "oracle": "recommenders.builtin.oracle:OracleRecommender",
+}
+
+
+class RegistryError(LookupError):
+    """An unknown recommender name, or a registered entry that cannot be loaded."""
+
+
+_extra: dict[str, str] = {}
+
+
+def register(name: str, target: str) -> None:
+    """Register `target` ("module:Class") under `name`; a later registration replaces an earlier one."""
+    if ":" not in target:
+        raise ValueError(f"target == {target!r}, must look like 'package.module:Class'")
+    _extra[name] = target
+
+
+def _entries() -> dict[str, str]:
+    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    return {**BUILTINS, **found, **_extra}
+
+
+def names() -> list[str]:
+    """Every registered name: built-ins, installed plugins and runtime registrations."""
+    return sorted(_entries())
+
+
+def get_class(name: str) -> type[Recommender]:
+    """The class registered under `name`; unknown names get a "did you mean" hint."""
+    entries = _entries()
+    if name not in entries:
+        close = difflib.get_close_matches(name, entries, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise RegistryError(f"no recommender named {name!r}.{hint} Registered: {', '.join(sorted(entries))}")
+    module_name, _, attribute = entries[name].partition(":")
+    try:
+        cls = getattr(importlib.import_module(module_name), attribute)
+    except (ImportError, AttributeError) as error:
+        raise RegistryError(f"recommender {name!r} is registered as {entries[name]!r}, which cannot be loaded: {error}") from error
+    if not (isinstance(cls, type) and issubclass(cls, Recommender)):
+        raise RegistryError(f"recommender {name!r} ({entries[name]}) is not a subclass of recommenders.base.Recommender")
+    return cls
+
+
+def make(name: str, catalog: Catalog, params: dict[str, Any] | None = None, artifact: str | Path | None = None) -> Recommender:
+    """Build a ready-to-serve recommender: construct with `params`, then load `artifact` if trainable."""
+    cls = get_class(name)
+    try:
+        recommender = cls(catalog, **(params or {}))
+    except TypeError as error:
+        raise RegistryError(f"recommender {name!r}: bad parameters: {error}") from error
+    if issubclass(cls, Trainable):
+        if artifact is None:
+            raise RegistryError(f"recommender {name!r} is trainable and needs an artifact directory (train it with `recommenders train {name}`)")
+        recommender.load(artifact)  # type: ignore[attr-defined]
+    elif artifact is not None:
+        load = getattr(recommender, "load", None)
+        if load is None:
+            raise RegistryError(f"recommender {name!r} takes no artifact, but artifact {artifact} was given")
+        load(artifact)
+    return recommender
