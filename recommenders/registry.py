@@ -81,7 +81,7 @@ def make(name: str, catalog: Catalog, params: dict[str, Any] | None = None, arti
     cls = get_class(name)
     try:
         recommender = cls(catalog, **(params or {}))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise RegistryError(f"recommender {name!r}: bad parameters: {error}") from error
     if issubclass(cls, Trainable):
         if artifact is None:
