@@ -10,6 +10,7 @@ answers a user. The others are only recorded, so analysis can split users by the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from recommenders.catalog import Catalog
 
 MIN_TREATMENTS = 2
 MAX_TREATMENTS = 10
+ASSIGNMENT_CACHE = 1 << 16  # users whose assignments are remembered
 
 
 def assign(experiment: str, user: int, n_treatments: int) -> int:
@@ -123,9 +125,16 @@ class Experiments:
     recommenders: tuple[Recommender, ...]
     recommender_names: tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        # Assignment is pure, so recent users' answers are kept: a dict hit instead of hashing.
+        object.__setattr__(self, "assignments", functools.lru_cache(maxsize=ASSIGNMENT_CACHE)(self._assignments))
+
     def assignments(self, user: int) -> tuple[int, ...]:
         """`user`'s treatment index in every experiment, in `names` order."""
-        return tuple(assign(name, user, size) for name, size in zip(self.names, self.sizes, strict=True))
+        return self._assignments(user)
+
+    def _assignments(self, user: int) -> tuple[int, ...]:
+        return tuple([assign(name, user, size) for name, size in zip(self.names, self.sizes, strict=True)])
 
 
 def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiments:

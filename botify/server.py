@@ -73,6 +73,7 @@ def run_gunicorn(app: Flask, config: ServiceConfig) -> None:
                 "timeout": 60,
                 "graceful_timeout": 10,
                 "accesslog": None,
+                "control_socket_disable": True,  # gunicorn 23+ would open a shared socket under $HOME
                 "worker_exit": lambda _arbiter, _worker: eventlog.close_log(app),
             }
             for key, value in settings.items():

@@ -21,9 +21,9 @@ from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
 from botify.config import LimitsConfig
 from botify.eventlog.writer import EventWriter, Row
 from botify.experiments import Experiments
-from botify.history import HistoryStore, Step
+from botify.history import History, HistoryStore, Step
 from botify.validation import Item
-from recommenders.base import Request
+from recommenders.base import Recommendation, Request
 from recommenders.catalog import Catalog
 
 logger = logging.getLogger(__name__)
@@ -71,8 +71,29 @@ class Service:
             return time.time_ns() & SEED_MASK
         return mmh3.hash64(f"{self.seed}:{item.session}:{item.ts}", signed=False)[0] & SEED_MASK
 
+    def serve_one(self, item: Item) -> int | None | ServeError:
+        """Answer one item: `serve([item])[0]`, by a shorter path (the single endpoints' hot path)."""
+        started = time.perf_counter()
+        now_us = time.time_ns() // 1000
+        history = self.history.update((Step(item.user, item.session, item.track, item.time, item.message == MESSAGE_LAST),))[0]
+        assignments = self.experiments.assignments(item.user)
+        treatment = assignments[self._serving]
+        answer: int | None = None
+        propensity: float | None = None
+        if item.message == MESSAGE_NEXT:
+            try:
+                answer, propensity = self._checked(self.experiments.recommenders[treatment].recommend(self._request(item, history)))  # type: ignore[arg-type]
+            except Exception as error:
+                return self._failure(error, treatment, 1)
+        self.writer.append(self._row(item, now_us, answer, treatment, time.perf_counter() - started, assignments, propensity))
+        return answer
+
     def serve(self, items: Sequence[Item]) -> list[int | None | ServeError]:
-        """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`."""
+        """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`.
+
+        In the log, each event's latency is its share of the batch: its treatment group's
+        recommender time divided by the group's size, plus an equal share of the common work.
+        """
         started = time.perf_counter()
         now_us = time.time_ns() // 1000
         n = len(items)
@@ -95,28 +116,21 @@ class Service:
                 recommendations = recommender.recommend_batch(requests) if len(requests) > 1 else [recommender.recommend(requests[0])]
                 if len(recommendations) != len(requests):
                     raise ServeError(f"answered {len(recommendations)} of {len(requests)} requests")
-                for i, recommendation in zip(indices, recommendations, strict=True):
-                    track = int(recommendation.track)
-                    if not 0 <= track < self._n_tracks:
-                        raise ServeError(f"recommended track {track}, which is not in the catalog")
-                    answers[i] = track
-                    propensities[i] = None if recommendation.propensity is None else float(recommendation.propensity)
+                checked = [self._checked(recommendation) for recommendation in recommendations]
             except Exception as error:
-                logger.exception("recommender %r (treatment %d) failed on %d requests", self._names[treatment], treatment, len(indices))
-                failure = error if isinstance(error, ServeError) else ServeError(f"recommender {self._names[treatment]!r} failed")
+                failure = self._failure(error, treatment, len(indices))
                 for i in indices:
                     answers[i] = failure
                 continue
             share = (time.perf_counter() - tick) / len(indices)
-            for i in indices:
+            for i, (track, propensity) in zip(indices, checked, strict=True):
+                answers[i] = track
+                propensities[i] = propensity
                 latencies[i] = share
         common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
-        rows: list[Row] = []
-        for i, item in enumerate(items):
-            answer = answers[i]
-            if isinstance(answer, ServeError):
-                continue
-            rows.append(
+        names = self._names
+        self.writer.extend(
+            [
                 (
                     now_us if item.ts is None else item.ts * 1000,
                     item.user,
@@ -125,15 +139,33 @@ class Service:
                     item.track,
                     item.time,
                     answer,
-                    self._names[assignments[i][serving]],
-                    latencies[i] + common,
-                    assignments[i],
-                    propensities[i],
+                    names[assignment[serving]],
+                    latency + common,
+                    assignment,
+                    propensity,
                 )
-            )
-        self.writer.extend(rows)
+                for item, answer, assignment, latency, propensity in zip(items, answers, assignments, latencies, propensities, strict=True)
+                if not isinstance(answer, ServeError)
+            ]
+        )
         return answers
 
-    def _request(self, item: Item, history: tuple[tuple[int, ...], tuple[float, ...]]) -> Request:
+    def _request(self, item: Item, history: History) -> Request:
         day = None if item.ts is None else (item.ts - self._day_zero_ms) // MS_PER_DAY
-        return Request(item.user, item.track, item.time, history[0], history[1], self.request_seed(item), day)
+        return Request(item.user, item.track, item.time, history.tracks, history.times, self.request_seed(item), day)
+
+    def _checked(self, recommendation: Recommendation) -> tuple[int, float | None]:
+        track = int(recommendation.track)
+        if not 0 <= track < self._n_tracks:
+            raise ServeError(f"recommended track {track}, which is not in the catalog")
+        return track, None if recommendation.propensity is None else float(recommendation.propensity)
+
+    def _failure(self, error: Exception, treatment: int, n: int) -> ServeError:
+        logger.error("recommender %r (treatment %d) failed on %d requests", self._names[treatment], treatment, n, exc_info=error)
+        return error if isinstance(error, ServeError) else ServeError(f"recommender {self._names[treatment]!r} failed")
+
+    def _row(
+        self, item: Item, now_us: int, answer: int | None, treatment: int, latency: float, assignments: tuple[int, ...], propensity: float | None
+    ) -> Row:
+        ts = now_us if item.ts is None else item.ts * 1000
+        return (ts, item.user, item.session, item.message, item.track, item.time, answer, self._names[treatment], latency, assignments, propensity)

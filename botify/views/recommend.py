@@ -44,7 +44,7 @@ def _serve_single(message: str, user: int) -> tuple[Item, int | None | ServeErro
         item = parse_single(message, user, _read_body(limit), service.catalog.n_tracks, limit)
     except BadRequest as error:
         return error_response(str(error), error.status)
-    return item, service.serve([item])[0]
+    return item, service.serve_one(item)
 
 
 @bp.post("/next/<int(signed=True):user>")

@@ -132,6 +132,12 @@ class Load:
 
     def _client(self, index: int) -> None:
         http = urllib3.PoolManager(maxsize=1, retries=False, timeout=5.0)  # one keep-alive connection
+        try:
+            self._play(index, http)
+        finally:
+            http.clear()
+
+    def _play(self, index: int, http: urllib3.PoolManager) -> None:
         headers = {"Content-Type": "application/json"}
         deadline = time.monotonic() + self.duration
         session_number = 0

@@ -1,0 +1,357 @@
+"""Benchmark of the botify service on loopback: requests/s and latency of POST /next, the bare
+Flask floor under the same WSGI server, start-up time and the batch endpoint's events/s.
+
+For each WSGI server (granian, gunicorn) and worker count (1, 2; two workers share the
+history through a private redis-server), it starts `botify serve` with one recommender in
+every treatment (random, sticky_artist) and drives it with keep-alive clients at concurrency
+1, 4 and 8: `wrk` (Debian's, with scripts/wrk_post.lua) and a Python client (threads over
+http.client; client-bound, shown for comparison). Both play the course's sessions: seven
+`/next` then one `/last`, a fresh user per session. Every run is bounded by --duration.
+
+The issue's reference figures (same kind of machine, wrk at 4-8 connections): the course's
+service does 1,300-1,400 requests/s in one process and 2,300 with two workers; targets are at
+most 25% overhead over the bare route, p99 under 5 ms at concurrency 4, start-up in a few
+seconds and a batch endpoint of at least 50,000 events/s.
+
+Usage:
+    .venv/bin/python scripts/bench_botify.py                 # everything, 3 s per point
+    .venv/bin/python scripts/bench_botify.py --quick         # granian only, fewer points
+    .venv/bin/python scripts/bench_botify.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+
+REPO = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+WRK_SCRIPT = REPO / "scripts" / "wrk_post.lua"
+COURSE_SINGLE = 1350.0  # requests/s of the course's service, one process (the issue's figure)
+COURSE_TWO = 2300.0  # the same with two gunicorn gevent workers
+SESSION_LENGTH = 8  # requests per session: 7 x /next, then /last
+TRACKS = 3000  # track ids drawn from 0..2999, valid in every world
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return sock.getsockname()[1]
+
+
+def wait_ready(port: int, process: subprocess.Popen, timeout: float = 120.0) -> float:
+    """Seconds until `GET /` answers on `port`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited with {process.returncode}")
+        try:
+            connection = http.client.HTTPConnection(HOST, port, timeout=1)
+            connection.request("GET", "/")
+            if connection.getresponse().status in (200, 404):
+                connection.close()
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.02)
+    raise RuntimeError(f"server on port {port} did not answer within {timeout} s")
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+# --- clients -------------------------------------------------------------------------------
+
+
+def python_client(port: int, concurrency: int, duration: float) -> dict[str, float]:
+    """Threads with one keep-alive http.client connection each; returns req/s, p50, p99 (ms)."""
+    latencies: list[list[float]] = [[] for _ in range(concurrency)]
+    errors = [0] * concurrency
+    deadline = time.perf_counter() + duration
+
+    def client(index: int) -> None:
+        rng = np.random.default_rng(index)
+        connection = http.client.HTTPConnection(HOST, port, timeout=10)
+        headers = {"Content-Type": "application/json"}
+        own = latencies[index]
+        step, user = 0, 0
+        while time.perf_counter() < deadline:
+            if step == 0:
+                user = int(rng.integers(10**7)) + index * 10**7
+            step += 1
+            message = "last" if step == SESSION_LENGTH else "next"
+            body = b'{"track": %d, "time": %.2f}' % (rng.integers(TRACKS), 1.0 if step == 1 else rng.random())
+            step %= SESSION_LENGTH
+            tick = time.perf_counter()
+            connection.request("POST", f"/{message}/{user}", body, headers)
+            response = connection.getresponse()
+            response.read()
+            own.append(time.perf_counter() - tick)
+            if response.status != 200:
+                errors[index] += 1
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    flat = np.concatenate([np.array(x) for x in latencies]) if any(latencies) else np.zeros(1)
+    return {
+        "rps": len(flat) / elapsed,
+        "p50_ms": float(np.percentile(flat, 50) * 1e3),
+        "p99_ms": float(np.percentile(flat, 99) * 1e3),
+        "errors": float(sum(errors)),
+    }
+
+
+_UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3}
+
+
+def _wrk_latency(output: str, percentile: str) -> float:
+    match = re.search(rf"^\s+{percentile}%\s+([\d.]+)(us|ms|s)\s*$", output, re.MULTILINE)
+    return float(match.group(1)) * _UNITS[match.group(2)] if match else float("nan")
+
+
+def wrk_client(port: int, concurrency: int, duration: float) -> dict[str, float]:
+    """wrk with the Lua POST script; returns req/s, p50, p99 (ms)."""
+    command = ["wrk", "-t1", f"-c{concurrency}", f"-d{max(1, round(duration))}s", "-s", str(WRK_SCRIPT), "--latency", f"http://{HOST}:{port}"]
+    output = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60, check=True).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", output)
+    errors = re.search(r"non-2xx: (\d+)", output)
+    socket_errors = re.search(r"Socket errors: .*", output)
+    return {
+        "rps": float(rps.group(1)) if rps else float("nan"),
+        "p50_ms": _wrk_latency(output, "50"),
+        "p99_ms": _wrk_latency(output, "99"),
+        "errors": float(errors.group(1)) if errors else float("nan"),
+        **({"socket_errors": socket_errors.group(0)} if socket_errors else {}),  # type: ignore[dict-item]
+    }
+
+
+def batch_client(port: int, batch_size: int, duration: float, concurrency: int) -> dict[str, float]:
+    """POST /batch with `batch_size` sessions in flight per client, one step of each per call;
+    returns the events served per second."""
+    rng = np.random.default_rng(0)
+
+    def bodies_of(index: int) -> list[bytes]:
+        users = range(index * batch_size, (index + 1) * batch_size)
+        bodies = []
+        for step in range(SESSION_LENGTH):
+            message = "last" if step == SESSION_LENGTH - 1 else "next"
+            tracks, times = rng.integers(TRACKS, size=batch_size), rng.random(batch_size)
+            requests = [
+                {"message": message, "user": user, "track": int(track), "time": 1.0 if step == 0 else round(float(x), 2)}
+                for user, track, x in zip(users, tracks, times, strict=True)
+            ]
+            bodies.append(orjson.dumps({"requests": requests}))
+        return bodies
+
+    all_bodies = [bodies_of(index) for index in range(concurrency)]
+    counts = [0] * concurrency
+    deadline = time.perf_counter() + duration
+
+    def client(index: int) -> None:
+        connection = http.client.HTTPConnection(HOST, port, timeout=60)
+        step = 0
+        while time.perf_counter() < deadline:
+            connection.request("POST", "/batch", all_bodies[index][step % SESSION_LENGTH], {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            data = response.read()
+            if response.status == 200:
+                counts[index] += sum(1 for item in orjson.loads(data)["responses"] if "error" not in item)
+            step += 1
+        connection.close()
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"events_per_s": sum(counts) / (time.perf_counter() - started), "batch_size": float(batch_size)}
+
+
+CLIENTS = {"wrk": wrk_client, "python": python_client}
+
+
+# --- servers -------------------------------------------------------------------------------
+
+
+def bare_app():  # noqa: ANN201 - a Flask app; imported lazily so the client side stays light
+    """The floor: a bare Flask route that parses the JSON body and answers, nothing else."""
+    from flask import Flask, jsonify, request
+
+    app = Flask("bare")
+
+    @app.post("/next/<int:user>")
+    @app.post("/last/<int:user>")
+    def answer(user: int):  # noqa: ANN202
+        body = request.get_json(force=True)
+        return jsonify(user=user, track=body["track"])
+
+    return app
+
+
+def serve_bare(engine: str, port: int, workers: int) -> None:
+    """Run the bare app under exactly the settings `botify serve` uses (blocks)."""
+    from botify.config import config_from_mapping
+    from botify.server import ENGINES
+
+    config = config_from_mapping({"server": {"engine": engine, "host": HOST, "port": port, "workers": workers}, "history": {"store": "redis"}})
+    ENGINES[engine](bare_app(), config)
+
+
+def start(command: list[str], log: Path) -> subprocess.Popen:
+    with open(log, "ab") as out:
+        return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
+
+
+def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
+    if shutil.which("redis-server") is None:
+        sys.exit("redis-server is missing: run ./scripts/setup.sh")
+    port = free_port()
+    process = subprocess.Popen(
+        ["redis-server", "--bind", HOST, "--port", str(port), "--save", "", "--appendonly", "no", "--dir", str(directory)],
+        stdout=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    time.sleep(0.3)
+    return process, f"redis://{HOST}:{port}/0"
+
+
+def measure(port: int, clients: list[str], levels: list[int], duration: float) -> list[dict]:
+    rows = []
+    for client in clients:
+        for concurrency in levels:
+            result = CLIENTS[client](port, concurrency, duration)
+            rows.append({"client": client, "concurrency": concurrency, **result})
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--world", type=Path, default=REPO / "data" / "world", help="world directory (python -m sim.world --out data/world)")
+    parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured point")
+    parser.add_argument("--engines", default="granian,gunicorn")
+    parser.add_argument("--recommenders", default="random,sticky_artist")
+    parser.add_argument("--workers", default="1,2")
+    parser.add_argument("--concurrency", default="1,4,8")
+    parser.add_argument("--clients", default="wrk,python")
+    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument("--quick", action="store_true", help="granian only, wrk only, concurrency 1 and 4")
+    parser.add_argument("--json", type=Path, help="also write every figure to this file")
+    parser.add_argument("--serve-bare", nargs=3, metavar=("ENGINE", "PORT", "WORKERS"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.serve_bare:
+        engine, port, workers = args.serve_bare
+        serve_bare(engine, int(port), int(workers))
+        return
+    if args.quick:
+        args.engines, args.clients, args.concurrency = "granian", "wrk", "1,4"
+    if not (args.world / "public").is_dir():
+        sys.exit(f"no world at {args.world}: generate one with `.venv/bin/python -m sim.world --out {args.world}`")
+    clients = args.clients.split(",")
+    if "wrk" in clients and shutil.which("wrk") is None:
+        sys.exit("wrk is missing: apt-get install wrk (or --clients python)")
+    levels = [int(c) for c in args.concurrency.split(",")]
+    results: list[dict] = []
+    scratch = Path(tempfile.mkdtemp(prefix="bench_botify_"))
+    redis_process, redis_url = start_redis(scratch)
+    python = sys.executable
+    try:
+        for engine in args.engines.split(","):
+            for workers in [int(w) for w in args.workers.split(",")]:
+                port = free_port()
+                process = start([python, __file__, "--serve-bare", engine, str(port), str(workers)], scratch / "bare.out")
+                try:
+                    wait_ready(port, process)
+                    for row in measure(port, clients, levels, args.duration):
+                        results.append({"engine": engine, "workers": workers, "target": "bare", **row})
+                        print(json.dumps(results[-1]), flush=True)
+                finally:
+                    stop(process)
+                for recommender in args.recommenders.split(","):
+                    experiments = scratch / f"{recommender}.yml"
+                    experiments.write_text(
+                        f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {{recommender: {recommender}}}\n      - {{recommender: {recommender}}}\n"
+                    )
+                    port = free_port()
+                    log = scratch / f"{engine}-{workers}-{recommender}" / "events.duckdb"
+                    command = [python, "-m", "botify", "serve", "--world", str(args.world), "--experiments", str(experiments), "--log", str(log)]
+                    command += ["--port", str(port), "--workers", str(workers), "--server", engine]
+                    if workers > 1:
+                        command += ["--history", "redis", "--redis-url", redis_url]
+                    spawned = time.monotonic()
+                    process = start(command, scratch / "botify.out")
+                    try:
+                        wait_ready(port, process)
+                        startup = time.monotonic() - spawned  # process start to first answer
+                        results.append({"engine": engine, "workers": workers, "target": recommender, "startup_s": startup})
+                        print(json.dumps(results[-1]), flush=True)
+                        for row in measure(port, clients, levels, args.duration):
+                            results.append({"engine": engine, "workers": workers, "target": recommender, **row})
+                            print(json.dumps(results[-1]), flush=True)
+                        batch = batch_client(port, args.batch_size, args.duration, concurrency=workers)
+                        results.append({"engine": engine, "workers": workers, "target": recommender, "client": "batch", **batch})
+                        print(json.dumps(results[-1]), flush=True)
+                    finally:
+                        stop(process)
+    finally:
+        redis_process.terminate()
+        redis_process.wait(10)
+    report(results)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1))
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def report(results: list[dict]) -> None:
+    """Markdown tables: throughput and latency per point, overhead over the bare floor."""
+    floors = {(r["engine"], r["workers"], r["client"], r["concurrency"]): r["rps"] for r in results if r["target"] == "bare"}
+    print("\n| server | workers | target | client | conc | req/s | p50 ms | p99 ms | overhead vs bare | x course |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for r in results:
+        if "rps" not in r:
+            continue
+        floor = floors.get((r["engine"], r["workers"], r["client"], r["concurrency"]))
+        overhead = "" if r["target"] == "bare" or not floor else f"{(floor / r['rps'] - 1) * 100:+.0f}%"
+        course = COURSE_SINGLE if r["workers"] == 1 else COURSE_TWO
+        print(
+            f"| {r['engine']} | {r['workers']} | {r['target']} | {r['client']} | {r['concurrency']} | {r['rps']:,.0f} | "
+            f"{r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {overhead} | {r['rps'] / course:.1f} |"
+        )
+    print("\n| server | workers | recommender | start-up s | batch events/s |")
+    print("|---|---|---|---|---|")
+    for r in results:
+        if "startup_s" in r:
+            batch = next((b for b in results if b.get("client") == "batch" and b["engine"] == r["engine"] and b["workers"] == r["workers"] and b["target"] == r["target"]), None)
+            print(f"| {r['engine']} | {r['workers']} | {r['target']} | {r['startup_s']:.2f} | {batch['events_per_s']:,.0f} |" if batch else "")
+
+
+if __name__ == "__main__":
+    main()
