@@ -67,11 +67,11 @@ def request_key(salt: int, request: Request) -> int:
     )
 
 
-def _as_uint64(values: Iterable[int], n: int) -> np.ndarray:
+def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int]) -> np.ndarray:
     try:
-        return np.fromiter(values, np.int64, n).view(np.uint64)
+        return np.fromiter(map(field, requests), np.int64, len(requests)).view(np.uint64)
     except OverflowError:  # ids or seeds beyond int64: reduce modulo 2**64 as the single form does
-        return np.array([v & MASK64 for v in values], dtype=np.uint64)
+        return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
 
 
 class Batch(NamedTuple):
@@ -107,9 +107,9 @@ def batch_arrays(requests: Sequence[Request], salt: int) -> Batch:
     length = np.fromiter(map(len, histories), np.int64, n)
     history = np.fromiter(chain.from_iterable(histories), np.int64, int(length.sum()))
     owner = np.repeat(np.arange(n, dtype=np.int64), length)
-    tracks_u = _as_uint64(map(_get_track, requests), n)
-    users_u = _as_uint64(map(_get_user, requests), n)
-    seeds_u = _as_uint64(map(_get_seed, requests), n)
+    tracks_u = _as_uint64(requests, _get_track)
+    users_u = _as_uint64(requests, _get_user)
+    seeds_u = _as_uint64(requests, _get_seed)
     base = mix64_array(np.uint64(salt) ^ seeds_u)
     keys = mix64_array(
         base + users_u * np.uint64(_USER_MUL) + tracks_u * np.uint64(_TRACK_MUL) + length.view(np.uint64) * np.uint64(_HISTORY_MUL)
