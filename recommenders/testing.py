@@ -197,50 +197,45 @@ def make_events(
     """A synthetic event log with every column of `botify.columns.Columns`, for fitting in tests.
 
     Each user has two favourite artists; a session plays mostly their tracks (listened far) and
-    some popular tracks (listened less), one minute apart. It is no simulation of the world's
-    listeners, only a log with structure for a model to find. Tracks of the first release day.
+    some tracks drawn by the popularity prior (listened less), one minute apart. It is no
+    simulation of the world's listeners, only a log with structure for a model to find.
+    Tracks of the first release day only; vectorised, so a log of 10^6 plays takes a second.
     """
     rng = np.random.default_rng(seed)
-    first_day_tracks = np.flatnonzero(catalog.release_day <= catalog.release_day.min())
-    prior = catalog.popularity[first_day_tracks] + 1e-12
-    prior = prior / prior.sum()
-    artists_present = np.unique(catalog.artist[first_day_tracks])
-    rows: list[tuple[Any, ...]] = []
-    clock = pd.Timestamp(start)
-    session_id = 0
-    for user in range(users):
-        favourites = rng.choice(artists_present, size=min(2, len(artists_present)), replace=False)
-        liked_pool = first_day_tracks[np.isin(catalog.artist[first_day_tracks], favourites)]
-        for _ in range(sessions_per_user):
-            session_id += 1
-            plays: list[tuple[int, float]] = []
-            for _ in range(session_length):
-                if rng.random() < 0.7:
-                    plays.append((int(rng.choice(liked_pool)), round(float(rng.beta(5, 2)), 2)))
-                else:
-                    plays.append((int(rng.choice(first_day_tracks, p=prior)), round(float(rng.beta(2, 5)), 2)))
-            for position, (track, listened) in enumerate(plays):
-                last = position == len(plays) - 1
-                rows.append(
-                    (
-                        clock,
-                        user,
-                        session_id,
-                        MESSAGE_LAST if last else MESSAGE_NEXT,
-                        track,
-                        listened,
-                        None if last else plays[position + 1][0],
-                        "random",
-                        0.0005,
-                        {"cold_start": 0},
-                        None if last else 1.0 / len(first_day_tracks),
-                    )
-                )
-                clock += pd.Timedelta(minutes=1)
-    frame = pd.DataFrame(rows, columns=list(Columns.ALL))
-    frame[Columns.RECOMMENDATION] = frame[Columns.RECOMMENDATION].astype("Int64")
-    frame[Columns.PROPENSITY] = frame[Columns.PROPENSITY].astype("Float64")
-    return frame
+    pool = np.flatnonzero(catalog.release_day <= catalog.release_day.min())
+    pool = pool[np.argsort(catalog.artist[pool], kind="stable")]  # grouped by artist
+    artists, first, count = np.unique(catalog.artist[pool], return_index=True, return_counts=True)
+    cdf = np.cumsum(catalog.popularity[pool] + 1e-12)
+    n_sessions = users * sessions_per_user
+    total = n_sessions * session_length
+    user = np.repeat(np.arange(users, dtype=np.int64), sessions_per_user * session_length)
+    favourites = rng.integers(len(artists), size=(users, 2))
+    # A favourite play: one of the user's two artists, then one of that artist's tracks.
+    artist = favourites[user, rng.integers(2, size=total)]
+    favourite_track = pool[first[artist] + (rng.random(total) * count[artist]).astype(np.int64)]
+    popular_track = pool[np.minimum(np.searchsorted(cdf, rng.random(total) * cdf[-1]), len(pool) - 1)]
+    is_favourite = rng.random(total) < 0.7
+    track = np.where(is_favourite, favourite_track, popular_track)
+    listened = np.round(np.where(is_favourite, rng.beta(5, 2, total), rng.beta(2, 5, total)), 2)
+    last = (np.arange(total) % session_length) == session_length - 1
+    following = np.append(track[1:], 0)
+    frame = pd.DataFrame(
+        {
+            Columns.TS: pd.Timestamp(start) + pd.to_timedelta(np.arange(total), unit="min"),
+            Columns.USER: user,
+            Columns.SESSION: 1 + np.arange(total) // session_length,
+            Columns.MESSAGE: np.where(last, MESSAGE_LAST, MESSAGE_NEXT),
+            Columns.TRACK: track,
+            Columns.TIME: listened,
+            Columns.RECOMMENDATION: pd.array(np.where(last, 0, following), dtype="Int64"),
+            Columns.RECOMMENDER: "random",
+            Columns.LATENCY: 0.0005,
+            Columns.EXPERIMENTS: [{"cold_start": 0}] * total,
+            Columns.PROPENSITY: pd.array(np.full(total, 1.0 / len(pool)), dtype="Float64"),
+        }
+    )
+    frame.loc[last, [Columns.RECOMMENDATION, Columns.PROPENSITY]] = pd.NA
+    return frame[list(Columns.ALL)]
 
 
 # -- the checks ----------------------------------------------------------------------------------
