@@ -1,0 +1,61 @@
+"""`oracle`: the unplayed track the listener's hidden taste likes best. An upper bound, never a treatment.
+
+This is the one recommender that reads the hidden world (through `sim.oracle.Oracle`, the
+simulator's only door to it), so it can only run where the world directory has its hidden half.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from recommenders.base import Recommendation, Recommender, Request
+from recommenders.catalog import Catalog
+
+CACHE_SESSIONS = 4_096  # rankings kept for sessions in flight
+
+
+class OracleRecommender(Recommender):
+    """Best unplayed track by hidden affinity with the session's interest.
+
+    The session's interest is the listener's hidden interest that best explains the session's
+    first track (`Oracle.session_interest`); its ranking of the catalog is computed once per
+    session and walked past the tracks already played.
+
+    Args:
+        catalog: the public catalog of a world whose hidden half is present.
+        horizon: how many of the best tracks to rank per session.
+    """
+
+    name = "oracle"
+
+    def __init__(self, catalog: Catalog, *, horizon: int = 512) -> None:
+        super().__init__(catalog)
+        from sim.oracle import Oracle
+        from sim.world import World
+
+        if horizon < 1:
+            raise ValueError(f"horizon == {horizon}, must be >= 1")
+        self.horizon = horizon
+        self._oracle = Oracle(World(catalog.path))
+        self._rankings: OrderedDict[tuple[int, int], list[int]] = OrderedDict()
+
+    def _ranking(self, user: int, first: int) -> list[int]:
+        key = (user, first)
+        ranking = self._rankings.get(key)
+        if ranking is None:
+            interest = self._oracle.session_interest(user, first)
+            ranking = self._oracle.best_tracks(interest, self.horizon).tolist()
+            self._rankings[key] = ranking
+            if len(self._rankings) > CACHE_SESSIONS:
+                self._rankings.popitem(last=False)
+        return ranking
+
+    def _recommend(self, request: Request) -> Recommendation:
+        history = request.history or (request.track,)
+        played = set(history)
+        for track in self._ranking(request.user, history[0]):
+            if track not in played:
+                return Recommendation(track)
+        return Recommendation(int(np.argmax(self.catalog.popularity)))  # horizon exhausted
