@@ -175,7 +175,16 @@ class LocalClient:
     with the event log's columns (see `events()`), so a local run can feed training.
     """
 
-    def __init__(self, name: str, world_dir: str, *, params: dict[str, object] | None = None, artifact: str | None = None, record: bool = False) -> None:
+    def __init__(
+        self,
+        name: str,
+        world_dir: str,
+        *,
+        params: dict[str, object] | None = None,
+        artifact: str | None = None,
+        record: bool = False,
+        day_one_ms: int = 0,
+    ) -> None:
         from recommenders.catalog import Catalog
         from recommenders.registry import make
 
@@ -184,6 +193,7 @@ class LocalClient:
         self._history: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
         self._record = record
         self._rows: list[tuple] = []
+        self._day_one_ms = day_one_ms  # epoch ms at which simulated day 1 begins
 
     def describe(self) -> dict[str, object]:
         return {"status": "local", "recommender": self.name}
@@ -201,7 +211,8 @@ class LocalClient:
                 del self._history[key]
                 continue
             seed = (item.user * 1_000_003 + item.session * 7_919 + len(tracks)) % (1 << 63)
-            requests_.append(Request(item.user, item.track, item.time, tuple(tracks), tuple(times), seed))
+            day = (item.ts - self._day_one_ms) // 86_400_000 + 1
+            requests_.append(Request(item.user, item.track, item.time, tuple(tracks), tuple(times), seed, day))
             positions.append(position)
         started = time.perf_counter()
         answers = self.recommender.recommend_batch(requests_) if requests_ else []

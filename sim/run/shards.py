@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, time, timezone
 from typing import Protocol, TypeVar
 
 from sim.config import EnvConfig
@@ -38,7 +39,11 @@ class ClientSpec:
         if self.kind == "dummy":
             return DummyClient(World(config.world).n_tracks, seed)
         if self.kind == "local":
-            return LocalClient(self.name, str(config.world), params=self.params, artifact=self.artifact, record=self.record)
+            day_one = datetime.combine(config.time.start, time(), tzinfo=timezone.utc)
+            return LocalClient(
+                self.name, str(config.world), params=self.params, artifact=self.artifact, record=self.record,
+                day_one_ms=int(day_one.timestamp() * 1000),
+            )
         raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy' or 'local'")
 
 
