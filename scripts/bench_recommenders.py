@@ -3,7 +3,8 @@
 The batch endpoint's target (50,000 events/s end to end) leaves each event about 20 us for
 everything; the recommender's share should be a few microseconds. This measures
 `recommend(request)` one call at a time and `recommend_batch(requests)` in batches, over
-realistic sessions (histories of 1 to 20 tracks, first requests included), best of `--repeat`
+realistic sessions (histories of 1 to 20 tracks, first requests included, unsigned 64-bit
+seeds as the service derives them), best of `--repeat`
 runs. `indexed` and `i2i` are fitted on a synthetic log first.
 
     python scripts/bench_recommenders.py --world data/world
@@ -37,7 +38,7 @@ def sessions(catalog: Catalog, n: int, seed: int) -> list[Request]:
         times = [1.0] + np.round(rng.random(length - 1), 2).tolist()
         user = int(rng.integers(0, 10_000))
         for end in range(1, length + 1):
-            requests.append(Request(user, plays[end - 1], times[end - 1], tuple(plays[:end]), tuple(times[:end]), int(rng.integers(2**62))))
+            requests.append(Request(user, plays[end - 1], times[end - 1], tuple(plays[:end]), tuple(times[:end]), int(rng.integers(2**64, dtype=np.uint64))))
     return requests[:n]
 
 

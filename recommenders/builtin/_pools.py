@@ -67,11 +67,18 @@ def request_key(salt: int, request: Request) -> int:
     )
 
 
-def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int]) -> np.ndarray:
-    try:
-        return np.fromiter(map(field, requests), np.int64, len(requests)).view(np.uint64)
-    except OverflowError:  # ids or seeds beyond int64: reduce modulo 2**64 as the single form does
-        return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
+def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int], *, unsigned_first: bool = False) -> np.ndarray:
+    """`field` of every request modulo 2**64, as uint64 (what `& MASK64` gives in the single form).
+
+    Ids fit int64; seeds are often unsigned 64-bit hashes, hence `unsigned_first` for them.
+    """
+    attempts = (np.uint64, np.int64) if unsigned_first else (np.int64, np.uint64)
+    for dtype in attempts:
+        try:
+            return np.fromiter(map(field, requests), dtype, len(requests)).view(np.uint64)
+        except OverflowError:
+            continue
+    return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
 
 
 class Batch(NamedTuple):
@@ -109,7 +116,7 @@ def batch_arrays(requests: Sequence[Request], salt: int) -> Batch:
     owner = np.repeat(np.arange(n, dtype=np.int64), length)
     tracks_u = _as_uint64(requests, _get_track)
     users_u = _as_uint64(requests, _get_user)
-    seeds_u = _as_uint64(requests, _get_seed)
+    seeds_u = _as_uint64(requests, _get_seed, unsigned_first=True)
     base = mix64_array(np.uint64(salt) ^ seeds_u)
     keys = mix64_array(
         base + users_u * np.uint64(_USER_MUL) + tracks_u * np.uint64(_TRACK_MUL) + length.view(np.uint64) * np.uint64(_HISTORY_MUL)
