@@ -68,7 +68,7 @@ class ContractReport:
         requests: how many requests each check used.
         median_latency_s: median seconds of one `recommend` call.
         p99_latency_s: 99th percentile of the same.
-        batch_latency_s: seconds per request of one `recommend_batch` call over all requests.
+        batch_latency_s: seconds per request of a `recommend_batch` call over all requests (best of 3).
         distinct_tracks: distinct tracks among the answers (0 or 1 hints at a constant answer).
         checks: the checks that passed, in order.
     """
@@ -337,9 +337,12 @@ def check_recommender(
         _compare(name, "deterministic across instances", requests, answers, _answers(build(), requests))
         report.checks += ["same answers when asked again", "deterministic across instances"]
 
-        started = time.perf_counter()
-        batch = recommender.recommend_batch(requests)
-        report.batch_latency_s = (time.perf_counter() - started) / max(len(requests), 1)
+        batch_timings = []
+        for _ in range(3):  # the best of three: one call is at the mercy of a busy machine
+            started = time.perf_counter()
+            batch = recommender.recommend_batch(requests)
+            batch_timings.append(time.perf_counter() - started)
+        report.batch_latency_s = min(batch_timings) / max(len(requests), 1)
         _compare(name, "batch agrees with single", requests, answers, batch)
         if list(recommender.recommend_batch([])) != []:
             raise _fail(name, "empty batch", "recommend_batch([]) must return []")

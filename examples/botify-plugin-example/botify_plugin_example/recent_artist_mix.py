@@ -43,7 +43,7 @@ class RecentArtistMixRecommender(Recommender):
         self.window = window
         self.like_threshold = float(like_threshold)
         self.seed = seed
-        self._by_popularity = np.argsort(-catalog.popularity, kind="stable")
+        self._by_popularity: list[int] = np.argsort(-catalog.popularity, kind="stable").tolist()
         self._first_day = int(catalog.release_day.min())
 
     def get_params(self) -> dict[str, Any]:
@@ -80,7 +80,7 @@ class RecentArtistMixRecommender(Recommender):
             # One generator per request, seeded by everything that defines the request: deterministic.
             rng = np.random.default_rng([self.seed & MASK64, request.seed & MASK64, request.user & MASK64, request.track, len(request.history)])
             return Recommendation(candidates[int(rng.integers(len(candidates)))], 1.0 / len(candidates))
-        for track in self._by_popularity.tolist():
+        for track in self._by_popularity:
             if allowed(track):
                 return Recommendation(track, 1.0)
-        return Recommendation(int(self._by_popularity[0]), 1.0)  # everything was played
+        return Recommendation(self._by_popularity[0], 1.0)  # everything was played
