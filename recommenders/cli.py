@@ -44,7 +44,9 @@ def main() -> None:
 
 
 @main.command("list")
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Table for people, JSON for scripts.")
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Table for people, JSON for scripts."
+)
 def list_recommenders(output: str) -> None:
     """List every registered recommender: where it comes from and whether it needs an artifact.
 
@@ -78,9 +80,21 @@ def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
 @click.argument("name")
 @click.option("--world", type=click.Path(path_type=Path), required=True, help="World directory whose public catalog the recommender serves.")
 @click.option("--param", "pairs", multiple=True, metavar="KEY=VALUE", help="A construction parameter (repeatable), as in the experiments file.")
-@click.option("--artifact", type=click.Path(path_type=Path, exists=True, file_okay=False), help="Artifact directory to load; without it a trainable recommender is fitted on a synthetic log.")
-@click.option("--requests", "n_requests", type=click.IntRange(10, 100_000), default=500, show_default=True, help="How many synthetic requests each check asks.")
-@click.option("--budget-ms", type=click.FloatRange(min=0.001), default=DEFAULT_LATENCY_BUDGET * 1e3, show_default=True, help="Most milliseconds the median recommend() call may take.")
+@click.option(
+    "--artifact",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifact directory to load; without it a trainable recommender is fitted on a synthetic log.",
+)
+@click.option(
+    "--requests", "n_requests", type=click.IntRange(10, 100_000), default=500, show_default=True, help="How many synthetic requests each check asks."
+)
+@click.option(
+    "--budget-ms",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_LATENCY_BUDGET * 1e3,
+    show_default=True,
+    help="Most milliseconds the median recommend() call may take.",
+)
 def check(name: str, world: Path, pairs: tuple[str, ...], artifact: Path | None, n_requests: int, budget_ms: float) -> None:
     """Run the contract kit (recommenders.testing) on the recommender registered as NAME.
 

@@ -256,12 +256,14 @@ def _check_answers(name: str, catalog: Catalog, requests: Sequence[Request], ans
             raise _fail(name, "answers are Recommendations", f"got {answer!r} for {request}")
         track = answer.track
         if isinstance(track, bool) or not isinstance(track, int | np.integer) or not catalog.contains(int(track)):
-            raise _fail(name, "valid track ids", f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}")
+            detail = f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}"
+            raise _fail(name, "valid track ids", detail)
         propensity = answer.propensity
         if propensity is not None and not (isinstance(propensity, float | int) and 0.0 < propensity <= 1.0):
             raise _fail(name, "propensity in (0, 1]", f"propensity {propensity!r} for {request}")
         if request.day is not None and request.day >= first_day and catalog.release_day[track] > request.day:
-            raise _fail(name, "released tracks only", f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}")
+            detail = f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}"
+            raise _fail(name, "released tracks only", detail)
         played = set(request.history) | {request.track}
         if int(track) in played:
             day = max(request.day, first_day) if request.day is not None else int(catalog.release_day.max())
@@ -382,6 +384,7 @@ def check_recommender(
         report.median_latency_s = float(np.median(timings))
         report.p99_latency_s = float(np.quantile(timings, 0.99))
         if report.median_latency_s > latency_budget:
-            raise _fail(name, "latency budget", f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms")
+            detail = f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms"
+            raise _fail(name, "latency budget", detail)
         report.checks.append("latency budget")
     return report

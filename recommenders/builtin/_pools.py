@@ -245,11 +245,15 @@ def pick_many(
     return tracks, np.where(ok, candidates, 0)
 
 
+MAX_CACHED_DAYS = 4  # pools kept per recommender (each costs ~32 bytes per track)
+
+
 class ReleasedPools:
     """Pools of the tracks released by a simulated day, built on first use and cached per day.
 
     `build(released)` gets a boolean mask over the catalog. Days after the last release share
     one pool (so does `day=None`); days before the first release use the first release day's.
+    At most `MAX_CACHED_DAYS` pools are kept, the oldest built dropped first.
     """
 
     def __init__(self, release_day: np.ndarray, build: Callable[[np.ndarray], Pool]) -> None:
@@ -268,6 +272,8 @@ class ReleasedPools:
     def for_key(self, key: int) -> Pool:
         pool = self._cache.get(key)
         if pool is None:
+            if len(self._cache) >= MAX_CACHED_DAYS:  # simulated days move forward: drop the oldest
+                del self._cache[next(iter(self._cache))]
             pool = self._cache[key] = self._build(self._release_day <= key)
         return pool
 

@@ -35,6 +35,6 @@ def test_registry_builds_it_and_it_passes_the_contract(example_plugin: None, sma
 
 
 def test_bad_parameters_name_the_plugin(example_plugin: None, small_catalog: Catalog) -> None:
-    with pytest.raises(registry.RegistryError, match="recent_artist_mix.*window == 0"):
+    with pytest.raises(registry.RegistryError, match=r"recent_artist_mix.*window == 0"):
         registry.make(EXAMPLE_NAME, small_catalog, {"window": 0})
 

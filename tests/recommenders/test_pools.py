@@ -86,7 +86,7 @@ def test_pick_many_agrees_with_pick_one(sizes: list[int], requests: list[tuple[i
         skip = np.array([t for _, _, skips, _ in requests for t in skips], dtype=np.int64)
         owner = np.repeat(np.arange(len(requests)), [len(skips) for _, _, skips, _ in requests])
         got_tracks, got_candidates = pick_many(pool, segs, keys, skip, owner, cap)
-        for i, (segment, key, skips, _) in enumerate(requests):
+        for i, (_, key, skips, _) in enumerate(requests):
             expected = pick_one(pool, int(segs[i]), key, skips, cap) if segs[i] >= 0 else (-1, 0)
             assert (got_tracks[i], got_candidates[i]) == expected
             if expected[0] >= 0:

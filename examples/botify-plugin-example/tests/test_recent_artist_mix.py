@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-
 from botify_plugin_example import RecentArtistMixRecommender
+
 from recommenders.base import Request
 from recommenders.catalog import Catalog
 from recommenders.testing import check_recommender, write_catalog
