@@ -15,6 +15,7 @@ request (which alone costs tens of microseconds).
 
 from __future__ import annotations
 
+import threading
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -262,6 +263,7 @@ class ReleasedPools:
         self._last = int(release_day.max()) if len(release_day) else 0
         self._build = build
         self._cache: dict[int, Pool] = {}
+        self._lock = threading.Lock()
 
     def day_key(self, day: int | None) -> int:
         """The cache key of `day`: clipped to [first release day, last release day]."""
@@ -272,9 +274,12 @@ class ReleasedPools:
     def for_key(self, key: int) -> Pool:
         pool = self._cache.get(key)
         if pool is None:
-            if len(self._cache) >= MAX_CACHED_DAYS:  # simulated days move forward: drop the oldest
-                del self._cache[next(iter(self._cache))]
-            pool = self._cache[key] = self._build(self._release_day <= key)
+            with self._lock:  # a miss is rare (once per day); threads of one worker may race on it
+                pool = self._cache.get(key)
+                if pool is None:
+                    if len(self._cache) >= MAX_CACHED_DAYS:  # simulated days move forward: drop the oldest
+                        del self._cache[next(iter(self._cache))]
+                    pool = self._cache[key] = self._build(self._release_day <= key)
         return pool
 
     def for_day(self, day: int | None) -> Pool:
