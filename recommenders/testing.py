@@ -68,7 +68,7 @@ class ContractReport:
         requests: how many requests each check used.
         median_latency_s: median seconds of one `recommend` call.
         p99_latency_s: 99th percentile of the same.
-        batch_latency_s: seconds per request of one `recommend_batch` call over all requests.
+        batch_latency_s: seconds per request of a `recommend_batch` call over all requests (best of 3).
         distinct_tracks: distinct tracks among the answers (0 or 1 hints at a constant answer).
         checks: the checks that passed, in order.
     """
@@ -256,12 +256,14 @@ def _check_answers(name: str, catalog: Catalog, requests: Sequence[Request], ans
             raise _fail(name, "answers are Recommendations", f"got {answer!r} for {request}")
         track = answer.track
         if isinstance(track, bool) or not isinstance(track, int | np.integer) or not catalog.contains(int(track)):
-            raise _fail(name, "valid track ids", f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}")
+            detail = f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}"
+            raise _fail(name, "valid track ids", detail)
         propensity = answer.propensity
         if propensity is not None and not (isinstance(propensity, float | int) and 0.0 < propensity <= 1.0):
             raise _fail(name, "propensity in (0, 1]", f"propensity {propensity!r} for {request}")
         if request.day is not None and request.day >= first_day and catalog.release_day[track] > request.day:
-            raise _fail(name, "released tracks only", f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}")
+            detail = f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}"
+            raise _fail(name, "released tracks only", detail)
         played = set(request.history) | {request.track}
         if int(track) in played:
             day = max(request.day, first_day) if request.day is not None else int(catalog.release_day.max())
@@ -337,9 +339,12 @@ def check_recommender(
         _compare(name, "deterministic across instances", requests, answers, _answers(build(), requests))
         report.checks += ["same answers when asked again", "deterministic across instances"]
 
-        started = time.perf_counter()
-        batch = recommender.recommend_batch(requests)
-        report.batch_latency_s = (time.perf_counter() - started) / max(len(requests), 1)
+        batch_timings = []
+        for _ in range(3):  # the best of three: one call is at the mercy of a busy machine
+            started = time.perf_counter()
+            batch = recommender.recommend_batch(requests)
+            batch_timings.append(time.perf_counter() - started)
+        report.batch_latency_s = min(batch_timings) / max(len(requests), 1)
         _compare(name, "batch agrees with single", requests, answers, batch)
         if list(recommender.recommend_batch([])) != []:
             raise _fail(name, "empty batch", "recommend_batch([]) must return []")
@@ -379,6 +384,7 @@ def check_recommender(
         report.median_latency_s = float(np.median(timings))
         report.p99_latency_s = float(np.quantile(timings, 0.99))
         if report.median_latency_s > latency_budget:
-            raise _fail(name, "latency budget", f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms")
+            detail = f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms"
+            raise _fail(name, "latency budget", detail)
         report.checks.append("latency budget")
     return report

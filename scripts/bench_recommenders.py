@@ -3,7 +3,8 @@
 The batch endpoint's target (50,000 events/s end to end) leaves each event about 20 us for
 everything; the recommender's share should be a few microseconds. This measures
 `recommend(request)` one call at a time and `recommend_batch(requests)` in batches, over
-realistic sessions (histories of 1 to 20 tracks, first requests included), best of `--repeat`
+realistic sessions (histories of 1 to 20 tracks, first requests included, unsigned 64-bit
+seeds as the service derives them), best of `--repeat`
 runs. `indexed` and `i2i` are fitted on a synthetic log first.
 
     python scripts/bench_recommenders.py --world data/world
@@ -34,10 +35,11 @@ def sessions(catalog: Catalog, n: int, seed: int) -> list[Request]:
         length = int(rng.integers(1, 21))
         artist_tracks = catalog.tracks_of_artist(int(catalog.artist[rng.integers(catalog.n_tracks)]))
         plays = [int(rng.choice(artist_tracks)) if rng.random() < 0.5 else int(rng.integers(catalog.n_tracks)) for _ in range(length)]
-        times = [1.0] + np.round(rng.random(length - 1), 2).tolist()
+        times = [1.0, *np.round(rng.random(length - 1), 2).tolist()]
         user = int(rng.integers(0, 10_000))
         for end in range(1, length + 1):
-            requests.append(Request(user, plays[end - 1], times[end - 1], tuple(plays[:end]), tuple(times[:end]), int(rng.integers(2**62))))
+            seed = int(rng.integers(2**64, dtype=np.uint64))
+            requests.append(Request(user, plays[end - 1], times[end - 1], tuple(plays[:end]), tuple(times[:end]), seed))
     return requests[:n]
 
 
@@ -59,9 +61,13 @@ def build(name: str, catalog: Catalog, events_users: int) -> Recommender:
 
 
 @click.command()
-@click.option("--world", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True, help="World directory (python -m sim.world --out DIR).")
+@click.option(
+    "--world", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True, help="World directory (python -m sim.world --out DIR)."
+)
 @click.option("--requests", "n_requests", type=click.IntRange(100), default=20_000, show_default=True, help="Requests per measurement.")
-@click.option("--batch", "batch_sizes", type=click.IntRange(1), multiple=True, default=(100, 1000, 10_000), show_default=True, help="Batch sizes to time.")
+@click.option(
+    "--batch", "batch_sizes", type=click.IntRange(1), multiple=True, default=(100, 1000, 10_000), show_default=True, help="Batch sizes to time."
+)
 @click.option("--repeat", type=click.IntRange(1, 20), default=5, show_default=True, help="Runs per figure; the best is reported.")
 @click.option("--name", "names", multiple=True, default=DEFAULT_NAMES, show_default=True, help="Recommenders to measure.")
 def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...]) -> None:
