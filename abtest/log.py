@@ -87,6 +87,7 @@ class EventLog:
     def __init__(self, con: duckdb.DuckDBPyConnection, source: str) -> None:
         self.con = con
         self.source = source
+        con.execute("SET enable_progress_bar = false")  # DuckDB would draw on the terminal of long queries
         self.columns = self._check_columns()
 
     @classmethod

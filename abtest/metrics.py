@@ -154,6 +154,9 @@ class Aggregates:
 def aggregates_sql(users: Query, cols: AggrCols) -> Query:
     """Per-arm aggregates of the `users` query: arm, users, mixed users, first and last session start, then the stats."""
     u = UserColumns
+    unknown = [c for c in cols.mean_cols if c not in u.VALUES]
+    if unknown:
+        raise AbtestError(f"unknown per-user column(s) {', '.join(unknown)}; known: {', '.join(u.VALUES)}")
     exprs = ["count(*) AS n", f"count(*) FILTER (WHERE {u.MIXED}) AS n_mixed", f"min({u.FIRST})", f"max({u.LAST})"]
     for col in cols.mean_cols:
         exprs += [f"avg({quote(col)})", f"var_samp({quote(col)})"]
@@ -291,10 +294,6 @@ class RatioOfSums(MetricBaseAggregated):
     ) -> None:
         """Args: numer/denom: per-user columns (`UserColumns`); higher_is_better: direction of improvement."""
         super().__init__(alpha=alpha, relative=relative)
-        if numer not in UserColumns.VALUES or (denom is not None and denom not in UserColumns.VALUES):
-            raise AbtestError(
-                f"numer == {numer!r}, denom == {denom!r}: each must be one of {', '.join(UserColumns.VALUES)}"
-            )
         self.numer = numer
         self.denom = denom
         self.higher_is_better = higher_is_better

@@ -8,7 +8,7 @@ treatment's effect multiplies the fraction listened of every track of its users 
 effect, and on sessions and tracks per session it is exactly 0. Effects of different
 experiments multiply, so one log can hold many independent experiments with known truth.
 
-All randomness comes from DuckDB's `hash` of (seed, ids), so the same seed gives the same log.
+All randomness comes from chained DuckDB `hash`es of (seed, ids), so the same seed gives the same log.
 """
 
 from __future__ import annotations
@@ -54,9 +54,21 @@ class SyntheticExperiment:
             raise AbtestError("latency_effects must have one entry per treatment, like effects")
 
 
+def _hash(seed: int, *parts: str) -> str:
+    """SQL for a well-mixed 64-bit hash of (seed, parts), chaining DuckDB's one-argument `hash`.
+
+    DuckDB's multi-argument hash combines its arguments too simply for simulation (the hashes
+    of (u, 1) and (u, 2) have correlated low bits), so each part is folded in and re-hashed.
+    """
+    sql = f"hash({seed})"
+    for part in parts:
+        sql = f"hash(xor({sql}, ({part})::UBIGINT))"
+    return sql
+
+
 def _uniform(seed: int, *parts: str) -> str:
     """SQL for a uniform number in (0, 1) from the hash of (seed, parts)."""
-    return f"(((hash({seed}, {', '.join(parts)}) >> 11)::DOUBLE + 0.5) / 9007199254740992.0)"
+    return f"((({_hash(seed, *parts)} >> 11)::DOUBLE + 0.5) / 9007199254740992.0)"
 
 
 def events_query(
@@ -79,15 +91,15 @@ def events_query(
     sessions = max(1, round(events / tracks_per_session))
     users = max(1, round(sessions / sessions_per_user))
     max_gain = math.prod(max(1 + e for e in x.effects) for x in experiments)
-    arm_cols = ", ".join(f"(hash({seed}, user, {1000 + k}) % {len(x.effects)})::INTEGER AS a{k}" for k, x in enumerate(experiments))
+    arm_cols = ", ".join(f"({_hash(seed, 'user', str(1000 + k))} % {len(x.effects)})::INTEGER AS a{k}" for k, x in enumerate(experiments))
     gain = " * ".join(
-        "CASE " + " ".join(f"WHEN a{k} = {i} THEN {1 + e!r}" for i, e in enumerate(x.effects)) + " END"
+        "CASE " + " ".join(f"WHEN a{k} = {i} THEN {1 + e!r}::DOUBLE" for i, e in enumerate(x.effects)) + " END"
         for k, x in enumerate(experiments)
     )
     lat_gain = " * ".join(
         ["1.0"]
         + [
-            "CASE " + " ".join(f"WHEN a{k} = {i} THEN {1 + e!r}" for i, e in enumerate(x.latency_effects)) + " END"
+            "CASE " + " ".join(f"WHEN a{k} = {i} THEN {1 + e!r}::DOUBLE" for i, e in enumerate(x.latency_effects)) + " END"
             for k, x in enumerate(experiments)
             if x.latency_effects is not None
         ]
@@ -99,7 +111,7 @@ def events_query(
     # p of the geometric session length: mean length per user is tracks_per_session * (0.5 .. 1.5).
     return f"""
         WITH s AS (
-            SELECT range AS sid, hash({seed}, range, 1) % {users} AS user FROM range({sessions})
+            SELECT range AS sid, {_hash(seed, "range", "1")} % {users} AS user FROM range({sessions})
         ), u AS (
             SELECT sid, user,
                    row_number() OVER (PARTITION BY user ORDER BY sid) - 1 AS rank,
@@ -115,14 +127,14 @@ def events_query(
             SELECT *, unnest(range(len)) AS i FROM l
         )
         SELECT (TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}'
-                + to_seconds((hash({seed}, user, 5) % 21600)::BIGINT + rank * {SESSION_GAP_H * 3600}
-                             + (hash({seed}, sid, 6) % 3600)::BIGINT + i * {TRACK_GAP_S}))::{t[c.TS]} AS {quote(c.TS)},
+                + to_seconds(({_hash(seed, "user", "5")} % 21600)::BIGINT + rank * {SESSION_GAP_H * 3600}
+                             + ({_hash(seed, "sid", "6")} % 3600)::BIGINT + i * {TRACK_GAP_S}))::{t[c.TS]} AS {quote(c.TS)},
                user::{t[c.USER]} AS {quote(c.USER)},
                {"sid" if session_ids else "NULL"}::{t[c.SESSION]} AS {quote(c.SESSION)},
                (CASE WHEN i = len - 1 THEN '{MESSAGE_LAST}' ELSE '{MESSAGE_NEXT}' END)::{t[c.MESSAGE]} AS {quote(c.MESSAGE)},
-               (hash({seed}, sid, i, 7) % {CATALOG})::{t[c.TRACK]} AS {quote(c.TRACK)},
+               ({_hash(seed, "sid", "i", "7")} % {CATALOG})::{t[c.TRACK]} AS {quote(c.TRACK)},
                (taste * {_uniform(seed, "sid", "i", "8")} * gain)::{t[c.TIME]} AS {quote(c.TIME)},
-               (CASE WHEN i = len - 1 THEN NULL ELSE hash({seed}, sid, i, 9) % {CATALOG} END)::{t[c.RECOMMENDATION]}
+               (CASE WHEN i = len - 1 THEN NULL ELSE {_hash(seed, "sid", "i", "9")} % {CATALOG} END)::{t[c.RECOMMENDATION]}
                    AS {quote(c.RECOMMENDATION)},
                ('rec' || a0::VARCHAR)::{t[c.RECOMMENDER]} AS {quote(c.RECOMMENDER)},
                ({BASE_LATENCY_S} * (1 + {_uniform(seed, "sid", "i", "10")} ^ 2) * lat_gain)::{t[c.LATENCY]}
@@ -170,6 +182,7 @@ def write_synthetic_log(
         session_ids=session_ids,
     )
     con = duckdb.connect() if parquet else duckdb.connect(str(path))
+    con.execute("SET enable_progress_bar = false")
     try:
         if parquet:
             con.execute(f"COPY ({sql}) TO '{str(path).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
