@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from abtest.report import Report
 
+MIN_SESSIONS_PER_POINT = 20  # bins with fewer sessions in an arm are too noisy to plot their means
+
 _STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
@@ -75,11 +77,16 @@ def timeseries_figure(report: Report):  # noqa: ANN201
     for ax, (column, title) in zip(axes, panels, strict=True):
         for arm in arms:
             part = frame[frame["arm"] == arm]
+            if column != "sessions":
+                part = part[part["sessions"] >= MIN_SESSIONS_PER_POINT]
             ax.plot(part["bin"], part[column], marker=".", label=report.arm_label(arm))
         ax.set_ylabel(title)
         ax.grid(alpha=0.3)
     axes[0].legend(loc="best")
-    axes[0].set_title(f"per {frame.attrs.get('bin_seconds', 0) / 3600:g} h of (simulated) time, by session start")
+    axes[0].set_title(
+        f"per {frame.attrs.get('bin_seconds', 0) / 3600:g} h of (simulated) time, by session start "
+        f"(means shown where an arm has >= {MIN_SESSIONS_PER_POINT} sessions)"
+    )
     fig.autofmt_xdate()
     fig.tight_layout()
     return fig

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from typing import Any
 
 import click
@@ -67,7 +68,7 @@ def aa(
             if not keep.any():
                 raise click.ClickException(f"treatment {arm} of experiment {info.name!r} has no users in the log")
             values = {name: array[keep] for name, array in values.items()}
-        with click.progressbar(length=runs, label="A/A re-splits", file=click.get_text_stream("stderr")) as bar:
+        with click.progressbar(length=runs, label="A/A re-splits", file=sys.stderr) as bar:
             results = run_aa(
                 values[UserColumns.USER],
                 values,
