@@ -69,7 +69,7 @@ class ServiceConfig(_Strict):
     experiments: Path = Path("config/experiments.yml")
     log: Path = Path("data/events.duckdb")
     seed: int = Field(0, ge=0, lt=2**63)  # mixed into every request's seed
-    day_zero: dt.date = dt.date(2024, 1, 1)  # the date of simulated day 0: a client's ts -> Request.day
+    day_zero: dt.date = dt.date(2025, 12, 31)  # the date of simulated day 0 (sim.run starts day 1 on 2026-01-01): a client's ts -> Request.day
     server: ServerConfig = ServerConfig()
     history: HistoryConfig = HistoryConfig()
     eventlog: EventLogConfig = EventLogConfig()

@@ -56,7 +56,7 @@ class Service:
     writer: EventWriter
     limits: LimitsConfig = LimitsConfig()
     seed: int = 0
-    day_zero: dt.date = dt.date(2024, 1, 1)
+    day_zero: dt.date = dt.date(2025, 12, 31)
 
     def __post_init__(self) -> None:
         self._day_zero_ms = int(dt.datetime.combine(self.day_zero, dt.time(), dt.UTC).timestamp() * 1000)

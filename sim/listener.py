@@ -25,6 +25,8 @@ Every random draw is a common random number keyed by (listener, episode, purpose
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sim import streams
@@ -89,6 +91,19 @@ class ListenerModel:
     def n_slots(self) -> int:
         return len(self.user)
 
+    def grow(self, n_slots: int) -> None:
+        """Make room for `n_slots` concurrent sessions, keeping the sessions in progress."""
+        extra = n_slots - self.n_slots
+        if extra <= 0:
+            return
+        for name in ("user", "episode", "step", "budget", "track", "_bias", "_sharpness", "_gamma"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.zeros(extra, dtype=array.dtype)]))
+        for name in ("history", "_history_artist"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full((extra, array.shape[1]), -1, dtype=array.dtype)]))
+        self._interest = np.concatenate([self._interest, np.zeros((extra, self._interest.shape[1]))])
+
     @staticmethod
     def fraction(
         dot: np.ndarray,
@@ -106,17 +121,16 @@ class ListenerModel:
         """Begin a session of `users[i]` (episode `episodes[i]`) in `slots[i]`; return first tracks."""
         slots, users, episodes = (np.asarray(a, dtype=np.int64) for a in (slots, users, episodes))
         p = self._params
+        draw = self._draws(users, episodes)
         first_interest = self._offsets[users]
         n_interests = self._offsets[users + 1] - first_interest
-        interest = first_interest + streams.choice_index(
-            streams.uniform(self.key, users, episodes, streams.INTEREST), n_interests
-        )
+        interest = first_interest + streams.choice_index(draw(streams.INTEREST), n_interests)
         k = p.interest_neighbours[users]
-        pick = streams.choice_index(streams.uniform(self.key, users, episodes, streams.FIRST_TRACK), k)
+        pick = streams.choice_index(draw(streams.FIRST_TRACK), k)
         first = self._nearest[interest, pick].astype(np.int64)
         if self.popular_start > 0:
-            popular = streams.uniform(self.key, users, episodes, streams.POPULAR_START) < self.popular_start
-            u = streams.uniform(self.key, users, episodes, streams.POPULAR_TRACK) * self._popularity_cdf[-1]
+            popular = draw(streams.POPULAR_START) < self.popular_start
+            u = draw(streams.POPULAR_TRACK) * self._popularity_cdf[-1]
             charted = np.minimum(np.searchsorted(self._popularity_cdf, u, side="right"), len(self._popularity_cdf) - 1)
             first = np.where(popular, charted, first)
 
@@ -135,34 +149,48 @@ class ListenerModel:
         self._gamma[slots] = p.artist_discount_gamma[users]
         return first
 
-    def respond(self, actions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Every slot listens to `actions[slot]`; return (fractions, session ended) per slot."""
+    def _draws(self, users: np.ndarray, episodes: np.ndarray) -> Callable[[int], np.ndarray]:
+        """Per-session uniforms for a purpose; plain-integer hashing for one session (no numpy overhead)."""
+        if len(users) == 1:
+            user, episode = int(users[0]), int(episodes[0])
+            return lambda purpose: np.array([streams.uniform_scalar(self.key, user, episode, purpose)])
+        return lambda purpose: streams.uniform(self.key, users, episodes, purpose)
+
+    def respond(self, actions: np.ndarray, slots: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Slot `slots[i]` (every slot by default) listens to `actions[i]`.
+
+        Returns the fractions listened and whether each of those sessions has ended.
+        """
         actions = np.asarray(actions, dtype=np.int64)
-        width = int(self.step.max()) + 1
-        seen = self.history[:, :width]
-        repeated = (seen == actions[:, None]).any(axis=1)
+        # Slices keep the all-slots case (the vector env's) free of fancy-indexing copies.
+        rows: slice | np.ndarray = slice(None) if slots is None else np.asarray(slots, dtype=np.int64)
+        pairs = np.arange(self.n_slots) if slots is None else rows
+        step = self.step[rows].copy()  # a view when rows is a slice; it is updated below
+        width = int(step.max()) + 1
+        repeated = (self.history[rows, :width] == actions[:, None]).any(axis=1)
         artists = self._artist[actions]
-        artist_plays = (self._history_artist[:, :width] == artists[:, None]).sum(axis=1)
-        dot = np.einsum("ij,ij->i", self._taste[actions].astype(np.float64), self._interest)
-        fractions = self.fraction(dot, self._bias, self._sharpness, self._gamma, artist_plays, repeated)
+        artist_plays = (self._history_artist[rows, :width] == artists[:, None]).sum(axis=1)
+        interest = self._interest[rows]
+        dot = np.einsum("ij,ij->i", self._taste[actions].astype(np.float64), interest)
+        fractions = self.fraction(dot, self._bias[rows], self._sharpness[rows], self._gamma[rows], artist_plays, repeated)
 
-        if self.n_slots == 1:  # the single environment's hot path: skip numpy's per-call overhead
-            coin = streams.uniform_scalar(self.key, int(self.user[0]), int(self.episode[0]), streams.BUDGET, int(self.step[0]))
+        if len(pairs) == 1:  # the single environment's hot path: skip numpy's per-call overhead
+            row = int(pairs[0])
+            coin = streams.uniform_scalar(self.key, int(self.user[row]), int(self.episode[row]), streams.BUDGET, int(step[0]))
         else:
-            coin = streams.uniform(self.key, self.user, self.episode, streams.BUDGET, self.step)
-        self.budget -= coin < 1.0 - fractions
-        self.step += 1
-        rows = np.arange(self.n_slots)
-        column = np.minimum(self.step, self.max_steps)
-        self.history[rows, column] = actions
-        self._history_artist[rows, column] = artists
-        self.track[:] = actions
+            coin = streams.uniform(self.key, self.user[rows], self.episode[rows], streams.BUDGET, step)
+        self.budget[rows] -= coin < 1.0 - fractions
+        self.step[rows] = step + 1
+        column = np.minimum(step + 1, self.max_steps)
+        self.history[pairs, column] = actions
+        self._history_artist[pairs, column] = artists
+        self.track[rows] = actions
         if self.interest_drift > 0:
-            self._drift(actions, fractions)
-        return fractions, self.budget <= 0
+            self._interest[rows] = self._drift(interest, actions, fractions)
+        return fractions, self.budget[rows] <= 0
 
-    def _drift(self, actions: np.ndarray, fractions: np.ndarray) -> None:
-        scale = np.linalg.norm(self._interest, axis=1, keepdims=True)
+    def _drift(self, interest: np.ndarray, actions: np.ndarray, fractions: np.ndarray) -> np.ndarray:
+        scale = np.linalg.norm(interest, axis=1, keepdims=True)
         rate = (self.interest_drift * fractions)[:, None]
-        moved = self._interest + rate * (self._taste[actions] - self._interest)
-        self._interest = scale * moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
+        moved = interest + rate * (self._taste[actions] - interest)
+        return scale * moved / np.maximum(np.linalg.norm(moved, axis=1, keepdims=True), 1e-12)
