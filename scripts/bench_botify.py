@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import http.client
+import io
 import json
 import os
 import re
@@ -226,6 +227,66 @@ def serve_bare(engine: str, port: int, workers: int) -> None:
     ENGINES[engine](bare_app(), config)
 
 
+def _wsgi_call(app, path: str, body: bytes) -> bytes:  # noqa: ANN001 - a Flask app
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": path,
+        "SERVER_NAME": HOST,
+        "SERVER_PORT": "5001",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": io.BytesIO(body),
+        "wsgi.errors": sys.stderr,
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": str(len(body)),
+    }
+    return b"".join(app.wsgi_app(environ, lambda _status, _headers: None))
+
+
+def _per_request(app, requests: list[tuple[str, bytes]], duration: float) -> float:  # noqa: ANN001
+    """Seconds per request of `app` called as WSGI in this process: the best of several rounds."""
+    best = float("inf")
+    deadline = time.perf_counter() + duration
+    while time.perf_counter() < deadline:
+        tick = time.perf_counter()
+        for path, body in requests:
+            _wsgi_call(app, path, body)
+        best = min(best, (time.perf_counter() - tick) / len(requests))
+    return best
+
+
+def in_process(world: Path, recommender: str, scratch: Path, duration: float) -> dict[str, float]:
+    """The service's own work (recommender, history, logging) against the bare route, both
+    called as WSGI apps in this process: no server and no client, so far less noise than over
+    the network. Returns microseconds per request of each and the overhead in %."""
+    from botify import create_app, eventlog
+
+    experiments = scratch / f"inproc-{recommender}.yml"
+    experiments.write_text(experiment_yaml(recommender))
+    app = create_app({"world": str(world), "experiments": str(experiments), "log": str(scratch / f"inproc-{recommender}" / "events.duckdb")})
+    bare = bare_app()
+    rng = np.random.default_rng(0)
+    requests = []
+    for i in range(2000):
+        step = i % SESSION_LENGTH
+        message = "last" if step == SESSION_LENGTH - 1 else "next"
+        body = b'{"track": %d, "time": %.2f}' % (rng.integers(TRACKS), 1.0 if step == 0 else rng.random())
+        requests.append((f"/{message}/{i // SESSION_LENGTH}", body))
+    try:
+        floor = service = float("inf")
+        for _ in range(3):  # interleaved, so a burst of load elsewhere hits both alike
+            floor = min(floor, _per_request(bare, requests, duration / 6))
+            service = min(service, _per_request(app, requests, duration / 6))
+    finally:
+        eventlog.close_log(app)
+    return {"bare_us": floor * 1e6, "service_us": service * 1e6, "overhead_pct": (service / floor - 1) * 100}
+
+
+def experiment_yaml(recommender: str) -> str:
+    """One serving experiment with `recommender` in both treatments."""
+    return f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {{recommender: {recommender}}}\n      - {{recommender: {recommender}}}\n"
+
+
 def start(command: list[str], log: Path) -> subprocess.Popen:
     with open(log, "ab") as out:
         return subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True, cwd=REPO)
@@ -264,6 +325,7 @@ def main() -> None:
     parser.add_argument("--clients", default="wrk,python")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="granian only, wrk only, concurrency 1 and 4")
+    parser.add_argument("--in-process", type=float, default=6.0, help="seconds per recommender of the in-process overhead figure (0: skip)")
     parser.add_argument("--json", type=Path, help="also write every figure to this file")
     parser.add_argument("--serve-bare", nargs=3, metavar=("ENGINE", "PORT", "WORKERS"), help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -277,10 +339,16 @@ def main() -> None:
         sys.exit(f"no world at {args.world}: generate one with `.venv/bin/python -m sim.world --out {args.world}`")
     clients = args.clients.split(",")
     if "wrk" in clients and shutil.which("wrk") is None:
-        sys.exit("wrk is missing: apt-get install wrk (or --clients python)")
+        print("wrk is not installed (Debian: apt-get install wrk): skipping the wrk points, the Python client still runs", flush=True)
+        clients = [c for c in clients if c != "wrk"] or ["python"]
     levels = [int(c) for c in args.concurrency.split(",")]
     results: list[dict] = []
     scratch = Path(tempfile.mkdtemp(prefix="bench_botify_"))
+    print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
+    if args.in_process > 0:
+        for recommender in args.recommenders.split(","):
+            results.append({"target": recommender, "client": "in-process", **in_process(args.world, recommender, scratch, args.in_process)})
+            print(json.dumps(results[-1]), flush=True)
     redis_process, redis_url = start_redis(scratch)
     python = sys.executable
     try:
@@ -297,9 +365,7 @@ def main() -> None:
                     stop(process)
                 for recommender in args.recommenders.split(","):
                     experiments = scratch / f"{recommender}.yml"
-                    experiments.write_text(
-                        f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {{recommender: {recommender}}}\n      - {{recommender: {recommender}}}\n"
-                    )
+                    experiments.write_text(experiment_yaml(recommender))
                     port = free_port()
                     log = scratch / f"{engine}-{workers}-{recommender}" / "events.duckdb"
                     command = [python, "-m", "botify", "serve", "--world", str(args.world), "--experiments", str(experiments), "--log", str(log)]
@@ -332,7 +398,15 @@ def main() -> None:
 
 def report(results: list[dict]) -> None:
     """Markdown tables: throughput and latency per point, overhead over the bare floor."""
-    floors = {(r["engine"], r["workers"], r["client"], r["concurrency"]): r["rps"] for r in results if r["target"] == "bare"}
+    print(f"\nload average after the run: {' '.join(f'{x:.1f}' for x in os.getloadavg())} on {os.cpu_count()} CPUs")
+    inproc = [r for r in results if r.get("client") == "in-process"]
+    if inproc:
+        print("\nIn process (WSGI calls, no server, best of 3 rounds): the service's own work over the bare route")
+        print("\n| recommender | bare route us/request | service us/request | overhead (target <= 25%) |")
+        print("|---|---|---|---|")
+        for r in inproc:
+            print(f"| {r['target']} | {r['bare_us']:.0f} | {r['service_us']:.0f} | {r['overhead_pct']:+.0f}% |")
+    floors = {(r["engine"], r["workers"], r["client"], r["concurrency"]): r["rps"] for r in results if r["target"] == "bare" and "rps" in r}
     print("\n| server | workers | target | client | conc | req/s | p50 ms | p99 ms | overhead vs bare | x course |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for r in results:

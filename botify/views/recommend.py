@@ -28,11 +28,18 @@ from botify.validation import BadRequest, Item, parse_batch, parse_batch_item, p
 bp = Blueprint("recommend", __name__)
 
 INTERNAL = "internal error while recommending (see the service log)"
+DRAIN_MAX = 1 << 20  # bytes: a refused body up to this size is read and dropped, keeping the connection
+DRAIN_CHUNK = 1 << 16  # bytes
 
 
 def _read_body(limit: int) -> bytes:
     length = request.content_length
     if length is not None and length > limit:
+        if length <= DRAIN_MAX:
+            # The WSGI servers drop a keep-alive connection whose request body was left unread,
+            # so a client's next request would fail; reading it keeps the connection usable.
+            while request.stream.read(DRAIN_CHUNK):
+                pass
         raise BadRequest(f"body too large: {length} bytes, at most {limit}", 413)
     return request.get_data(cache=False)
 

@@ -330,3 +330,32 @@ def test_same_ts_and_session_give_the_same_answers(make_app: Callable[..., Flask
     second = make_app(log=tmp_path / "again" / "events.duckdb").test_client().post("/batch", json={"requests": items}).get_json()
 
     assert first == second
+
+
+EVERY_ENDPOINT_BAD = [
+    ("GET", "/track/abc", None, 404, "not found: GET /track/abc"),
+    ("GET", "/track/50000", None, 404, "track 50000"),
+    ("POST", "/track/1", None, 405, "method POST not allowed on /track/1"),
+    ("GET", "/experiments/-1", None, 400, "user -1 is out of range"),
+    ("GET", "/experiments/9223372036854775808", None, 400, "user 9223372036854775808 is out of range"),
+    ("GET", "/experiments/abc", None, 404, "not found: GET /experiments/abc"),
+    ("DELETE", "/experiments", None, 405, "method DELETE not allowed"),
+    ("POST", "/", None, 405, "method POST not allowed on /"),
+    ("POST", "/next/1", b"\xff\xfe", 400, "not valid JSON"),
+    ("POST", "/last/-5", orjson.dumps(COURSE_BODY), 400, "user -5 is out of range"),
+    ("POST", "/batch", b"", 400, "body is empty"),
+    ("POST", "/batch", b'{"requests": [' + b" " * 9_000_000 + b"]}", 413, "body too large"),
+    ("GET", "/batch", None, 405, "method GET not allowed on /batch"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "body", "status", "message"), EVERY_ENDPOINT_BAD, ids=[f"{m} {p}" for m, p, *_ in EVERY_ENDPOINT_BAD])
+def test_every_endpoint_answers_bad_input_with_a_json_4xx(
+    client: FlaskClient, app: Flask, method: str, path: str, body: bytes | None, status: int, message: str
+) -> None:
+    response = client.open(path, method=method, data=body, content_type="application/json")
+
+    assert response.status_code == status
+    assert response.mimetype == "application/json"
+    assert message in response.get_json()["error"]
+    assert app.extensions[eventlog.EXTENSION].pending() == 0

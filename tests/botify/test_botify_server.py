@@ -97,11 +97,12 @@ def users_served_by(log: Path, recommender: str) -> set[int]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("engine", ["granian", "gunicorn"])
 def test_kill_9_loses_at_most_the_last_flush_window_and_a_restart_appends(
-    serve: Callable[..., Server], small_world_dir: Path, experiments_file: Path, redis_url: str, tmp_path: Path
+    serve: Callable[..., Server], small_world_dir: Path, experiments_file: Path, redis_url: str, tmp_path: Path, engine: str
 ) -> None:
     log = tmp_path / "events.duckdb"
-    server = serve(*server_args(small_world_dir, experiments_file, log, redis_url, "--flush-window", str(FLUSH)))
+    server = serve(*server_args(small_world_dir, experiments_file, log, redis_url, "--server", engine, "--flush-window", str(FLUSH)))
     before = Load(server.url, clients=2, duration=0.6).run()
     during = Load(server.url, clients=2, duration=30, user_base=10**7).start()
     time.sleep(0.6)
@@ -118,7 +119,7 @@ def test_kill_9_loses_at_most_the_last_flush_window_and_a_restart_appends(
     assert not (Counter(sealed_by_age) - rows), f"events older than the flush window ({FLUSH} s) were lost"
     count_after_kill = sum(rows.values())
 
-    restarted = serve(*server_args(small_world_dir, experiments_file, log, redis_url, "--flush-window", "3600"))
+    restarted = serve(*server_args(small_world_dir, experiments_file, log, redis_url, "--server", engine, "--flush-window", "3600"))
     after = Load(restarted.url, clients=2, duration=0.5, user_base=2 * 10**7).run()
     assert restarted.stop() == 0  # a clean stop seals what the workers hold, however long the window
 
@@ -191,3 +192,49 @@ def test_serve_help_explains_every_option() -> None:
     assert result.exit_code == 0
     for option in ("--config", "--world", "--experiments", "--log", "--host", "--port", "--workers", "--server", "--history", "--flush-window"):
         assert option in result.output
+
+
+REAL_SERVER_BAD = [
+    ("POST", "/next/1", b"track=10&time=0.3", 400, "not valid JSON"),
+    ("POST", "/next/1", b'{"track": 10}', 400, "missing field 'time'"),
+    ("POST", "/next/1", b'{"track": 10, "time": 1.5}', 400, "time must be in [0, 1]"),
+    ("POST", "/next/1", b'{"track": 2999999, "time": 0.3}', 400, "is not in the catalog"),
+    ("POST", "/next/-1", b'{"track": 10, "time": 0.3}', 400, "user -1 is out of range"),
+    ("POST", "/last/99999999999999999999", b'{"track": 10, "time": 0.3}', 400, "is out of range"),
+    ("POST", "/next/1", b'{"track": 10, "time": 0.3, "pad": "' + b"x" * 100_000 + b'"}', 413, "body too large"),
+    ("POST", "/batch", b'{"requests": [{"message": "next"}]', 400, "not valid JSON"),
+    ("GET", "/experiments/-3", None, 400, "user -3 is out of range"),
+    ("GET", "/track/abc", None, 404, "not found"),
+    ("GET", "/next/1", None, 405, "not allowed"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("engine", ["granian", "gunicorn"])
+def test_the_real_server_answers_bad_input_with_json_4xx_and_logs_none_of_it(
+    serve: Callable[..., Server], small_world_dir: Path, experiments_file: Path, tmp_path: Path, engine: str
+) -> None:
+    log = tmp_path / "events.duckdb"
+    server = serve("--world", small_world_dir, "--experiments", experiments_file, "--log", log, "--server", engine)
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+    answers = []
+    for method, path, body, _status, _message in REAL_SERVER_BAD:
+        # One keep-alive connection throughout, with a good request after each bad one: a refused
+        # body (even one the server did not read) must not spoil the connection.
+        connection.request(method, path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answers.append((response.status, response.getheader("Content-Type"), json.loads(response.read())))
+        if response.will_close:
+            connection.close()
+            connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=10)
+        connection.request("POST", "/next/7", json.dumps({"track": 10, "time": 0.3}), {"Content-Type": "application/json"})
+        good = connection.getresponse()
+        assert good.status == 200 and set(json.loads(good.read())) == {"user", "track"}, f"after {method} {path}"
+    connection.close()
+    assert server.stop() == 0
+
+    for (method, path, _body, status, message), (got, content_type, answer) in zip(REAL_SERVER_BAD, answers, strict=True):
+        assert got == status, f"{method} {path}"
+        assert content_type.startswith("application/json")
+        assert message in answer["error"], f"{method} {path}: {answer}"
+    assert logged(log) == Counter({(7, None, "next", 10, 0.3): len(REAL_SERVER_BAD)})
