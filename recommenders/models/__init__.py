@@ -3,7 +3,6 @@
 Submodules, one job each:
 
 - `sessions`: the event log as listening sessions (numpy arrays), split by simulated day.
-- `eventlog`: read the event log from a DuckDB file or its Parquet export.
 - `config`: validated training and serving configurations of every learned model.
 - `ranking`: the scoring contract shared by learned models and offline evaluation.
 - `artifacts`: the artifact directory format (JSON metadata plus `.npz` weights).

@@ -41,8 +41,8 @@ class DSSMConfig(LikeConfig):
     track_dropout: float = Field(0.1, ge=0.0, lt=1.0)  # share of target ids replaced by the cold-track id
     batch_size: int = Field(512, ge=2)
     sampled_negatives: int = Field(512, ge=0)  # uniform catalog negatives per batch, besides in-batch ones
-    logq_correction: bool = True  # subtract log sampling probability from negative logits
-    lr: float = Field(0.003, gt=0.0)
+    logq_correction: bool = False  # subtract log(expected sampling count) from every logit (debiases popularity)
+    lr: float = Field(0.001, gt=0.0)
     weight_decay: float = Field(1e-3, ge=0.0)
     epochs: int = Field(50, ge=1, le=10_000)
     validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # latest sessions held out for early stopping
@@ -55,19 +55,26 @@ class DSSMConfig(LikeConfig):
 
 
 class BPRKNNConfig(LikeConfig):
-    """Training configuration of KNN candidate pairing plus the BPR ranker."""
+    """Training configuration of KNN candidate pairing plus the BPR ranker.
 
-    min_candidates: int = Field(20, ge=1)  # add neighbours until a user has this many candidate tracks
+    The write-up's values where they carry over (embedding 128, 4 negatives, batch 16384,
+    lr 0.005, at most 50 neighbours); candidate counts are larger because a listening session
+    consumes many tracks, and training runs more epochs with an L2 penalty because an event log
+    is far smaller than the write-up's data set (a batch of 16384 triplets is most of an epoch).
+    """
+
+    min_candidates: int = Field(100, ge=1)  # add neighbours until a user has this many candidate tracks
     max_neighbours: int = Field(50, ge=1)
-    candidates: int = Field(100, ge=1)  # candidate tracks kept per user (sampled by neighbour votes)
+    candidates: int = Field(200, ge=1)  # candidate tracks kept per user (sampled by neighbour votes)
     embedding_dim: int = Field(128, ge=1, le=4096)
     negatives: int = Field(4, ge=1)  # sampled negatives per positive
     batch_size: int = Field(16_384, ge=1)
     lr: float = Field(0.005, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
-    l2: float = Field(1e-5, ge=0.0)  # penalty on the embeddings of each batch
-    epochs: int = Field(30, ge=1, le=10_000)
-    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # users' latest likes held out for MRR
+    l2: float = Field(0.1, ge=0.0)  # penalty on the mean squared norm of each batch's embeddings
+    epochs: int = Field(100, ge=1, le=10_000)
+    early_stopping_patience: int = Field(10, ge=1)  # epochs without a better validation MRR before training stops
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # users whose latest like is held out for MRR
     validation_negatives: int = Field(50, ge=1)
 
     @model_validator(mode="after")
@@ -80,13 +87,14 @@ class BPRKNNConfig(LikeConfig):
 class DSSMServing(_Strict):
     """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
 
-    artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
 class BPRKNNServing(_Strict):
     """Serving parameters of `bpr_knn`."""
 
-    session_weight: float = Field(1.0, ge=0.0)  # weight of the similarity to the session's liked tracks
+    session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
+    candidate_boost: float = Field(0.5, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
     artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
@@ -112,6 +120,14 @@ def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) ->
         return cls.model_validate(data)
     except ValidationError as error:
         raise ConfigError(_describe(error, source)) from None
+
+
+def serving_params(cls: type[Config], params: dict[str, Any], name: str) -> Config:
+    """Validate a recommender's construction parameters: `TypeError` for unknown ones, `ValueError` for bad values."""
+    unknown = sorted(set(params) - set(cls.model_fields))
+    if unknown:
+        raise TypeError(f"recommender {name!r} got unknown parameter(s): {', '.join(unknown)} (known: {', '.join(cls.model_fields)})")
+    return from_mapping(cls, params, source=f"{name} params")
 
 
 def load_config(cls: type[Config], path: str | Path | None, **overrides: Any) -> Config:

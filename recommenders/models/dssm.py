@@ -26,7 +26,7 @@ import pandas as pd
 
 from recommenders.catalog import Catalog
 from recommenders.models.artifacts import read_metadata, read_weights, write_artifact
-from recommenders.models.config import ConfigError, DSSMConfig, DSSMServing, from_mapping
+from recommenders.models.config import DSSMConfig, DSSMServing, serving_params
 from recommenders.models.features import TrackInputs, feature_statistics, mean_content, vocabulary_index
 from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import PAD, Context, ScoringRecommender
@@ -50,6 +50,7 @@ def session_examples(log: SessionLog, like_threshold: float, history: int, user_
         users=vocabulary_index(log.user[rows], user_vocabulary),
         recent=np.where(valid, log.track[previous], PAD).astype(np.int64),
         times=np.where(valid, log.time[previous], 0.0).astype(np.float32),
+        first=log.track[log.offsets[log.session[rows]]].astype(np.int64),
         targets=log.track[rows].astype(np.int64),
     )
     return log.session[rows], examples
@@ -96,17 +97,18 @@ class DSSMRecommender(ScoringRecommender):
     name = "dssm"
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
-        try:
-            serving = from_mapping(DSSMServing, params, source="dssm params")
-        except ConfigError as error:
-            raise TypeError(str(error)) from None
+        serving = serving_params(DSSMServing, params, self.name)
         super().__init__(catalog)
+        self._params = serving
         self.artist_penalty = serving.artist_penalty
         self.config = DSSMConfig()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
         self._weights: dict[str, np.ndarray] = {}
         self._arrays: dict[str, np.ndarray] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        return self._params.model_dump()
 
     # Training -----------------------------------------------------------------------------
 
@@ -208,8 +210,9 @@ class DSSMRecommender(ScoringRecommender):
         liked_mean = (liked[..., None] * features).sum(1) / np.maximum(liked.sum(1, keepdims=True), 1e-6)
         skipped_mean = (skipped[..., None] * features).sum(1) / np.maximum(skipped.sum(1, keepdims=True), 1e-6)
         last = features[:, 0] * valid[:, :1]
+        opening = self._features[np.maximum(context.first, 0)] * (context.first >= 0)[:, None]
         inputs = np.concatenate(
-            [self._weights["users.weight"][users], liked_mean, skipped_mean, last, context.recent_times[:, :1] * valid[:, :1]], axis=1
+            [self._weights["users.weight"][users], liked_mean, skipped_mean, last, opening, context.recent_times[:, :1] * valid[:, :1]], axis=1
         )
         return _tower(inputs.astype(np.float32), self._weights, "user_tower")
 

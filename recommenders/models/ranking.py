@@ -42,14 +42,18 @@ class Context:
         users: (B,) int64 external user ids.
         recent: (B, L) int64 the session's last L tracks, newest first, `PAD` where shorter.
         recent_times: (B, L) float32 fractions listened for `recent`, 0 at padding.
+        first: (B,) int64 the session's first track (the listener's own choice), `PAD` if unknown.
         played_rows, played_tracks: (P,) int64 every (request, track) pair played in the session.
+        days: (B,) int64 the request's simulated day, -1 when it did not say (every track released).
     """
 
     users: np.ndarray
     recent: np.ndarray
     recent_times: np.ndarray
+    first: np.ndarray
     played_rows: np.ndarray
     played_tracks: np.ndarray
+    days: np.ndarray
 
     @classmethod
     def from_requests(cls, requests: Sequence[Request], history: int, n_tracks: int) -> Context:
@@ -57,6 +61,7 @@ class Context:
         batch = len(requests)
         recent = np.full((batch, history), PAD, dtype=np.int64)
         recent_times = np.zeros((batch, history), dtype=np.float32)
+        first = np.full(batch, PAD, dtype=np.int64)
         rows: list[np.ndarray] = []
         tracks: list[np.ndarray] = []
         for row, request in enumerate(requests):
@@ -77,14 +82,18 @@ class Context:
             newest = session[::-1][:history]
             recent[row, : len(newest)] = newest
             recent_times[row, : len(newest)] = times[::-1][:history]
+            if len(session):
+                first[row] = session[0]
             rows.append(np.full(len(session), row, dtype=np.int64))
             tracks.append(session)
         return cls(
             users=np.asarray([request.user for request in requests], dtype=np.int64),
             recent=recent,
             recent_times=recent_times,
+            first=first,
             played_rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
             played_tracks=np.concatenate(tracks) if tracks else np.zeros(0, np.int64),
+            days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
         )
 
 
@@ -117,7 +126,8 @@ class CatalogScorer:
 
     Needs the attributes `catalog` and `history_length` (session tracks kept in a `Context`).
     Serving ranks by `_serving_scores`: the model's scores lowered by `artist_penalty` for each
-    earlier play of a track's artist in the session, and -inf for tracks already played.
+    earlier play of a track's artist in the session, and -inf for tracks already played or not
+    yet released on the request's `day`.
     """
 
     catalog: Catalog
@@ -130,6 +140,10 @@ class CatalogScorer:
 
     def _serving_scores(self, context: Context) -> np.ndarray:
         scores = self._score_all(context)
+        release_day = self.catalog.release_day
+        if len(release_day) and release_day.max() > 0:
+            for row in np.flatnonzero(context.days >= 0):
+                scores[row, release_day > context.days[row]] = -np.inf
         if self.artist_penalty > 0:
             rows, artists, counts = artist_counts(context, self.catalog.artist)
             for row, artist, count in zip(rows, artists, counts, strict=True):
@@ -176,11 +190,11 @@ class ScoringRecommender(CatalogScorer, Trainable):
         if not self.fitted:
             raise NotFittedError(self.name)
 
-    def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
-        """The best unplayed track for each request, computed in vectorised chunks."""
+    def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """The best unplayed track for each request (a deterministic choice: propensity 1), in vectorised chunks."""
         if not requests:
             return []
-        return [Recommendation(int(track)) for track in self.rank(requests, 1)[:, 0]]
+        return [Recommendation(int(track), 1.0) for track in self.rank(requests, 1)[:, 0]]
 
     def _recommend(self, request: Request) -> Recommendation:
-        return self.recommend_batch([request])[0]
+        return self._recommend_batch([request])[0]

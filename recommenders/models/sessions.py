@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from botify.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
+from recommenders.dataset import Dataset
 
 NS_PER_DAY = 86_400 * 1_000_000_000
 
@@ -49,8 +50,10 @@ class SessionLog:
     offsets: np.ndarray
 
     @classmethod
-    def from_events(cls, events: pd.DataFrame) -> SessionLog:
-        """Sessions from an event-log DataFrame (columns `ts, user, session, message, track, time`)."""
+    def from_events(cls, events: pd.DataFrame | Dataset) -> SessionLog:
+        """Sessions from the event log (a `Dataset`, or a DataFrame with `ts, user, session, message, track, time`)."""
+        if isinstance(events, Dataset):
+            events = events.interactions
         needed = (Columns.TS, Columns.USER, Columns.MESSAGE, Columns.TRACK, Columns.TIME)
         missing = [name for name in needed if name not in events.columns]
         if missing:
@@ -184,13 +187,25 @@ class SessionLog:
         test = self.session_day >= first_test_day
         return self.select(~test), self.select(test)
 
+    def to_frame(self) -> pd.DataFrame:
+        """The playbacks as a DataFrame with the log's column names (`ts, user, session, track, time`)."""
+        return pd.DataFrame(
+            {
+                Columns.TS: pd.to_datetime(self.ts, unit="ns"),
+                Columns.USER: self.user,
+                Columns.SESSION: self.session,
+                Columns.TRACK: self.track,
+                Columns.TIME: self.time.astype(np.float64),
+            }
+        )
+
     @property
     def last_ts(self) -> int | None:
         """The latest `ts` (ns) of any event, None for an empty log."""
         return int(self.ts.max()) if len(self) else None
 
 
-def as_session_log(events: pd.DataFrame | SessionLog, n_tracks: int) -> SessionLog:
+def as_session_log(events: pd.DataFrame | Dataset | SessionLog, n_tracks: int) -> SessionLog:
     """`events` as sessions, checked against a catalog of `n_tracks` tracks."""
     log = events if isinstance(events, SessionLog) else SessionLog.from_events(events)
     if len(log) and (log.track.min() < 0 or log.track.max() >= n_tracks):

@@ -73,8 +73,10 @@ class DSSMNet(nn.Module):
     """User tower over (user, recent session tracks), item tower over track features; score = u.v / sqrt(D).
 
     The user side sees the user's embedding, the listen-time-weighted mean of the recent tracks'
-    features (likes), the (1 - time)-weighted mean (skips), the last track's features and how
-    much of it was heard. Both towers share the track features.
+    features (likes), the (1 - time)-weighted mean (skips), the last track's features, the
+    session's first track's features (the listener's own pick, the best clue to what the
+    session is about) and how much of the last track was heard. Both towers share the track
+    features.
     """
 
     def __init__(self, inputs: TrackInputs, n_users: int, n_ids: int, n_artists: int, n_tags: int, config: DSSMConfig) -> None:
@@ -83,7 +85,7 @@ class DSSMNet(nn.Module):
         self.users = nn.Embedding(n_users + 1, config.hidden_dim)
         nn.init.normal_(self.users.weight, std=EMBEDDING_INIT_STD)
         width = self.tracks.width
-        self.user_tower = Tower(config.hidden_dim + 3 * width + 1, config.embedding_dim)
+        self.user_tower = Tower(config.hidden_dim + 4 * width + 1, config.embedding_dim)
         self.item_tower = Tower(width, config.embedding_dim)
         self.scale = 1.0 / math.sqrt(config.embedding_dim)
 
@@ -91,8 +93,8 @@ class DSSMNet(nn.Module):
         """(*,) external track ids -> (*, D) item embeddings."""
         return self.item_tower(self.tracks(tracks, cold))
 
-    def encode_users(self, users: torch.Tensor, recent: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
-        """(B,) user indices, (B, L) recent tracks newest first (-1 padding), (B, L) times -> (B, D)."""
+    def encode_users(self, users: torch.Tensor, recent: torch.Tensor, times: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """(B,) user indices, (B, L) recent tracks newest first (-1 padding), (B, L) times, (B,) first tracks -> (B, D)."""
         valid = (recent >= 0).to(times.dtype)
         features = self.tracks(recent.clamp(min=0))
         liked = times * valid
@@ -100,7 +102,8 @@ class DSSMNet(nn.Module):
         liked_mean = (liked.unsqueeze(-1) * features).sum(1) / liked.sum(1, keepdim=True).clamp(min=1e-6)
         skipped_mean = (skipped.unsqueeze(-1) * features).sum(1) / skipped.sum(1, keepdim=True).clamp(min=1e-6)
         last = features[:, 0] * valid[:, :1]
-        inputs = torch.cat([self.users(users), liked_mean, skipped_mean, last, times[:, :1] * valid[:, :1]], dim=-1)
+        opening = self.tracks(first.clamp(min=0)) * (first >= 0).to(times.dtype).unsqueeze(-1)
+        inputs = torch.cat([self.users(users), liked_mean, skipped_mean, last, opening, times[:, :1] * valid[:, :1]], dim=-1)
         return self.user_tower(inputs)
 
 
@@ -112,19 +115,21 @@ class Examples:
         users: (N,) int64 internal user indices (0 = cold).
         recent: (N, L) int64 external ids of the previous session tracks, newest first, -1 padding.
         times: (N, L) float32 fractions listened for `recent`.
+        first: (N,) int64 external id of the session's first track.
         targets: (N,) int64 external id of the liked track.
     """
 
     users: np.ndarray
     recent: np.ndarray
     times: np.ndarray
+    first: np.ndarray
     targets: np.ndarray
 
     def __len__(self) -> int:
         return len(self.targets)
 
     def subset(self, index: np.ndarray) -> Examples:
-        return Examples(self.users[index], self.recent[index], self.times[index], self.targets[index])
+        return Examples(self.users[index], self.recent[index], self.times[index], self.first[index], self.targets[index])
 
 
 class _Loss:
@@ -146,7 +151,7 @@ class _Loss:
         cold_users = batch.get("cold_users")
         if cold_users is not None:
             users = users.masked_fill(cold_users, 0)
-        u = net.encode_users(users, batch["recent"], batch["times"])
+        u = net.encode_users(users, batch["recent"], batch["times"], batch["first"])
         targets = batch["targets"]
         candidates = torch.cat([targets, sampled])
         cold = batch.get("cold_tracks")
@@ -169,6 +174,7 @@ def _tensors(examples: Examples, index: np.ndarray, device: torch.device) -> dic
         "users": torch.from_numpy(examples.users[index]).to(device),
         "recent": torch.from_numpy(examples.recent[index]).to(device),
         "times": torch.from_numpy(examples.times[index]).to(device),
+        "first": torch.from_numpy(examples.first[index]).to(device),
         "targets": torch.from_numpy(examples.targets[index]).to(device),
     }
 
