@@ -68,7 +68,7 @@ class ContractReport:
         requests: how many requests each check used.
         median_latency_s: median seconds of one `recommend` call.
         p99_latency_s: 99th percentile of the same.
-        batch_latency_s: seconds per request of one `recommend_batch` call over all requests.
+        batch_latency_s: seconds per request of a `recommend_batch` call over all requests (best of 3).
         distinct_tracks: distinct tracks among the answers (0 or 1 hints at a constant answer).
         checks: the checks that passed, in order.
     """
@@ -197,50 +197,45 @@ def make_events(
     """A synthetic event log with every column of `botify.columns.Columns`, for fitting in tests.
 
     Each user has two favourite artists; a session plays mostly their tracks (listened far) and
-    some popular tracks (listened less), one minute apart. It is no simulation of the world's
-    listeners, only a log with structure for a model to find. Tracks of the first release day.
+    some tracks drawn by the popularity prior (listened less), one minute apart. It is no
+    simulation of the world's listeners, only a log with structure for a model to find.
+    Tracks of the first release day only; vectorised, so a log of 10^6 plays takes a second.
     """
     rng = np.random.default_rng(seed)
-    first_day_tracks = np.flatnonzero(catalog.release_day <= catalog.release_day.min())
-    prior = catalog.popularity[first_day_tracks] + 1e-12
-    prior = prior / prior.sum()
-    artists_present = np.unique(catalog.artist[first_day_tracks])
-    rows: list[tuple[Any, ...]] = []
-    clock = pd.Timestamp(start)
-    session_id = 0
-    for user in range(users):
-        favourites = rng.choice(artists_present, size=min(2, len(artists_present)), replace=False)
-        liked_pool = first_day_tracks[np.isin(catalog.artist[first_day_tracks], favourites)]
-        for _ in range(sessions_per_user):
-            session_id += 1
-            plays: list[tuple[int, float]] = []
-            for _ in range(session_length):
-                if rng.random() < 0.7:
-                    plays.append((int(rng.choice(liked_pool)), round(float(rng.beta(5, 2)), 2)))
-                else:
-                    plays.append((int(rng.choice(first_day_tracks, p=prior)), round(float(rng.beta(2, 5)), 2)))
-            for position, (track, listened) in enumerate(plays):
-                last = position == len(plays) - 1
-                rows.append(
-                    (
-                        clock,
-                        user,
-                        session_id,
-                        MESSAGE_LAST if last else MESSAGE_NEXT,
-                        track,
-                        listened,
-                        None if last else plays[position + 1][0],
-                        "random",
-                        0.0005,
-                        {"cold_start": 0},
-                        None if last else 1.0 / len(first_day_tracks),
-                    )
-                )
-                clock += pd.Timedelta(minutes=1)
-    frame = pd.DataFrame(rows, columns=list(Columns.ALL))
-    frame[Columns.RECOMMENDATION] = frame[Columns.RECOMMENDATION].astype("Int64")
-    frame[Columns.PROPENSITY] = frame[Columns.PROPENSITY].astype("Float64")
-    return frame
+    pool = np.flatnonzero(catalog.release_day <= catalog.release_day.min())
+    pool = pool[np.argsort(catalog.artist[pool], kind="stable")]  # grouped by artist
+    artists, first, count = np.unique(catalog.artist[pool], return_index=True, return_counts=True)
+    cdf = np.cumsum(catalog.popularity[pool] + 1e-12)
+    n_sessions = users * sessions_per_user
+    total = n_sessions * session_length
+    user = np.repeat(np.arange(users, dtype=np.int64), sessions_per_user * session_length)
+    favourites = rng.integers(len(artists), size=(users, 2))
+    # A favourite play: one of the user's two artists, then one of that artist's tracks.
+    artist = favourites[user, rng.integers(2, size=total)]
+    favourite_track = pool[first[artist] + (rng.random(total) * count[artist]).astype(np.int64)]
+    popular_track = pool[np.minimum(np.searchsorted(cdf, rng.random(total) * cdf[-1]), len(pool) - 1)]
+    is_favourite = rng.random(total) < 0.7
+    track = np.where(is_favourite, favourite_track, popular_track)
+    listened = np.round(np.where(is_favourite, rng.beta(5, 2, total), rng.beta(2, 5, total)), 2)
+    last = (np.arange(total) % session_length) == session_length - 1
+    following = np.append(track[1:], 0)
+    frame = pd.DataFrame(
+        {
+            Columns.TS: pd.Timestamp(start) + pd.to_timedelta(np.arange(total), unit="min"),
+            Columns.USER: user,
+            Columns.SESSION: 1 + np.arange(total) // session_length,
+            Columns.MESSAGE: np.where(last, MESSAGE_LAST, MESSAGE_NEXT),
+            Columns.TRACK: track,
+            Columns.TIME: listened,
+            Columns.RECOMMENDATION: pd.array(np.where(last, 0, following), dtype="Int64"),
+            Columns.RECOMMENDER: "random",
+            Columns.LATENCY: 0.0005,
+            Columns.EXPERIMENTS: [{"cold_start": 0}] * total,
+            Columns.PROPENSITY: pd.array(np.full(total, 1.0 / len(pool)), dtype="Float64"),
+        }
+    )
+    frame.loc[last, [Columns.RECOMMENDATION, Columns.PROPENSITY]] = pd.NA
+    return frame[list(Columns.ALL)]
 
 
 # -- the checks ----------------------------------------------------------------------------------
@@ -261,12 +256,14 @@ def _check_answers(name: str, catalog: Catalog, requests: Sequence[Request], ans
             raise _fail(name, "answers are Recommendations", f"got {answer!r} for {request}")
         track = answer.track
         if isinstance(track, bool) or not isinstance(track, int | np.integer) or not catalog.contains(int(track)):
-            raise _fail(name, "valid track ids", f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}")
+            detail = f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}"
+            raise _fail(name, "valid track ids", detail)
         propensity = answer.propensity
         if propensity is not None and not (isinstance(propensity, float | int) and 0.0 < propensity <= 1.0):
             raise _fail(name, "propensity in (0, 1]", f"propensity {propensity!r} for {request}")
         if request.day is not None and request.day >= first_day and catalog.release_day[track] > request.day:
-            raise _fail(name, "released tracks only", f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}")
+            detail = f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}"
+            raise _fail(name, "released tracks only", detail)
         played = set(request.history) | {request.track}
         if int(track) in played:
             day = max(request.day, first_day) if request.day is not None else int(catalog.release_day.max())
@@ -342,9 +339,12 @@ def check_recommender(
         _compare(name, "deterministic across instances", requests, answers, _answers(build(), requests))
         report.checks += ["same answers when asked again", "deterministic across instances"]
 
-        started = time.perf_counter()
-        batch = recommender.recommend_batch(requests)
-        report.batch_latency_s = (time.perf_counter() - started) / max(len(requests), 1)
+        batch_timings = []
+        for _ in range(3):  # the best of three: one call is at the mercy of a busy machine
+            started = time.perf_counter()
+            batch = recommender.recommend_batch(requests)
+            batch_timings.append(time.perf_counter() - started)
+        report.batch_latency_s = min(batch_timings) / max(len(requests), 1)
         _compare(name, "batch agrees with single", requests, answers, batch)
         if list(recommender.recommend_batch([])) != []:
             raise _fail(name, "empty batch", "recommend_batch([]) must return []")
@@ -384,6 +384,7 @@ def check_recommender(
         report.median_latency_s = float(np.median(timings))
         report.p99_latency_s = float(np.quantile(timings, 0.99))
         if report.median_latency_s > latency_budget:
-            raise _fail(name, "latency budget", f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms")
+            detail = f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms"
+            raise _fail(name, "latency budget", detail)
         report.checks.append("latency budget")
     return report

@@ -25,6 +25,8 @@ Every random draw is a common random number keyed by (listener, episode, purpose
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from sim import streams
@@ -89,6 +91,19 @@ class ListenerModel:
     def n_slots(self) -> int:
         return len(self.user)
 
+    def grow(self, n_slots: int) -> None:
+        """Make room for `n_slots` concurrent sessions, keeping the sessions in progress."""
+        extra = n_slots - self.n_slots
+        if extra <= 0:
+            return
+        for name in ("user", "episode", "step", "budget", "track", "_bias", "_sharpness", "_gamma"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.zeros(extra, dtype=array.dtype)]))
+        for name in ("history", "_history_artist"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full((extra, array.shape[1]), -1, dtype=array.dtype)]))
+        self._interest = np.concatenate([self._interest, np.zeros((extra, self._interest.shape[1]))])
+
     @staticmethod
     def fraction(
         dot: np.ndarray,
@@ -106,17 +121,16 @@ class ListenerModel:
         """Begin a session of `users[i]` (episode `episodes[i]`) in `slots[i]`; return first tracks."""
         slots, users, episodes = (np.asarray(a, dtype=np.int64) for a in (slots, users, episodes))
         p = self._params
+        draw = self._draws(users, episodes)
         first_interest = self._offsets[users]
         n_interests = self._offsets[users + 1] - first_interest
-        interest = first_interest + streams.choice_index(
-            streams.uniform(self.key, users, episodes, streams.INTEREST), n_interests
-        )
+        interest = first_interest + streams.choice_index(draw(streams.INTEREST), n_interests)
         k = p.interest_neighbours[users]
-        pick = streams.choice_index(streams.uniform(self.key, users, episodes, streams.FIRST_TRACK), k)
+        pick = streams.choice_index(draw(streams.FIRST_TRACK), k)
         first = self._nearest[interest, pick].astype(np.int64)
         if self.popular_start > 0:
-            popular = streams.uniform(self.key, users, episodes, streams.POPULAR_START) < self.popular_start
-            u = streams.uniform(self.key, users, episodes, streams.POPULAR_TRACK) * self._popularity_cdf[-1]
+            popular = draw(streams.POPULAR_START) < self.popular_start
+            u = draw(streams.POPULAR_TRACK) * self._popularity_cdf[-1]
             charted = np.minimum(np.searchsorted(self._popularity_cdf, u, side="right"), len(self._popularity_cdf) - 1)
             first = np.where(popular, charted, first)
 
@@ -134,6 +148,13 @@ class ListenerModel:
         self._sharpness[slots] = p.consume_sharpness[users]
         self._gamma[slots] = p.artist_discount_gamma[users]
         return first
+
+    def _draws(self, users: np.ndarray, episodes: np.ndarray) -> Callable[[int], np.ndarray]:
+        """Per-session uniforms for a purpose; plain-integer hashing for one session (no numpy overhead)."""
+        if len(users) == 1:
+            user, episode = int(users[0]), int(episodes[0])
+            return lambda purpose: np.array([streams.uniform_scalar(self.key, user, episode, purpose)])
+        return lambda purpose: streams.uniform(self.key, users, episodes, purpose)
 
     def respond(self, actions: np.ndarray, slots: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Slot `slots[i]` (every slot by default) listens to `actions[i]`.

@@ -16,7 +16,6 @@ class Oracle:
 
     def __init__(self, world: World) -> None:
         self.world = world
-        self._released = world.catalog.release_day == 0
 
     def taste(self, tracks: np.ndarray | int) -> np.ndarray:
         """Hidden taste vectors of `tracks`, shape (..., taste_dim)."""
@@ -31,11 +30,12 @@ class Oracle:
         interests = self.interests(user)
         return interests[int(np.argmax(interests @ self.world.taste[first_track]))]
 
-    def best_tracks(self, interest: np.ndarray, n: int, *, released_only: bool = True) -> np.ndarray:
-        """The `n` tracks of highest dot product with `interest`, best first."""
+    def best_tracks(self, interest: np.ndarray, n: int, *, day: int | None = 0) -> np.ndarray:
+        """The `n` tracks of highest dot product with `interest`, best first, among the tracks
+        released by `day` (None: the whole catalog, future releases included)."""
         scores = self.world.taste @ np.asarray(interest, dtype=np.float32)
-        if released_only:
-            scores = np.where(self._released, scores, -np.inf)
+        if day is not None:
+            scores = np.where(self.world.catalog.release_day <= day, scores, -np.inf)
         n = min(n, len(scores))
         top = np.argpartition(-scores, n - 1)[:n]
         return top[np.argsort(-scores[top], kind="stable")]

@@ -15,6 +15,7 @@ request (which alone costs tens of microseconds).
 
 from __future__ import annotations
 
+import threading
 import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
@@ -67,11 +68,18 @@ def request_key(salt: int, request: Request) -> int:
     )
 
 
-def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int]) -> np.ndarray:
-    try:
-        return np.fromiter(map(field, requests), np.int64, len(requests)).view(np.uint64)
-    except OverflowError:  # ids or seeds beyond int64: reduce modulo 2**64 as the single form does
-        return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
+def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int], *, unsigned_first: bool = False) -> np.ndarray:
+    """`field` of every request modulo 2**64, as uint64 (what `& MASK64` gives in the single form).
+
+    Ids fit int64; seeds are often unsigned 64-bit hashes, hence `unsigned_first` for them.
+    """
+    attempts = (np.uint64, np.int64) if unsigned_first else (np.int64, np.uint64)
+    for dtype in attempts:
+        try:
+            return np.fromiter(map(field, requests), dtype, len(requests)).view(np.uint64)
+        except OverflowError:
+            continue
+    return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
 
 
 class Batch(NamedTuple):
@@ -109,7 +117,7 @@ def batch_arrays(requests: Sequence[Request], salt: int) -> Batch:
     owner = np.repeat(np.arange(n, dtype=np.int64), length)
     tracks_u = _as_uint64(requests, _get_track)
     users_u = _as_uint64(requests, _get_user)
-    seeds_u = _as_uint64(requests, _get_seed)
+    seeds_u = _as_uint64(requests, _get_seed, unsigned_first=True)
     base = mix64_array(np.uint64(salt) ^ seeds_u)
     keys = mix64_array(
         base + users_u * np.uint64(_USER_MUL) + tracks_u * np.uint64(_TRACK_MUL) + length.view(np.uint64) * np.uint64(_HISTORY_MUL)
@@ -238,11 +246,15 @@ def pick_many(
     return tracks, np.where(ok, candidates, 0)
 
 
+MAX_CACHED_DAYS = 4  # pools kept per recommender (each costs ~32 bytes per track)
+
+
 class ReleasedPools:
     """Pools of the tracks released by a simulated day, built on first use and cached per day.
 
     `build(released)` gets a boolean mask over the catalog. Days after the last release share
     one pool (so does `day=None`); days before the first release use the first release day's.
+    At most `MAX_CACHED_DAYS` pools are kept, the oldest built dropped first.
     """
 
     def __init__(self, release_day: np.ndarray, build: Callable[[np.ndarray], Pool]) -> None:
@@ -251,6 +263,7 @@ class ReleasedPools:
         self._last = int(release_day.max()) if len(release_day) else 0
         self._build = build
         self._cache: dict[int, Pool] = {}
+        self._lock = threading.Lock()
 
     def day_key(self, day: int | None) -> int:
         """The cache key of `day`: clipped to [first release day, last release day]."""
@@ -261,7 +274,12 @@ class ReleasedPools:
     def for_key(self, key: int) -> Pool:
         pool = self._cache.get(key)
         if pool is None:
-            pool = self._cache[key] = self._build(self._release_day <= key)
+            with self._lock:  # a miss is rare (once per day); threads of one worker may race on it
+                pool = self._cache.get(key)
+                if pool is None:
+                    if len(self._cache) >= MAX_CACHED_DAYS:  # simulated days move forward: drop the oldest
+                        del self._cache[next(iter(self._cache))]
+                    pool = self._cache[key] = self._build(self._release_day <= key)
         return pool
 
     def for_day(self, day: int | None) -> Pool:

@@ -27,7 +27,8 @@ class I2IRecommender(StoredListsRecommender):
     unplayed, released neighbour (or nothing was liked) the `fallback` answers.
 
     Artifact directory: `manifest.json` and `neighbours.parquet` with integer columns `anchor`,
-    `rank` (0 = best) and `track` (the neighbour), and an optional float `score`. Write one with `I2IRecommender.from_lists(catalog, {anchor: [tracks]}).save(DIR)`, or with
+    `rank` (0 = best) and `track` (the neighbour), and an optional float `score`. Write one
+    with `I2IRecommender.from_lists(catalog, {anchor: [tracks]}).save(DIR)`, or with
     `fit(events).save(DIR)`: cosine similarity of tracks by the sessions that liked both
     (see `recommenders.builtin._lists.co_listening`), the `neighbours` best per track.
 

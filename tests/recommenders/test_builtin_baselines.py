@@ -13,6 +13,7 @@ from botify.columns import Columns
 from recommenders import registry
 from recommenders.base import Recommendation, Request
 from recommenders.builtin._artifacts import ArtifactError
+from recommenders.builtin._pools import Pool, ReleasedPools
 from recommenders.builtin.random import RandomRecommender
 from recommenders.builtin.sticky_artist import StickyArtistRecommender
 from recommenders.builtin.top_pop import TopPopRecommender
@@ -196,3 +197,18 @@ def test_get_params_rebuilds_the_same_recommender(small_catalog: Catalog, cls: t
     rebuilt = cls(small_catalog, **original.get_params())
     requests = [_request((t, t + 1), seed=t) for t in range(0, 2000, 97)]
     assert rebuilt.recommend_batch(requests) == original.recommend_batch(requests)
+
+
+def test_pools_per_day_stay_bounded() -> None:
+    built: list[int] = []
+
+    def build(released: np.ndarray) -> Pool:
+        built.append(int(released.sum()))
+        order = np.flatnonzero(released)
+        return Pool(order, np.array([0, len(order)]), len(released))
+
+    pools = ReleasedPools(np.repeat(np.arange(10), 3), build)  # three tracks released per day
+    for day in [0, 1, 2, 3, 4, 5, 5, 0]:
+        pools.for_day(day)
+    assert built == [3, 6, 9, 12, 15, 18, 3]  # day 5 came from the cache; day 0 was dropped and rebuilt
+    assert pools.for_day(None).order.tolist() == list(range(30))

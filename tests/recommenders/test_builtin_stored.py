@@ -38,7 +38,13 @@ SIM_02 = 0.5
 @pytest.fixture
 def tiny_log() -> pd.DataFrame:
     rows = [
-        {Columns.TS: pd.Timestamp("2024-01-01") + pd.Timedelta(minutes=i), Columns.USER: user, Columns.SESSION: session, Columns.TRACK: track, Columns.TIME: time}
+        {
+            Columns.TS: pd.Timestamp("2024-01-01") + pd.Timedelta(minutes=i),
+            Columns.USER: user,
+            Columns.SESSION: session,
+            Columns.TRACK: track,
+            Columns.TIME: time,
+        }
         for i, (user, session, plays) in enumerate(SESSIONS)
         for track, time in plays
     ]
@@ -162,7 +168,11 @@ def test_lists_written_by_another_tool_load(tiny_catalog: Catalog, tmp_path: Pat
 
 @pytest.mark.parametrize(
     ("params", "message"),
-    [({"anchors": 0}, "anchors == 0, must be >= 1"), ({"like_threshold": 1.5}, "like_threshold == 1.5, must be <= 1.0"), ({"fallback": "dssm"}, "fallback == 'dssm'")],
+    [
+        ({"anchors": 0}, "anchors == 0, must be >= 1"),
+        ({"like_threshold": 1.5}, r"like_threshold == 1\.5, must be <= 1\.0"),
+        ({"fallback": "dssm"}, "fallback == 'dssm'"),
+    ],
 )
 def test_i2i_bad_parameters(tiny_catalog: Catalog, params: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):

@@ -56,8 +56,11 @@ def test_batch_keys_match_single_keys_for_odd_ids() -> None:
         Request(user=-5, track=3, time=1.0, history=(3,), seed=-1),
         Request(user=2**63 + 7, track=4, time=0.5, history=(1, 4), seed=2**64 - 1),
         Request(user=0, track=0, time=0.0, seed=42),
+        Request(user=3, track=1, time=0.3, seed=2**64 - 5),
     ]
     assert batch_arrays(requests, salt=99).keys.tolist() == [request_key(99, r) for r in requests]
+    unsigned_seeds = requests[1:]  # seeds as the service sends them: unsigned 64-bit hashes
+    assert batch_arrays(unsigned_seeds, salt=7).keys.tolist() == [request_key(7, r) for r in unsigned_seeds]
 
 
 @settings(max_examples=60, deadline=None)
@@ -83,7 +86,7 @@ def test_pick_many_agrees_with_pick_one(sizes: list[int], requests: list[tuple[i
         skip = np.array([t for _, _, skips, _ in requests for t in skips], dtype=np.int64)
         owner = np.repeat(np.arange(len(requests)), [len(skips) for _, _, skips, _ in requests])
         got_tracks, got_candidates = pick_many(pool, segs, keys, skip, owner, cap)
-        for i, (segment, key, skips, _) in enumerate(requests):
+        for i, (_, key, skips, _) in enumerate(requests):
             expected = pick_one(pool, int(segs[i]), key, skips, cap) if segs[i] >= 0 else (-1, 0)
             assert (got_tracks[i], got_candidates[i]) == expected
             if expected[0] >= 0:

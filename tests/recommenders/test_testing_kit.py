@@ -131,7 +131,7 @@ def test_a_broken_plugin_is_caught(catalog: Catalog, cls: type[Recommender], che
 
 
 def test_latency_budget(catalog: Catalog) -> None:
-    with pytest.raises(ContractError, match="latency budget.*budget 1.00 ms"):
+    with pytest.raises(ContractError, match=r"latency budget.*budget 1\.00 ms"):
         check_recommender(lambda: Slow(catalog), catalog, requests=make_requests(catalog, 8), latency_budget=0.001)
 
 

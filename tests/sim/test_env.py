@@ -158,3 +158,11 @@ def test_env_config_errors_name_the_field() -> None:
     with pytest.raises(ConfigError, match="listener.speed: unknown key"):
         env_config_from_mapping({"listener": {"speed": 2}})
     assert EnvConfig().listener.max_session_steps == 250
+
+
+def test_make_vec_builds_the_numpy_vector_env(small_world: World) -> None:
+    env = gym.make_vec(sim.ENV_ID, num_envs=4, vectorization_mode="vector_entry_point", world=small_world)
+    assert isinstance(env, SessionVectorEnv)
+    observation, _ = env.reset(seed=2)
+    _, reward, _, _, _ = env.step(observation["track"])  # every slot repeats its first track
+    assert reward.shape == (4,) and (reward == 0).all()
