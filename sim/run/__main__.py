@@ -18,7 +18,6 @@ from tqdm import tqdm
 
 from sim.config import EnvConfig, ServiceOptions, load_env_config
 from sim.run.clients import RemoteClient, ServiceError, ServiceUnavailable
-from sim.run.locallog import write_local_log
 from sim.run.shards import ClientSpec, InlineExecutor, ProcessExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.run.timeline import Timeline
@@ -198,6 +197,8 @@ def _report(results: list[ShardResult], description: dict | None, wall: float, l
         f"wall time {wall:.2f} s, {steps / wall:,.0f} steps/s"
     )
     if log_path is not None:
+        from sim.run.locallog import write_local_log
+
         events = [e for result in results for e in result.events]
         write_local_log(log_path, events)
         click.echo(f"events written to {log_path}")

@@ -85,7 +85,11 @@ class RemoteClient:
             ) from None
         if answer.status_code != 200:
             raise ServiceUnavailable(f"{self.base}/ answered {answer.status_code}: is this a botify service?")
-        return orjson.loads(answer.content)
+        description = orjson.loads(answer.content)
+        experiments = self._http.get(self.base + "/experiments", timeout=min(self.options.timeout_s, 5.0))
+        if experiments.status_code == 200:  # botify's; the course's service has no such page
+            description.update(orjson.loads(experiments.content))
+        return description
 
     def serve(self, items: Sequence[Item]) -> list[int | None]:
         if self._batch:

@@ -30,7 +30,7 @@ def treatment_labels(description: dict[str, object] | None, users: np.ndarray) -
     if not serving:
         return np.full(len(users), "service", dtype=object)
     experiment = serving[0]
-    names = [str(t) for t in experiment["treatments"]]
+    names = [str(t["recommender"]) if isinstance(t, dict) else str(t) for t in experiment["treatments"]]
     index = assignment(str(experiment["name"]), users, len(names))
     labels = np.array([("C" if i == 0 else f"T{i}") + f" {names[i]}" for i in range(len(names))], dtype=object)
     return labels[index]

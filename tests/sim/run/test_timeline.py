@@ -116,14 +116,9 @@ def test_local_log_matches_the_simulator(small_world_dir: Path, tmp_path: Path) 
             "SELECT session, count(*) FILTER (WHERE message = 'next'), count(*) FILTER (WHERE message = 'last') "
             "FROM events GROUP BY session ORDER BY session"
         ).fetchall()
-        rewards = dict(connection.execute(
-            # the reward of each listened recommendation is the `time` of the message that follows it
-            """
-            SELECT session, sum(time) FROM (
-                SELECT session, time, row_number() OVER (PARTITION BY session ORDER BY ts, message = 'last') AS position FROM events
-            ) WHERE position > 1 GROUP BY session
-            """
-        ).fetchall())
+        # Each listened recommendation's fraction arrives with the message after it; the first
+        # message carries the listener's own first track with time 1.0.
+        rewards = dict(connection.execute("SELECT session, sum(time) - 1.0 FROM events GROUP BY session").fetchall())
     expected = sorted(job.records, key=lambda r: r.session)
     assert per_session == [(r.session, r.tracks, 1) for r in expected]
     assert all(rewards[r.session] == pytest.approx(r.time, abs=1e-9) for r in expected)
@@ -143,3 +138,16 @@ def test_cli_errors_are_clear(small_world_dir: Path, tmp_path: Path) -> None:
     assert typo.exit_code != 0 and "servce: unknown key" in typo.output
     unknown = runner.invoke(run_cli, ["--config", str(tmp_path / "none.yml")])
     assert unknown.exit_code != 0 and "does not exist" in unknown.output
+
+
+def test_summary_assignment_is_the_service_s() -> None:
+    from botify.experiments import assign
+    from sim.run.summary import assignment, treatment_labels
+
+    users = np.arange(0, 50_000, 37)
+    assert assignment("cold_start", users, 3).tolist() == [assign("cold_start", int(u), 3) for u in users]
+    description = {"experiments": [{"name": "x", "serving": False, "treatments": [{"recommender": "a"}, {"recommender": "b"}]},
+                                   {"name": "cold_start", "serving": True, "treatments": [{"recommender": "random"}, {"recommender": "sticky_artist"}]}]}
+    labels = treatment_labels(description, np.array([1, 2, 3]))
+    assert set(labels) <= {"C random", "T1 sticky_artist"}
+    assert labels.tolist() == [("C random", "T1 sticky_artist")[assign("cold_start", u, 2)] for u in (1, 2, 3)]

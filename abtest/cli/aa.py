@@ -1,0 +1,116 @@
+"""`abtest aa`: A/A calibration by re-salting the assignment hash over the logged users."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from typing import Any
+
+import click
+
+from abtest.calibration import run_aa
+from abtest.cli.options import PERCENT, log_options, make_filters, open_log, stat_options, user_errors
+from abtest.config import resolve
+from abtest.experiment import user_values
+from abtest.metrics import UserColumns, default_metrics
+
+
+@click.command()
+@click.option("--runs", type=click.IntRange(min=1), default=1000, show_default=True, help="Number of re-splits.")
+@click.option("--inject", type=PERCENT, default=None, help="Known relative effect added to one half, e.g. 5%.")
+@click.option(
+    "--arm",
+    default="0",
+    show_default=True,
+    help="Users to re-split: a treatment index (a pure A/A population), or 'all'.",
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Chooses another family of re-salted splits.")
+@click.option("--strict", is_flag=True, help="Exit 1 when the false-positive rate, KS test or coverage is off.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@log_options
+@stat_options
+def aa(
+    runs: int,
+    inject: float | None,
+    arm: str,
+    seed: int,
+    strict: bool,
+    fmt: str,
+    log_path: str,
+    experiment: str | None,
+    since: Any,
+    until: Any,
+    days: tuple[float, float] | None,
+    recommenders: tuple[str, ...],
+    include_open_sessions: bool,
+    metrics: tuple[str, ...],
+    alpha: float | None,
+    relative: str | None,
+    estimand: str | None,
+) -> None:
+    """Check the statistics on the log itself: re-split users many times with no true effect.
+
+    Reports per metric the false-positive rate at alpha with its exact binomial interval and a
+    Kolmogorov-Smirnov test of the p-values' uniformity. With --inject, one half of every split
+    gets a known relative effect, and the report adds interval coverage and power.
+    """
+    filters = make_filters(since, until, days, recommenders, include_open_sessions)
+    if arm != "all" and not arm.lstrip("-").isdigit():
+        raise click.BadParameter(f"{arm!r}, must be a treatment index or 'all'", param_hint="--arm")
+    with open_log(log_path) as log, user_errors():
+        alpha = resolve("alpha", alpha)
+        chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
+        columns = sorted({c for m in chosen.values() for c in (m.numer, m.denom) if c is not None})
+        info, values = user_values(log, columns, experiment=experiment, filters=filters)
+        if arm != "all":
+            keep = values[UserColumns.ARM] == int(arm)
+            if not keep.any():
+                raise click.ClickException(f"treatment {arm} of experiment {info.name!r} has no users in the log")
+            values = {name: array[keep] for name, array in values.items()}
+        with click.progressbar(length=runs, label="A/A re-splits", file=sys.stderr) as bar:
+            results = run_aa(
+                values[UserColumns.USER],
+                values,
+                chosen,
+                runs=runs,
+                inject=inject,
+                alpha=alpha,
+                relative=relative,
+                salt=info.name,
+                seed=seed,
+                progress=bar.update,
+            )
+    rows = [{"metric": name, **result._asdict()} for name, result in results.items()]
+    if fmt == "json":
+        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
+        click.echo(json.dumps(clean, indent=2))
+    else:
+        level = f"{100 * (1 - alpha):g}%"
+        first = rows[0]
+        click.echo(
+            f"experiment {info.name!r}, users of {'all arms' if arm == 'all' else 'treatment ' + arm}: "
+            f"{first['users']} users, {first['runs']} re-splits, alpha {alpha:g}, {level} binomial intervals"
+        )
+        for r in rows:
+            line = (
+                f"{r['metric']:<24} FPR {100 * r['false_positive_rate']:5.2f}% "
+                f"[{100 * r['fpr_lower']:.2f}%, {100 * r['fpr_upper']:.2f}%]  KS p {r['ks_p_value']:.3f}"
+            )
+            if inject is not None:
+                line += (
+                    f"  coverage {100 * r['coverage']:.2f}% [{100 * r['coverage_lower']:.2f}%, "
+                    f"{100 * r['coverage_upper']:.2f}%]  power {100 * r['power']:.1f}%"
+                )
+            click.echo(line)
+    if strict:
+        problems = []
+        for r in rows:
+            if not r["fpr_lower"] <= alpha <= r["fpr_upper"]:
+                problems.append(f"{r['metric']}: false-positive rate {100 * r['false_positive_rate']:.2f}% != {100 * alpha:g}%")
+            if r["ks_p_value"] < 0.001:
+                problems.append(f"{r['metric']}: p-values not uniform (KS p = {r['ks_p_value']:.2g})")
+            if inject is not None and not r["coverage_lower"] <= 1 - alpha <= r["coverage_upper"]:
+                problems.append(f"{r['metric']}: coverage {100 * r['coverage']:.2f}% != {100 * (1 - alpha):g}%")
+        if problems:
+            raise click.ClickException("A/A calibration failed: " + "; ".join(problems))

@@ -1,0 +1,148 @@
+"""Options shared by the `abtest` subcommands, their parameter types, and the user-error boundary."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+
+from abtest.errors import AbtestError
+from abtest.log import EventLog
+from abtest.metrics import METRIC_NAMES
+from abtest.sessionize import Filters
+
+DEFAULT_LOG = "data/events.duckdb"
+_DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
+
+
+class Percent(click.ParamType):
+    """A percentage such as '2%' or '2' (both mean 0.02); '-1.5%' for negative effects."""
+
+    name = "percent"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            return value
+        text = str(value).strip().removesuffix("%")
+        try:
+            return float(text) / 100.0
+        except ValueError:
+            self.fail(f"{value!r} is not a percentage (write e.g. 2% or 0.5%)", param, ctx)
+
+
+class DayRange(click.ParamType):
+    """Simulated days 'FIRST:LAST' (half-open, from midnight of the first event's day), e.g. '0:7'."""
+
+    name = "first:last"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> tuple[float, float]:
+        if isinstance(value, tuple):
+            return value
+        first, sep, last = str(value).partition(":")
+        try:
+            if not sep:
+                raise ValueError
+            days = (float(first), float(last))
+        except ValueError:
+            self.fail(f"{value!r} is not a day range FIRST:LAST such as 0:7", param, ctx)
+        if not days[0] < days[1]:
+            self.fail(f"{value!r}: the first day must be before the last", param, ctx)
+        return days
+
+
+PERCENT = Percent()
+
+
+@contextlib.contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn library errors about the user's input into a clean ClickException (message, exit code 1)."""
+    try:
+        yield
+    except AbtestError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def open_log(path: str) -> EventLog:
+    """Open the log, failing with a message that names the path."""
+    with user_errors():
+        return EventLog.open(path)
+
+
+def log_options(func: Callable) -> Callable:
+    """--log, --experiment and the session filters."""
+    options = [
+        click.option(
+            "--log",
+            "log_path",
+            default=DEFAULT_LOG,
+            show_default=True,
+            help="Event log: a DuckDB file with table/view `events`, or Parquet file(s)/dir/glob with its columns.",
+        ),
+        click.option(
+            "--experiment",
+            default=None,
+            help="Experiment name (default: the serving experiment started last, or the only one in the log).",
+        ),
+        click.option("--since", type=click.DateTime(_DATES), default=None, help="Only sessions starting at/after this time."),
+        click.option("--until", type=click.DateTime(_DATES), default=None, help="Only sessions starting before this time."),
+        click.option(
+            "--days",
+            type=DayRange(),
+            default=None,
+            help="Only sessions starting in simulated days FIRST:LAST (day 0 = the first event's day), e.g. 0:7.",
+        ),
+        click.option(
+            "--recommender",
+            "recommenders",
+            multiple=True,
+            help="Only sessions with an event served by this recommender (repeatable).",
+        ),
+        click.option(
+            "--include-open-sessions",
+            is_flag=True,
+            help="Also count sessions without a 'last' event yet (dropped by default, as in the course).",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def stat_options(func: Callable) -> Callable:
+    """--metric, --alpha, --relative, --estimand."""
+    options = [
+        click.option(
+            "--metric",
+            "metrics",
+            multiple=True,
+            type=click.Choice(METRIC_NAMES),
+            help="Metric to analyse (repeatable; default: all).",
+        ),
+        click.option("--alpha", type=float, default=None, help="Significance level  [default: 0.05]."),
+        click.option(
+            "--relative",
+            type=click.Choice(["fieller", "delta"]),
+            default=None,
+            help="Relative interval: Fieller with Welch's t (p-value = Welch's), or the delta method  [default: fieller].",
+        ),
+        click.option(
+            "--estimand",
+            type=click.Choice(["user-mean", "ratio-of-sums"]),
+            default=None,
+            help="Per-session metrics as the mean of per-user values (course) or as a ratio of sums over the arm "
+            "(delta method)  [default: user-mean].",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def make_filters(
+    since: Any, until: Any, days: tuple[float, float] | None, recommenders: tuple[str, ...], include_open: bool
+) -> Filters:
+    """The Filters of the shared options, with validation errors as ClickExceptions."""
+    with user_errors():
+        return Filters(since=since, until=until, days=days, recommenders=tuple(recommenders), include_open=include_open)

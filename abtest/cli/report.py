@@ -1,0 +1,78 @@
+"""`abtest report`: the A/B table of one experiment, as text, Markdown, CSV, JSON or HTML."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from abtest.cli.options import log_options, make_filters, open_log, stat_options, user_errors
+from abtest.experiment import Experiment
+from abtest.metrics import default_metrics
+from abtest.report import FORMATS
+
+
+@click.command()
+@click.option("--control", type=int, default=0, show_default=True, help="Treatment index of the control arm.")
+@click.option(
+    "--treatment",
+    "treatments",
+    type=int,
+    multiple=True,
+    help="Treatment index to compare with the control (repeatable; default: every other treatment).",
+)
+@log_options
+@stat_options
+@click.option(
+    "--correction",
+    type=click.Choice(["holm", "bonferroni", "fdr_bh", "none"]),
+    default=None,
+    help="Correction over all metrics x treatments, shown beside the raw p-values  [default: holm].",
+)
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to this file instead of stdout.")
+def report(
+    control: int,
+    treatments: tuple[int, ...],
+    log_path: str,
+    experiment: str | None,
+    since: Any,
+    until: Any,
+    days: tuple[float, float] | None,
+    recommenders: tuple[str, ...],
+    include_open_sessions: bool,
+    metrics: tuple[str, ...],
+    alpha: float | None,
+    relative: str | None,
+    estimand: str | None,
+    correction: str | None,
+    fmt: str,
+    output: str | None,
+) -> None:
+    """Compare treatments with the control: effect in % of the control mean, interval, p-value, significance.
+
+    Metrics are per-user values averaged over users (the course's definitions); the unit of
+    analysis is the user, never the session. A sample-ratio-mismatch check runs on every report
+    and warns loudly (also on stderr) when the users per arm do not fit the configured split.
+    """
+    filters = make_filters(since, until, days, recommenders, include_open_sessions)
+    with open_log(log_path) as log, user_errors():
+        chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
+        analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction=correction)
+        result = analysis.analyze(
+            log,
+            experiment=experiment,
+            control=control,
+            treatments=treatments or None,
+            filters=filters,
+            timeseries=fmt == "html",
+        )
+        text = result.to_string(fmt)
+    for warning in result.warnings:
+        click.secho(f"WARNING: {warning}", fg="red", bold=True, err=True)
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+        click.echo(f"report written to {output}", err=True)
+    else:
+        click.echo(text, nl=False)

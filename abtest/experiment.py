@@ -1,0 +1,279 @@
+"""An experiment analysis: from an open event log to a `Report`, with DuckDB doing the heavy lifting.
+
+>>> from abtest import EventLog, Experiment  # doctest: +SKIP
+>>> with EventLog.open("data/events.duckdb") as log:  # doctest: +SKIP
+...     report = Experiment().analyze(log, control=0, treatments=[2])
+...     print(report.to_string())
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from abtest import stats
+from abtest.config import resolve
+from abtest.errors import AbtestError
+from abtest.log import EventLog, ExperimentInfo
+from abtest.metrics import (
+    AggrCols,
+    MetricBaseAggregated,
+    UserColumns,
+    aggregates_sql,
+    default_metrics,
+    parse_aggregates,
+    users_sql,
+)
+from abtest.report import Report, ReportRow
+from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
+from botify.columns import EVENTS_TABLE, Columns
+
+logger = logging.getLogger(__name__)
+
+# Bin widths tried for the time-series plots, in seconds: the first giving at most MAX_BINS bins wins.
+BIN_WIDTHS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400)
+MAX_BINS = 60
+
+
+@dataclass(frozen=True)
+class ArmData:
+    """What the log holds for one experiment after filters: per-arm aggregates and their context.
+
+    Attributes:
+        info: The experiment (name, declared treatments and recommenders).
+        treatments: Number of treatments (declared, else the largest observed index + 1).
+        aggregates: Treatment index -> aggregates of the requested per-user columns.
+        mixed_users: Users whose events name more than one treatment (counted in the smallest).
+        first: Start of the first session analysed.
+        last: Start of the last session analysed.
+        strategy: How events were grouped into sessions (`sessionize.Strategy`).
+    """
+
+    info: ExperimentInfo
+    treatments: int
+    aggregates: dict
+    mixed_users: int
+    first: object
+    last: object
+    strategy: str
+
+
+def plan(log: EventLog, experiment: str) -> str:
+    """The sessionizing strategy for this log: a cheap null count first, the cost estimate only if needed."""
+    nulls = log.con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {_q(Columns.SESSION)} IS NULL").fetchone()
+    if nulls is None or nulls[0] == 0:
+        return Strategy.SESSION_ID
+    query = plan_sql(experiment)
+    events, cost = log.con.execute(query.sql, query.params).fetchone()  # type: ignore[misc]
+    strategy = choose_strategy(int(events), float(cost))
+    logger.info("%d events without a session id, %.1f comparisons each: sessions by %s", events, cost, strategy)
+    return strategy
+
+
+def _q(name: str) -> str:
+    return '"' + name + '"'
+
+
+def arm_data(
+    log: EventLog, cols: AggrCols, *, experiment: str | None = None, filters: Filters | None = None
+) -> tuple[ArmData, Query]:
+    """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query."""
+    info = log.resolve_experiment(experiment)
+    strategy = plan(log, info.name)
+    sessions = sessions_sql(info.name, strategy, filters)
+    query = aggregates_sql(users_sql(sessions), cols)
+    rows = log.con.execute(query.sql, query.params).fetchall()
+    if not rows:
+        unknown = log.unknown_experiment_error(info.name)
+        if unknown is not None:
+            raise unknown
+        described = (filters or Filters()).describe()
+        raise AbtestError(
+            f"experiment {info.name!r} has no completed sessions in log {log.source!r}"
+            + (f" after filters ({described})" if described else "")
+        )
+    aggregates = parse_aggregates(rows, cols)
+    observed = max(aggregates) + 1
+    treatments = info.treatments or observed
+    if observed > treatments:
+        logger.warning("experiment %r: events name treatment %d, the declaration has %d", info.name, observed - 1, treatments)
+    data = ArmData(
+        info=info,
+        treatments=treatments,
+        aggregates=aggregates,
+        mixed_users=sum(int(row[2]) for row in rows),
+        first=min(row[3] for row in rows),
+        last=max(row[4] for row in rows),
+        strategy=strategy,
+    )
+    return data, sessions
+
+
+def check_arms(data: ArmData, control: int, treatments: Sequence[int] | None) -> tuple[int, ...]:
+    """Validated treatment indices to compare with `control` (default: every other treatment)."""
+    n = data.treatments
+    name = data.info.name
+    for arm in (control, *(treatments or ())):
+        if not 0 <= arm < n:
+            raise AbtestError(f"treatment {arm} is not in experiment {name!r}: it has treatments 0..{n - 1}")
+    chosen = tuple(treatments) if treatments else tuple(i for i in range(n) if i != control)
+    if control in chosen:
+        raise AbtestError(f"control == treatment == {control}: compare two different treatments")
+    if not chosen:
+        raise AbtestError(f"experiment {name!r} has a single treatment; nothing to compare with {control}")
+    for role, arm in (("control", control), *(("treatment", t) for t in chosen)):
+        users = data.aggregates.get(arm)
+        if users is None or users.count == 0:
+            raise AbtestError(f"{role} arm (treatment {arm}) of experiment {name!r} has no users in the log")
+    return chosen
+
+
+class Experiment:
+    """A set of metrics and statistical options; `analyze` turns a log into a `Report`.
+
+    Args:
+        metrics: Metric name -> metric object; default: the five report metrics (`default_metrics`).
+        alpha: Significance level (default from `abtest.config`).
+        relative: Relative interval method, 'fieller' or 'delta'.
+        estimand: 'user-mean' or 'ratio-of-sums' for the default metrics.
+        correction: Multiple-testing correction over metrics x treatments ('holm', ..., 'none').
+        srm_alpha: p-value under which the sample ratio mismatch warning fires.
+    """
+
+    def __init__(
+        self,
+        metrics: dict[str, MetricBaseAggregated] | None = None,
+        *,
+        alpha: float | None = None,
+        relative: str | None = None,
+        estimand: str | None = None,
+        correction: str | None = None,
+        srm_alpha: float | None = None,
+    ) -> None:
+        self.alpha = resolve("alpha", alpha)
+        self.relative = resolve("relative", relative)
+        self.estimand = resolve("estimand", estimand)
+        self.correction = resolve("correction", correction)
+        self.srm_alpha = resolve("srm_alpha", srm_alpha)
+        self.metrics = metrics or default_metrics(estimand=self.estimand, alpha=self.alpha, relative=self.relative)
+
+    @property
+    def aggr_cols(self) -> AggrCols:
+        """Union of every metric's per-user columns."""
+        cols = AggrCols()
+        for metric in self.metrics.values():
+            cols = cols | metric.aggr_cols
+        return cols
+
+    def analyze(
+        self,
+        log: EventLog,
+        *,
+        experiment: str | None = None,
+        control: int = 0,
+        treatments: Sequence[int] | None = None,
+        filters: Filters | None = None,
+        timeseries: bool = False,
+    ) -> Report:
+        """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
+
+        Args:
+            log: An open event log.
+            experiment: Experiment name; None picks the serving experiment (see `EventLog.resolve_experiment`).
+            control: Treatment index of the control arm.
+            treatments: Treatment indices to compare with the control.
+            filters: Session filters (dates, simulated days, recommenders).
+            timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
+        """
+        data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters)
+        chosen = check_arms(data, control, treatments)
+        users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
+        srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)
+        rows = []
+        for treatment in chosen:
+            for name, metric in self.metrics.items():
+                result = metric.analyze_aggregates(data.aggregates, control, treatment)
+                rows.append((name, treatment, result))
+        adjusted, reject = stats.adjust([r[2].p_value for r in rows], method=self.correction, alpha=self.alpha)
+        warnings = []
+        if srm.mismatch:
+            warnings.append(srm_warning(srm, self.srm_alpha))
+        if data.mixed_users:
+            warnings.append(
+                f"{data.mixed_users} user(s) appear in more than one treatment; each counts in its smallest index"
+            )
+        series = session_timeseries(log, sessions, data.first, data.last) if timeseries else None
+        return Report(
+            source=log.source,
+            experiment=data.info.name,
+            control=control,
+            treatments=chosen,
+            recommenders=data.info.recommenders,
+            alpha=self.alpha,
+            relative=self.relative,
+            estimand=self.estimand,
+            correction=self.correction,
+            rows=[
+                ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej))
+                for (name, t, r), p, rej in zip(rows, adjusted, reject, strict=True)
+            ],
+            users=users,
+            srm=srm,
+            filters=(filters or Filters()).describe(),
+            strategy=data.strategy,
+            warnings=warnings,
+            timeseries=series,
+        )
+
+
+def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:
+    """The loud sample-ratio-mismatch message."""
+    observed = " / ".join(str(n) for n in srm.observed)
+    expected = " / ".join(f"{x:.0f}" for x in srm.expected)
+    return (
+        f"SAMPLE RATIO MISMATCH: users per treatment {observed}, expected {expected} from the configured split "
+        f"(chi-square p = {srm.p_value:.3g} < {srm_alpha:g}). Assignment or logging is broken; "
+        "do not trust these effects."
+    )
+
+
+def session_timeseries(log: EventLog, sessions: Query, first: object, last: object):  # noqa: ANN201
+    """Per arm and time bin: sessions started, mean time and mean tracks per session (a pandas DataFrame)."""
+    span = max((last - first).total_seconds(), 1.0)  # type: ignore[operator]
+    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
+    s = SessionColumns
+    sql = f"""
+        SELECT {s.ARM} AS arm,
+               to_timestamp(floor(epoch({s.START}) / {width}) * {width})::TIMESTAMP AS bin,
+               count(*) AS sessions,
+               avg({_q(s.TIME)}) AS mean_time_per_session,
+               avg({s.TRACKS}) AS mean_tracks_per_session
+        FROM ({sessions.sql})
+        GROUP BY ALL ORDER BY arm, bin"""
+    frame = log.con.execute(sql, sessions.params).df()
+    frame.attrs["bin_seconds"] = width
+    return frame
+
+
+def user_values(
+    log: EventLog,
+    columns: Sequence[str],
+    *,
+    experiment: str | None = None,
+    filters: Filters | None = None,
+) -> tuple[ExperimentInfo, dict[str, np.ndarray]]:
+    """Per-user values (user id, arm and `columns`) as numpy arrays, for re-randomisation (`abtest aa`).
+
+    Users are far fewer than events, so this fits in memory where the events would not.
+    """
+    info = log.resolve_experiment(experiment)
+    strategy = plan(log, info.name)
+    users = users_sql(sessions_sql(info.name, strategy, filters))
+    u = UserColumns
+    wanted = [u.USER, u.ARM, *columns]
+    sql = f"SELECT {', '.join(_q(c) for c in wanted)} FROM ({users.sql}) ORDER BY {_q(u.USER)}"
+    arrays = log.con.execute(sql, users.params).fetchnumpy()
+    return info, {name: np.asarray(arrays[name]) for name in wanted}

@@ -1,0 +1,196 @@
+"""Events to sessions, as DuckDB SQL: pure functions that build queries, so the log never leaves DuckDB.
+
+A session is the run of one user's events between two `'last'` messages. When the client sends
+a session id (`session` column) the events are grouped by (user, session), which stays correct
+when a user's sessions overlap in simulated time. Events without a session id are closed by
+`'last'` as in the course's sessionizer: an event belongs to the session ended by the user's
+first `'last'` at or after its `ts` (an event at the same `ts` as a `'last'` belongs to the
+session that `'last'` closes).
+
+Two equivalent SQL plans exist for events without session ids (`plan_sql` measures which is
+cheap): a join of each event to its user's list of `'last'` timestamps (no sort of the log;
+fast while users have few sessions), and a running count of `'last'` messages over a window
+ordered by `ts` (a full sort; the fallback for users with very many sessions).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from typing import Any
+
+from abtest.errors import AbtestError
+from abtest.log import quote
+from botify.columns import EVENTS_TABLE, MESSAGE_LAST, Columns
+
+# The list plan compares each event with every 'last' of its user; above this many comparisons
+# per event on average the sorted window plan is used instead.
+LIST_PLAN_MAX_COST = 64
+
+
+class SessionColumns:
+    """Columns of the sessions relation (one row per session)."""
+
+    USER = Columns.USER
+    ARM = "arm"  # treatment index of the session's events (the smallest, if they disagree)
+    ARM_MAX = "arm_max"  # the largest treatment index: differs from ARM for misassigned users
+    START = "start"  # TIMESTAMP of the session's first event
+    TRACKS = "tracks"  # number of events (tracks played) in the session
+    TIME = Columns.TIME  # sum of the fractions listened, in tracks
+    LATENCY = "latency_ms"  # mean serving latency over the session's requests, milliseconds
+    LATENCY_TOTAL = "latency_total_ms"  # summed serving latency of the session, milliseconds
+
+
+class Strategy:
+    """How events are grouped into sessions."""
+
+    SESSION_ID = "session-id"  # every event carries a session id
+    LAST_LIST = "last-list"  # some events lack one: join to the user's list of 'last' timestamps
+    LAST_WINDOW = "last-window"  # same result, by a running count over a sorted window
+
+    ALL = (SESSION_ID, LAST_LIST, LAST_WINDOW)
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which sessions enter the analysis.
+
+    Attributes:
+        since: Keep sessions that start at or after this time (None: no bound).
+        until: Keep sessions that start before this time (None: no bound).
+        days: Keep sessions that start in days [first, last) counted from midnight of the day of
+            the experiment's first event (simulated days when `ts` is simulated time).
+        recommenders: Keep sessions in which at least one event was served by one of these.
+        include_open: Also count sessions that have no `'last'` yet (the course drops them).
+    """
+
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    days: tuple[float, float] | None = None
+    recommenders: tuple[str, ...] = ()
+    include_open: bool = False
+
+    def __post_init__(self) -> None:
+        if self.since is not None and self.until is not None and self.since >= self.until:
+            raise AbtestError(f"since == {self.since}, must be before until == {self.until}")
+        if self.days is not None and not self.days[0] < self.days[1]:
+            raise AbtestError(f"days == {self.days[0]:g}:{self.days[1]:g}, the first day must be before the last")
+
+    def describe(self) -> str:
+        """The filters in one line, for report headers ('' when nothing is filtered)."""
+        parts = []
+        if self.since is not None:
+            parts.append(f"since {self.since:%Y-%m-%d %H:%M:%S}")
+        if self.until is not None:
+            parts.append(f"until {self.until:%Y-%m-%d %H:%M:%S}")
+        if self.days is not None:
+            parts.append(f"days {self.days[0]:g}:{self.days[1]:g}")
+        if self.recommenders:
+            parts.append(f"recommender {', '.join(self.recommenders)}")
+        if self.include_open:
+            parts.append("open sessions included")
+        return "; ".join(parts)
+
+
+@dataclass(frozen=True)
+class Query:
+    """SQL text and its `?` parameters, in order."""
+
+    sql: str
+    params: list[Any]
+
+
+_C = Columns
+_U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quote(_C.TS)
+
+
+def events_sql(experiment: str) -> Query:
+    """The experiment's events with their treatment index as column `arm` (events without the key are dropped)."""
+    sql = f"""
+        SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)},
+               {quote(_C.EXPERIMENTS)}[?] AS arm
+        FROM {EVENTS_TABLE}
+        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?)"""
+    return Query(sql, [experiment, experiment])
+
+
+def plan_sql(experiment: str) -> Query:
+    """One row: (events without a session id, mean comparisons per such event under the list plan)."""
+    ev = events_sql(experiment)
+    sql = f"""
+        WITH ev AS ({ev.sql} AND {_SES} IS NULL),
+        per_user AS (
+            SELECT count(*) AS n, count(*) FILTER (WHERE {_MSG} = '{MESSAGE_LAST}') AS lasts
+            FROM ev GROUP BY {_U}
+        )
+        SELECT coalesce(sum(n), 0)::BIGINT, coalesce(sum(n * lasts) / nullif(sum(n), 0), 0)::DOUBLE FROM per_user"""
+    return Query(sql, ev.params)
+
+
+def choose_strategy(events_without_session: int, cost_per_event: float) -> str:
+    """The cheapest exact plan given `plan_sql`'s answer."""
+    if events_without_session == 0:
+        return Strategy.SESSION_ID
+    return Strategy.LAST_LIST if cost_per_event <= LIST_PLAN_MAX_COST else Strategy.LAST_WINDOW
+
+
+def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None) -> Query:
+    """One row per session of `experiment`, with the columns of `SessionColumns`.
+
+    Args:
+        experiment: Experiment name; its treatment index becomes the session's arm.
+        strategy: One of `Strategy.ALL` (use `choose_strategy`; all give the same sessions).
+        filters: Session filters; None keeps every completed session.
+    """
+    if strategy not in Strategy.ALL:
+        raise AbtestError(f"strategy == {strategy!r}, must be one of {', '.join(Strategy.ALL)}")
+    filters = filters or Filters()
+    ev = events_sql(experiment)
+    params: list[Any] = list(ev.params)
+    cols = f"{_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, arm"
+    is_last = f"{_MSG} = '{MESSAGE_LAST}'"
+    keyed = f"SELECT {cols}, NULL::BIGINT AS seq FROM ev WHERE {_SES} IS NOT NULL"
+    if strategy == Strategy.LAST_LIST:
+        keyed += f"""
+            UNION ALL
+            SELECT {", ".join(f"ev.{c.strip()}" for c in cols.split(","))},
+                   len(list_filter(lasts.ts_list, lambda x: x < ev.{_TS})) AS seq
+            FROM ev LEFT JOIN (
+                SELECT {_U}, list({_TS}) AS ts_list FROM ev WHERE {_SES} IS NULL AND {is_last} GROUP BY {_U}
+            ) AS lasts ON ev.{_U} = lasts.{_U}
+            WHERE ev.{_SES} IS NULL"""
+    elif strategy == Strategy.LAST_WINDOW:
+        keyed += f"""
+            UNION ALL
+            SELECT {cols}, coalesce(sum(({is_last})::INTEGER) OVER (
+                       PARTITION BY {_U} ORDER BY {_TS}, {_MSG} DESC
+                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq
+            FROM ev WHERE {_SES} IS NULL"""
+    having = [] if filters.include_open else [f"bool_or({is_last})"]
+    if filters.recommenders:
+        having.append(f"bool_or({quote(_C.RECOMMENDER)} IN ({', '.join('?' for _ in filters.recommenders)}))")
+        params.extend(filters.recommenders)
+    start = f"min({_TS})"
+    if filters.since is not None:
+        having.append(f"{start} >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        having.append(f"{start} < ?")
+        params.append(filters.until)
+    day0 = ""
+    if filters.days is not None:
+        day0 = f", day0 AS (SELECT date_trunc('day', min({_TS})) AS t0 FROM ev)"
+        days = f"(epoch({start}) - epoch((SELECT t0 FROM day0))) / 86400.0"
+        having.append(f"{days} >= ? AND {days} < ?")
+        params.extend(filters.days)
+    s = SessionColumns
+    sql = f"""
+        WITH ev AS ({ev.sql}){day0},
+        keyed AS ({keyed})
+        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, max(arm) AS {s.ARM_MAX}, {start} AS {s.START},
+               count(*) AS {s.TRACKS}, sum({quote(_C.TIME)}) AS {quote(s.TIME)},
+               avg({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY}, sum({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY_TOTAL}
+        FROM keyed
+        GROUP BY {_U}, {_SES}{"" if strategy == Strategy.SESSION_ID else ", seq"}
+        {"HAVING " + " AND ".join(having) if having else ""}"""
+    return Query(sql, params)

@@ -1,0 +1,92 @@
+"""A/A calibration on per-user values: false-positive rate, p-value uniformity, coverage of an injected effect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from abtest.calibration import run_aa
+from abtest.errors import AbtestError
+from abtest.experiment import user_values
+from abtest.log import EventLog
+from abtest.metrics import Mean, RatioOfSums, UserColumns, default_metrics
+
+U = UserColumns
+
+
+def tolerance(rate: float, runs: int) -> float:
+    # Re-splits share users, so they are not fully independent; 4 binomial sigmas leaves room for that.
+    return 4 * np.sqrt(rate * (1 - rate) / runs)
+
+
+@pytest.fixture(scope="module")
+def users() -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(12)
+    n = 3000
+    sessions = rng.poisson(4, n) + 1.0
+    time = rng.gamma(2.0 * sessions, 1.5)
+    return np.arange(10_000, 10_000 + n), {U.TIME: time, U.SESSIONS: sessions}
+
+
+def test_false_positive_rate_and_uniform_p_values(users: tuple) -> None:
+    ids, values = users
+    metrics = {"time": Mean(U.TIME), "mtps": RatioOfSums(U.TIME, U.SESSIONS)}
+
+    results = run_aa(ids, values, metrics, runs=600, alpha=0.05)
+
+    for result in results.values():
+        assert result.runs == 600 and result.users == 3000
+        assert abs(result.false_positive_rate - 0.05) < tolerance(0.05, 600)
+        assert result.fpr_lower < result.false_positive_rate < result.fpr_upper
+        assert result.ks_p_value > 1e-3
+        assert np.isnan(result.coverage)
+
+
+@pytest.mark.parametrize("relative", ["fieller", "delta"])
+def test_injected_effect_is_covered_at_the_nominal_rate(users: tuple, relative: str) -> None:
+    ids, values = users
+    metrics = {"time": Mean(U.TIME), "mtps": RatioOfSums(U.TIME, U.SESSIONS)}
+
+    results = run_aa(ids, values, metrics, runs=600, inject=0.05, alpha=0.05, relative=relative, seed=1)
+
+    for result in results.values():
+        assert result.inject == 0.05
+        assert abs(result.coverage - 0.95) < tolerance(0.95, 600)
+        assert result.power > 0.5  # 5% on 1,500 users per arm is well within reach
+
+
+def test_same_seed_same_result_and_another_seed_differs(users: tuple) -> None:
+    ids, values = users
+    metrics = {"time": Mean(U.TIME)}
+
+    first = run_aa(ids, values, metrics, runs=50, seed=3)
+    again = run_aa(ids, values, metrics, runs=50, seed=3)
+    other = run_aa(ids, values, metrics, runs=50, seed=4)
+
+    assert first["time"].false_positive_rate == again["time"].false_positive_rate
+    assert first["time"].ks_statistic == again["time"].ks_statistic
+    assert first["time"].ks_statistic != other["time"].ks_statistic
+
+
+def test_calibration_on_a_logged_control_arm(synthetic_log: Path) -> None:
+    metrics = default_metrics()
+    with EventLog.open(synthetic_log) as log:
+        _, values = user_values(log, list(U.VALUES))
+    keep = values[U.ARM] == 0
+
+    results = run_aa(values[U.USER][keep], {k: v[keep] for k, v in values.items()}, metrics, runs=300)
+
+    assert set(results) == set(metrics)
+    assert all(abs(r.false_positive_rate - 0.05) < tolerance(0.05, 300) for r in results.values())
+
+
+def test_bad_arguments(users: tuple) -> None:
+    ids, values = users
+    with pytest.raises(AbtestError, match="runs == 0"):
+        run_aa(ids, values, {"t": Mean(U.TIME)}, runs=0)
+    with pytest.raises(AbtestError, match="at least 4"):
+        run_aa(ids[:3], values, {"t": Mean(U.TIME)})
+    with pytest.raises(AbtestError, match="needs per-user column 'tracks'"):
+        run_aa(ids, values, {"t": Mean(U.TRACKS)})

@@ -1,0 +1,153 @@
+"""Per-user metrics and per-arm aggregates in DuckDB, and the whole analysis against direct scipy computations."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from abtest import Experiment, default_metrics
+from abtest.errors import AbtestError
+from abtest.experiment import arm_data, user_values
+from abtest.log import EventLog
+from abtest.metrics import METRIC_NAMES, AggrCols, Aggregates, Mean, RatioOfSums, UserColumns, aggregates_sql
+from abtest.sessionize import Filters, Query
+from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+from tests.abtest.conftest import event
+
+U = UserColumns
+RTOL = 1e-9
+
+
+def per_user(path: Path) -> pd.DataFrame:
+    with EventLog.open(path) as log:
+        _, values = user_values(log, list(U.VALUES))
+    return pd.DataFrame(values)
+
+
+def test_user_values_follow_the_course_definitions(make_log: Callable[..., Path]) -> None:
+    rows = [
+        event(1, 0, time=0.5, latency=0.001),
+        event(1, 3, "last", time=1.0, latency=0.003),  # session 1: 2 tracks, time 1.5, latency 2 ms
+        event(1, 60, "last", time=0.25, latency=0.005),  # session 2: 1 track, time 0.25, latency 5 ms
+    ]
+    frame = per_user(make_log(rows))
+
+    row = frame.iloc[0]
+    assert row[U.TIME] == pytest.approx(1.75)
+    assert row[U.SESSIONS] == 2
+    assert row[U.TRACKS] == 3
+    assert row[U.MEAN_TIME_PER_SESSION] == pytest.approx(0.875)
+    assert row[U.MEAN_TRACKS_PER_SESSION] == pytest.approx(1.5)
+    assert row[U.MEAN_REQUEST_LATENCY] == pytest.approx(3.5)  # mean of the sessions' means, in ms
+    assert row[U.LATENCY_TOTAL] == pytest.approx(9.0)
+
+
+def test_duckdb_aggregates_equal_numpy_on_the_same_users(synthetic_log: Path) -> None:
+    cols = AggrCols(mean_cols=(U.TIME, U.SESSIONS), cov_cols=((U.TIME, U.SESSIONS),))
+    frame = per_user(synthetic_log)
+
+    with EventLog.open(synthetic_log) as log:
+        data, _ = arm_data(log, cols)
+
+    for arm, part in frame.groupby(U.ARM):
+        expected = Aggregates.from_arrays(time=part[U.TIME].to_numpy(), sessions=part[U.SESSIONS].to_numpy())
+        got = data.aggregates[arm]
+        assert got.count == expected.count
+        for col in (U.TIME, U.SESSIONS):
+            assert got.mean(col) == pytest.approx(expected.mean(col), rel=RTOL)
+            assert got.var(col) == pytest.approx(expected.var(col), rel=RTOL)
+        assert got.cov(U.TIME, U.SESSIONS) == pytest.approx(expected.cov(U.TIME, U.SESSIONS), rel=RTOL)
+
+
+def test_report_agrees_with_scipy_welch_on_per_user_values(synthetic_log: Path) -> None:
+    frame = per_user(synthetic_log)
+    with EventLog.open(synthetic_log) as log:
+        report = Experiment().analyze(log, control=0, treatments=[1])
+
+    c, t = frame[frame[U.ARM] == 0], frame[frame[U.ARM] == 1]
+    for row in report.rows:
+        ref = scipy.stats.ttest_ind(t[row.metric], c[row.metric], equal_var=False)
+        ci = ref.confidence_interval(1 - report.alpha)
+        r = row.result
+        assert r.p_value == pytest.approx(ref.pvalue, rel=RTOL)
+        assert (r.diff_lower, r.diff_upper) == pytest.approx((ci.low, ci.high), rel=RTOL)
+        assert r.control_mean == pytest.approx(c[row.metric].mean(), rel=RTOL)
+        assert r.effect == pytest.approx(t[row.metric].mean() / c[row.metric].mean() - 1, rel=RTOL)
+
+
+def test_known_effects_are_found(synthetic_log: Path) -> None:
+    """T1 listens 10% more per track (time and time per session +10%, nothing else); T2 is an A/A arm."""
+    with EventLog.open(synthetic_log) as log:
+        report = Experiment().analyze(log, control=0)
+    by = {(row.metric, row.treatment): row.result for row in report.rows}
+
+    for metric in ("time", "mean_time_per_session"):
+        assert by[metric, 1].significant
+        assert by[metric, 1].lower < 0.10 < by[metric, 1].upper
+    for metric in ("sessions", "mean_tracks_per_session"):
+        assert by[metric, 1].lower < 0.0 < by[metric, 1].upper
+    assert not any(by[m, 2].significant for m in METRIC_NAMES)
+
+
+def test_ratio_of_sums_estimand(synthetic_log: Path) -> None:
+    frame = per_user(synthetic_log)
+    with EventLog.open(synthetic_log) as log:
+        report = Experiment(estimand="ratio-of-sums", relative="delta").analyze(log, control=0, treatments=[1])
+    by = {row.metric: row.result for row in report.rows}
+
+    c = frame[frame[U.ARM] == 0]
+    assert by["mean_time_per_session"].control_mean == pytest.approx(c[U.TIME].sum() / c[U.SESSIONS].sum(), rel=RTOL)
+    assert by["mean_request_latency"].control_mean == pytest.approx(c[U.LATENCY_TOTAL].sum() / c[U.TRACKS].sum(), rel=RTOL)
+    assert by["time"].method == "delta"
+    assert by["mean_time_per_session"].lower < 0.10 < by["mean_time_per_session"].upper
+
+
+@pytest.mark.slow
+def test_coverage_over_many_experiments_of_one_log(tmp_path: Path) -> None:
+    """40 independent experiments in one log, each with a true +6% on time: coverage within binomial tolerance.
+
+    The effects of the other experiments only add noise, because assignments are independent.
+    """
+    runs = 40
+    experiments = [SyntheticExperiment(f"e{k}", (0.0, 0.06)) for k in range(runs)]
+    path = write_synthetic_log(tmp_path / "many.duckdb", 20_000, experiments, seed=5, declare=False)
+    metric = {"mean_time_per_session": Mean(U.MEAN_TIME_PER_SESSION)}
+
+    covered = []
+    with EventLog.open(path) as log:
+        for x in experiments:
+            r = Experiment(metric).analyze(log, experiment=x.name, control=0).rows[0].result
+            covered.append(r.lower <= 0.06 <= r.upper)
+
+    # 95% nominal; 4 binomial sigmas for 40 runs is about 14 points.
+    assert abs(np.mean(covered) - 0.95) < 4 * np.sqrt(0.95 * 0.05 / runs)
+
+
+def test_metric_errors() -> None:
+    with pytest.raises(AbtestError, match="unknown metric"):
+        default_metrics(["time", "clicks"])
+    with pytest.raises(AbtestError, match="unknown per-user column"):
+        aggregates_sql(Query("SELECT 1", []), Mean("clicks").aggr_cols)
+    one = {0: Aggregates.from_arrays(time=np.array([1.0])), 1: Aggregates.from_arrays(time=np.array([1.0, 2.0]))}
+    with pytest.raises(AbtestError, match="control arm .* has 1 user"):
+        Mean(U.TIME).analyze_aggregates(one, control=0, treatment=1)
+    with pytest.raises(AbtestError, match="treatment arm .* has no users"):
+        Mean(U.TIME).analyze_aggregates(one, control=1, treatment=3)
+
+
+def test_aggr_cols_union_drops_duplicates() -> None:
+    union = RatioOfSums(U.TIME, U.SESSIONS).aggr_cols | Mean(U.TIME).aggr_cols | RatioOfSums(U.TIME, U.SESSIONS).aggr_cols
+
+    assert union == AggrCols((U.TIME, U.SESSIONS), ((U.SESSIONS, U.TIME),))
+
+
+def test_empty_filters_give_a_clear_error(synthetic_log: Path) -> None:
+    import datetime as dt
+
+    with EventLog.open(synthetic_log) as log, pytest.raises(AbtestError, match=r"no completed sessions .* \(since 2030-01-01"):
+        Experiment().analyze(log, filters=Filters(since=dt.datetime(2030, 1, 1)))

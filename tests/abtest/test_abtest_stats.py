@@ -1,0 +1,251 @@
+"""Statistics against scipy/statsmodels, the interval/p-value consistency property, and seeded coverage checks."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.optimize
+import scipy.stats
+from hypothesis import assume, given, settings
+from hypothesis import strategies as st
+from statsmodels.stats.multitest import multipletests
+from statsmodels.stats.power import TTestIndPower
+from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
+
+from abtest import stats
+from abtest.errors import AbtestError
+from abtest.metrics import Aggregates, Mean, RatioOfSums
+
+RTOL = 1e-9
+
+
+def mean_estimate(x: np.ndarray) -> stats.Estimate:
+    return stats.Estimate(x.mean(), x.var(ddof=1) / len(x), len(x) - 1)
+
+
+@pytest.mark.parametrize(("n_c", "n_t", "shift", "scale"), [(50, 50, 0.0, 1.0), (30, 200, 0.3, 3.0), (1000, 700, -0.05, 0.5)])
+def test_welch_matches_scipy_and_statsmodels(n_c: int, n_t: int, shift: float, scale: float) -> None:
+    rng = np.random.default_rng(n_c + n_t)
+    c = rng.lognormal(1.0, 0.6, n_c)
+    t = rng.lognormal(1.0 + shift, 0.6, n_t) * scale
+
+    diff, lower, upper, statistic, df, p = stats.welch(mean_estimate(c), mean_estimate(t), alpha=0.05)
+
+    ref = scipy.stats.ttest_ind(t, c, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    assert float(statistic) == pytest.approx(ref.statistic, rel=RTOL)
+    assert float(p) == pytest.approx(ref.pvalue, rel=RTOL)
+    assert float(df) == pytest.approx(ref.df, rel=RTOL)
+    assert (float(lower), float(upper)) == pytest.approx((ci.low, ci.high), rel=RTOL)
+    sm = CompareMeans(DescrStatsW(t), DescrStatsW(c))
+    sm_stat, sm_p, sm_df = sm.ttest_ind(usevar="unequal")
+    assert (float(statistic), float(p), float(df)) == pytest.approx((sm_stat, sm_p, sm_df), rel=RTOL)
+    assert (float(lower), float(upper)) == pytest.approx(sm.tconfint_diff(alpha=0.05, usevar="unequal"), rel=RTOL)
+    assert float(diff) == pytest.approx(t.mean() - c.mean(), rel=RTOL)
+
+
+def test_mean_metric_p_value_is_welchs_and_effect_is_relative() -> None:
+    rng = np.random.default_rng(11)
+    c, t = rng.gamma(2.0, 1.5, 400), rng.gamma(2.0, 1.65, 380)
+    data = {0: Aggregates.from_arrays(v=c), 1: Aggregates.from_arrays(v=t)}
+
+    result = Mean("v", relative="fieller").analyze_aggregates(data, control=0, treatment=1)
+
+    ref = scipy.stats.ttest_ind(t, c, equal_var=False)
+    assert result.p_value == pytest.approx(ref.pvalue, rel=RTOL)
+    assert result.effect == pytest.approx(t.mean() / c.mean() - 1, rel=RTOL)
+    assert (result.control_users, result.treatment_users) == (400, 380)
+    assert result.significant == (ref.pvalue < 0.05)
+
+
+def fieller_roots(c: stats.Estimate, t: stats.Estimate, q: float) -> tuple[float, float]:
+    """Roots of (t - r c)^2 = q^2 (v_t + r^2 v_c), found numerically on each side of t / c."""
+
+    def f(r: float) -> float:
+        return (t.value - r * c.value) ** 2 - q * q * (t.variance + r * r * c.variance)
+
+    ratio = t.value / c.value
+    return scipy.optimize.brentq(f, ratio - 10, ratio, xtol=1e-14), scipy.optimize.brentq(f, ratio, ratio + 10, xtol=1e-14)
+
+
+def test_fieller_bounds_solve_fiellers_equation() -> None:
+    rng = np.random.default_rng(5)
+    c, t = rng.normal(10, 4, 300), rng.normal(10.8, 5, 250)
+    ec, et = mean_estimate(c), mean_estimate(t)
+    df = stats.satterthwaite_df(et.variance, et.df, ec.variance, ec.df)
+    q = scipy.stats.t.ppf(0.975, df)
+
+    lower, upper, p, _ = stats.fieller_interval(ec, et, alpha=0.05)
+
+    assert (float(lower), float(upper)) == pytest.approx(fieller_roots(ec, et, q), rel=RTOL)
+    assert float(p) == pytest.approx(scipy.stats.ttest_ind(t, c, equal_var=False).pvalue, rel=RTOL)
+
+
+def test_delta_method_matches_direct_formula() -> None:
+    rng = np.random.default_rng(6)
+    c, t = rng.normal(10, 4, 300), rng.normal(10.8, 5, 250)
+    ec, et = mean_estimate(c), mean_estimate(t)
+
+    effect, lower, upper, statistic, df, p = stats.delta_relative(ec, et, alpha=0.05)
+
+    se = math.sqrt(et.variance / ec.value**2 + et.value**2 * ec.variance / ec.value**4)
+    a, b = et.variance / ec.value**2, et.value**2 * ec.variance / ec.value**4
+    df_ref = (a + b) ** 2 / (a * a / et.df + b * b / ec.df)
+    q = scipy.stats.t.ppf(0.975, df_ref)
+    r = et.value / ec.value - 1
+    assert (float(effect), float(lower), float(upper)) == pytest.approx((r, r - q * se, r + q * se), rel=RTOL)
+    assert float(p) == pytest.approx(2 * scipy.stats.t.sf(abs(r / se), df_ref), rel=RTOL)
+
+
+estimates = st.builds(
+    stats.Estimate,
+    value=st.floats(-1e3, 1e3).filter(lambda v: abs(v) > 1e-3),
+    variance=st.floats(0.0, 1e3),
+    df=st.integers(1, 10_000).map(float),
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(control=estimates, treatment=estimates, alpha=st.sampled_from([0.01, 0.05, 0.1, 0.2]), relative=st.sampled_from(["fieller", "delta"]))
+def test_interval_excludes_zero_iff_p_below_alpha(
+    control: stats.Estimate, treatment: stats.Estimate, alpha: float, relative: str
+) -> None:
+    cmp = stats.compare(control, treatment, alpha=alpha, relative=relative)
+
+    p = float(cmp.p_value)
+    assume(not math.isnan(p) and abs(p - alpha) > 1e-9)  # exactly at the boundary, rounding decides
+    excludes_zero = float(cmp.lower) > 0 or float(cmp.upper) < 0
+    assert excludes_zero == bool(cmp.significant) == (p < alpha)
+    assert float(cmp.lower) <= float(cmp.upper)
+
+
+def test_fieller_unbounded_when_control_mean_is_not_away_from_zero() -> None:
+    control = stats.Estimate(0.1, 1.0, 50.0)  # control mean far inside its own noise
+    flat = stats.compare(control, stats.Estimate(0.2, 1.0, 50.0), alpha=0.05, relative="fieller")
+    strong = stats.compare(control, stats.Estimate(30.0, 1.0, 50.0), alpha=0.05, relative="fieller")
+
+    assert (float(flat.lower), float(flat.upper)) == (-math.inf, math.inf)
+    assert not flat.significant
+    assert strong.significant
+    assert float(strong.lower) > 0 and float(strong.upper) == math.inf  # the ray holding t / c, excluding 0
+
+
+def test_no_spread_gives_exact_answers() -> None:
+    same = stats.compare(stats.Estimate(2.0, 0.0, 9.0), stats.Estimate(2.0, 0.0, 9.0), alpha=0.05)
+    other = stats.compare(stats.Estimate(2.0, 0.0, 9.0), stats.Estimate(3.0, 0.0, 9.0), alpha=0.05)
+
+    assert (float(same.p_value), bool(same.significant), float(same.effect)) == (1.0, False, 0.0)
+    assert (float(other.p_value), bool(other.significant)) == (0.0, True)
+    assert float(other.lower) == float(other.upper) == pytest.approx(0.5)
+
+
+def test_ratio_variance_is_the_variance_of_the_linearised_values() -> None:
+    rng = np.random.default_rng(8)
+    y = rng.poisson(4, 500) + 1.0
+    x = y * rng.gamma(3, 1, 500)
+    agg = Aggregates.from_arrays(x=x, y=y)
+
+    est = RatioOfSums("time", "sessions").estimate(
+        Aggregates(agg.count, {"time": agg.means["x"], "sessions": agg.means["y"]},
+                   {"time": agg.variances["x"], "sessions": agg.variances["y"]},
+                   {("sessions", "time"): agg.covariances[("x", "y")]})
+    )
+
+    linear = x / y.mean() - x.mean() * y / y.mean() ** 2
+    assert float(est.value) == pytest.approx(x.sum() / y.sum(), rel=RTOL)
+    assert float(est.variance) == pytest.approx(linear.var(ddof=1) / len(x), rel=RTOL)
+
+
+def test_holm_matches_statsmodels_and_skips_nan() -> None:
+    p = [0.01, float("nan"), 0.04, 0.03, 0.5]
+
+    adjusted, reject = stats.adjust(p, method="holm", alpha=0.05)
+
+    ref_reject, ref_p, _, _ = multipletests([0.01, 0.04, 0.03, 0.5], alpha=0.05, method="holm")
+    assert np.isnan(adjusted[1]) and not reject[1]
+    np.testing.assert_allclose(adjusted[[0, 2, 3, 4]], ref_p, rtol=RTOL)
+    assert list(reject[[0, 2, 3, 4]]) == list(ref_reject)
+
+
+def test_srm_matches_chisquare_and_flags_a_broken_split() -> None:
+    ok = stats.srm([5020, 4980, 5003], srm_alpha=0.001)
+    broken = stats.srm([5000, 4600], srm_alpha=0.001)
+
+    ref = scipy.stats.chisquare([5020, 4980, 5003])
+    assert ok.p_value == pytest.approx(ref.pvalue, rel=RTOL)
+    assert not ok.mismatch
+    assert broken.mismatch and broken.expected == (4800.0, 4800.0)
+
+
+def test_srm_rejects_bad_weights() -> None:
+    with pytest.raises(AbtestError, match="weights"):
+        stats.srm([10, 10], weights=[1, 0])
+
+
+def test_mde_and_users_needed_agree_with_statsmodels_power() -> None:
+    mde = stats.mde(sd=2.0, mean=5.0, n_control=1000, n_treatment=1000, alpha=0.05, power=0.8)
+    need_c, need_t = stats.users_needed(mde, sd=2.0, mean=5.0, alpha=0.05, power=0.8)
+
+    achieved = TTestIndPower().power(effect_size=mde * 5.0 / 2.0, nobs1=1000, alpha=0.05, ratio=1.0)
+    assert achieved == pytest.approx(0.8, rel=1e-6)
+    assert need_c == need_t and abs(need_c - 1000) <= 1
+
+
+def binomial_tolerance(rate: float, n: int, z: float = 4.0) -> float:
+    """Half-width of a z-sigma band around `rate` for a share of n independent runs."""
+    return z * math.sqrt(rate * (1 - rate) / n)
+
+
+@pytest.mark.parametrize("relative", ["fieller", "delta"])
+def test_relative_interval_covers_known_effect_at_nominal_rate(relative: str) -> None:
+    """4,000 seeded experiments with a true +8% effect on skewed per-user values."""
+    rng = np.random.default_rng(2024)
+    runs, n = 4000, 400
+    c = rng.gamma(2.0, 1.0, (runs, n))  # mean 2
+    t = rng.gamma(2.0, 1.08, (runs, n))  # mean 2.16: +8% exactly
+    est = [stats.Estimate(x.mean(1), x.var(1, ddof=1) / n, np.full(runs, n - 1.0)) for x in (c, t)]
+
+    cmp = stats.compare(est[0], est[1], alpha=0.05, relative=relative)
+
+    coverage = np.mean((cmp.lower <= 0.08) & (0.08 <= cmp.upper))
+    assert abs(coverage - 0.95) < binomial_tolerance(0.95, runs)
+
+
+def test_false_positive_rate_is_alpha_without_effect() -> None:
+    rng = np.random.default_rng(7)
+    runs, n = 4000, 300
+    c, t = rng.exponential(3.0, (runs, n)), rng.exponential(3.0, (runs, n))
+    est = [stats.Estimate(x.mean(1), x.var(1, ddof=1) / n, np.full(runs, n - 1.0)) for x in (c, t)]
+
+    cmp = stats.compare(est[0], est[1], alpha=0.05)
+
+    assert abs(np.mean(cmp.significant) - 0.05) < binomial_tolerance(0.05, runs)
+    assert scipy.stats.kstest(cmp.p_value, "uniform").pvalue > 1e-3
+
+
+def test_ratio_of_sums_interval_covers_known_ratio() -> None:
+    """Per-user sessions y and time x = y * g: true time per session is E[g], +10% in treatment."""
+    rng = np.random.default_rng(99)
+    runs, n = 3000, 300
+    estimates = []
+    for gain in (1.0, 1.1):
+        y = rng.poisson(4.0, (runs, n)) + 1.0
+        x = rng.gamma(2.0 * y, 1.5 * gain)  # sum of y gamma(2, 1.5*gain) session times
+        mx, my = x.mean(1), y.mean(1)
+        vx, vy = x.var(1, ddof=1), y.var(1, ddof=1)
+        cxy = ((x - mx[:, None]) * (y - my[:, None])).sum(1) / (n - 1)
+        estimates.append(stats.Estimate(mx / my, stats.ratio_variance(mx, my, vx, vy, cxy) / n, np.full(runs, n - 1.0)))
+
+    cmp = stats.compare(estimates[0], estimates[1], alpha=0.05)
+
+    coverage = np.mean((cmp.lower <= 0.1) & (0.1 <= cmp.upper))
+    assert abs(coverage - 0.95) < binomial_tolerance(0.95, runs)
+
+
+def test_proportion_interval_is_clopper_pearson() -> None:
+    lower, upper = stats.proportion_interval(50, 1000, alpha=0.05)
+
+    assert lower == pytest.approx(scipy.stats.beta.ppf(0.025, 50, 951), rel=1e-9)
+    assert upper == pytest.approx(scipy.stats.beta.ppf(0.975, 51, 950), rel=1e-9)
