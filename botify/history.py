@@ -14,6 +14,8 @@ never pickles; one Lua script call serves a whole batch in a single round trip.
 
 from __future__ import annotations
 
+import hashlib
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -131,6 +133,9 @@ def _parse(entries: list[bytes]) -> History:
 class RedisHistory:
     """Store shared by every worker: one Redis list of "track:time" strings per session.
 
+    Each request thread keeps one connection of its own and sends the update script by its
+    SHA1 (EVALSHA), loading it on first use: one round trip per request or batch, without the
+    client's per-call pool and retry machinery, which costs as much as the round trip itself.
     Connections are opened lazily per process (a forked worker never reuses its parent's).
     """
 
@@ -138,19 +143,24 @@ class RedisHistory:
         self.url = url
         self.max_length = max_length
         self.ttl = ttl
-        self._client: redis.Redis | None = None
-        self._script: redis.commands.core.Script | None = None
+        self._sha = hashlib.sha1(_UPDATE_SCRIPT.encode()).hexdigest()
+        self._pool: redis.ConnectionPool | None = None
+        self._pool_pid = 0
+        self._local = threading.local()
         self._lock = threading.Lock()
 
-    def _connect(self) -> redis.commands.core.Script:
-        script = self._script
-        if script is not None:
-            return script
+    def _connection(self) -> redis.connection.AbstractConnection:
+        local = self._local
+        pid = os.getpid()
+        if getattr(local, "pid", None) == pid:
+            return local.connection
         with self._lock:
-            if self._script is None:
-                self._client = redis.Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=2.0)
-                self._script = self._client.register_script(_UPDATE_SCRIPT)
-            return self._script
+            if self._pool is None or self._pool_pid != pid:
+                self._pool = redis.ConnectionPool.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=2.0)
+                self._pool_pid = pid
+            connection = self._pool.make_connection()
+        local.connection, local.pid = connection, pid
+        return connection
 
     def check(self) -> None:
         try:
@@ -163,14 +173,43 @@ class RedisHistory:
                 "or use history.store: memory with one worker"
             ) from None
 
+    def close(self) -> None:
+        """Close this thread's connection (others close when their threads end)."""
+        connection = getattr(self._local, "connection", None)
+        if connection is not None and self._local.pid == os.getpid():
+            connection.disconnect()
+        self._local.__dict__.clear()
+
     def update(self, steps: Sequence[Step]) -> list[History | None]:
         if not steps:
             return []
-        keys = [f"{KEY_PREFIX}{step.user}:{'' if step.session is None else step.session}" for step in steps]
-        args: list[object] = [self.ttl, self.max_length]
-        args.extend("" if step.end else f"{step.track}:{step.time!r}" for step in steps)
-        results = self._connect()(keys=keys, args=args)
+        command: list[object] = ["EVALSHA", self._sha, len(steps)]
+        command.extend(f"{KEY_PREFIX}{step.user}:{'' if step.session is None else step.session}" for step in steps)
+        command.extend((self.ttl, self.max_length))
+        command.extend("" if step.end else f"{step.track}:{step.time!r}" for step in steps)
+        results = self._call(command)
         return [None if step.end else _parse(entries) for step, entries in zip(steps, results, strict=True)]
+
+    def _call(self, command: list[object]) -> list[list[bytes]]:
+        connection = self._connection()
+        try:
+            return self._execute(connection, command)
+        except redis.ConnectionError:
+            # A connection that Redis dropped (a restart, an idle timeout): reconnect once. The
+            # lost command almost surely never ran; redis-py's own retries make the same bet.
+            connection.disconnect()
+            return self._execute(connection, command)
+
+    @staticmethod
+    def _execute(connection: redis.connection.AbstractConnection, command: list[object]) -> list[list[bytes]]:
+        try:
+            connection.send_command(*command)
+            return connection.read_response()
+        except redis.exceptions.NoScriptError:  # first use, or Redis restarted: load, then retry
+            connection.send_command("SCRIPT", "LOAD", _UPDATE_SCRIPT)
+            connection.read_response()
+            connection.send_command(*command)
+            return connection.read_response()
 
 
 def make_history(config: HistoryConfig) -> MemoryHistory | RedisHistory:

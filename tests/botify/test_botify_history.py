@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import redis
@@ -79,4 +82,64 @@ def test_redis_holds_plain_strings_with_an_expiry(redis_url: str) -> None:
     key = f"{KEY_PREFIX}9:3"
     assert client.lrange(key, 0, -1) == [b"10:0.25"]
     assert 0 < client.ttl(key) <= 60
+    client.close()
+
+
+def test_redis_store_recovers_from_a_flushed_script_and_a_dropped_connection(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = RedisHistory(redis_url, ttl=60)
+    store.update([step(1, 10)])
+
+    client.script_flush()  # as after a Redis restart: the script must be loaded again
+    assert store.update([step(1, 11)])[0] == History((10, 11), (0.5, 0.5))
+
+    client.client_kill_filter(_type="normal", skipme=True)  # drops the store's connection
+    assert store.update([step(1, 12)])[0] == History((10, 11, 12), (0.5, 0.5, 0.5))
+
+    store.close()
+    client.close()
+
+
+def test_redis_store_gives_each_thread_its_own_connection(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = RedisHistory(redis_url, max_length=100, ttl=60)
+    users = range(8)
+    barrier = threading.Barrier(len(users))
+
+    def listen(user: int) -> list[History | None]:
+        barrier.wait()
+        out = [store.update([step(user, 1000 * user + i)])[0] for i in range(20)]
+        connections.append(id(store._connection()))
+        return out
+
+    connections: list[int] = []
+    with ThreadPoolExecutor(len(users)) as pool:
+        results = list(pool.map(listen, users))
+
+    for user, histories in zip(users, results, strict=True):
+        assert histories[-1] == History(tuple(1000 * user + i for i in range(20)), (0.5,) * 20)
+    assert len(set(connections)) == len(users)
+    client.close()
+
+
+def test_redis_store_opens_a_fresh_connection_in_a_forked_worker(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    store = RedisHistory(redis_url, ttl=60)
+    store.update([step(1, 10)])  # the parent's connection, open before the fork
+    parents = store._connection()
+
+    pid = os.fork()
+    if pid == 0:  # the worker: must not share the parent's socket
+        ok = False
+        try:
+            ok = store._connection() is not parents and store.update([step(2, 20)])[0] == History((20,), (0.5,))
+        finally:
+            os._exit(0 if ok else 1)
+    _, status = os.waitpid(pid, 0)
+
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert store.update([step(1, 11)])[0] == History((10, 11), (0.5, 0.5))
     client.close()
