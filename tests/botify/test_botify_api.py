@@ -292,6 +292,33 @@ def test_batch_answers_invalid_items_alone_and_serves_the_rest(client: FlaskClie
     assert [(row["user"], row["message"]) for row in events(app)] == [(1, "next"), (5, "last")]
 
 
+GOOD_ITEM = {"message": "next", "user": 1, "track": 10, "time": 0.3}
+BAD_ITEMS = [
+    ({"message": "next", "track": 10, "time": 0.3}, "missing field 'user'"),
+    ({"message": "next", "user": "1", "track": 10, "time": 0.3}, 'user must be an integer, got "1"'),
+    ({"message": "next", "user": 2**63, "track": 10, "time": 0.3}, "user 9223372036854775808 is out of range"),
+    ({"message": "next", "user": 1, "track": 3000, "time": 0.3}, "track 3000 is not in the catalog"),
+    ({"message": "next", "user": 1, "track": "10", "time": 0.3}, 'track must be an integer, got "10"'),
+    ({"message": "next", "user": 1, "track": 10, "time": None}, "time must be a number in [0, 1], got null"),
+    ({"message": "next", "user": 1, "track": 10, "time": 0.3, "sesion": 1}, 'unknown field "sesion"'),
+    ({"message": "next", "user": 1, "track": 10, "time": 0.3, "session": -1}, "session -1 is out of range"),
+    ({"message": "next", "user": 1, "track": 10, "time": 0.3, "ts": 1.5}, "ts must be an integer"),
+    ({"user": 1, "track": 10, "time": 0.3}, "missing field 'message'"),
+    ({"message": 1, "user": 1, "track": 10, "time": 0.3}, "message must be 'next' or 'last', got 1"),
+    ("next", "must be a JSON object"),
+]
+
+
+@pytest.mark.parametrize(("item", "message"), BAD_ITEMS, ids=[message for _, message in BAD_ITEMS])
+def test_each_bad_batch_item_gets_its_own_400_naming_the_problem(client: FlaskClient, app: Flask, item: object, message: str) -> None:
+    responses = client.post("/batch", json={"requests": [item, GOOD_ITEM]}).get_json()["responses"]
+
+    assert responses[0]["status"] == 400
+    assert message in responses[0]["error"]
+    assert responses[1]["user"] == 1 and "track" in responses[1]
+    assert [(row["user"], row["message"]) for row in events(app)] == [(1, "next")]
+
+
 @pytest.mark.parametrize(
     ("body", "status", "message"),
     [
@@ -343,7 +370,11 @@ EVERY_ENDPOINT_BAD = [
     ("POST", "/", None, 405, "method POST not allowed on /"),
     ("POST", "/next/1", b"\xff\xfe", 400, "not valid JSON"),
     ("POST", "/last/-5", orjson.dumps(COURSE_BODY), 400, "user -5 is out of range"),
+    ("POST", "/last/abc", orjson.dumps(COURSE_BODY), 404, "not found: POST /last/abc"),
+    ("GET", "/last/1", None, 405, "method GET not allowed on /last/1"),
     ("POST", "/batch", b"", 400, "body is empty"),
+    ("POST", "/batch", b"\xff\xfe", 400, "not valid JSON"),
+    ("POST", "/batch", b'{"requests": [1', 400, "not valid JSON"),
     ("POST", "/batch", b'{"requests": [' + b" " * 9_000_000 + b"]}", 413, "body too large"),
     ("GET", "/batch", None, 405, "method GET not allowed on /batch"),
 ]
