@@ -301,7 +301,15 @@ def start_redis(directory: Path) -> tuple[subprocess.Popen, str]:
         stdout=subprocess.DEVNULL,
         start_new_session=True,
     )
-    time.sleep(0.3)
+    deadline = time.monotonic() + 10
+    while True:  # ready when it accepts a connection
+        try:
+            socket.create_connection((HOST, port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                sys.exit(f"redis-server did not start on port {port}")
+            time.sleep(0.05)
     return process, f"redis://{HOST}:{port}/0"
 
 
