@@ -143,7 +143,7 @@ class RedisHistory:
         self.url = url
         self.max_length = max_length
         self.ttl = ttl
-        self._sha = hashlib.sha1(_UPDATE_SCRIPT.encode()).hexdigest()
+        self._sha = hashlib.sha1(_UPDATE_SCRIPT.encode(), usedforsecurity=False).hexdigest()  # the name Redis gives it
         self._pool: redis.ConnectionPool | None = None
         self._pool_pid = 0
         self._local = threading.local()

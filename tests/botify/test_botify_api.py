@@ -310,7 +310,9 @@ BAD_ITEMS = [
 
 
 @pytest.mark.parametrize(("item", "message"), BAD_ITEMS, ids=[message for _, message in BAD_ITEMS])
-def test_each_bad_batch_item_gets_its_own_400_naming_the_problem(client: FlaskClient, app: Flask, item: object, message: str) -> None:
+def test_each_bad_batch_item_gets_its_own_400_naming_the_problem(
+    client: FlaskClient, app: Flask, item: object, message: str
+) -> None:
     responses = client.post("/batch", json={"requests": [item, GOOD_ITEM]}).get_json()["responses"]
 
     assert responses[0]["status"] == 400
