@@ -33,7 +33,6 @@ class SessionColumns:
 
     USER = Columns.USER
     ARM = "arm"  # treatment index of the session's events (the smallest, if they disagree)
-    ARM_MAX = "arm_max"  # the largest treatment index: differs from ARM for misassigned users
     START = "start"  # TIMESTAMP of the session's first event
     TRACKS = "tracks"  # number of events (tracks played) in the session
     TIME = Columns.TIME  # sum of the fractions listened, in tracks
@@ -187,7 +186,7 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None)
     sql = f"""
         WITH ev AS ({ev.sql}){day0},
         keyed AS ({keyed})
-        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, max(arm) AS {s.ARM_MAX}, {start} AS {s.START},
+        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, {start} AS {s.START},
                count(*) AS {s.TRACKS}, sum({quote(_C.TIME)}) AS {quote(s.TIME)},
                avg({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY}, sum({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY_TOTAL}
         FROM keyed
