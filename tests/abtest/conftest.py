@@ -69,12 +69,12 @@ def make_log(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-EFFECT_EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.10, 0.0))
+EFFECT_EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.25, 0.0))
 
 
 @pytest.fixture(scope="session")
 def synthetic_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 60,000 events, 1,200 users, experiment 'exp': T1 listens 10% more, T2 is an A/A arm."""
+    """About 60,000 events, 1,200 users, experiment 'exp': T1 listens 25% more, T2 is an A/A arm."""
     return write_synthetic_log(tmp_path_factory.mktemp("logs") / "events.duckdb", 60_000, [EFFECT_EXPERIMENT], seed=3)
 
 
