@@ -176,6 +176,8 @@ def test_aa_table_and_bad_arm(synthetic_log: Path) -> None:
     assert table.exit_code == 0 and "50 re-splits" in table.stdout and table.stdout.count("FPR") == 1
     assert bad.exit_code == 2 and "must be a treatment index or 'all'" in bad.output
     assert empty.exit_code == 1 and "treatment 5 of experiment 'exp' has no users" in empty.output
+    unknown = run("aa", "--log", synthetic_log, "--experiment", "nope")
+    assert unknown.exit_code == 1 and "unknown experiment 'nope'; the log has: exp" in unknown.output
 
 
 def test_power_gives_mde_and_users_needed(synthetic_log: Path) -> None:
