@@ -42,3 +42,26 @@ DUCKDB_TYPES = {
     Columns.EXPERIMENTS: "MAP(VARCHAR, INTEGER)",
     Columns.PROPENSITY: "DOUBLE",
 }
+
+
+class ExperimentColumns:
+    """Names of the columns of the log's `experiments` table: the configured split of every start."""
+
+    EXPERIMENT = "experiment"  # VARCHAR: experiment name
+    TREATMENT = "treatment"  # INTEGER: 0 is the control "C", i is "T{i}"
+    RECOMMENDER = "recommender"  # VARCHAR: registry name serving (or that would serve) the treatment
+    SERVING = "serving"  # BOOLEAN: whether this experiment decides who serves
+    STARTED = "started"  # TIMESTAMP: when that service started, UTC
+
+    ALL = (EXPERIMENT, TREATMENT, RECOMMENDER, SERVING, STARTED)
+
+
+EXPERIMENTS_TABLE = "experiments"
+
+EXPERIMENTS_DUCKDB_TYPES = {
+    ExperimentColumns.EXPERIMENT: "VARCHAR",
+    ExperimentColumns.TREATMENT: "INTEGER",
+    ExperimentColumns.RECOMMENDER: "VARCHAR",
+    ExperimentColumns.SERVING: "BOOLEAN",
+    ExperimentColumns.STARTED: "TIMESTAMP",
+}

@@ -37,6 +37,9 @@ class Request:
         history: the tracks of this session so far, oldest first, ending with `track`.
         times: the fractions listened for `history`, same length.
         seed: a per-request seed for stochastic recommenders (deterministic under a fixed seed).
+        day: the simulated day of the request, when the caller knows it: tracks whose catalog
+            `release_day` is later are not released yet and are never recommended. None means
+            every track of the catalog counts as released.
     """
 
     user: int
@@ -45,10 +48,14 @@ class Request:
     history: tuple[int, ...] = field(default=())
     times: tuple[float, ...] = field(default=())
     seed: int = 0
+    day: int | None = None
 
 
 class Recommendation(NamedTuple):
-    """An answer: the next track and, for stochastic recommenders, the probability it had."""
+    """An answer: the next track and the probability with which it was chosen.
+
+    `propensity` is 1.0 for a deterministic choice and None only when a recommender cannot say.
+    """
 
     track: int
     propensity: float | None = None
@@ -57,10 +64,13 @@ class Recommendation(NamedTuple):
 class Recommender(ABC):
     """Base class of every recommender plugin.
 
-    Subclasses set `name` and implement `_recommend`; the service and the simulator call the
-    public `recommend` / `recommend_batch`. Construction gets the public catalog and the
-    treatment's parameters (a plain mapping from `config/experiments.yml`); unknown parameters
-    should raise `TypeError` naming them, which the service reports at start-up.
+    Subclasses set `name` and implement `_recommend` (and, where speed matters, a vectorised
+    `_recommend_batch`); the service and the simulator call the public `recommend` /
+    `recommend_batch`. Construction gets the public catalog and the treatment's parameters (a
+    plain mapping from `config/experiments.yml`); unknown parameters should raise `TypeError`
+    naming them and bad values `ValueError`, which the service reports at start-up.
+    `get_params()` returns the parameters back, so that `cls(catalog, **r.get_params())`
+    rebuilds an equivalent recommender.
     """
 
     name: ClassVar[str] = "base"
@@ -76,11 +86,19 @@ class Recommender(ABC):
 
     def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         """Answers for many requests, each exactly what `recommend` would give."""
-        return [self._recommend(request) for request in requests]
+        return self._recommend_batch(requests)
+
+    def get_params(self) -> dict[str, Any]:
+        """The construction parameters, as a plain mapping (empty for a recommender without any)."""
+        return {}
 
     @abstractmethod
     def _recommend(self, request: Request) -> Recommendation:
         """Subclasses answer one request here."""
+
+    def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """Answers many requests; override with a vectorised form where speed matters."""
+        return [self._recommend(request) for request in requests]
 
 
 class Trainable(Recommender):
@@ -120,7 +138,7 @@ class Trainable(Recommender):
     def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         if not self.fitted:
             raise NotFittedError(self.name)
-        return super().recommend_batch(requests)
+        return self._recommend_batch(requests)
 
     @abstractmethod
     def _fit(self, events: Any, **options: Any) -> None: ...

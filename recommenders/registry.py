@@ -14,7 +14,7 @@ import difflib
 import importlib
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from recommenders.base import Recommender, Trainable
 from recommenders.catalog import Catalog
@@ -49,9 +49,26 @@ def register(name: str, target: str) -> None:
     _extra[name] = target
 
 
+class Entry(NamedTuple):
+    """Where a name comes from: its import path and its origin."""
+
+    name: str
+    target: str  # "package.module:Class"
+    origin: str  # "builtin", "plugin <distribution>" or "runtime"
+
+
+def entries() -> dict[str, Entry]:
+    """Every registered name with its import path and origin; later origins override earlier ones."""
+    found: dict[str, Entry] = {name: Entry(name, target, "builtin") for name, target in BUILTINS.items()}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        distribution = ep.dist.name if ep.dist is not None else "unknown distribution"
+        found[ep.name] = Entry(ep.name, ep.value, f"plugin {distribution}")
+    found.update({name: Entry(name, target, "runtime") for name, target in _extra.items()})
+    return found
+
+
 def _entries() -> dict[str, str]:
-    found = {ep.name: ep.value for ep in entry_points(group=ENTRY_POINT_GROUP)}
-    return {**BUILTINS, **found, **_extra}
+    return {name: entry.target for name, entry in entries().items()}
 
 
 def names() -> list[str]:
@@ -81,7 +98,7 @@ def make(name: str, catalog: Catalog, params: dict[str, Any] | None = None, arti
     cls = get_class(name)
     try:
         recommender = cls(catalog, **(params or {}))
-    except TypeError as error:
+    except (TypeError, ValueError) as error:
         raise RegistryError(f"recommender {name!r}: bad parameters: {error}") from error
     if issubclass(cls, Trainable):
         if artifact is None:

@@ -20,8 +20,13 @@ fi
 stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
 if [ ! -f "$stamp" ]; then
     echo "setup: installing Python packages (torch is the CPU build, pinned)"
-    .venv/bin/pip install -q --upgrade pip >/dev/null
-    .venv/bin/pip install -q -e ".[ml,dev]"
+    pip_log=$(mktemp)
+    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[ml,dev]"; } >"$pip_log" 2>&1; then
+        cat "$pip_log" >&2
+        echo "setup: pip install failed (output above)" >&2
+        exit 1
+    fi
+    rm -f "$pip_log"
     rm -f .venv/.installed-*
     touch "$stamp"
 fi

@@ -128,7 +128,8 @@ class WorldConfig(_Strict):
         return self
 
 
-def _describe(error: ValidationError, source: str) -> str:
+def describe_validation_error(error: ValidationError, source: str) -> str:
+    """One line per bad field: `source: field.path: what is wrong`."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"
@@ -148,7 +149,7 @@ def world_config_from_mapping(data: dict[str, Any] | None, source: str = "world 
     try:
         return WorldConfig.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        raise ConfigError(describe_validation_error(error, source)) from None
 
 
 def load_world_config(path: str | Path, **overrides: Any) -> WorldConfig:
@@ -162,6 +163,8 @@ def load_world_config(path: str | Path, **overrides: Any) -> WorldConfig:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
     data = dict(data or {})
     data.update({key: value for key, value in overrides.items() if value is not None})
     return world_config_from_mapping(data, source=str(path))

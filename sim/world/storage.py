@@ -84,7 +84,10 @@ class World:
             file = hidden / f"{name}.npy"
             if not file.is_file():
                 raise CatalogError(f"world {self.path} is incomplete: missing {HIDDEN_DIR}/{file.name}")
-            return np.load(file, mmap_mode=mode)
+            array = np.load(file, mmap_mode=mode)
+            # A plain ndarray view of the map: numpy.memmap's per-access Python overhead adds up
+            # in the simulator's hot loops.
+            return array.view(np.ndarray) if isinstance(array, np.memmap) else array
 
         self.taste = np.ascontiguousarray(load("track_taste"))  # (n_tracks, taste_dim), hot: keep in RAM
         self.track_genre = load("track_genre")

@@ -1,0 +1,5 @@
+"""`python -m botify ...` is the `botify` command."""
+
+from botify.cli import main
+
+main()

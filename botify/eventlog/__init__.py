@@ -1,0 +1,80 @@
+"""The DuckDB event log: this package owns its whole lifecycle, as flaskr's `db.py` does.
+
+`init_app(app, ...)` creates or checks LOG, records the start in the log's `experiments` table
+and gives the app a per-process `EventWriter`; `get_writer()` returns it inside a request;
+`close_log(app)` seals what is buffered (the servers call it at shutdown); `init-db` is the
+command that creates (or resets) a log by hand.
+
+Submodules: `layout` (LOG, segment paths, views, init), `writer` (buffer and seal segments),
+`export` (partitioned Parquet, compaction). The columns are in `schema.sql`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import click
+from flask import Flask, current_app
+
+from botify.config import ConfigError, EventLogConfig, load_config
+from botify.eventlog.layout import LogError, LogLayout, connect, init_log
+from botify.eventlog.writer import EventWriter, record_start
+
+EXTENSION = "botify.eventlog"
+
+__all__ = ["EventWriter", "LogError", "LogLayout", "close_log", "connect", "get_writer", "init_app", "init_db_command", "init_log"]
+
+
+def get_writer() -> EventWriter:
+    """The event writer of the current app (and process)."""
+    return current_app.extensions[EXTENSION]
+
+
+def close_log(app: Flask) -> None:
+    """Seal the events `app` has buffered in this process; safe to call more than once."""
+    writer = app.extensions.get(EXTENSION)
+    if writer is not None:
+        writer.close()
+
+
+def init_app(
+    app: Flask,
+    log: Path,
+    settings: EventLogConfig,
+    experiment_names: Sequence[str],
+    start_rows: Sequence[dict[str, object]],
+    started_us: int | None = None,
+) -> EventWriter:
+    """Create or check LOG, record this start, and attach a writer and the `init-db` command."""
+    layout = init_log(log)
+    record_start(layout, start_rows, started_us if started_us is not None else time.time_ns() // 1000)
+    writer = EventWriter(layout, experiment_names, settings.flush_window, settings.flush_events)
+    app.extensions[EXTENSION] = writer
+    app.cli.add_command(init_db_command)
+    return writer
+
+
+@click.command("init-db")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Service config (default: config/botify.yml when present).")
+@click.option("--log", type=click.Path(path_type=Path), default=None, help="Event log path, LOG (default: the config's `log`, data/events.duckdb).")
+@click.option("--reset", is_flag=True, help="Delete every event and start record of the log (asks first).")
+@click.option("--yes", is_flag=True, help="Do not ask before --reset.")
+def init_db_command(config_path: Path | None, log: Path | None, reset: bool, yes: bool) -> None:
+    """Create the event log (LOG plus its segments directory), or check and repair it.
+
+    Without --reset this never deletes anything: it creates what is missing and re-points the
+    views when the log was moved. The service does the same at start-up.
+    """
+    try:
+        path = log if log is not None else load_config(config_path).log
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    if reset and not yes:
+        click.confirm(f"Delete every event of {path}?", abort=True)
+    try:
+        layout = init_log(path, reset=reset)
+    except LogError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{'Reset' if reset else 'Initialized'} the event log {layout.path} (segments in {layout.segments}).")

@@ -1,0 +1,174 @@
+"""Experiments: who gets which treatment, and which recommender serves each treatment.
+
+`config/experiments.yml` lists experiments; each has a name, 2..10 treatments (index 0 is the
+control "C", index i is "T{i}") with a recommender (registry name, parameters, artifact) per
+treatment. Exactly one experiment has `serving: true`: its treatment decides which recommender
+answers a user. The others are only recorded, so analysis can split users by them too.
+
+`assign` is the one assignment function; `abtest` imports it to recompute splits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import mmh3
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from botify.config import ConfigError, describe_validation_error, read_yaml
+from recommenders import registry
+from recommenders.base import Recommender
+from recommenders.catalog import Catalog
+
+MIN_TREATMENTS = 2
+MAX_TREATMENTS = 10
+
+
+def assign(experiment: str, user: int, n_treatments: int) -> int:
+    """The treatment index of `user` in `experiment`: a pure function, stable across processes.
+
+    Hash: MurmurHash3 x86 32-bit (seed 0, unsigned) of the UTF-8 string "{experiment}:{user}";
+    split: that hash modulo `n_treatments`, so every treatment gets an equal share of users.
+    Salting with the experiment's name makes the splits of different experiments independent.
+    """
+    return mmh3.hash(f"{experiment}:{user}", signed=False) % n_treatments
+
+
+def treatment_label(index: int) -> str:
+    """ "C" for the control (index 0), "T{i}" for treatment i."""
+    return "C" if index == 0 else f"T{index}"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class TreatmentConfig(_Strict):
+    """One arm: the recommender that serves it."""
+
+    recommender: str = Field(min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict)
+    artifact: Path | None = None
+
+
+class ExperimentConfig(_Strict):
+    """One experiment: a name, whether it serves, and its treatments (index 0 is the control)."""
+
+    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
+    serving: bool = False
+    treatments: list[TreatmentConfig] = Field(min_length=MIN_TREATMENTS, max_length=MAX_TREATMENTS)
+
+
+class ExperimentsConfig(_Strict):
+    """The whole `config/experiments.yml`."""
+
+    experiments: list[ExperimentConfig] = Field(min_length=1)
+
+    @field_validator("experiments")
+    @classmethod
+    def _unique_names(cls, experiments: list[ExperimentConfig]) -> list[ExperimentConfig]:
+        names = [experiment.name for experiment in experiments]
+        duplicates = sorted({name for name in names if names.count(name) > 1})
+        if duplicates:
+            raise ValueError(f"experiment names must be unique; repeated: {', '.join(duplicates)}")
+        return experiments
+
+    @model_validator(mode="after")
+    def _one_serving(self) -> ExperimentsConfig:
+        serving = [experiment.name for experiment in self.experiments if experiment.serving]
+        if len(serving) != 1:
+            found = f"found {len(serving)}" + (f": {', '.join(serving)}" if serving else "")
+            raise ValueError(f"exactly one experiment must have serving: true ({found})")
+        return self
+
+    @property
+    def serving(self) -> ExperimentConfig:
+        return next(experiment for experiment in self.experiments if experiment.serving)
+
+
+def experiments_from_mapping(data: Any, source: str = "experiments config") -> ExperimentsConfig:
+    """Validate a mapping into `ExperimentsConfig`; `ConfigError` names every bad field."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping with key 'experiments', got {type(data).__name__}")
+    try:
+        return ExperimentsConfig.model_validate(dict(data))
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, source)) from None
+
+
+def load_experiments(path: str | Path) -> ExperimentsConfig:
+    """Read and validate `config/experiments.yml` (or another file)."""
+    return experiments_from_mapping(read_yaml(path, "experiments file"), str(path))
+
+
+@dataclass(frozen=True)
+class Experiments:
+    """The active experiments with a ready recommender for every treatment of the serving one.
+
+    Attributes:
+        names: experiment names, in file order (the order of `assignments`).
+        sizes: the number of treatments of each experiment, same order.
+        serving: the position of the serving experiment in `names`.
+        recommenders: the serving experiment's recommender per treatment index.
+        recommender_names: their registry names, same order.
+    """
+
+    config: ExperimentsConfig
+    names: tuple[str, ...]
+    sizes: tuple[int, ...]
+    serving: int
+    recommenders: tuple[Recommender, ...]
+    recommender_names: tuple[str, ...]
+
+    def assignments(self, user: int) -> tuple[int, ...]:
+        """`user`'s treatment index in every experiment, in `names` order."""
+        return tuple(assign(name, user, size) for name, size in zip(self.names, self.sizes, strict=True))
+
+
+def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiments:
+    """Construct every treatment's recommender of the serving experiment once (`registry.make`).
+
+    The other experiments are only recorded, so their recommenders are checked by name only.
+
+    A recommender that cannot be built (unknown name, bad parameters, missing artifact) raises
+    `ConfigError` naming the experiment and the treatment, so the service fails at start-up.
+    """
+    serving_config = config.serving
+    recommenders = []
+    for index, treatment in enumerate(serving_config.treatments):
+        where = f"experiment {serving_config.name!r}, treatment {index} ({treatment_label(index)})"
+        if treatment.artifact is not None and not treatment.artifact.exists():
+            raise ConfigError(f"{where}: artifact {treatment.artifact} of recommender {treatment.recommender!r} does not exist")
+        try:
+            recommenders.append(registry.make(treatment.recommender, catalog, dict(treatment.params), treatment.artifact))
+        except (LookupError, ValueError, TypeError, OSError) as error:
+            raise ConfigError(f"{where}: {error}") from error
+    for experiment in config.experiments:
+        if experiment is serving_config:
+            continue
+        for index, treatment in enumerate(experiment.treatments):
+            try:
+                registry.get_class(treatment.recommender)
+            except LookupError as error:
+                raise ConfigError(f"experiment {experiment.name!r}, treatment {index} ({treatment_label(index)}): {error}") from error
+    return Experiments(
+        config=config,
+        names=tuple(experiment.name for experiment in config.experiments),
+        sizes=tuple(len(experiment.treatments) for experiment in config.experiments),
+        serving=config.experiments.index(serving_config),
+        recommenders=tuple(recommenders),
+        recommender_names=tuple(treatment.recommender for treatment in serving_config.treatments),
+    )
+
+
+def describe(config: ExperimentsConfig) -> list[dict[str, Any]]:
+    """One plain row per (experiment, treatment), as written to the log's `experiments` table."""
+    return [
+        {"experiment": experiment.name, "treatment": index, "recommender": treatment.recommender, "serving": experiment.serving}
+        for experiment in config.experiments
+        for index, treatment in enumerate(experiment.treatments)
+    ]
+

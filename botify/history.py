@@ -1,0 +1,180 @@
+"""Listen history: the tracks (and fractions listened) of every session in flight.
+
+A recommender sees the session so far (`Request.history` / `Request.times`). A session is
+identified by (user, session id); clients that send no session id (the course's) have one
+session per user at a time. `/last` ends a session and drops its history, and a new session id
+starts an empty one. Each step appends the track just played and returns the history up to
+and including it, so two steps of one session in one batch see what a sequence of single
+requests would see.
+
+Two stores: `MemoryHistory` (one process; the single-worker default) and `RedisHistory`
+(shared by every worker). Redis holds plain strings "track:time" in one list per session,
+never pickles; one Lua script call serves a whole batch in a single round trip.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from typing import NamedTuple, Protocol
+
+import redis
+
+from botify.config import ConfigError, HistoryConfig
+
+KEY_PREFIX = "botify:h:"
+
+
+class Step(NamedTuple):
+    """One served request as the history sees it: append (track, time), or end the session."""
+
+    user: int
+    session: int | None
+    track: int
+    time: float
+    end: bool
+
+
+class History(NamedTuple):
+    """A session's history: tracks oldest first, and the fraction listened of each."""
+
+    tracks: tuple[int, ...]
+    times: tuple[float, ...]
+
+
+class HistoryStore(Protocol):
+    """What the service needs from a store: apply steps in order and return each one's history."""
+
+    def update(self, steps: Sequence[Step]) -> list[History | None]:
+        """Apply `steps` in order; a step that ends its session gets None."""
+        ...
+
+    def check(self) -> None:
+        """Raise `ConfigError` with a clear message when the store cannot be used."""
+        ...
+
+
+class MemoryHistory:
+    """In-process store: a dict of sessions, least recently used dropped beyond `max_sessions`."""
+
+    def __init__(self, max_length: int = 200, max_sessions: int = 1_000_000) -> None:
+        self.max_length = max_length
+        self.max_sessions = max_sessions
+        self._sessions: OrderedDict[tuple[int, int | None], tuple[list[int], list[float]]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._sessions)
+
+    def check(self) -> None:
+        return None
+
+    def update(self, steps: Sequence[Step]) -> list[History | None]:
+        out: list[History | None] = []
+        sessions = self._sessions
+        with self._lock:
+            for user, session, track, time, end in steps:
+                key = (user, session)
+                if end:
+                    sessions.pop(key, None)
+                    out.append(None)
+                    continue
+                entry = sessions.get(key)
+                if entry is None:
+                    entry = sessions[key] = ([], [])
+                    if len(sessions) > self.max_sessions:
+                        sessions.popitem(last=False)
+                else:
+                    sessions.move_to_end(key)
+                tracks, times = entry
+                tracks.append(track)
+                times.append(time)
+                if len(tracks) > self.max_length:
+                    del tracks[0], times[0]
+                out.append(History(tuple(tracks), tuple(times)))
+        return out
+
+
+# KEYS: one history key per step. ARGV[1]: ttl (s), ARGV[2]: max length, ARGV[2 + i]: step i's
+# "track:time" entry, or "" to end that session. Returns one list per step (empty when ended).
+_UPDATE_SCRIPT = """
+local ttl = tonumber(ARGV[1])
+local keep = tonumber(ARGV[2])
+local out = {}
+for i, key in ipairs(KEYS) do
+    local entry = ARGV[2 + i]
+    if entry == '' then
+        redis.call('DEL', key)
+        out[i] = {}
+    else
+        local n = redis.call('RPUSH', key, entry)
+        if n > keep then redis.call('LTRIM', key, -keep, -1) end
+        redis.call('EXPIRE', key, ttl)
+        out[i] = redis.call('LRANGE', key, 0, -1)
+    end
+end
+return out
+"""
+
+
+def _parse(entries: list[bytes]) -> History:
+    tracks = []
+    times = []
+    for entry in entries:
+        track, _, time = entry.partition(b":")
+        tracks.append(int(track))
+        times.append(float(time))
+    return History(tuple(tracks), tuple(times))
+
+
+class RedisHistory:
+    """Store shared by every worker: one Redis list of "track:time" strings per session.
+
+    Connections are opened lazily per process (a forked worker never reuses its parent's).
+    """
+
+    def __init__(self, url: str, max_length: int = 200, ttl: int = 3600) -> None:
+        self.url = url
+        self.max_length = max_length
+        self.ttl = ttl
+        self._client: redis.Redis | None = None
+        self._script: redis.commands.core.Script | None = None
+        self._lock = threading.Lock()
+
+    def _connect(self) -> redis.commands.core.Script:
+        script = self._script
+        if script is not None:
+            return script
+        with self._lock:
+            if self._script is None:
+                self._client = redis.Redis.from_url(self.url, socket_timeout=5.0, socket_connect_timeout=2.0)
+                self._script = self._client.register_script(_UPDATE_SCRIPT)
+            return self._script
+
+    def check(self) -> None:
+        try:
+            client = redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0)
+            client.ping()
+            client.close()
+        except (redis.RedisError, ValueError) as error:
+            raise ConfigError(
+                f"history.redis_url: cannot reach Redis at {self.url} ({error}); start one with `scripts/redis.sh start` "
+                "or use history.store: memory with one worker"
+            ) from None
+
+    def update(self, steps: Sequence[Step]) -> list[History | None]:
+        if not steps:
+            return []
+        keys = [f"{KEY_PREFIX}{step.user}:{'' if step.session is None else step.session}" for step in steps]
+        args: list[object] = [self.ttl, self.max_length]
+        args.extend("" if step.end else f"{step.track}:{step.time!r}" for step in steps)
+        results = self._connect()(keys=keys, args=args)
+        return [None if step.end else _parse(entries) for step, entries in zip(steps, results, strict=True)]
+
+
+def make_history(config: HistoryConfig) -> MemoryHistory | RedisHistory:
+    """The store `config` asks for (not yet connected)."""
+    if config.store == "redis":
+        return RedisHistory(config.redis_url, config.max_length, config.ttl)
+    return MemoryHistory(config.max_length, config.max_sessions)

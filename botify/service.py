@@ -1,0 +1,139 @@
+"""Serving: answer valid next/last items and log each one as an event.
+
+`Service.serve(items)` is the one code path behind `POST /next`, `POST /last` and `POST /batch`
+(a single request is a batch of one), so a batch answers exactly what the single endpoints
+would. For a batch it: appends every item to its session's history in order, assigns each user
+to every experiment, groups the `next` items by the serving treatment and asks each treatment's
+recommender once through `recommend_batch`, then buffers one event per served item.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import mmh3
+
+from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
+from botify.config import LimitsConfig
+from botify.eventlog.writer import EventWriter, Row
+from botify.experiments import Experiments
+from botify.history import HistoryStore, Step
+from botify.validation import Item
+from recommenders.base import Request
+from recommenders.catalog import Catalog
+
+logger = logging.getLogger(__name__)
+
+MS_PER_DAY = 86_400_000
+SEED_MASK = 2**63 - 1  # request seeds are non-negative int64
+
+
+class ServeError(RuntimeError):
+    """An item that could not be served because of a fault on our side (logged, not echoed)."""
+
+
+@dataclass
+class Service:
+    """Everything a request needs, built once at start-up by `create_app`.
+
+    Attributes:
+        catalog: the public catalog of the served world.
+        experiments: the active experiments and the serving treatments' recommenders.
+        history: the listen-history store.
+        writer: this process's event writer.
+        limits: bounds on request bodies and batches.
+        seed: mixed into every request's seed.
+        day_zero: the date of simulated day 0, to turn a client's `ts` into `Request.day`.
+    """
+
+    catalog: Catalog
+    experiments: Experiments
+    history: HistoryStore
+    writer: EventWriter
+    limits: LimitsConfig = LimitsConfig()
+    seed: int = 0
+    day_zero: dt.date = dt.date(2025, 12, 31)
+
+    def __post_init__(self) -> None:
+        self._day_zero_ms = int(dt.datetime.combine(self.day_zero, dt.time(), dt.UTC).timestamp() * 1000)
+        self._n_tracks = self.catalog.n_tracks
+        self._serving = self.experiments.serving
+        self._names = self.experiments.recommender_names
+
+    def request_seed(self, item: Item) -> int:
+        """The seed of a request: a pure function of (service seed, session, ts) when the client
+        sends `ts`, so a seeded simulator gets the same answers; the server's clock otherwise."""
+        if item.ts is None:
+            return time.time_ns() & SEED_MASK
+        return mmh3.hash64(f"{self.seed}:{item.session}:{item.ts}", signed=False)[0] & SEED_MASK
+
+    def serve(self, items: Sequence[Item]) -> list[int | None | ServeError]:
+        """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`."""
+        started = time.perf_counter()
+        now_us = time.time_ns() // 1000
+        n = len(items)
+        histories = self.history.update([Step(it.user, it.session, it.track, it.time, it.message == MESSAGE_LAST) for it in items])
+        assignments = [self.experiments.assignments(it.user) for it in items]
+        serving = self._serving
+        groups: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            if item.message == MESSAGE_NEXT:
+                groups.setdefault(assignments[i][serving], []).append(i)
+        answers: list[int | None | ServeError] = [None] * n
+        propensities: list[float | None] = [None] * n
+        latencies = [0.0] * n
+        for treatment, indices in groups.items():
+            tick = time.perf_counter()
+            try:
+                requests = [self._request(items[i], histories[i]) for i in indices]  # type: ignore[arg-type]
+                recommender = self.experiments.recommenders[treatment]
+                # The plugin contract makes both forms agree; the single one is cheaper for one request.
+                recommendations = recommender.recommend_batch(requests) if len(requests) > 1 else [recommender.recommend(requests[0])]
+                if len(recommendations) != len(requests):
+                    raise ServeError(f"answered {len(recommendations)} of {len(requests)} requests")
+                for i, recommendation in zip(indices, recommendations, strict=True):
+                    track = int(recommendation.track)
+                    if not 0 <= track < self._n_tracks:
+                        raise ServeError(f"recommended track {track}, which is not in the catalog")
+                    answers[i] = track
+                    propensities[i] = None if recommendation.propensity is None else float(recommendation.propensity)
+            except Exception as error:
+                logger.exception("recommender %r (treatment %d) failed on %d requests", self._names[treatment], treatment, len(indices))
+                failure = error if isinstance(error, ServeError) else ServeError(f"recommender {self._names[treatment]!r} failed")
+                for i in indices:
+                    answers[i] = failure
+                continue
+            share = (time.perf_counter() - tick) / len(indices)
+            for i in indices:
+                latencies[i] = share
+        common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
+        rows: list[Row] = []
+        for i, item in enumerate(items):
+            answer = answers[i]
+            if isinstance(answer, ServeError):
+                continue
+            rows.append(
+                (
+                    now_us if item.ts is None else item.ts * 1000,
+                    item.user,
+                    item.session,
+                    item.message,
+                    item.track,
+                    item.time,
+                    answer,
+                    self._names[assignments[i][serving]],
+                    latencies[i] + common,
+                    assignments[i],
+                    propensities[i],
+                )
+            )
+        self.writer.extend(rows)
+        return answers
+
+    def _request(self, item: Item, history: tuple[tuple[int, ...], tuple[float, ...]]) -> Request:
+        day = None if item.ts is None else (item.ts - self._day_zero_ms) // MS_PER_DAY
+        return Request(item.user, item.track, item.time, history[0], history[1], self.request_seed(item), day)

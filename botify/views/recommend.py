@@ -1,0 +1,99 @@
+"""`POST /next/<user>`, `POST /last/<user>` and `POST /batch`: the recommendation API.
+
+Single requests (compatible with the course's client, byte for byte)::
+
+    POST /next/1  {"track": 10, "time": 0.3}   ->  {"user": 1, "track": 4242}
+    POST /last/1  {"track": 10, "time": 0.3}   ->  {"user": 1}
+
+Optional body fields `session` (int) and `ts` (epoch milliseconds) are logged instead of the
+server's own. The batch endpoint takes many users' requests in one call::
+
+    POST /batch  {"requests": [{"message": "next", "user": 1, "track": 10, "time": 0.3}, ...]}
+              -> {"responses": [{"user": 1, "track": 4242}, ...]}
+
+Each response is what the single endpoint would answer, in the same order; an invalid item
+gets `{"error": "...", "status": 400}` and is not logged, while the others are served.
+"""
+
+from __future__ import annotations
+
+import orjson
+from flask import Blueprint, Response, current_app, request
+
+from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
+from botify.errors import JSON, error_response
+from botify.service import ServeError
+from botify.validation import BadRequest, Item, parse_batch, parse_batch_item, parse_single
+
+bp = Blueprint("recommend", __name__)
+
+INTERNAL = "internal error while recommending (see the service log)"
+
+
+def _read_body(limit: int) -> bytes:
+    length = request.content_length
+    if length is not None and length > limit:
+        raise BadRequest(f"body too large: {length} bytes, at most {limit}", 413)
+    return request.get_data(cache=False)
+
+
+def _serve_single(message: str, user: int) -> tuple[Item, int | None | ServeError] | Response:
+    service = current_app.extensions["botify"]
+    limit = service.limits.max_body
+    try:
+        item = parse_single(message, user, _read_body(limit), service.catalog.n_tracks, limit)
+    except BadRequest as error:
+        return error_response(str(error), error.status)
+    return item, service.serve([item])[0]
+
+
+@bp.post("/next/<int(signed=True):user>")
+def next_track(user: int) -> Response:
+    """The next track for `user`, who just listened to `time` of `track`."""
+    served = _serve_single(MESSAGE_NEXT, user)
+    if isinstance(served, Response):
+        return served
+    answer = served[1]
+    if isinstance(answer, ServeError):
+        return error_response(INTERNAL, 500)
+    return Response(b'{"user": %d, "track": %d}\n' % (user, answer), mimetype=JSON)
+
+
+@bp.post("/last/<int(signed=True):user>")
+def last_track(user: int) -> Response:
+    """`user`'s session ended after `track`: log it and forget the session's history."""
+    served = _serve_single(MESSAGE_LAST, user)
+    if isinstance(served, Response):
+        return served
+    return Response(b'{"user": %d}\n' % user, mimetype=JSON)
+
+
+@bp.post("/batch")
+def batch() -> Response:
+    """Many users' next/last requests in one call; see the module docstring for the shape."""
+    service = current_app.extensions["botify"]
+    limits = service.limits
+    try:
+        raw = parse_batch(_read_body(limits.max_batch_body), limits.max_batch_body, limits.max_batch)
+    except BadRequest as error:
+        return error_response(str(error), error.status)
+    n_tracks = service.catalog.n_tracks
+    responses: list[dict[str, object] | None] = [None] * len(raw)
+    items: list[Item] = []
+    positions: list[int] = []
+    for position, data in enumerate(raw):
+        try:
+            items.append(parse_batch_item(data, n_tracks))
+        except BadRequest as error:
+            responses[position] = {"error": str(error), "status": error.status}
+            continue
+        positions.append(position)
+    answers = service.serve(items)
+    for position, item, answer in zip(positions, items, answers, strict=True):
+        if isinstance(answer, ServeError):
+            responses[position] = {"error": INTERNAL, "status": 500}
+        elif item.message == MESSAGE_NEXT:
+            responses[position] = {"user": item.user, "track": answer}
+        else:
+            responses[position] = {"user": item.user}
+    return Response(orjson.dumps({"responses": responses}), mimetype=JSON)

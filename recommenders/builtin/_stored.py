@@ -1,0 +1,125 @@
+"""Base of the recommenders that serve stored lists (`indexed`, `i2i`): lookup, fallback, artifacts.
+
+A subclass finds the first allowed track in its lists (`_lookup`), builds the lists from the
+event log (`_fit_lists`) and reads / writes them (`_save_lists` / `_load_lists`). This base
+answers with the `fallback` recommender when the lists have nothing (an unknown user, a session
+that liked nothing, every listed track already played), fits that fallback on the same log when
+it learns from one (`top_pop`), and keeps it in the artifact's `fallback/` folder.
+"""
+
+from __future__ import annotations
+
+from abc import abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+from recommenders.base import Recommendation, Recommender, Request, Trainable
+from recommenders.builtin._artifacts import ArtifactError, read_manifest, write_manifest
+from recommenders.builtin._params import check_choice, check_int
+from recommenders.catalog import Catalog
+from recommenders.dataset import Dataset, EventsLike
+
+FALLBACKS = ("random", "top_pop", "sticky_artist")
+FALLBACK_DIR = "fallback"
+
+
+def build_fallback(name: str, catalog: Catalog, seed: int) -> Recommender:
+    """One of the pool-based built-ins, by name, to answer when stored lists have nothing."""
+    from recommenders.builtin.random import RandomRecommender
+    from recommenders.builtin.sticky_artist import StickyArtistRecommender
+    from recommenders.builtin.top_pop import TopPopRecommender
+
+    classes: dict[str, type[Recommender]] = {
+        "random": RandomRecommender,
+        "top_pop": TopPopRecommender,
+        "sticky_artist": StickyArtistRecommender,
+    }
+    return classes[name](catalog, seed=seed)
+
+
+class StoredListsRecommender(Trainable):
+    """Serves the first unplayed, released track of a stored list; else asks its fallback.
+
+    Answers from the lists are deterministic (propensity 1.0); fallback answers carry the
+    fallback's propensity.
+    """
+
+    default_fallback: ClassVar[str] = "top_pop"
+
+    def __init__(self, catalog: Catalog, *, fallback: str | None = None, seed: int = 0) -> None:
+        super().__init__(catalog)
+        self.fallback = check_choice("fallback", fallback if fallback is not None else self.default_fallback, FALLBACKS)
+        self.seed = check_int("seed", seed)
+        self.fallback_recommender = build_fallback(self.fallback, catalog, seed)
+        self._release_day: list[int] = catalog.release_day.tolist()
+        self._first_day = int(catalog.release_day.min()) if catalog.n_tracks else 0
+        self._last_day = int(catalog.release_day.max()) if catalog.n_tracks else 0
+
+    def get_params(self) -> dict[str, Any]:
+        return {"fallback": self.fallback, "seed": self.seed}
+
+    def _effective_day(self, day: int | None) -> int | None:
+        """None when every track counts as released, else the day to check releases against."""
+        if day is None or day >= self._last_day:
+            return None
+        return max(day, self._first_day)
+
+    @abstractmethod
+    def _lookup(self, request: Request) -> int:
+        """The track the stored lists give for `request`, or -1 to let the fallback answer."""
+
+    @abstractmethod
+    def _fit_lists(self, dataset: Dataset) -> None: ...
+
+    @abstractmethod
+    def _save_lists(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load_lists(self, directory: Path, manifest: dict[str, Any]) -> None: ...
+
+    def _recommend(self, request: Request) -> Recommendation:
+        track = self._lookup(request)
+        if track >= 0:
+            return Recommendation(track, 1.0)
+        return self.fallback_recommender.recommend(request)
+
+    def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        answers = []
+        missing = []
+        for i, request in enumerate(requests):
+            track = self._lookup(request)
+            if track < 0:
+                missing.append(i)
+            answers.append(Recommendation(track, 1.0))
+        if missing:
+            fallbacks = self.fallback_recommender.recommend_batch([requests[i] for i in missing])
+            for i, answer in zip(missing, fallbacks, strict=True):
+                answers[i] = answer
+        return answers
+
+    def _fit(self, events: EventsLike, **options: Any) -> None:
+        if options:
+            raise TypeError(f"{self.name}.fit got unknown options: {', '.join(sorted(options))}")
+        dataset = Dataset.from_events(events)
+        self._fit_lists(dataset)
+        fit = getattr(self.fallback_recommender, "fit", None)
+        if fit is not None:
+            fit(dataset)
+
+    def _save(self, directory: Path) -> None:
+        self._save_lists(directory)
+        write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks, params=self.get_params())
+        if getattr(self.fallback_recommender, "fitted", False):
+            self.fallback_recommender.save(directory / FALLBACK_DIR)  # type: ignore[attr-defined]
+
+    def _load(self, directory: Path) -> None:
+        manifest = read_manifest(directory, self.name)
+        if manifest.get("n_tracks") not in (None, self.catalog.n_tracks):
+            raise ArtifactError(
+                f"{directory} was trained on a catalog of {manifest['n_tracks']} tracks, this one has {self.catalog.n_tracks}"
+            )
+        self._load_lists(directory, manifest)
+        load = getattr(self.fallback_recommender, "load", None)
+        if load is not None and (directory / FALLBACK_DIR).is_dir():
+            load(directory / FALLBACK_DIR)

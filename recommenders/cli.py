@@ -1,0 +1,131 @@
+"""The `recommenders` command: list the registered recommenders and check one against the contract.
+
+One root group; each subcommand is a plain click command attached with `add_command`.
+Subcommands that live in their own modules (`train`, `evaluate`) are attached at the bottom
+of this file, next to the others.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from recommenders import registry
+from recommenders.base import Recommender, Trainable
+from recommenders.catalog import Catalog, CatalogError
+from recommenders.testing import DEFAULT_LATENCY_BUDGET, ContractError, check_recommender, make_requests
+
+
+def artifact_kind(cls: type[Recommender]) -> str:
+    """"required" for a `Trainable`, "optional" for a recommender with `load`, else "none"."""
+    if issubclass(cls, Trainable):
+        return "required"
+    return "optional" if callable(getattr(cls, "load", None)) else "none"
+
+
+def describe(entry: registry.Entry) -> dict[str, str]:
+    """One row of `recommenders list`: name, origin, artifact, target, status."""
+    row = {"name": entry.name, "origin": entry.origin, "artifact": "-", "target": entry.target, "status": "ok"}
+    try:
+        row["artifact"] = artifact_kind(registry.get_class(entry.name))
+    except registry.RegistryError as error:
+        cause = error.__cause__
+        row["status"] = f"unavailable: {cause if cause is not None else error}"
+    return row
+
+
+@click.group()
+def main() -> None:
+    """Botify Lab recommenders: the built-ins and installed plugins (entry-point group `botify.recommenders`)."""
+
+
+@main.command("list")
+@click.option(
+    "--format", "output", type=click.Choice(["table", "json"]), default="table", show_default=True, help="Table for people, JSON for scripts."
+)
+def list_recommenders(output: str) -> None:
+    """List every registered recommender: where it comes from and whether it needs an artifact.
+
+    ARTIFACT is "required" for trainable recommenders (train them, then serve the artifact
+    directory), "optional" for those that can load one (top_pop), "none" otherwise. STATUS says
+    why an entry cannot be loaded (e.g. its module is not installed).
+    """
+    rows = [describe(entry) for entry in sorted(registry.entries().values())]
+    if output == "json":
+        click.echo(json.dumps(rows, indent=2))
+        return
+    columns = ("name", "origin", "artifact", "status", "target")
+    widths = {column: max(len(column), *(len(row[column]) for row in rows)) for column in columns[:-1]}
+    click.echo("  ".join(column.upper().ljust(widths.get(column, 0)) for column in columns).rstrip())
+    for row in rows:
+        click.echo("  ".join(row[column].ljust(widths.get(column, 0)) for column in columns).rstrip())
+
+
+def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """`key=value` pairs into a mapping; values are read as YAML scalars (2 -> int, 0.5 -> float)."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{pair!r} must look like key=value", param_hint="--param")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
+
+
+@main.command("check")
+@click.argument("name")
+@click.option("--world", type=click.Path(path_type=Path), required=True, help="World directory whose public catalog the recommender serves.")
+@click.option("--param", "pairs", multiple=True, metavar="KEY=VALUE", help="A construction parameter (repeatable), as in the experiments file.")
+@click.option(
+    "--artifact",
+    type=click.Path(path_type=Path, exists=True, file_okay=False),
+    help="Artifact directory to load; without it a trainable recommender is fitted on a synthetic log.",
+)
+@click.option(
+    "--requests", "n_requests", type=click.IntRange(10, 100_000), default=500, show_default=True, help="How many synthetic requests each check asks."
+)
+@click.option(
+    "--budget-ms",
+    type=click.FloatRange(min=0.001),
+    default=DEFAULT_LATENCY_BUDGET * 1e3,
+    show_default=True,
+    help="Most milliseconds the median recommend() call may take.",
+)
+def check(name: str, world: Path, pairs: tuple[str, ...], artifact: Path | None, n_requests: int, budget_ms: float) -> None:
+    """Run the contract kit (recommenders.testing) on the recommender registered as NAME.
+
+    Checks valid track ids, no repeats within a session while avoidable, released tracks only,
+    determinism, batch = single answers, parameter handling, the artifact round trip and the
+    median latency; prints what it measured, or the first broken rule.
+    """
+    try:
+        catalog = Catalog(world)
+        cls = registry.get_class(name)
+    except (CatalogError, registry.RegistryError) as error:
+        raise click.ClickException(str(error)) from None
+    params = parse_params(pairs)
+
+    def factory() -> Recommender:
+        recommender = cls(catalog, **params)
+        if artifact is not None:
+            recommender.load(artifact)  # type: ignore[attr-defined]
+        return recommender
+
+    try:
+        factory()
+    except (TypeError, ValueError, OSError) as error:
+        raise click.ClickException(f"cannot build {name!r}: {error}") from None
+    try:
+        report = check_recommender(factory, catalog, requests=make_requests(catalog, n_requests), latency_budget=budget_ms / 1e3)
+    except ContractError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(str(report))
+    for passed in report.checks:
+        click.echo(f"  ok  {passed}")
+
+
+# Subcommands defined in their own modules are attached here, e.g. `main.add_command(train)`.

@@ -1,0 +1,98 @@
+"""The simulator's configuration (`config/env.yml`): which world, and the listener model's options.
+
+Parsed and validated once, at the edge (the environments' constructors and the runner's CLI).
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from sim.world.config import ConfigError, describe_validation_error
+
+
+class ListenerOptions(BaseModel):
+    """Options of the listener model (`sim.listener.ListenerModel`); extensions default to off."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_session_steps: int = Field(250, ge=1, le=100_000)  # truncation: the episode's time limit
+    popular_start: float = Field(0.0, ge=0.0, le=1.0)  # extension: share of sessions started from the charts
+    interest_drift: float = Field(0.0, ge=0.0, le=1.0)  # extension: pull of each listen on the session's interest
+
+
+class ServiceOptions(BaseModel):
+    """How the runner reaches botify."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    host: str = "127.0.0.1"
+    port: int = Field(5001, ge=1, le=65535)
+    timeout_s: float = Field(30.0, gt=0.0)  # per HTTP call
+    retries: int = Field(4, ge=0, le=20)  # further tries of a failed call, with exponential backoff
+    backoff_s: float = Field(0.1, ge=0.0)  # first backoff; doubles on each retry
+    max_batch: int = Field(5_000, ge=1, le=10_000)  # items per POST /batch
+    batch: bool = True  # use POST /batch when the service offers it
+
+
+class TimeOptions(BaseModel):
+    """Simulated time: when day 1 starts, the daily rhythm of arrivals, request batching."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    start: date = date(2026, 1, 1)  # simulated day 1 begins at 00:00 UTC of this date
+    rhythm_amplitude: float = Field(0.6, ge=0.0, le=1.0)  # arrivals ~ 1 + a * cos(2 pi (h - peak) / 24)
+    peak_hour: float = Field(20.0, ge=0.0, lt=24.0)
+    batch_window_s: float = Field(300.0, gt=0.0)  # simulated seconds of requests gathered per batch (session clocks stay exact)
+
+
+class ReturnOptions(BaseModel):
+    """Returning listeners: after a session a listener comes back at a hazard rate that grows
+    with how satisfying the session was: rate = base_rate_per_day * exp(sensitivity * (time - reference)),
+    with `time` the session's total listened fraction. Off in the course-compatible config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+    base_rate_per_day: float = Field(0.5, gt=0.0)
+    sensitivity: float = Field(0.5, ge=0.0)
+    reference: float = Field(3.0, ge=0.0)
+
+
+class EnvConfig(BaseModel):
+    """Where the world lives, how listeners behave, and how `python -m sim.run` drives the service."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    world: Path = Path("data/world")  # generated from `world_config` on first use when missing
+    world_config: Path = Path("config/world.yml")
+    listener: ListenerOptions = ListenerOptions()
+    service: ServiceOptions = ServiceOptions()
+    time: TimeOptions = TimeOptions()
+    returns: ReturnOptions = ReturnOptions()
+
+
+def env_config_from_mapping(data: dict[str, Any] | None, source: str = "env config") -> EnvConfig:
+    """Validate a mapping into an `EnvConfig`; raise `ConfigError` naming every bad field."""
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return EnvConfig.model_validate(data or {})
+    except ValidationError as error:
+        raise ConfigError(describe_validation_error(error, source)) from None
+
+
+def load_env_config(path: str | Path) -> EnvConfig:
+    """Read and validate `config/env.yml` (or another file)."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except OSError as error:
+        raise ConfigError(f"cannot read env config {path}: {error.strerror}") from None
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+    return env_config_from_mapping(data, source=str(path))

@@ -1,0 +1,240 @@
+"""Who answers the simulated listeners: botify over HTTP, a recommender in-process, or a dummy.
+
+Every client takes a list of `Item`s (one 'next' or 'last' message each, as the HTTP API
+defines them) and returns, per item, the recommended track for 'next' and None for 'last'.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import orjson
+import requests
+from requests.adapters import HTTPAdapter
+
+from sim.config import ServiceOptions
+
+log = logging.getLogger(__name__)
+
+NEXT, LAST = "next", "last"
+
+
+class ServiceError(RuntimeError):
+    """The service failed a request for good; the message names the user, session and status."""
+
+
+class ServiceUnavailable(ServiceError):
+    """Nothing answers at the configured address."""
+
+
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One message of a listener: 'next' (what now?) or 'last' (the session ended)."""
+
+    message: str
+    user: int
+    track: int
+    time: float
+    session: int
+    ts: int  # simulated epoch milliseconds
+
+    def body(self) -> dict[str, object]:
+        return {"track": self.track, "time": self.time, "session": self.session, "ts": self.ts}
+
+
+class Client(Protocol):
+    """Answers items; `describe()` returns the service's self-description (GET /) or None."""
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]: ...
+
+    def describe(self) -> dict[str, object] | None: ...
+
+    def close(self) -> None: ...
+
+
+class RemoteClient:
+    """botify over HTTP: one pooled keep-alive connection, POST /batch when available.
+
+    A failed call (connection error, timeout, 5xx, 429) is retried `retries` times with
+    exponential backoff, then reported as `ServiceError` naming the users and sessions; a 4xx
+    answer is the client's fault and is reported at once, never swallowed.
+    """
+
+    def __init__(self, options: ServiceOptions) -> None:
+        self.options = options
+        self.base = f"http://{options.host}:{options.port}"
+        self._http = requests.Session()
+        self._http.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
+        self._http.headers["Content-Type"] = "application/json"
+        self._batch = options.batch
+        self.calls = 0
+
+    def describe(self) -> dict[str, object]:
+        """GET / — also the check that a service answers at all."""
+        try:
+            answer = self._http.get(self.base + "/", timeout=min(self.options.timeout_s, 5.0))
+        except requests.ConnectionError:
+            raise ServiceUnavailable(
+                f"no botify service answers at {self.base}. Start one with `botify serve` "
+                f"(or pass --host/--port), or simulate in-process with --recommender local:<name>."
+            ) from None
+        if answer.status_code != 200:
+            raise ServiceUnavailable(f"{self.base}/ answered {answer.status_code}: is this a botify service?")
+        description = orjson.loads(answer.content)
+        experiments = self._http.get(self.base + "/experiments", timeout=min(self.options.timeout_s, 5.0))
+        if experiments.status_code == 200:  # botify's; the course's service has no such page
+            description.update(orjson.loads(experiments.content))
+        return description
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        if self._batch:
+            answers: list[int | None] = []
+            for start in range(0, len(items), self.options.max_batch):
+                chunk = items[start : start + self.options.max_batch]
+                result = self._serve_batch(chunk)
+                if result is None:  # the service has no batch endpoint: one call per item from now on
+                    self._batch = False
+                    return answers + [self._serve_one(item) for item in items[start:]]
+                answers.extend(result)
+            return answers
+        return [self._serve_one(item) for item in items]
+
+    def _serve_batch(self, items: Sequence[Item]) -> list[int | None] | None:
+        payload = {"requests": [{"message": i.message, "user": i.user, **i.body()} for i in items]}
+        answer = self._post("/batch", payload, items)
+        if answer is None:
+            return None
+        responses = orjson.loads(answer.content)["responses"]
+        out: list[int | None] = []
+        for item, response in zip(items, responses, strict=True):
+            if "error" in response:
+                raise ServiceError(
+                    f"botify rejected {item.message} for user {item.user}, session {item.session}: "
+                    f"{response.get('status', 400)} {response['error']}"
+                )
+            out.append(int(response["track"]) if item.message == NEXT else None)
+        return out
+
+    def _serve_one(self, item: Item) -> int | None:
+        answer = self._post(f"/{item.message}/{item.user}", item.body(), [item])
+        assert answer is not None  # single endpoints always exist
+        return int(orjson.loads(answer.content)["track"]) if item.message == NEXT else None
+
+    def _post(self, path: str, payload: dict[str, object], items: Sequence[Item]) -> requests.Response | None:
+        data = orjson.dumps(payload)
+        delay, failure = self.options.backoff_s, ""
+        for attempt in range(self.options.retries + 1):
+            if attempt:
+                time.sleep(delay)
+                delay *= 2
+            try:
+                answer = self._http.post(self.base + path, data=data, timeout=self.options.timeout_s)
+            except (requests.ConnectionError, requests.Timeout) as error:
+                failure = f"{type(error).__name__}: {error}"
+                continue
+            self.calls += 1
+            if answer.status_code == 200:
+                return answer
+            if path == "/batch" and answer.status_code in (404, 405):
+                log.info("the service has no POST /batch; falling back to one request per item")
+                return None
+            failure = f"status {answer.status_code}: {answer.text[:300]}"
+            if answer.status_code < 500 and answer.status_code != 429:
+                break  # a client error does not get better by retrying
+        who = ", ".join(f"user {i.user} session {i.session}" for i in items[:3])
+        more = f" and {len(items) - 3} more" if len(items) > 3 else ""
+        raise ServiceError(f"POST {path} failed after {attempt + 1} tries ({who}{more}): {failure}")
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class DummyClient:
+    """No service at all: a uniformly random track, as the course's dummy recommender."""
+
+    def __init__(self, n_tracks: int, seed: int) -> None:
+        self._n = n_tracks
+        self._rng = np.random.default_rng(seed)
+
+    def describe(self) -> None:
+        return None
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        tracks = self._rng.integers(self._n, size=len(items))
+        return [int(t) if item.message == NEXT else None for item, t in zip(items, tracks)]
+
+    def close(self) -> None:
+        pass
+
+
+class LocalClient:
+    """A recommender called in-process through the plugin API, without HTTP.
+
+    Keeps each session's history as the service would and, when asked, records every event
+    with the event log's columns (see `events()`), so a local run can feed training.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        world_dir: str,
+        *,
+        params: dict[str, object] | None = None,
+        artifact: str | None = None,
+        record: bool = False,
+        day_one_ms: int = 0,
+    ) -> None:
+        from recommenders.catalog import Catalog
+        from recommenders.registry import make
+
+        self.name = name
+        self.recommender = make(name, Catalog(world_dir), params, artifact)
+        self._history: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        self._record = record
+        self._rows: list[tuple] = []
+        self._day_one_ms = day_one_ms  # epoch ms at which simulated day 1 begins
+
+    def describe(self) -> dict[str, object]:
+        return {"status": "local", "recommender": self.name}
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        from recommenders.base import Request
+
+        requests_, positions = [], []
+        for position, item in enumerate(items):
+            key = (item.user, item.session)
+            tracks, times = self._history.setdefault(key, ([], []))
+            tracks.append(item.track)
+            times.append(item.time)
+            if item.message == LAST:
+                del self._history[key]
+                continue
+            seed = (item.user * 1_000_003 + item.session * 7_919 + len(tracks)) % (1 << 63)
+            day = (item.ts - self._day_one_ms) // 86_400_000 + 1
+            requests_.append(Request(item.user, item.track, item.time, tuple(tracks), tuple(times), seed, day))
+            positions.append(position)
+        started = time.perf_counter()
+        answers = self.recommender.recommend_batch(requests_) if requests_ else []
+        latency = (time.perf_counter() - started) / max(len(requests_), 1)
+        out: list[int | None] = [None] * len(items)
+        for position, answer in zip(positions, answers):
+            out[position] = int(answer.track)
+        if self._record:
+            propensity = {p: a.propensity for p, a in zip(positions, answers)}
+            for position, item in enumerate(items):
+                self._rows.append(
+                    (item.ts, item.user, item.session, item.message, item.track, item.time, out[position], self.name, latency, propensity.get(position))
+                )
+        return out
+
+    def events(self) -> list[tuple]:
+        """Recorded events: (ts ms, user, session, message, track, time, recommendation, recommender, latency, propensity)."""
+        return self._rows
+
+    def close(self) -> None:
+        pass

@@ -1,0 +1,39 @@
+"""Recommenders for tests: they show what the service handed them, or fail on purpose."""
+
+from __future__ import annotations
+
+from recommenders.base import Recommendation, Recommender, Request
+
+
+class HistoryProbe(Recommender):
+    """Answers the length of the session's history, so a test reads the history over HTTP.
+
+    It also checks that the history ends with the request's own track and time.
+    """
+
+    name = "history_probe"
+
+    def _recommend(self, request: Request) -> Recommendation:
+        if not request.history or request.history[-1] != request.track or request.times[-1] != request.time:
+            raise AssertionError(f"history {request.history} / {request.times} does not end with {request.track}, {request.time}")
+        if len(request.history) != len(request.times):
+            raise AssertionError("history and times differ in length")
+        return Recommendation(len(request.history) % self.catalog.n_tracks, 1.0)
+
+
+class Broken(Recommender):
+    """Always raises: the service must answer 500 and log nothing."""
+
+    name = "broken"
+
+    def _recommend(self, request: Request) -> Recommendation:
+        raise RuntimeError("broken on purpose")
+
+
+class OutOfCatalog(Recommender):
+    """Answers a track that does not exist: the service must refuse to pass it on."""
+
+    name = "out_of_catalog"
+
+    def _recommend(self, request: Request) -> Recommendation:
+        return Recommendation(self.catalog.n_tracks + 5)

@@ -1,0 +1,263 @@
+"""The event log: schema contract, LOG creation and repair, sealing segments, export, compact."""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import time
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from botify.cli import main
+from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, EXPERIMENTS_DUCKDB_TYPES, EXPERIMENTS_TABLE, Columns
+from botify.eventlog import EventWriter, LogError, init_log
+from botify.eventlog.export import compact, export_parquet
+from botify.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock, schema_sql
+from botify.eventlog.writer import Row, record_start
+
+DAY_US = 86_400_000_000
+JAN_1_2024_US = 1_704_067_200_000_000
+
+
+def describe(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
+    return {name: kind for name, kind, *_ in connection.execute(f"DESCRIBE {table}").fetchall()}
+
+
+def row(user: int, ts_us: int = JAN_1_2024_US, message: str = "next") -> Row:
+    recommendation = None if message == "last" else user + 1
+    return (ts_us, user, None, message, user, 0.5, recommendation, "random", 0.001, (1, 0), 0.25)
+
+
+def read(log: Path, sql: str = "SELECT * FROM events") -> list[tuple]:
+    connection = duckdb.connect(str(log), read_only=True)
+    try:
+        return connection.execute(sql).fetchall()
+    finally:
+        connection.close()
+
+
+@pytest.fixture
+def log(tmp_path: Path) -> Path:
+    path = tmp_path / "data" / "events.duckdb"
+    init_log(path)
+    return path
+
+
+@pytest.fixture
+def writer(log: Path) -> EventWriter:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, flush_events=10**9)
+    yield writer
+    writer.close()
+
+
+def test_schema_sql_agrees_with_the_column_contract() -> None:
+    connection = duckdb.connect()
+    connection.execute(schema_sql())
+
+    assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
+    assert list(DUCKDB_TYPES) == list(Columns.ALL)
+    assert describe(connection, EXPERIMENTS_TABLE) == EXPERIMENTS_DUCKDB_TYPES
+
+
+def test_a_new_log_has_typed_empty_views(log: Path) -> None:
+    connection = duckdb.connect(str(log), read_only=True)
+
+    assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
+    assert describe(connection, EXPERIMENTS_TABLE) == EXPERIMENTS_DUCKDB_TYPES
+    assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
+    connection.close()
+
+
+def test_sealed_segments_keep_the_types_and_values(log: Path, writer: EventWriter) -> None:
+    writer.extend([row(1), row(2, message="last")])
+
+    segment = writer.flush()
+
+    assert segment is not None and segment.parent == LogLayout.of(log).directory(EVENTS_TABLE)
+    connection = duckdb.connect(str(log), read_only=True)
+    assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
+    rows = connection.execute('SELECT "user", message, recommendation, experiments, propensity, ts FROM events').fetchall()
+    connection.close()
+    assert [r[:5] for r in rows] == [(1, "next", 2, {"first": 1, "second": 0}, 0.25), (2, "last", None, {"first": 1, "second": 0}, 0.25)]
+    assert rows[0][5].isoformat() == "2024-01-01T00:00:00"
+
+
+def test_flush_with_nothing_buffered_writes_nothing(writer: EventWriter) -> None:
+    assert writer.flush() is None
+
+
+def test_the_thread_seals_every_window(log: Path) -> None:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=0.05)
+    writer.append(row(1))
+
+    deadline = time.monotonic() + 10
+    while not read(log) and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert len(read(log)) == 1 and writer.pending() == 0
+    writer.close()
+
+
+def test_a_full_buffer_seals_before_the_window(log: Path) -> None:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, flush_events=3)
+    writer.extend([row(u) for u in range(3)])
+
+    deadline = time.monotonic() + 10
+    while writer.sealed_events < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert writer.sealed_events == 3
+    writer.close()
+
+
+def test_close_seals_the_rest_and_is_idempotent(log: Path) -> None:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600)
+    writer.extend([row(u) for u in range(5)])
+
+    writer.close()
+    writer.close()
+
+    assert len(read(log)) == 5
+
+
+def _child_appends(writer: EventWriter) -> None:
+    writer.append(row(100))
+    writer.close()
+
+
+def test_a_forked_child_writes_its_own_rows_only(log: Path, writer: EventWriter) -> None:
+    writer.append(row(1))
+    child = multiprocessing.get_context("fork").Process(target=_child_appends, args=(writer,))
+
+    child.start()
+    child.join(20)
+
+    assert child.exitcode == 0
+    assert [r[1] for r in read(log)] == [100]
+    writer.flush()
+    assert sorted(r[1] for r in read(log)) == [1, 100]
+
+
+def test_init_is_idempotent_and_leaves_log_alone(log: Path) -> None:
+    before = log.stat().st_mtime_ns
+
+    init_log(log)
+
+    assert log.stat().st_mtime_ns == before
+
+
+def test_a_moved_log_is_repointed(log: Path, writer: EventWriter, tmp_path: Path) -> None:
+    writer.append(row(1))
+    writer.flush()
+    moved = tmp_path / "moved"
+    (tmp_path / "data").rename(moved)
+
+    init_log(moved / "events.duckdb")
+
+    assert len(read(moved / "events.duckdb")) == 1
+
+
+def test_reset_deletes_events_but_keeps_the_log(log: Path, writer: EventWriter) -> None:
+    writer.append(row(1))
+    writer.flush()
+
+    init_log(log, reset=True)
+
+    assert read(log) == []
+    assert (LogLayout.of(log).directory(EVENTS_TABLE) / TEMPLATE_NAME).is_file()
+
+
+def test_an_unrelated_duckdb_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "other.duckdb"
+    connection = duckdb.connect(str(path))
+    connection.execute("CREATE TABLE sales (x INTEGER)")
+    connection.close()
+
+    with pytest.raises(LogError, match="not a botify event log"):
+        init_log(path)
+
+
+def test_a_directory_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(LogError, match="is a directory"):
+        init_log(tmp_path)
+
+
+def test_half_written_segments_are_invisible_and_stale_ones_removed(log: Path) -> None:
+    directory = LogLayout.of(log).directory(EVENTS_TABLE)
+    stale = directory / ".123-1-000001.parquet.99.tmp"
+    stale.write_bytes(b"PAR1 half a file")
+    os.utime(stale, (time.time() - 3600, time.time() - 3600))
+
+    assert read(log) == []
+    init_log(log)
+    assert not stale.exists()
+
+
+def test_start_records_are_written_once_per_start(log: Path) -> None:
+    layout = LogLayout.of(log)
+    rows = [{"experiment": "e", "treatment": i, "recommender": r, "serving": True} for i, r in enumerate(["random", "sticky_artist"])]
+
+    assert record_start(layout, rows, JAN_1_2024_US) is not None
+    assert record_start(layout, rows, JAN_1_2024_US) is None
+
+    assert read(log, "SELECT experiment, treatment, recommender, serving, started FROM experiments ORDER BY treatment") == [
+        ("e", 0, "random", True, read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]),
+        ("e", 1, "sticky_artist", True, read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]),
+    ]
+
+
+def test_export_writes_parquet_partitioned_by_date(log: Path, writer: EventWriter, tmp_path: Path) -> None:
+    writer.extend([row(1), row(2, JAN_1_2024_US + DAY_US), row(3, JAN_1_2024_US + DAY_US)])
+    writer.flush()
+    out = tmp_path / "export"
+
+    counts = export_parquet(log, out)
+
+    assert counts == {EVENTS_TABLE: 3, EXPERIMENTS_TABLE: 0}
+    assert sorted(p.name for p in (out / EVENTS_TABLE).iterdir()) == ["date=2024-01-01", "date=2024-01-02"]
+    exported = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{out}/events/*/*.parquet', hive_partitioning = true)").fetchone()
+    assert exported == (3,)
+    with pytest.raises(LogError, match="not empty"):
+        export_parquet(log, out)
+
+
+def test_compact_merges_segments_without_losing_rows(log: Path, writer: EventWriter) -> None:
+    for user in range(3):
+        writer.append(row(user))
+        writer.flush()
+
+    assert compact(log) == (3, 3)
+
+    layout = LogLayout.of(log)
+    assert len(layout.segment_files(EVENTS_TABLE)) == 2  # the template and the merged segment
+    assert sorted(r[1] for r in read(log)) == [0, 1, 2]
+
+
+def test_compact_refuses_while_a_service_serves(log: Path) -> None:
+    with file_lock(LogLayout.of(log).serving_lock, shared=True), pytest.raises(LogError, match="stop it before compacting"):
+        compact(log)
+
+
+def test_cli_init_db_export_and_compact(tmp_path: Path) -> None:
+    runner = CliRunner()
+    path = tmp_path / "cli" / "events.duckdb"
+
+    created = runner.invoke(main, ["init-db", "--log", str(path)])
+    exported = runner.invoke(main, ["export", "--log", str(path), "--format", "parquet", "--out", str(tmp_path / "out")])
+    compacted = runner.invoke(main, ["compact", "--log", str(path)])
+    reset = runner.invoke(main, ["init-db", "--log", str(path), "--reset"], input="n\n")
+
+    assert created.exit_code == 0 and "Initialized the event log" in created.output
+    assert exported.exit_code == 0 and "Exported 0 events" in exported.output
+    assert compacted.exit_code == 0 and "Compacted 0 segments" in compacted.output
+    assert reset.exit_code == 1 and "Aborted" in reset.output
+
+
+def test_cli_export_of_a_missing_log_says_what_to_do(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["export", "--log", str(tmp_path / "none.duckdb"), "--out", str(tmp_path / "out")])
+
+    assert result.exit_code == 1
+    assert "no event log at" in result.output and "botify serve --log" in result.output

@@ -1,0 +1,153 @@
+"""The runner's simulated time: arrivals, determinism, shards, returns and the local event log."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from scipy import stats
+
+from sim.config import EnvConfig, env_config_from_mapping
+from sim.run.__main__ import main as run_cli
+from sim.run.clients import DummyClient
+from sim.run.shards import ClientSpec, InlineExecutor, ShardJob, run_shard
+from sim.run.timeline import DAY_S, SESSION_ID_DAY, Timeline, plan_day
+from sim.world import World
+
+
+def _config(world_dir: Path, **sections: object) -> EnvConfig:
+    return env_config_from_mapping({"world": str(world_dir), **sections})
+
+
+def _run(world: World, config: EnvConfig, seed: int = 0, episodes: int = 300, days: int = 1) -> Timeline:
+    timeline = Timeline(world, config, DummyClient(world.n_tracks, seed), seed)
+    for day in range(1, days + 1):
+        timeline.run_day(day, episodes)
+    return timeline
+
+
+def test_plan_has_exact_count_and_shards_partition_it(small_world: World, small_world_dir: Path) -> None:
+    config = _config(small_world_dir)
+    sessions, users, arrivals = plan_day(5, 3, 1000, small_world.n_users, config)
+    assert len(sessions) == 1000 and (np.diff(arrivals) >= 0).all()
+    assert ((arrivals >= 2 * DAY_S) & (arrivals < 3 * DAY_S)).all() and (sessions // SESSION_ID_DAY == 3).all()
+    parts = [plan_day(5, 3, 1000, small_world.n_users, config, shard, 3) for shard in range(3)]
+    assert sorted(np.concatenate([p[0] for p in parts]).tolist()) == sorted(sessions.tolist())
+    by_id = dict(zip(sessions.tolist(), users.tolist()))
+    assert all(by_id[s] == u for p in parts for s, u in zip(p[0].tolist(), p[1].tolist()))
+
+
+def test_arrivals_follow_the_daily_rhythm(small_world: World, small_world_dir: Path) -> None:
+    """Rate ~ 1 + 0.6 cos(2 pi (h - 20) / 24): compare hourly counts with the expected shares."""
+    config = _config(small_world_dir)
+    _, _, arrivals = plan_day(1, 1, 20_000, small_world.n_users, config)
+    hours = (arrivals // 3600).astype(int)
+    counts = np.bincount(hours, minlength=24)
+    grid = np.linspace(0, 24, 24 * 60 + 1)
+    rate = 1 + 0.6 * np.cos(2 * np.pi * (grid - 20) / 24)
+    expected = np.array([np.trapezoid(rate[h * 60 : h * 60 + 61], grid[h * 60 : h * 60 + 61]) for h in range(24)])
+    expected = expected / expected.sum() * counts.sum()
+    assert stats.chisquare(counts, expected).pvalue > 1e-4
+    assert counts[20] > 2.5 * counts[8]
+
+
+def test_same_seed_same_sessions(small_world: World, small_world_dir: Path) -> None:
+    config = _config(small_world_dir)
+    first, again, other = _run(small_world, config, 1).records, _run(small_world, config, 1).records, _run(small_world, config, 2).records
+    assert first == again
+    assert first != other
+
+
+def test_sessions_are_what_the_listener_model_says(small_world: World, small_world_dir: Path) -> None:
+    records = _run(small_world, _config(small_world_dir), episodes=400).records
+    assert len(records) == 400 and len({r.session for r in records}) == 400
+    for record in records:
+        assert record.tracks >= 1 and 0.0 <= record.time <= record.tracks
+        assert record.end_ts >= record.start_ts
+    # Random recommendations are rarely liked: sessions last about the budget (5).
+    assert 5.0 <= np.mean([r.tracks for r in records]) < 6.5
+
+
+def test_batch_window_changes_nothing_but_the_batches(small_world: World, small_world_dir: Path) -> None:
+    """Session clocks are exact whatever the window: with a recommender whose answers depend
+    only on the session (not on the order of requests, as the dummy's do), sessions are equal."""
+    records = {}
+    for window in (30.0, 900.0):
+        config = _config(small_world_dir, time={"batch_window_s": window})
+        job = ShardJob(config, 3, (1,), 200, ClientSpec("local", "sticky_artist"))
+        records[window] = sorted(run_shard(job).records, key=lambda r: r.session)
+    assert records[30.0] == records[900.0]
+
+
+def test_shards_give_the_single_run_sessions(small_world_dir: Path) -> None:
+    config = _config(small_world_dir)
+    single = run_shard(ShardJob(config, 4, (1, 2), 150, ClientSpec("local", "sticky_artist")))
+    shards = InlineExecutor().map(run_shard, [ShardJob(config, 4, (1, 2), 150, ClientSpec("local", "sticky_artist"), s, 3) for s in range(3)])
+    merged = sorted((r for result in shards for r in result.records), key=lambda r: r.session)
+    assert merged == sorted(single.records, key=lambda r: r.session)
+
+
+def test_returns_depend_on_satisfaction(small_world_dir: Path) -> None:
+    returns = {"enabled": True, "base_rate_per_day": 2.0, "sensitivity": 1.0, "reference": 2.0}
+    config = _config(small_world_dir, returns=returns)
+    counts = {}
+    for name in ("random", "sticky_artist"):
+        result = run_shard(ShardJob(config, 5, (1, 2), 300, ClientSpec("local", name)))
+        returning = [r for r in result.records if r.returning]
+        counts[name] = len(returning)
+        assert len(result.records) == 600 + len(returning)
+    # sticky_artist satisfies more (longer sessions), so more listeners come back.
+    assert counts["sticky_artist"] - counts["random"] > 4 * np.sqrt((counts["sticky_artist"] + counts["random"]) / 2)
+
+
+def test_local_log_matches_the_simulator(small_world_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "local.duckdb"
+    config = tmp_path / "env.yml"
+    config.write_text(f"world: {small_world_dir}\n")
+    result = CliRunner().invoke(run_cli, ["--episodes", "120", "--config", str(config), "--recommender", "local:sticky_artist", "--log", str(log), "--quiet", "--seed", "9"])
+    assert result.exit_code == 0, result.output
+    assert "120 sessions" in result.output and "sticky_artist" in result.output
+    job = run_shard(ShardJob(env_config_from_mapping({"world": str(small_world_dir)}), 9, (1,), 120, ClientSpec("local", "sticky_artist")))
+    with duckdb.connect(str(log), read_only=True) as connection:
+        per_session = connection.execute(
+            "SELECT session, count(*) FILTER (WHERE message = 'next'), count(*) FILTER (WHERE message = 'last') "
+            "FROM events GROUP BY session ORDER BY session"
+        ).fetchall()
+        # Each listened recommendation's fraction arrives with the message after it; the first
+        # message carries the listener's own first track with time 1.0.
+        rewards = dict(connection.execute("SELECT session, sum(time) - 1.0 FROM events GROUP BY session").fetchall())
+    expected = sorted(job.records, key=lambda r: r.session)
+    assert per_session == [(r.session, r.tracks, 1) for r in expected]
+    assert all(rewards[r.session] == pytest.approx(r.time, abs=1e-9) for r in expected)
+
+
+def test_cli_errors_are_clear(small_world_dir: Path, tmp_path: Path) -> None:
+    runner = CliRunner()
+    bad = runner.invoke(run_cli, ["--recommender", "bogus"])
+    assert bad.exit_code != 0 and "local:<registry name>" in bad.output
+    config = tmp_path / "env.yml"
+    config.write_text(f"world: {small_world_dir}\nservice: {{port: 9}}\n")
+    down = runner.invoke(run_cli, ["--config", str(config), "--episodes", "5", "--quiet"])
+    assert down.exit_code != 0 and "no botify service answers at http://127.0.0.1:9" in down.output
+    assert "Traceback" not in down.output
+    config.write_text("servce: {port: 9}\n")
+    typo = runner.invoke(run_cli, ["--config", str(config)])
+    assert typo.exit_code != 0 and "servce: unknown key" in typo.output
+    unknown = runner.invoke(run_cli, ["--config", str(tmp_path / "none.yml")])
+    assert unknown.exit_code != 0 and "does not exist" in unknown.output
+
+
+def test_summary_assignment_is_the_service_s() -> None:
+    from botify.experiments import assign
+    from sim.run.summary import assignment, treatment_labels
+
+    users = np.arange(0, 50_000, 37)
+    assert assignment("cold_start", users, 3).tolist() == [assign("cold_start", int(u), 3) for u in users]
+    description = {"experiments": [{"name": "x", "serving": False, "treatments": [{"recommender": "a"}, {"recommender": "b"}]},
+                                   {"name": "cold_start", "serving": True, "treatments": [{"recommender": "random"}, {"recommender": "sticky_artist"}]}]}
+    labels = treatment_labels(description, np.array([1, 2, 3]))
+    assert set(labels) <= {"C random", "T1 sticky_artist"}
+    assert labels.tolist() == [("C random", "T1 sticky_artist")[assign("cold_start", u, 2)] for u in (1, 2, 3)]

@@ -1,0 +1,151 @@
+"""The listener model's formulas, repeats, artist fatigue, budget and common random numbers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sim import streams
+from sim.listener import ListenerModel
+from sim.world import World
+
+
+def _course_fraction(dot: float, bias: float, sharpness: float, gamma: float, artist_plays: int) -> float:
+    return round(1 / (1 + math.exp(-(dot - bias) * sharpness)) * gamma**artist_plays, 2)
+
+
+@pytest.mark.parametrize(
+    ("dot", "bias", "sharpness", "gamma", "plays", "expected"),
+    [
+        (5.0, 5.0, 1.0, 0.8, 0, 0.5),  # at the bias: a coin flip
+        (8.0, 5.0, 1.0, 0.8, 0, 0.95),  # sigmoid(3) = 0.9526
+        (8.0, 5.0, 1.0, 0.8, 2, 0.61),  # 0.9526 * 0.64 = 0.6097
+        (0.0, 5.0, 1.0, 0.8, 0, 0.01),  # sigmoid(-5) = 0.0067
+        (6.0, 5.0, 2.0, 0.5, 1, 0.44),  # sigmoid(2) * 0.5 = 0.4404
+    ],
+)
+def test_fraction_matches_hand_computed(dot, bias, sharpness, gamma, plays, expected) -> None:
+    got = ListenerModel.fraction(np.array([dot]), np.array([bias]), np.array([sharpness]), np.array([gamma]), np.array([plays]), np.array([False]))
+    assert got[0] == expected == _course_fraction(dot, bias, sharpness, gamma, plays)
+
+
+def test_repeat_gets_nothing() -> None:
+    got = ListenerModel.fraction(np.array([9.0]), np.array([5.0]), np.array([1.0]), np.array([0.8]), np.array([0]), np.array([True]))
+    assert got[0] == 0.0
+
+
+def _model(world: World, n: int = 1, key: int = 11) -> ListenerModel:
+    return ListenerModel(world, n, key)
+
+
+def test_first_track_is_a_neighbour_of_an_interest(small_world: World) -> None:
+    model = _model(small_world, 50)
+    users = np.arange(50)
+    first = model.start(np.arange(50), users, np.arange(50))
+    listeners = small_world.listeners
+    for user, track in zip(users, first):
+        rows = listeners.interests_of(user)
+        k = listeners.interest_neighbours[user]
+        assert track in listeners.interest_nearest[rows, :k]
+
+
+def test_session_follows_the_formula_step_by_step(small_world: World) -> None:
+    model = _model(small_world)
+    user, episode = 3, 0
+    first = int(model.start(np.array([0]), np.array([user]), np.array([episode]))[0])
+    interest = model._interest[0].copy()
+    artist = small_world.catalog.artist
+    same_artist = [int(t) for t in small_world.catalog.tracks_of_artist(artist[first]) if t != first][:3]
+    history = [first]
+    budget = int(small_world.listeners.session_budget[user])
+    for step, track in enumerate(same_artist + [first]):
+        plays = sum(artist[h] == artist[track] for h in history)
+        dot = float(np.dot(small_world.taste[track].astype(np.float64), interest))
+        expected = 0.0 if track in history else _course_fraction(
+            dot,
+            float(small_world.listeners.consume_bias[user]),
+            float(small_world.listeners.consume_sharpness[user]),
+            float(small_world.listeners.artist_discount_gamma[user]),
+            plays,
+        )
+        fractions, ended = model.respond(np.array([track]))
+        assert fractions[0] == pytest.approx(expected, abs=1e-12)
+        coin = streams.uniform_scalar(model.key, user, episode, streams.BUDGET, step)
+        budget -= coin < 1 - expected
+        assert model.budget[0] == budget and ended[0] == (budget <= 0)
+        history.append(track)
+        if ended[0]:
+            break
+
+
+def test_artist_fatigue_discounts_each_further_play(small_world: World) -> None:
+    """Same track, same listener: heard after k plays of its artist it gets gamma ** k of the fresh fraction."""
+    catalog = small_world.catalog
+    artist = int(np.argmax(np.bincount(catalog.artist)))
+    tracks = [int(t) for t in catalog.tracks_of_artist(artist)][:4]
+    target, earlier = tracks[-1], tracks[:-1]
+    user = 2
+    results = []
+    for plays in range(len(earlier) + 1):
+        model = _model(small_world)
+        model.start(np.array([0]), np.array([user]), np.array([0]))
+        model.history[0, 0] = model._history_artist[0, 0] = -1  # forget the first track
+        for track in earlier[:plays]:
+            model.respond(np.array([track]))
+        dot = float(small_world.taste[target].astype(np.float64) @ model._interest[0])
+        raw = 1 / (1 + math.exp(-(dot - small_world.listeners.consume_bias[user])))
+        results.append((float(model.respond(np.array([target]))[0][0]), raw))
+    gamma = float(small_world.listeners.artist_discount_gamma[user])
+    for plays, (fraction, raw) in enumerate(results):
+        assert fraction == round(raw * gamma**plays, 2)
+
+
+def test_common_random_numbers_across_recommenders(small_world: World) -> None:
+    """The same (listener, episode) gets the same first track and budget coins whatever is played."""
+    a, b = _model(small_world, 20), _model(small_world, 20)
+    users = np.arange(20) * 7
+    assert np.array_equal(a.start(np.arange(20), users, np.arange(20)), b.start(np.arange(20), users, np.arange(20)))
+    good = small_world.listeners.interest_nearest[small_world.listeners.interest_offsets[users], 1]
+    fractions_a, _ = a.respond(good)
+    fractions_b, _ = b.respond(np.random.default_rng(0).integers(small_world.n_tracks, size=20))
+    coins = streams.uniform(a.key, users, np.arange(20), streams.BUDGET, 0)
+    budget = small_world.listeners.session_budget[users]
+    assert np.array_equal(a.budget, budget - (coins < 1 - fractions_a))
+    assert np.array_equal(b.budget, budget - (coins < 1 - fractions_b))
+    assert fractions_a.mean() > fractions_b.mean()
+
+
+def test_budget_ends_the_session(small_world: World) -> None:
+    model = _model(small_world)
+    first = model.start(np.array([0]), np.array([1]), np.array([0]))
+    budget = int(small_world.listeners.session_budget[1])
+    ended = np.array([False])
+    for _ in range(budget):
+        assert not ended[0]
+        _, ended = model.respond(first)  # a repeat: always spends one unit of budget
+    assert ended[0] and model.budget[0] == 0
+
+
+def test_popular_start_extension(small_world: World) -> None:
+    model = ListenerModel(small_world, 2000, 5, popular_start=1.0)
+    first = model.start(np.arange(2000), np.arange(2000) % small_world.n_users, np.arange(2000))
+    popularity = small_world.catalog.popularity
+    # Started from the charts: first tracks are much more popular than interest neighbours.
+    baseline = _model(small_world, 2000).start(np.arange(2000), np.arange(2000) % small_world.n_users, np.arange(2000))
+    assert popularity[first].mean() > 2 * popularity[baseline].mean()
+
+
+def test_uniform_streams_are_uniform_and_independent() -> None:
+    key = streams.key_from_seed(123)
+    u = streams.uniform(key, np.arange(200_000), 5, streams.BUDGET, 0)
+    v = streams.uniform(key, np.arange(200_000), 5, streams.BUDGET, 1)
+    n = len(u)
+    assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
+    assert abs(np.corrcoef(u, v)[0, 1]) < 5 / np.sqrt(n)
+    counts = np.bincount((u * 10).astype(int), minlength=10)
+    from scipy.stats import chisquare
+
+    assert chisquare(counts).pvalue > 1e-4
+    assert streams.uniform_scalar(key, 17, 5, streams.BUDGET, 1) == v[17]
