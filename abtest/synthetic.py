@@ -1,6 +1,7 @@
 """Synthetic event logs with known effects, generated inside DuckDB (10^7 events in seconds).
 
-The scenario: listeners arrive in sessions of about `tracks_per_session` tracks (geometric
+The log starts on 2026-01-01, simulated day 1 as `sim.run` and the service count it. The
+scenario: listeners arrive in sessions of about `tracks_per_session` tracks (geometric
 lengths, each user with their own mean), a few hours apart, so one user's sessions never
 overlap. Every user is assigned to each experiment's treatments with equal probability. A
 treatment's effect multiplies the fraction listened of every track of its users by
@@ -79,7 +80,7 @@ def events_query(
     sessions_per_user: float = 5.0,
     seed: int = 0,
     session_ids: bool = True,
-    start: dt.datetime = dt.datetime(2024, 1, 1),
+    start: dt.datetime = dt.datetime(2026, 1, 1),
 ) -> str:
     """SQL that yields about `events` rows with the event log's columns and types."""
     if events < 1:
@@ -203,7 +204,7 @@ def write_synthetic_log(
                 f"{d.RECOMMENDER} VARCHAR, {d.SERVING} BOOLEAN, {d.STARTED} TIMESTAMP)"
             )
             rows = [
-                (x.name, i, f"rec{i}" if k == 0 else None, True, dt.datetime(2024, 1, 1))
+                (x.name, i, f"rec{i}" if k == 0 else None, True, dt.datetime(2026, 1, 1))
                 for k, x in enumerate(experiments)
                 for i in range(len(x.effects))
             ]

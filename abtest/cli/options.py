@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -11,7 +12,7 @@ import click
 from abtest.errors import AbtestError
 from abtest.log import EventLog
 from abtest.metrics import METRIC_NAMES
-from abtest.sessionize import Filters
+from abtest.sessionize import DAY_ZERO, Filters
 
 DEFAULT_LOG = "data/events.duckdb"
 _DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -50,6 +51,22 @@ class DayRange(click.ParamType):
         if not days[0] < days[1]:
             self.fail(f"{value!r}: the first day must be before the last", param, ctx)
         return days
+
+
+class DayZero(click.ParamType):
+    """The date of simulated day 0 (YYYY-MM-DD), or 'first' for the day of the experiment's first event."""
+
+    name = "date|first"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.date | None:
+        if value is None or isinstance(value, dt.date):
+            return value
+        if str(value).strip().lower() == "first":
+            return None
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is neither a date YYYY-MM-DD nor 'first'", param, ctx)
 
 
 PERCENT = Percent()
@@ -91,7 +108,16 @@ def log_options(func: Callable) -> Callable:
             "--days",
             type=DayRange(),
             default=None,
-            help="Only sessions starting in simulated days FIRST:LAST (day 0 = the first event's day), e.g. 0:7.",
+            help="Only sessions starting in simulated days FIRST:LAST (half-open, counted as the service counts "
+            "them from --day-zero), e.g. 1:8 for sim.run's first week.",
+        ),
+        click.option(
+            "--day-zero",
+            type=DayZero(),
+            default=DAY_ZERO.isoformat(),
+            show_default=True,
+            help="Date of simulated day 0 for --days (the service's `day_zero`), or 'first': the day of the "
+            "experiment's first event.",
         ),
         click.option(
             "--recommender",
@@ -141,8 +167,20 @@ def stat_options(func: Callable) -> Callable:
 
 
 def make_filters(
-    since: Any, until: Any, days: tuple[float, float] | None, recommenders: tuple[str, ...], include_open: bool
+    since: Any,
+    until: Any,
+    days: tuple[float, float] | None,
+    day_zero: dt.date | None,
+    recommenders: tuple[str, ...],
+    include_open: bool,
 ) -> Filters:
     """The Filters of the shared options, with validation errors as ClickExceptions."""
     with user_errors():
-        return Filters(since=since, until=until, days=days, recommenders=tuple(recommenders), include_open=include_open)
+        return Filters(
+            since=since,
+            until=until,
+            days=days,
+            day_zero=day_zero,
+            recommenders=tuple(recommenders),
+            include_open=include_open,
+        )

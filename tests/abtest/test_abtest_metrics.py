@@ -17,7 +17,7 @@ from abtest.log import EventLog
 from abtest.metrics import METRIC_NAMES, AggrCols, Aggregates, Mean, RatioOfSums, UserColumns, aggregates_sql
 from abtest.sessionize import Filters, Query
 from abtest.synthetic import SyntheticExperiment, write_synthetic_log
-from tests.abtest.conftest import event
+from tests.abtest.conftest import binomial_band, event
 
 U = UserColumns
 RTOL = 1e-9
@@ -124,8 +124,8 @@ def test_coverage_over_many_experiments_of_one_log(tmp_path: Path) -> None:
             r = Experiment(metric).analyze(log, experiment=x.name, control=0).rows[0].result
             covered.append(r.lower <= 0.06 <= r.upper)
 
-    # 95% nominal; 4 binomial sigmas for 40 runs is about 14 points.
-    assert abs(np.mean(covered) - 0.95) < 4 * np.sqrt(0.95 * 0.05 / runs)
+    lower, upper = binomial_band(0.95, runs)  # exact binomial band: 31..40 of 40 covered
+    assert lower <= np.mean(covered) <= upper
 
 
 def test_metric_errors() -> None:
