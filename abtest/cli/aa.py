@@ -70,7 +70,7 @@ def aa(
     filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
     if arm != "all" and not arm.lstrip("-").isdigit():
         raise click.BadParameter(f"{arm!r}, must be a treatment index or 'all'", param_hint="--arm")
-    with open_log(log_path) as log, user_errors():
+    with open_log(log_path) as log, user_errors(log):
         alpha = resolve("alpha", alpha)
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
         columns = sorted({c for m in chosen.values() for c in (m.numer, m.denom) if c is not None})

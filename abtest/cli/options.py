@@ -8,9 +8,10 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+import duckdb
 
 from abtest.errors import AbtestError
-from abtest.log import EventLog
+from abtest.log import EventLog, duckdb_message
 from abtest.metrics import METRIC_NAMES
 from abtest.sessionize import DAY_ZERO, Filters
 
@@ -73,12 +74,26 @@ PERCENT = Percent()
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn library errors about the user's input into a clean ClickException (message, exit code 1)."""
+def user_errors(log: EventLog | None = None) -> Iterator[None]:
+    """Turn library errors about the user's input into a clean ClickException (message, exit code 1).
+
+    With `log`, a DuckDB error while reading it (e.g. Parquet segments that were moved or
+    deleted behind the log's views) becomes a message naming the log, not a traceback.
+    """
     try:
         yield
     except AbtestError as exc:
         raise click.ClickException(str(exc)) from exc
+    except duckdb.Error as exc:
+        if log is None:
+            raise
+        hint = ""
+        if isinstance(exc, duckdb.IOException):
+            hint = (
+                "; a service log reads its events from the `<name>.segments` directory next to it: keep the "
+                "two together (`botify init-db --log PATH` re-points the views after moving both)"
+            )
+        raise click.ClickException(f"cannot read log {log.source!r}: {duckdb_message(exc)}{hint}") from exc
 
 
 def open_log(path: str) -> EventLog:

@@ -51,7 +51,7 @@ def power(
     t-test power (statsmodels' TTestIndPower), per-user standard deviation of the control arm.
     """
     filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors():
+    with open_log(log_path) as log, user_errors(log):
         alpha = resolve("alpha", alpha)
         target_power = resolve("power", target_power)
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha)

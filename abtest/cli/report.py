@@ -58,7 +58,7 @@ def report(
     and warns loudly (also on stderr) when the users per arm do not fit the configured split.
     """
     filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors():
+    with open_log(log_path) as log, user_errors(log):
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
         analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction=correction)
         result = analysis.analyze(

@@ -81,3 +81,15 @@ def test_days_and_declared_recommenders_follow_the_service(botify_log: Path) -> 
     assert first_day.exit_code == 0, first_day.output
     assert first_day.stdout.startswith("experiment 'exp': T1 (random) vs control C (sticky_artist)")
     assert day_zero.exit_code == 1 and "no completed sessions" in day_zero.output
+
+
+def test_missing_segments_are_a_clear_error(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    init_log(path)
+    (tmp_path / "events.segments").rename(tmp_path / "elsewhere")
+
+    result = CliRunner().invoke(main, ["report", "--log", str(path)])
+
+    assert result.exit_code == 1
+    assert f"cannot read log '{path}': IO Error: No files found" in result.output
+    assert "Traceback" not in result.output and "LINE 1" not in result.output
