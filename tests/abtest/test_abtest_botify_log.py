@@ -83,12 +83,13 @@ def test_days_and_declared_recommenders_follow_the_service(botify_log: Path) -> 
     assert day_zero.exit_code == 1 and "no completed sessions" in day_zero.output
 
 
-def test_missing_segments_are_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", ["report", "check", "aa", "power"])
+def test_missing_segments_are_a_clear_error(tmp_path: Path, command: str) -> None:
     path = tmp_path / "events.duckdb"
     init_log(path)
     (tmp_path / "events.segments").rename(tmp_path / "elsewhere")
 
-    result = CliRunner().invoke(main, ["report", "--log", str(path)])
+    result = CliRunner().invoke(main, [command, "--log", str(path)])
 
     assert result.exit_code == 1
     assert f"cannot read log '{path}': IO Error: No files found" in result.output
