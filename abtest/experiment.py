@@ -11,15 +11,17 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from abtest import stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.log import EventLog, ExperimentInfo
+from abtest.log import EventLog, ExperimentInfo, quote
 from abtest.metrics import (
     AggrCols,
+    Aggregates,
     MetricBaseAggregated,
     UserColumns,
     aggregates_sql,
@@ -30,6 +32,11 @@ from abtest.metrics import (
 from abtest.report import Report, ReportRow
 from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
 from botify.columns import EVENTS_TABLE, Columns
+
+if TYPE_CHECKING:
+    import datetime as dt
+
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -54,16 +61,16 @@ class ArmData:
 
     info: ExperimentInfo
     treatments: int
-    aggregates: dict
+    aggregates: dict[int, Aggregates]
     mixed_users: int
-    first: object
-    last: object
+    first: dt.datetime
+    last: dt.datetime
     strategy: str
 
 
 def plan(log: EventLog, experiment: str) -> str:
     """The sessionizing strategy for this log: a cheap null count first, the cost estimate only if needed."""
-    nulls = log.con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {_q(Columns.SESSION)} IS NULL").fetchone()
+    nulls = log.con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {quote(Columns.SESSION)} IS NULL").fetchone()
     if nulls is None or nulls[0] == 0:
         return Strategy.SESSION_ID
     query = plan_sql(experiment)
@@ -71,10 +78,6 @@ def plan(log: EventLog, experiment: str) -> str:
     strategy = choose_strategy(int(events), float(cost))
     logger.info("%d events without a session id, %.1f comparisons each: sessions by %s", events, cost, strategy)
     return strategy
-
-
-def _q(name: str) -> str:
-    return '"' + name + '"'
 
 
 def arm_data(
@@ -240,16 +243,16 @@ def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:
     )
 
 
-def session_timeseries(log: EventLog, sessions: Query, first: object, last: object):  # noqa: ANN201
-    """Per arm and time bin: sessions started, mean time and mean tracks per session (a pandas DataFrame)."""
-    span = max((last - first).total_seconds(), 1.0)  # type: ignore[operator]
+def session_timeseries(log: EventLog, sessions: Query, first: dt.datetime, last: dt.datetime) -> pd.DataFrame:
+    """Per arm and time bin: sessions started, mean time and mean tracks per session."""
+    span = max((last - first).total_seconds(), 1.0)
     width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
     s = SessionColumns
     sql = f"""
         SELECT {s.ARM} AS arm,
                to_timestamp(floor(epoch({s.START}) / {width}) * {width})::TIMESTAMP AS bin,
                count(*) AS sessions,
-               avg({_q(s.TIME)}) AS mean_time_per_session,
+               avg({quote(s.TIME)}) AS mean_time_per_session,
                avg({s.TRACKS}) AS mean_tracks_per_session
         FROM ({sessions.sql})
         GROUP BY ALL ORDER BY arm, bin"""
@@ -274,6 +277,10 @@ def user_values(
     users = users_sql(sessions_sql(info.name, strategy, filters))
     u = UserColumns
     wanted = [u.USER, u.ARM, *columns]
-    sql = f"SELECT {', '.join(_q(c) for c in wanted)} FROM ({users.sql}) ORDER BY {_q(u.USER)}"
+    sql = f"SELECT {', '.join(quote(c) for c in wanted)} FROM ({users.sql}) ORDER BY {quote(u.USER)}"
     arrays = log.con.execute(sql, users.params).fetchnumpy()
+    if len(arrays[u.USER]) == 0:
+        raise log.unknown_experiment_error(info.name) or AbtestError(
+            f"experiment {info.name!r} has no completed sessions in log {log.source!r}"
+        )
     return info, {name: np.asarray(arrays[name]) for name in wanted}

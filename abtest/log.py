@@ -111,7 +111,7 @@ class EventLog:
         try:
             con = duckdb.connect(text, read_only=True)
         except duckdb.Error as exc:
-            raise AbtestError(f"cannot open log {text!r} read-only: {exc}") from exc
+            raise AbtestError(f"cannot open log {text!r} read-only: {duckdb_message(exc)}") from exc
         return cls(con, text)
 
     def close(self) -> None:
@@ -138,7 +138,7 @@ class EventLog:
         try:
             columns = self._relation_columns(EVENTS_TABLE)
         except duckdb.Error as exc:
-            raise AbtestError(f"cannot read the log {self.source!r}: {exc}") from exc
+            raise AbtestError(f"cannot read the log {self.source!r}: {duckdb_message(exc)}") from exc
         if columns is None:
             raise AbtestError(f"log {self.source!r} has no table or view {EVENTS_TABLE!r}")
         missing = [name for name in REQUIRED_COLUMNS if name not in columns]
@@ -237,6 +237,12 @@ class EventLog:
         )
 
 
+def duckdb_message(exc: BaseException) -> str:
+    """DuckDB's error message without the echoed SQL (the part a user can act on)."""
+    text = str(exc).split("\n\nLINE ")[0].strip()
+    return " ".join(text.split())
+
+
 def _read_head(path: Path) -> bytes:
     with path.open("rb") as handle:
         return handle.read(16)
@@ -250,5 +256,5 @@ def _open_parquet(pattern: str) -> duckdb.DuckDBPyConnection:
         )
     except duckdb.Error as exc:
         con.close()
-        raise AbtestError(f"cannot read Parquet log {pattern!r}: {exc}") from exc
+        raise AbtestError(f"cannot read Parquet log {pattern!r}: {duckdb_message(exc)}") from exc
     return con

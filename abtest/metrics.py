@@ -46,7 +46,7 @@ class UserColumns:
 
     USER = SessionColumns.USER
     ARM = "arm"
-    MIXED = "mixed"  # True when the user's events name more than one treatment
+    MIXED = "mixed"  # True when the user's sessions name more than one treatment
     TIME = "time"  # total time listened (sum over sessions of the fractions listened)
     SESSIONS = "sessions"  # number of sessions
     TRACKS = "tracks"  # total tracks played
@@ -72,7 +72,7 @@ def users_sql(sessions: Query) -> Query:
     """One row per user of the `sessions` query with the columns of `UserColumns`."""
     s, u = SessionColumns, UserColumns
     sql = f"""
-        SELECT {quote(s.USER)} AS {quote(u.USER)}, min({s.ARM}) AS {u.ARM}, max({s.ARM_MAX}) <> min({s.ARM}) AS {u.MIXED},
+        SELECT {quote(s.USER)} AS {quote(u.USER)}, min({s.ARM}) AS {u.ARM}, max({s.ARM}) <> min({s.ARM}) AS {u.MIXED},
                sum({quote(s.TIME)}) AS {quote(u.TIME)},
                count(*)::DOUBLE AS {u.SESSIONS},
                sum({s.TRACKS})::DOUBLE AS {u.TRACKS},

@@ -23,6 +23,10 @@ from abtest.errors import AbtestError
 from abtest.log import quote
 from botify.columns import EVENTS_TABLE, MESSAGE_LAST, Columns
 
+# The service's default `day_zero` (config/botify.yml): the date of simulated day 0. `sim.run`
+# starts day 1 on 2026-01-01, so `--days 1:8` is the simulator's first week, as the service counts.
+DAY_ZERO = dt.date(2025, 12, 31)
+
 # The list plan compares each event with every 'last' of its user; above this many comparisons
 # per event on average the sorted window plan is used instead.
 LIST_PLAN_MAX_COST = 64
@@ -33,7 +37,6 @@ class SessionColumns:
 
     USER = Columns.USER
     ARM = "arm"  # treatment index of the session's events (the smallest, if they disagree)
-    ARM_MAX = "arm_max"  # the largest treatment index: differs from ARM for misassigned users
     START = "start"  # TIMESTAMP of the session's first event
     TRACKS = "tracks"  # number of events (tracks played) in the session
     TIME = Columns.TIME  # sum of the fractions listened, in tracks
@@ -58,8 +61,10 @@ class Filters:
     Attributes:
         since: Keep sessions that start at or after this time (None: no bound).
         until: Keep sessions that start before this time (None: no bound).
-        days: Keep sessions that start in days [first, last) counted from midnight of the day of
-            the experiment's first event (simulated days when `ts` is simulated time).
+        days: Keep sessions that start in simulated days [first, last): day d runs from midnight
+            of `day_zero` + d days, as the service numbers `Request.day`.
+        day_zero: The date of day 0 (the service's `day_zero`); None counts from midnight of the
+            experiment's first event's day instead (day 0 = that day, for logs in wall-clock time).
         recommenders: Keep sessions in which at least one event was served by one of these.
         include_open: Also count sessions that have no `'last'` yet (the course drops them).
     """
@@ -67,6 +72,7 @@ class Filters:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     days: tuple[float, float] | None = None
+    day_zero: dt.date | None = DAY_ZERO
     recommenders: tuple[str, ...] = ()
     include_open: bool = False
 
@@ -84,7 +90,8 @@ class Filters:
         if self.until is not None:
             parts.append(f"until {self.until:%Y-%m-%d %H:%M:%S}")
         if self.days is not None:
-            parts.append(f"days {self.days[0]:g}:{self.days[1]:g}")
+            zero = "the first event's day" if self.day_zero is None else f"{self.day_zero:%Y-%m-%d}"
+            parts.append(f"days {self.days[0]:g}:{self.days[1]:g} (day 0 = {zero})")
         if self.recommenders:
             parts.append(f"recommender {', '.join(self.recommenders)}")
         if self.include_open:
@@ -179,15 +186,19 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None)
         params.append(filters.until)
     day0 = ""
     if filters.days is not None:
-        day0 = f", day0 AS (SELECT date_trunc('day', min({_TS})) AS t0 FROM ev)"
-        days = f"(epoch({start}) - epoch((SELECT t0 FROM day0))) / 86400.0"
+        if filters.day_zero is None:
+            day0 = f", day0 AS (SELECT date_trunc('day', min({_TS})) AS t0 FROM ev)"
+            origin = "epoch((SELECT t0 FROM day0))"
+        else:
+            origin = f"epoch(TIMESTAMP '{filters.day_zero:%Y-%m-%d}')"
+        days = f"(epoch({start}) - {origin}) / 86400.0"
         having.append(f"{days} >= ? AND {days} < ?")
         params.extend(filters.days)
     s = SessionColumns
     sql = f"""
         WITH ev AS ({ev.sql}){day0},
         keyed AS ({keyed})
-        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, max(arm) AS {s.ARM_MAX}, {start} AS {s.START},
+        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, {start} AS {s.START},
                count(*) AS {s.TRACKS}, sum({quote(_C.TIME)}) AS {quote(s.TIME)},
                avg({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY}, sum({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY_TOTAL}
         FROM keyed

@@ -229,7 +229,7 @@ def adjust(
     adjusted = np.full(p.shape, np.nan)
     reject = np.zeros(p.shape, dtype=bool)
     finite = ~np.isnan(p)
-    if method == "none" or not finite.any():
+    if method == "none" or finite.sum() < 2:  # a family of one needs no correction
         adjusted[finite] = p[finite]
         reject[finite] = p[finite] < alpha
         return adjusted, reject

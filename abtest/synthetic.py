@@ -1,6 +1,7 @@
 """Synthetic event logs with known effects, generated inside DuckDB (10^7 events in seconds).
 
-The scenario: listeners arrive in sessions of about `tracks_per_session` tracks (geometric
+The log starts on 2026-01-01, simulated day 1 as `sim.run` and the service count it. The
+scenario: listeners arrive in sessions of about `tracks_per_session` tracks (geometric
 lengths, each user with their own mean), a few hours apart, so one user's sessions never
 overlap. Every user is assigned to each experiment's treatments with equal probability. A
 treatment's effect multiplies the fraction listened of every track of its users by
@@ -54,21 +55,21 @@ class SyntheticExperiment:
             raise AbtestError("latency_effects must have one entry per treatment, like effects")
 
 
-def _hash(seed: int, *parts: str) -> str:
-    """SQL for a well-mixed 64-bit hash of (seed, parts), chaining DuckDB's one-argument `hash`.
+def _mix(base: str, *parts: str) -> str:
+    """SQL for a well-mixed 64-bit hash of the hash `base` and `parts`, chaining DuckDB's one-argument `hash`.
 
     DuckDB's multi-argument hash combines its arguments too simply for simulation (the hashes
     of (u, 1) and (u, 2) have correlated low bits), so each part is folded in and re-hashed.
     """
-    sql = f"hash({seed})"
+    sql = base
     for part in parts:
         sql = f"hash(xor({sql}, ({part})::UBIGINT))"
     return sql
 
 
-def _uniform(seed: int, *parts: str) -> str:
-    """SQL for a uniform number in (0, 1) from the hash of (seed, parts)."""
-    return f"((({_hash(seed, *parts)} >> 11)::DOUBLE + 0.5) / 9007199254740992.0)"
+def _uniform(base: str, *parts: str) -> str:
+    """SQL for a uniform number in (0, 1) from the hash of (base, parts)."""
+    return f"((({_mix(base, *parts)} >> 11)::DOUBLE + 0.5) / 9007199254740992.0)"
 
 
 def events_query(
@@ -79,7 +80,7 @@ def events_query(
     sessions_per_user: float = 5.0,
     seed: int = 0,
     session_ids: bool = True,
-    start: dt.datetime = dt.datetime(2024, 1, 1),
+    start: dt.datetime = dt.datetime(2026, 1, 1),
 ) -> str:
     """SQL that yields about `events` rows with the event log's columns and types."""
     if events < 1:
@@ -91,7 +92,7 @@ def events_query(
     sessions = max(1, round(events / tracks_per_session))
     users = max(1, round(sessions / sessions_per_user))
     max_gain = math.prod(max(1 + e for e in x.effects) for x in experiments)
-    arm_cols = ", ".join(f"({_hash(seed, 'user', str(1000 + k))} % {len(x.effects)})::INTEGER AS a{k}" for k, x in enumerate(experiments))
+    arm_cols = ", ".join(f"({_mix('hu', str(1000 + k))} % {len(x.effects)})::INTEGER AS a{k}" for k, x in enumerate(experiments))
     gain = " * ".join(
         "CASE " + " ".join(f"WHEN a{k} = {i} THEN {1 + e!r}::DOUBLE" for i, e in enumerate(x.effects)) + " END"
         for k, x in enumerate(experiments)
@@ -108,40 +109,48 @@ def events_query(
     arms = ", ".join(f"a{k}" for k in range(len(experiments)))
     c = Columns
     t = DUCKDB_TYPES
+    root = f"hash({int(seed)})"
+    # Hashes are chained per level (hu: user, hs: session, he: event) so each row hashes few times.
     # p of the geometric session length: mean length per user is tracks_per_session * (0.5 .. 1.5).
     return f"""
         WITH s AS (
-            SELECT range AS sid, {_hash(seed, "range", "1")} % {users} AS user FROM range({sessions})
+            SELECT range AS sid, {_mix(root, "range", "1")} % {users} AS user FROM range({sessions})
         ), u AS (
-            SELECT sid, user,
-                   row_number() OVER (PARTITION BY user ORDER BY sid) - 1 AS rank,
-                   greatest(1.0, {tracks_per_session} * (0.5 + {_uniform(seed, "user", "2")})) AS mean_len,
-                   (0.3 + 0.6 * {_uniform(seed, "user", "3")}) / {max_gain!r} AS taste,
-                   {arm_cols}
+            SELECT sid, user, {_mix(root, "user")} AS hu, {_mix(root, "sid", "2")} AS hs,
+                   row_number() OVER (PARTITION BY user ORDER BY sid) - 1 AS rank
             FROM s
         ), l AS (
-            SELECT *, 1 + floor(ln({_uniform(seed, "sid", "4")}) / ln(1 - 1 / (mean_len + 1e-9)))::BIGINT AS len,
-                   {gain} AS gain, {lat_gain} AS lat_gain
+            SELECT *,
+                   greatest(1.0, {tracks_per_session} * (0.5 + {_uniform("hu", "2")})) AS mean_len,
+                   (0.3 + 0.6 * {_uniform("hu", "3")}) / {max_gain!r} AS taste,
+                   {arm_cols}
             FROM u
+        ), g AS (
+            SELECT *, 1 + floor(ln({_uniform("hs", "4")}) / ln(1 - 1 / (mean_len + 1e-9)))::BIGINT AS len,
+                   {gain} AS gain, {lat_gain} AS lat_gain,
+                   MAP([{names}], [{arms}])::{t[c.EXPERIMENTS]} AS assignment
+            FROM l
         ), e AS (
-            SELECT *, unnest(range(len)) AS i FROM l
+            SELECT *, unnest(range(len)) AS i FROM g
+        ), h AS (
+            SELECT *, {_mix("hs", "i")} AS he FROM e
         )
         SELECT (TIMESTAMP '{start:%Y-%m-%d %H:%M:%S}'
-                + to_seconds(({_hash(seed, "user", "5")} % 21600)::BIGINT + rank * {SESSION_GAP_H * 3600}
-                             + ({_hash(seed, "sid", "6")} % 3600)::BIGINT + i * {TRACK_GAP_S}))::{t[c.TS]} AS {quote(c.TS)},
+                + to_seconds(({_mix("hu", "5")} % 21600)::BIGINT + rank * {SESSION_GAP_H * 3600}
+                             + ({_mix("hs", "6")} % 3600)::BIGINT + i * {TRACK_GAP_S}))::{t[c.TS]} AS {quote(c.TS)},
                user::{t[c.USER]} AS {quote(c.USER)},
                {"sid" if session_ids else "NULL"}::{t[c.SESSION]} AS {quote(c.SESSION)},
                (CASE WHEN i = len - 1 THEN '{MESSAGE_LAST}' ELSE '{MESSAGE_NEXT}' END)::{t[c.MESSAGE]} AS {quote(c.MESSAGE)},
-               ({_hash(seed, "sid", "i", "7")} % {CATALOG})::{t[c.TRACK]} AS {quote(c.TRACK)},
-               (taste * {_uniform(seed, "sid", "i", "8")} * gain)::{t[c.TIME]} AS {quote(c.TIME)},
-               (CASE WHEN i = len - 1 THEN NULL ELSE {_hash(seed, "sid", "i", "9")} % {CATALOG} END)::{t[c.RECOMMENDATION]}
+               ({_mix("he", "7")} % {CATALOG})::{t[c.TRACK]} AS {quote(c.TRACK)},
+               (taste * {_uniform("he", "8")} * gain)::{t[c.TIME]} AS {quote(c.TIME)},
+               (CASE WHEN i = len - 1 THEN NULL ELSE {_mix("he", "9")} % {CATALOG} END)::{t[c.RECOMMENDATION]}
                    AS {quote(c.RECOMMENDATION)},
                ('rec' || a0::VARCHAR)::{t[c.RECOMMENDER]} AS {quote(c.RECOMMENDER)},
-               ({BASE_LATENCY_S} * (1 + {_uniform(seed, "sid", "i", "10")} ^ 2) * lat_gain)::{t[c.LATENCY]}
+               ({BASE_LATENCY_S} * (1 + {_uniform("he", "10")} ^ 2) * lat_gain)::{t[c.LATENCY]}
                    AS {quote(c.LATENCY)},
-               MAP([{names}], [{arms}])::{t[c.EXPERIMENTS]} AS {quote(c.EXPERIMENTS)},
+               assignment AS {quote(c.EXPERIMENTS)},
                NULL::{t[c.PROPENSITY]} AS {quote(c.PROPENSITY)}
-        FROM e"""
+        FROM h"""
 
 
 def write_synthetic_log(
@@ -195,7 +204,7 @@ def write_synthetic_log(
                 f"{d.RECOMMENDER} VARCHAR, {d.SERVING} BOOLEAN, {d.STARTED} TIMESTAMP)"
             )
             rows = [
-                (x.name, i, f"rec{i}" if k == 0 else None, True, dt.datetime(2024, 1, 1))
+                (x.name, i, f"rec{i}" if k == 0 else None, True, dt.datetime(2026, 1, 1))
                 for k, x in enumerate(experiments)
                 for i in range(len(x.effects))
             ]

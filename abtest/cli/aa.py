@@ -9,11 +9,17 @@ from typing import Any
 
 import click
 
+from abtest import stats
 from abtest.calibration import run_aa
 from abtest.cli.options import PERCENT, log_options, make_filters, open_log, stat_options, user_errors
 from abtest.config import resolve
 from abtest.experiment import user_values
 from abtest.metrics import UserColumns, default_metrics
+
+
+# --strict fails only when a figure is off at this level, so a calibrated procedure fails it
+# about once in 1,000 checks per figure (the table's intervals use alpha and would fail 1 in 20).
+STRICT_LEVEL = 0.001
 
 
 @click.command()
@@ -26,7 +32,12 @@ from abtest.metrics import UserColumns, default_metrics
     help="Users to re-split: a treatment index (a pure A/A population), or 'all'.",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Chooses another family of re-salted splits.")
-@click.option("--strict", is_flag=True, help="Exit 1 when the false-positive rate, KS test or coverage is off.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help=f"Exit 1 when the false-positive rate or coverage is off (exact binomial test at level {STRICT_LEVEL:g}) "
+    f"or the p-values are not uniform (KS p < {STRICT_LEVEL:g}).",
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 @log_options
 @stat_options
@@ -42,6 +53,7 @@ def aa(
     since: Any,
     until: Any,
     days: tuple[float, float] | None,
+    day_zero: Any,
     recommenders: tuple[str, ...],
     include_open_sessions: bool,
     metrics: tuple[str, ...],
@@ -55,10 +67,10 @@ def aa(
     Kolmogorov-Smirnov test of the p-values' uniformity. With --inject, one half of every split
     gets a known relative effect, and the report adds interval coverage and power.
     """
-    filters = make_filters(since, until, days, recommenders, include_open_sessions)
+    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
     if arm != "all" and not arm.lstrip("-").isdigit():
         raise click.BadParameter(f"{arm!r}, must be a treatment index or 'all'", param_hint="--arm")
-    with open_log(log_path) as log, user_errors():
+    with open_log(log_path) as log, user_errors(log):
         alpha = resolve("alpha", alpha)
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
         columns = sorted({c for m in chosen.values() for c in (m.numer, m.denom) if c is not None})
@@ -106,11 +118,21 @@ def aa(
     if strict:
         problems = []
         for r in rows:
-            if not r["fpr_lower"] <= alpha <= r["fpr_upper"]:
-                problems.append(f"{r['metric']}: false-positive rate {100 * r['false_positive_rate']:.2f}% != {100 * alpha:g}%")
-            if r["ks_p_value"] < 0.001:
+            n = r["runs"]
+            lower, upper = stats.proportion_interval(round(r["false_positive_rate"] * n), n, STRICT_LEVEL)
+            if not lower <= alpha <= upper:
+                problems.append(
+                    f"{r['metric']}: false-positive rate {100 * r['false_positive_rate']:.2f}% is not {100 * alpha:g}% "
+                    f"({100 * (1 - STRICT_LEVEL):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
+                )
+            if r["ks_p_value"] < STRICT_LEVEL:
                 problems.append(f"{r['metric']}: p-values not uniform (KS p = {r['ks_p_value']:.2g})")
-            if inject is not None and not r["coverage_lower"] <= 1 - alpha <= r["coverage_upper"]:
-                problems.append(f"{r['metric']}: coverage {100 * r['coverage']:.2f}% != {100 * (1 - alpha):g}%")
+            if inject is not None:
+                lower, upper = stats.proportion_interval(round(r["coverage"] * n), n, STRICT_LEVEL)
+                if not lower <= 1 - alpha <= upper:
+                    problems.append(
+                        f"{r['metric']}: coverage {100 * r['coverage']:.2f}% is not {100 * (1 - alpha):g}% "
+                        f"({100 * (1 - STRICT_LEVEL):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
+                    )
         if problems:
             raise click.ClickException("A/A calibration failed: " + "; ".join(problems))

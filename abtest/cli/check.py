@@ -64,6 +64,7 @@ def check(
     since: Any,
     until: Any,
     days: tuple[float, float] | None,
+    day_zero: Any,
     recommenders: tuple[str, ...],
     include_open_sessions: bool,
     metrics: tuple[str, ...],
@@ -80,8 +81,8 @@ def check(
     """
     if max_drop < 0:
         raise click.BadParameter(f"{100 * max_drop:g}%, must be >= 0%", param_hint="--max-drop")
-    filters = make_filters(since, until, days, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors():
+    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
+    with open_log(log_path) as log, user_errors(log):
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
         analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction="none")
         result: Report = analysis.analyze(

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import click
+import duckdb
 
 from abtest.errors import AbtestError
-from abtest.log import EventLog
+from abtest.log import EventLog, duckdb_message
 from abtest.metrics import METRIC_NAMES
-from abtest.sessionize import Filters
+from abtest.sessionize import DAY_ZERO, Filters
 
 DEFAULT_LOG = "data/events.duckdb"
 _DATES = ["%Y-%m-%d", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M:%S"]
@@ -52,16 +54,46 @@ class DayRange(click.ParamType):
         return days
 
 
+class DayZero(click.ParamType):
+    """The date of simulated day 0 (YYYY-MM-DD), or 'first' for the day of the experiment's first event."""
+
+    name = "date|first"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> dt.date | None:
+        if value is None or isinstance(value, dt.date):
+            return value
+        if str(value).strip().lower() == "first":
+            return None
+        try:
+            return dt.date.fromisoformat(str(value).strip())
+        except ValueError:
+            self.fail(f"{value!r} is neither a date YYYY-MM-DD nor 'first'", param, ctx)
+
+
 PERCENT = Percent()
 
 
 @contextlib.contextmanager
-def user_errors() -> Iterator[None]:
-    """Turn library errors about the user's input into a clean ClickException (message, exit code 1)."""
+def user_errors(log: EventLog | None = None) -> Iterator[None]:
+    """Turn library errors about the user's input into a clean ClickException (message, exit code 1).
+
+    With `log`, a DuckDB error while reading it (e.g. Parquet segments that were moved or
+    deleted behind the log's views) becomes a message naming the log, not a traceback.
+    """
     try:
         yield
     except AbtestError as exc:
         raise click.ClickException(str(exc)) from exc
+    except duckdb.Error as exc:
+        if log is None:
+            raise
+        hint = ""
+        if isinstance(exc, duckdb.IOException):
+            hint = (
+                "; a service log reads its events from the `<name>.segments` directory next to it: keep the "
+                "two together (`botify init-db --log PATH` re-points the views after moving both)"
+            )
+        raise click.ClickException(f"cannot read log {log.source!r}: {duckdb_message(exc)}{hint}") from exc
 
 
 def open_log(path: str) -> EventLog:
@@ -91,7 +123,16 @@ def log_options(func: Callable) -> Callable:
             "--days",
             type=DayRange(),
             default=None,
-            help="Only sessions starting in simulated days FIRST:LAST (day 0 = the first event's day), e.g. 0:7.",
+            help="Only sessions starting in simulated days FIRST:LAST (half-open, counted as the service counts "
+            "them from --day-zero), e.g. 1:8 for sim.run's first week.",
+        ),
+        click.option(
+            "--day-zero",
+            type=DayZero(),
+            default=DAY_ZERO.isoformat(),
+            show_default=True,
+            help="Date of simulated day 0 for --days (the service's `day_zero`), or 'first': the day of the "
+            "experiment's first event.",
         ),
         click.option(
             "--recommender",
@@ -141,8 +182,20 @@ def stat_options(func: Callable) -> Callable:
 
 
 def make_filters(
-    since: Any, until: Any, days: tuple[float, float] | None, recommenders: tuple[str, ...], include_open: bool
+    since: Any,
+    until: Any,
+    days: tuple[float, float] | None,
+    day_zero: dt.date | None,
+    recommenders: tuple[str, ...],
+    include_open: bool,
 ) -> Filters:
     """The Filters of the shared options, with validation errors as ClickExceptions."""
     with user_errors():
-        return Filters(since=since, until=until, days=days, recommenders=tuple(recommenders), include_open=include_open)
+        return Filters(
+            since=since,
+            until=until,
+            days=days,
+            day_zero=day_zero,
+            recommenders=tuple(recommenders),
+            include_open=include_open,
+        )

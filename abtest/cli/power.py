@@ -41,6 +41,7 @@ def power(
     since: Any,
     until: Any,
     days: tuple[float, float] | None,
+    day_zero: Any,
     recommenders: tuple[str, ...],
     include_open_sessions: bool,
 ) -> None:
@@ -49,8 +50,8 @@ def power(
     With --effect, also the users per arm needed to detect that relative effect. Two-sided
     t-test power (statsmodels' TTestIndPower), per-user standard deviation of the control arm.
     """
-    filters = make_filters(since, until, days, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors():
+    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
+    with open_log(log_path) as log, user_errors(log):
         alpha = resolve("alpha", alpha)
         target_power = resolve("power", target_power)
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha)

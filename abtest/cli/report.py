@@ -40,6 +40,7 @@ def report(
     since: Any,
     until: Any,
     days: tuple[float, float] | None,
+    day_zero: Any,
     recommenders: tuple[str, ...],
     include_open_sessions: bool,
     metrics: tuple[str, ...],
@@ -56,8 +57,8 @@ def report(
     analysis is the user, never the session. A sample-ratio-mismatch check runs on every report
     and warns loudly (also on stderr) when the users per arm do not fit the configured split.
     """
-    filters = make_filters(since, until, days, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors():
+    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
+    with open_log(log_path) as log, user_errors(log):
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
         analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction=correction)
         result = analysis.analyze(

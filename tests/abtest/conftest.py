@@ -9,11 +9,25 @@ from typing import Any
 
 import duckdb
 import pytest
+import scipy.stats
 
 from abtest.synthetic import SyntheticExperiment, write_synthetic_log
 from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns
 
 T0 = dt.datetime(2024, 1, 1)
+
+# Chance that a correct procedure fails one binomial assertion of these tests: 1 in 10,000.
+FALSE_ALARM = 1e-4
+
+
+def binomial_band(rate: float, runs: int, false_alarm: float = FALSE_ALARM) -> tuple[float, float]:
+    """Shares of successes in `runs` independent Bernoulli(`rate`) trials between which an assertion passes.
+
+    The band is the exact central binomial interval, so a procedure with the nominal `rate`
+    falls outside it with probability at most `false_alarm`.
+    """
+    lower, upper = scipy.stats.binom.interval(1 - false_alarm, runs, rate)
+    return lower / runs, upper / runs
 
 
 def event(
@@ -69,12 +83,12 @@ def make_log(tmp_path: Path) -> Callable[..., Path]:
     return make
 
 
-EFFECT_EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.10, 0.0))
+EFFECT_EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.25, 0.0))
 
 
 @pytest.fixture(scope="session")
 def synthetic_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """About 60,000 events, 1,200 users, experiment 'exp': T1 listens 10% more, T2 is an A/A arm."""
+    """About 60,000 events, 1,200 users, experiment 'exp': T1 listens 25% more, T2 is an A/A arm."""
     return write_synthetic_log(tmp_path_factory.mktemp("logs") / "events.duckdb", 60_000, [EFFECT_EXPERIMENT], seed=3)
 
 

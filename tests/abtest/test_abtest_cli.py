@@ -63,7 +63,7 @@ def test_report_json_is_a_list_with_the_contract_keys_in_percent(synthetic_log: 
     for row in rows:
         assert REPORT_KEYS <= set(row)
     time = rows[0]
-    assert time["lower"] < 10.0 < time["upper"]  # T1 has +10% time, in % of the control mean
+    assert time["lower"] < 25.0 < time["upper"]  # T1 has +25% time, in % of the control mean
     assert time["effect"] == pytest.approx(100 * (time["treatment_mean"] / time["control_mean"] - 1))
     assert time["control_users"] + time["treatment_users"] < 1300
 
@@ -95,11 +95,18 @@ def test_report_html_has_the_table_and_both_plots(synthetic_log: Path, tmp_path:
 def test_report_filters_days_and_recommender(synthetic_log: Path) -> None:
     everything = json.loads(run("report", "--log", synthetic_log, "--treatment", "1", "--format", "json").stdout)
     first_day = json.loads(
-        run("report", "--log", synthetic_log, "--treatment", "1", "--days", "0:1", "--format", "json").stdout
+        run("report", "--log", synthetic_log, "--treatment", "1", "--days", "1:2", "--format", "json").stdout
     )
+    same_day = json.loads(
+        run("report", "--log", synthetic_log, "--treatment", "1", "--days", "0:1", "--day-zero", "first",
+            "--format", "json").stdout
+    )
+    before = run("report", "--log", synthetic_log, "--treatment", "1", "--days", "0:1")
     served = run("report", "--log", synthetic_log, "--treatment", "1", "--recommender", "rec0")
 
     assert first_day[1]["control_mean"] < everything[1]["control_mean"]  # fewer sessions per user in one day
+    assert same_day == first_day  # the log starts on simulated day 1 (2026-01-01), the day after day zero
+    assert before.exit_code == 1 and "after filters (days 0:1 (day 0 = 2025-12-31))" in before.output
     assert served.exit_code == 1 and "treatment arm (treatment 1)" in served.output and "no users" in served.output
 
 
@@ -112,7 +119,7 @@ def test_check_passes_an_improvement(synthetic_log: Path) -> None:
 
 
 def test_check_fails_a_regression_and_says_by_how_much(synthetic_log: Path) -> None:
-    # Control 1 vs treatment 0: treatment 0 listens about 9% less than treatment 1.
+    # Control 1 vs treatment 0: treatment 0 listens 20% less than treatment 1 (1 / 1.25).
     result = run("check", "--log", synthetic_log, "--control", "1", "--treatment", "0", "--metric", "time",
                  "--metric", "sessions", "--max-drop", "2%")
 
@@ -168,6 +175,24 @@ def test_aa_reports_false_positive_rate_coverage_and_power(synthetic_log: Path) 
         assert 0.0 <= row["power"] <= 1.0
 
 
+def test_aa_strict_fails_a_miscalibrated_test(synthetic_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    from abtest.calibration import AAResult
+
+    aa_module = importlib.import_module("abtest.cli.aa")  # the package's `aa` attribute is the command
+
+    def liberal(*args: object, **kwargs: object) -> dict[str, AAResult]:
+        nan = float("nan")
+        return {"time": AAResult(1000, 400, 0.09, 0.073, 0.109, 0.02, 0.3, nan, nan, nan, nan, nan)}
+
+    monkeypatch.setattr(aa_module, "run_aa", liberal)
+    result = run("aa", "--log", synthetic_log, "--runs", "1000", "--metric", "time", "--strict")
+
+    assert result.exit_code == 1
+    assert "A/A calibration failed: time: false-positive rate 9.00% is not 5%" in result.output
+
+
 def test_aa_table_and_bad_arm(synthetic_log: Path) -> None:
     table = run("aa", "--log", synthetic_log, "--runs", "50", "--arm", "all", "--metric", "time")
     bad = run("aa", "--log", synthetic_log, "--arm", "control")
@@ -176,6 +201,8 @@ def test_aa_table_and_bad_arm(synthetic_log: Path) -> None:
     assert table.exit_code == 0 and "50 re-splits" in table.stdout and table.stdout.count("FPR") == 1
     assert bad.exit_code == 2 and "must be a treatment index or 'all'" in bad.output
     assert empty.exit_code == 1 and "treatment 5 of experiment 'exp' has no users" in empty.output
+    unknown = run("aa", "--log", synthetic_log, "--experiment", "nope")
+    assert unknown.exit_code == 1 and "unknown experiment 'nope'; the log has: exp" in unknown.output
 
 
 def test_power_gives_mde_and_users_needed(synthetic_log: Path) -> None:
@@ -243,10 +270,12 @@ def test_bad_percentages_and_dates(synthetic_log: Path) -> None:
     drop = run("check", "--log", synthetic_log, "--max-drop", "lots")
     negative = run("check", "--log", synthetic_log, "--max-drop", "-1%")
     date = run("report", "--log", synthetic_log, "--since", "yesterday")
+    zero = run("report", "--log", synthetic_log, "--days", "1:2", "--day-zero", "monday")
 
     assert drop.exit_code == 2 and "'lots' is not a percentage" in drop.output
     assert negative.exit_code == 2 and "must be >= 0%" in negative.output
     assert date.exit_code == 2 and "--since" in date.output
+    assert zero.exit_code == 2 and "'monday' is neither a date YYYY-MM-DD nor 'first'" in zero.output
 
 
 def test_parquet_log_gives_the_same_report(synthetic_log: Path, tmp_path: Path) -> None:
@@ -262,8 +291,8 @@ def test_parquet_log_gives_the_same_report(synthetic_log: Path, tmp_path: Path) 
 
 
 def test_since_until_filters(synthetic_log: Path) -> None:
-    start = dt.date(2024, 1, 1)
-    result = run("report", "--log", synthetic_log, "--since", str(start), "--until", "2024-01-02", "--format", "json")
+    start = dt.date(2026, 1, 1)
+    result = run("report", "--log", synthetic_log, "--since", str(start), "--until", "2026-01-02", "--format", "json")
 
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)[1]["control_mean"] < 4  # sessions per user within one day

@@ -17,7 +17,7 @@ from abtest.log import EventLog
 from abtest.metrics import METRIC_NAMES, AggrCols, Aggregates, Mean, RatioOfSums, UserColumns, aggregates_sql
 from abtest.sessionize import Filters, Query
 from abtest.synthetic import SyntheticExperiment, write_synthetic_log
-from tests.abtest.conftest import event
+from tests.abtest.conftest import binomial_band, event
 
 U = UserColumns
 RTOL = 1e-9
@@ -81,14 +81,14 @@ def test_report_agrees_with_scipy_welch_on_per_user_values(synthetic_log: Path) 
 
 
 def test_known_effects_are_found(synthetic_log: Path) -> None:
-    """T1 listens 10% more per track (time and time per session +10%, nothing else); T2 is an A/A arm."""
+    """T1 listens 25% more per track (time and time per session +25%, nothing else); T2 is an A/A arm."""
     with EventLog.open(synthetic_log) as log:
         report = Experiment().analyze(log, control=0)
     by = {(row.metric, row.treatment): row.result for row in report.rows}
 
     for metric in ("time", "mean_time_per_session"):
         assert by[metric, 1].significant
-        assert by[metric, 1].lower < 0.10 < by[metric, 1].upper
+        assert by[metric, 1].lower < 0.25 < by[metric, 1].upper
     for metric in ("sessions", "mean_tracks_per_session"):
         assert by[metric, 1].lower < 0.0 < by[metric, 1].upper
     assert not any(by[m, 2].significant for m in METRIC_NAMES)
@@ -104,7 +104,7 @@ def test_ratio_of_sums_estimand(synthetic_log: Path) -> None:
     assert by["mean_time_per_session"].control_mean == pytest.approx(c[U.TIME].sum() / c[U.SESSIONS].sum(), rel=RTOL)
     assert by["mean_request_latency"].control_mean == pytest.approx(c[U.LATENCY_TOTAL].sum() / c[U.TRACKS].sum(), rel=RTOL)
     assert by["time"].method == "delta"
-    assert by["mean_time_per_session"].lower < 0.10 < by["mean_time_per_session"].upper
+    assert by["mean_time_per_session"].lower < 0.25 < by["mean_time_per_session"].upper
 
 
 @pytest.mark.slow
@@ -124,8 +124,8 @@ def test_coverage_over_many_experiments_of_one_log(tmp_path: Path) -> None:
             r = Experiment(metric).analyze(log, experiment=x.name, control=0).rows[0].result
             covered.append(r.lower <= 0.06 <= r.upper)
 
-    # 95% nominal; 4 binomial sigmas for 40 runs is about 14 points.
-    assert abs(np.mean(covered) - 0.95) < 4 * np.sqrt(0.95 * 0.05 / runs)
+    lower, upper = binomial_band(0.95, runs)  # exact binomial band: 31..40 of 40 covered
+    assert lower <= np.mean(covered) <= upper
 
 
 def test_metric_errors() -> None:

@@ -13,6 +13,7 @@ import pytest
 
 from abtest.errors import AbtestError
 from abtest.sessionize import (
+    DAY_ZERO,
     LIST_PLAN_MAX_COST,
     Filters,
     SessionColumns,
@@ -116,11 +117,15 @@ def test_filters_by_time_days_and_recommender(make_log: Callable[..., Path]) -> 
 
     since = sessions(path, Strategy.LAST_LIST, Filters(since=T0 + dt.timedelta(days=1)))
     until = sessions(path, Strategy.LAST_LIST, Filters(until=T0 + dt.timedelta(days=1)))
-    days = sessions(path, Strategy.LAST_WINDOW, Filters(days=(1, 2)))
+    days = sessions(path, Strategy.LAST_WINDOW, Filters(days=(1, 2), day_zero=None))  # day 0: the first event's
+    dated = sessions(path, Strategy.LAST_LIST, Filters(days=(2, 3), day_zero=(T0 - dt.timedelta(days=1)).date()))
+    service = sessions(path, Strategy.LAST_LIST, Filters(days=(1, 4)))  # the default day zero, 2025-12-31
     served_by_a = sessions(path, Strategy.LAST_LIST, Filters(recommenders=("a",)))
 
     assert len(since) == 2 and len(until) == 1
     assert days[S.START].tolist() == [pd.Timestamp(T0 + dt.timedelta(days=1, minutes=10))]
+    assert dated[S.START].tolist() == days[S.START].tolist()
+    assert len(service) == 0  # this log's ts are in 2024, long before the service's day 1
     assert served_by_a[S.TRACKS].tolist() == [1, 2]
 
 
@@ -129,7 +134,13 @@ def test_filters_validate_their_ranges() -> None:
         Filters(since=T0, until=T0)
     with pytest.raises(AbtestError, match="days"):
         Filters(days=(3, 1))
-    assert Filters(days=(0, 7), recommenders=("dssm",)).describe() == "days 0:7; recommender dssm"
+    assert Filters(days=(1, 8), recommenders=("dssm",)).describe() == "days 1:8 (day 0 = 2025-12-31); recommender dssm"
+
+
+def test_default_day_zero_is_the_services() -> None:
+    from botify.config import ServiceConfig
+
+    assert DAY_ZERO == ServiceConfig.model_fields["day_zero"].default
 
 
 def test_choose_strategy() -> None:

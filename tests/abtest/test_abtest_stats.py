@@ -17,6 +17,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from abtest import stats
 from abtest.errors import AbtestError
 from abtest.metrics import Aggregates, Mean, RatioOfSums
+from tests.abtest.conftest import binomial_band
 
 RTOL = 1e-9
 
@@ -193,9 +194,10 @@ def test_mde_and_users_needed_agree_with_statsmodels_power() -> None:
     assert need_c == need_t and abs(need_c - 1000) <= 1
 
 
-def binomial_tolerance(rate: float, n: int, z: float = 4.0) -> float:
-    """Half-width of a z-sigma band around `rate` for a share of n independent runs."""
-    return z * math.sqrt(rate * (1 - rate) / n)
+def within(rate: float, share: float, runs: int) -> bool:
+    """`share` of `runs` independent experiments is inside the exact binomial band around the nominal `rate`."""
+    lower, upper = binomial_band(rate, runs)
+    return lower <= share <= upper
 
 
 @pytest.mark.parametrize("relative", ["fieller", "delta"])
@@ -210,7 +212,7 @@ def test_relative_interval_covers_known_effect_at_nominal_rate(relative: str) ->
     cmp = stats.compare(est[0], est[1], alpha=0.05, relative=relative)
 
     coverage = np.mean((cmp.lower <= 0.08) & (0.08 <= cmp.upper))
-    assert abs(coverage - 0.95) < binomial_tolerance(0.95, runs)
+    assert within(0.95, float(coverage), runs)
 
 
 def test_false_positive_rate_is_alpha_without_effect() -> None:
@@ -221,7 +223,7 @@ def test_false_positive_rate_is_alpha_without_effect() -> None:
 
     cmp = stats.compare(est[0], est[1], alpha=0.05)
 
-    assert abs(np.mean(cmp.significant) - 0.05) < binomial_tolerance(0.05, runs)
+    assert within(0.05, float(np.mean(cmp.significant)), runs)
     assert scipy.stats.kstest(cmp.p_value, "uniform").pvalue > 1e-3
 
 
@@ -241,7 +243,7 @@ def test_ratio_of_sums_interval_covers_known_ratio() -> None:
     cmp = stats.compare(estimates[0], estimates[1], alpha=0.05)
 
     coverage = np.mean((cmp.lower <= 0.1) & (0.1 <= cmp.upper))
-    assert abs(coverage - 0.95) < binomial_tolerance(0.95, runs)
+    assert within(0.95, float(coverage), runs)
 
 
 def test_proportion_interval_is_clopper_pearson() -> None:

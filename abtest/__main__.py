@@ -1,0 +1,5 @@
+"""`python -m abtest ...` is the `abtest` command."""
+
+from abtest.cli import main
+
+main()
