@@ -1,10 +1,10 @@
 """botify: the recommendation service of Botify Lab.
 
-`create_app(config)` builds the Flask app: it validates the config, loads the world's public
+`create_app(config)` (in `app`) builds the Flask app: it validates the config, loads the world's public
 catalog and every serving treatment's recommender once, opens the listen-history store and the
 event log, and registers the blueprints. `botify serve` runs it under a production WSGI server.
 
-Submodules: `config` (validated `config/botify.yml`), `experiments` (assignment and
+Submodules: `app` (the factory), `config` (validated `config/botify.yml`), `experiments` (assignment and
 treatments), `history` (listen history: memory or Redis), `validation` (request bodies),
 `service` (serve items and log them), `eventlog` (the DuckDB log), `views` (blueprints),
 `errors` (JSON errors), `server` (granian / gunicorn), `cli` (the `botify` command),
@@ -13,77 +13,24 @@ treatments), `history` (listen history: memory or Redis), `validation` (request 
 
 from __future__ import annotations
 
-import logging
-import time
-from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
-from flask import Flask
-
-from botify import errors, eventlog
-from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
-from botify.experiments import build_experiments, describe, load_experiments
-from botify.history import make_history
-from botify.service import Service
-from botify.views import catalog, experiments, health, recommend
-from recommenders.catalog import Catalog, CatalogError
-
-logger = logging.getLogger(__name__)
+if TYPE_CHECKING:
+    from botify.app import create_app
+    from botify.config import ConfigError
 
 __all__ = ["ConfigError", "create_app"]
 
 
-def load_catalog(config: ServiceConfig) -> Catalog:
-    """The served world's public catalog, or `ConfigError` saying how to make one."""
-    try:
-        return Catalog(config.world)
-    except CatalogError as error:
-        raise ConfigError(f"world: {error}") from None
+def __getattr__(name: str) -> object:
+    # Lazy, so that reading the log's column contract (`botify.columns`), as abtest and the
+    # trainers do, does not import Flask, Redis and the service.
+    if name == "create_app":
+        from botify.app import create_app
 
+        return create_app
+    if name == "ConfigError":
+        from botify.config import ConfigError
 
-def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, *, started_us: int | None = None) -> Flask:
-    """Build the service from `config`: a `ServiceConfig`, a mapping (validated here, as tests
-    pass one), or None for `config/botify.yml` (or the defaults when it does not exist).
-
-    Everything slow or fallible happens here, once: a missing world, experiments file,
-    recommender, artifact or Redis raises `ConfigError` with a clear message. `started_us`
-    identifies the start in the log's `experiments` table (workers of one start share it).
-    """
-    if config is None:
-        config = load_config()
-    elif not isinstance(config, ServiceConfig):
-        config = config_from_mapping(config)
-    started = time.perf_counter()
-    app = Flask(__name__)
-    app.config.from_mapping(BOTIFY=config, MAX_CONTENT_LENGTH=max(config.limits.max_body, config.limits.max_batch_body))
-
-    catalog_ = load_catalog(config)
-    experiments_config = load_experiments(config.experiments)
-    experiments_ = build_experiments(experiments_config, catalog_)
-    history = make_history(config.history)
-    history.check()
-    writer = eventlog.init_app(app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us)
-    app.extensions["botify"] = Service(
-        catalog=catalog_,
-        experiments=experiments_,
-        history=history,
-        writer=writer,
-        limits=config.limits,
-        seed=config.seed,
-        day_zero=config.day_zero,
-    )
-
-    app.register_blueprint(health.bp)
-    app.register_blueprint(catalog.bp)
-    app.register_blueprint(recommend.bp)
-    app.register_blueprint(experiments.bp)
-    errors.init_app(app)
-    logger.info(
-        "botify ready in %.2f s: %d tracks, serving experiment %r (%s), log %s",
-        time.perf_counter() - started,
-        catalog_.n_tracks,
-        experiments_.names[experiments_.serving],
-        ", ".join(experiments_.recommender_names),
-        config.log,
-    )
-    return app
+        return ConfigError
+    raise AttributeError(f"module 'botify' has no attribute {name!r}")
