@@ -93,3 +93,26 @@ def test_evaluate_refuses_to_test_on_training_data(two_day_log_path: Path, small
     assert result.exit_code == 1 and "would leak" in result.output
     result = CliRunner().invoke(main, ["evaluate", "random", "--artifact", str(artifact), "--events", str(two_day_log_path), "--world", str(small_world_dir)])
     assert result.exit_code == 1 and "takes no artifact" in result.output
+
+
+def test_train_reads_the_parquet_export_like_the_duckdb_log(two_day_log_path: Path, small_world_dir: Path, tmp_path: Path) -> None:
+    import duckdb
+    import numpy as np
+
+    export = tmp_path / "events.parquet"
+    with duckdb.connect(str(two_day_log_path), read_only=True) as connection:
+        connection.execute(f"COPY events TO '{export}' (FORMAT parquet)")
+    config = tmp_path / "bpr.yml"
+    config.write_text(yaml.safe_dump({**BPR_FAST, "epochs": 2}))
+    weights = {}
+    for log in (two_day_log_path, export):
+        artifact = tmp_path / log.suffix.lstrip(".")
+        code, output = _train("bpr_knn", "--events", str(log), "--world", str(small_world_dir), "--out", str(artifact),
+                              "--config", str(config), "--holdout-days", "1", "--quiet")
+        assert code == 0, output
+        with np.load(artifact / "weights.npz", allow_pickle=False) as archive:
+            weights[log.suffix] = {name: archive[name] for name in archive.files}
+    duck, parquet = weights[".duckdb"], weights[".parquet"]
+    assert sorted(duck) == sorted(parquet)
+    for name in duck:  # same events, same seed: the same model, whichever file the log came in
+        np.testing.assert_array_equal(duck[name], parquet[name], err_msg=name)
