@@ -261,9 +261,10 @@ def in_process(world: Path, recommender: str, scratch: Path, duration: float) ->
     the network. Returns microseconds per request of each and the overhead in %."""
     from botify import create_app, eventlog
 
-    experiments = scratch / f"inproc-{recommender}.yml"
+    label = recommender.partition("=")[0]
+    experiments = scratch / f"inproc-{label}.yml"
     experiments.write_text(experiment_yaml(recommender))
-    app = create_app({"world": str(world), "experiments": str(experiments), "log": str(scratch / f"inproc-{recommender}" / "events.duckdb")})
+    app = create_app({"world": str(world), "experiments": str(experiments), "log": str(scratch / f"inproc-{label}" / "events.duckdb")})
     bare = bare_app()
     rng = np.random.default_rng(0)
     requests = []
@@ -283,8 +284,10 @@ def in_process(world: Path, recommender: str, scratch: Path, duration: float) ->
 
 
 def experiment_yaml(recommender: str) -> str:
-    """One serving experiment with `recommender` in both treatments."""
-    return f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {{recommender: {recommender}}}\n      - {{recommender: {recommender}}}\n"
+    """One serving experiment with `recommender` ("name" or "name=artifact dir") in both treatments."""
+    name, _, artifact = recommender.partition("=")
+    treatment = f"{{recommender: {name}, artifact: '{Path(artifact).resolve()}'}}" if artifact else f"{{recommender: {name}}}"
+    return f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {treatment}\n      - {treatment}\n"
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -327,7 +330,7 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=REPO / "data" / "world", help="world directory (python -m sim.world --out data/world)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured point")
     parser.add_argument("--engines", default="granian,gunicorn")
-    parser.add_argument("--recommenders", default="random,sticky_artist")
+    parser.add_argument("--recommenders", default="random,sticky_artist", help="comma-separated registry names; a trained one as name=artifact_dir (e.g. dssm=data/demo/artifacts/dssm)")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--clients", default="wrk,python")
@@ -355,7 +358,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     if args.in_process > 0:
         for recommender in args.recommenders.split(","):
-            results.append({"target": recommender, "client": "in-process", **in_process(args.world, recommender, scratch, args.in_process)})
+            results.append({"target": recommender.partition("=")[0], "client": "in-process", **in_process(args.world, recommender, scratch, args.in_process)})
             print(json.dumps(results[-1]), flush=True)
     redis_process, redis_url = start_redis(scratch)
     python = sys.executable
@@ -371,9 +374,10 @@ def main() -> None:
                         print(json.dumps(results[-1]), flush=True)
                 finally:
                     stop(process)
-                for recommender in args.recommenders.split(","):
+                for spec in args.recommenders.split(","):
+                    recommender = spec.partition("=")[0]
                     experiments = scratch / f"{recommender}.yml"
-                    experiments.write_text(experiment_yaml(recommender))
+                    experiments.write_text(experiment_yaml(spec))
                     port = free_port()
                     log = scratch / f"{engine}-{workers}-{recommender}" / "events.duckdb"
                     command = [python, "-m", "botify", "serve", "--world", str(args.world), "--experiments", str(experiments), "--log", str(log)]
