@@ -1,0 +1,65 @@
+"""The artifact directory of a learned model: `model.json` (metadata and config) plus `weights.npz`.
+
+Weights are plain numpy arrays read with `allow_pickle=False`, so an artifact directory from
+elsewhere can be loaded without running its code. `model.json` holds the model name, the
+format version, the training config, and facts about the training data that evaluation
+needs (the last session start it saw, so the test period never overlaps training).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+METADATA_FILE = "model.json"
+WEIGHTS_FILE = "weights.npz"
+
+
+class ArtifactError(ValueError):
+    """An artifact directory that is incomplete, of another model or of another format version."""
+
+
+def write_artifact(directory: Path, model: str, config: dict[str, Any], data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+    """Write `model.json` and `weights.npz` into `directory`."""
+    metadata = {"model": model, "format_version": FORMAT_VERSION, "config": config, "data": data}
+    np.savez(directory / WEIGHTS_FILE, **arrays)
+    (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
+
+
+def read_metadata(directory: Path, model: str | None = None) -> dict[str, Any]:
+    """The parsed `model.json` of `directory`, checked against `model` and the format version."""
+    path = directory / METADATA_FILE
+    try:
+        metadata = json.loads(path.read_text())
+    except OSError:
+        raise ArtifactError(f"{directory} is not a model artifact: {METADATA_FILE} is missing") from None
+    except json.JSONDecodeError as error:
+        raise ArtifactError(f"{path} is not valid JSON: {error}") from None
+    if not isinstance(metadata, dict) or not {"model", "format_version", "config", "data"} <= set(metadata):
+        raise ArtifactError(f"{path} lacks one of the keys model, format_version, config, data")
+    if metadata["format_version"] != FORMAT_VERSION:
+        raise ArtifactError(f"{path} has format version {metadata['format_version']}, this code reads {FORMAT_VERSION}; retrain the model")
+    if model is not None and metadata["model"] != model:
+        raise ArtifactError(f"{directory} holds a {metadata['model']!r} model, not {model!r}")
+    return metadata
+
+
+def read_weights(directory: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The arrays `names` of `directory`'s `weights.npz`, loaded without pickle."""
+    path = directory / WEIGHTS_FILE
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            missing = [name for name in names if name not in archive.files]
+            if missing:
+                raise ArtifactError(f"{path} lacks array(s) {', '.join(missing)}")
+            return {name: archive[name] for name in names}
+    except ArtifactError:
+        raise
+    except OSError as error:
+        raise ArtifactError(f"cannot read {path}: {error}") from None
+    except ValueError as error:  # an object array needing pickle, or a corrupt file
+        raise ArtifactError(f"{path} is not a plain numpy archive: {error}") from None

@@ -1,0 +1,153 @@
+"""Validated configurations of the learned models: training (`--config` YAML) and serving parameters.
+
+Defaults follow the write-ups the models come from (DSSM: LayerNorm towers, hidden 64,
+embedding 96, AdamW 1e-3, plateau thresholds 0.002 / 0.001, 50 epochs; BPR+KNN: embedding
+128, 4 negatives, batch 16384, lr 0.005, at most 50 neighbours). YAML is parsed once here;
+unknown keys and impossible values raise `ConfigError` naming the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names every bad field."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LikeConfig(_Strict):
+    """What counts as a like, how much of the session a model sees, and the seed: shared by every learned model."""
+
+    seed: int = Field(0, ge=0)  # seeds every random choice of training (same seed, same artifact)
+    like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # a listen of at least this fraction is a like
+    history: int = Field(10, ge=1, le=256)  # most recent session tracks a model looks at
+
+
+class DSSMConfig(LikeConfig):
+    """Training configuration of the two-tower DSSM."""
+
+    hidden_dim: int = Field(64, ge=1, le=4096)  # size of every input feature embedding
+    embedding_dim: int = Field(96, ge=1, le=4096)  # size of the tower outputs
+    content_features: bool = True  # feed the mean of each track's content frames to the item side
+    user_dropout: float = Field(0.1, ge=0.0, lt=1.0)  # share of examples trained as a cold user
+    track_dropout: float = Field(0.1, ge=0.0, lt=1.0)  # share of target ids replaced by the cold-track id
+    batch_size: int = Field(512, ge=2)
+    sampled_negatives: int = Field(512, ge=0)  # uniform catalog negatives per batch, besides in-batch ones
+    logq_correction: bool = False  # subtract log(expected sampling count) from every logit (debiases popularity)
+    lr: float = Field(0.001, gt=0.0)
+    weight_decay: float = Field(1e-3, ge=0.0)
+    epochs: int = Field(50, ge=1, le=10_000)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # latest sessions held out for early stopping
+    lr_reduce_min_delta: float = Field(0.002, ge=0.0)  # plateau: val loss improved by less than this
+    lr_reduce_factor: float = Field(0.1, gt=0.0, lt=1.0)
+    lr_reduce_patience: int = Field(1, ge=1)  # epochs on a plateau before the learning rate drops
+    early_stopping_min_delta: float = Field(0.001, ge=0.0)
+    early_stopping_patience: int = Field(2, ge=1)  # epochs without improvement before training stops
+    min_track_count: int = Field(1, ge=1)  # tracks seen fewer times share the cold-track id
+
+
+class BPRKNNConfig(LikeConfig):
+    """Training configuration of KNN candidate pairing plus the BPR ranker.
+
+    The write-up's values where they carry over (embedding 128, 4 negatives, batch 16384,
+    lr 0.005, at most 50 neighbours); candidate counts are larger because a listening session
+    consumes many tracks, and training runs more epochs with an L2 penalty because an event log
+    is far smaller than the write-up's data set (a batch of 16384 triplets is most of an epoch).
+    """
+
+    min_candidates: int = Field(100, ge=1)  # add neighbours until a user has this many candidate tracks
+    max_neighbours: int = Field(50, ge=1)
+    candidates: int = Field(200, ge=1)  # candidate tracks kept per user (sampled by neighbour votes)
+    embedding_dim: int = Field(128, ge=1, le=4096)
+    negatives: int = Field(4, ge=1)  # sampled negatives per positive
+    batch_size: int = Field(16_384, ge=1)
+    lr: float = Field(0.005, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    l2: float = Field(0.1, ge=0.0)  # penalty on the mean squared norm of each batch's embeddings
+    epochs: int = Field(100, ge=1, le=10_000)
+    early_stopping_patience: int = Field(10, ge=1)  # epochs without a better validation MRR before training stops
+    validation_fraction: float = Field(0.1, ge=0.0, lt=1.0)  # users whose latest like is held out for MRR
+    validation_negatives: int = Field(50, ge=1)
+
+    @model_validator(mode="after")
+    def _check_candidates(self) -> BPRKNNConfig:
+        if self.min_candidates > self.candidates:
+            raise ValueError(f"min_candidates == {self.min_candidates}, must be <= candidates == {self.candidates}")
+        return self
+
+
+class DSSMServing(_Strict):
+    """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
+
+    artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
+
+
+class BPRKNNServing(_Strict):
+    """Serving parameters of `bpr_knn`."""
+
+    session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
+    candidate_boost: float = Field(0.5, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
+    artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+
+
+Config = TypeVar("Config", bound=BaseModel)
+
+
+def _describe(error: ValidationError, source: str) -> str:
+    lines = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
+        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
+        lines.append(f"{source}: {field}: {message}")
+    return "\n".join(lines)
+
+
+def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) -> Config:
+    """Validate `data` into `cls`; raise `ConfigError` naming every bad field."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
+    try:
+        return cls.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(_describe(error, source)) from None
+
+
+def serving_params(cls: type[Config], params: dict[str, Any], name: str) -> Config:
+    """Validate a recommender's construction parameters: `TypeError` for unknown ones, `ValueError` for bad values."""
+    unknown = sorted(set(params) - set(cls.model_fields))
+    if unknown:
+        raise TypeError(f"recommender {name!r} got unknown parameter(s): {', '.join(unknown)} (known: {', '.join(cls.model_fields)})")
+    return from_mapping(cls, params, source=f"{name} params")
+
+
+def load_config(cls: type[Config], path: str | Path | None, **overrides: Any) -> Config:
+    """Read a YAML config for `cls` (defaults when `path` is None) and apply non-None overrides."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path is not None:
+        path = Path(path)
+        source = str(path)
+        try:
+            loaded = yaml.safe_load(path.read_text())
+        except OSError as error:
+            raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
+        except yaml.YAMLError as error:
+            raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
+        data = dict(loaded or {})
+    data.update({key: value for key, value in overrides.items() if value is not None})
+    return from_mapping(cls, data, source)
+
+
+Device = Literal["cpu", "cuda"]

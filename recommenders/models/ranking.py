@@ -1,0 +1,200 @@
+"""Scoring contract of the learned models, shared by serving and offline evaluation.
+
+A `Ranker` scores candidate tracks for a batch of requests (`score`) and returns its top-k
+tracks (`rank`), never a track already played in the request's session. `CatalogScorer`
+implements both for anything that scores the whole catalog (subclasses fill in `_score_all`);
+`ScoringRecommender` adds the plugin's `recommend` / `recommend_batch`. Everything here is numpy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from recommenders.base import NotFittedError, Recommendation, Request, Trainable
+from recommenders.catalog import Catalog
+
+CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
+PAD = -1  # padding of track arrays
+
+
+@runtime_checkable
+class Ranker(Protocol):
+    """Anything offline evaluation can rank with."""
+
+    def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
+        """(B, C) scores of `candidates` (B, C track ids) for each request; higher is better."""
+        ...
+
+    def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
+        """(B, k) track ids, best first, none of them already played in the request's session."""
+        ...
+
+
+@dataclass(frozen=True)
+class Context:
+    """A batch of requests as arrays; track ids outside the catalog are dropped.
+
+    Attributes:
+        users: (B,) int64 external user ids.
+        recent: (B, L) int64 the session's last L tracks, newest first, `PAD` where shorter.
+        recent_times: (B, L) float32 fractions listened for `recent`, 0 at padding.
+        first: (B,) int64 the session's first track (the listener's own choice), `PAD` if unknown.
+        played_rows, played_tracks: (P,) int64 every (request, track) pair played in the session.
+        days: (B,) int64 the request's simulated day, -1 when it did not say (every track released).
+    """
+
+    users: np.ndarray
+    recent: np.ndarray
+    recent_times: np.ndarray
+    first: np.ndarray
+    played_rows: np.ndarray
+    played_tracks: np.ndarray
+    days: np.ndarray
+
+    @classmethod
+    def from_requests(cls, requests: Sequence[Request], history: int, n_tracks: int) -> Context:
+        """Arrays for `requests`, keeping the last `history` tracks of each session."""
+        batch = len(requests)
+        recent = np.full((batch, history), PAD, dtype=np.int64)
+        recent_times = np.zeros((batch, history), dtype=np.float32)
+        first = np.full(batch, PAD, dtype=np.int64)
+        rows: list[np.ndarray] = []
+        tracks: list[np.ndarray] = []
+        for row, request in enumerate(requests):
+            if request.history:
+                session = np.asarray(request.history, dtype=np.int64)
+                times = np.asarray(request.times, dtype=np.float32) if len(request.times) == len(session) else np.ones(len(session), np.float32)
+                if session[-1] != request.track:  # a history that does not end with the current track
+                    session = np.append(session, request.track)
+                    times = np.append(times, np.float32(request.time))
+                else:
+                    times = times.copy()
+                    times[-1] = request.time
+            else:
+                session = np.asarray([request.track], dtype=np.int64)
+                times = np.asarray([request.time], dtype=np.float32)
+            valid = (session >= 0) & (session < n_tracks)
+            session, times = session[valid], np.clip(times[valid], 0.0, 1.0)
+            newest = session[::-1][:history]
+            recent[row, : len(newest)] = newest
+            recent_times[row, : len(newest)] = times[::-1][:history]
+            if len(session):
+                first[row] = session[0]
+            rows.append(np.full(len(session), row, dtype=np.int64))
+            tracks.append(session)
+        return cls(
+            users=np.asarray([request.user for request in requests], dtype=np.int64),
+            recent=recent,
+            recent_times=recent_times,
+            first=first,
+            played_rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
+            played_tracks=np.concatenate(tracks) if tracks else np.zeros(0, np.int64),
+            days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
+        )
+
+
+def artist_counts(context: Context, artist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, artists, counts): how often each artist was played in each request's session."""
+    if len(context.played_rows) == 0:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, empty
+    pairs = np.stack([context.played_rows, artist[context.played_tracks].astype(np.int64)], axis=1)
+    unique, counts = np.unique(pairs, axis=0, return_counts=True)
+    return unique[:, 0], unique[:, 1], counts
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """(B, k) column indices of the k highest scores per row, best first (ties: lower index first)."""
+    k = min(k, scores.shape[1])
+    if k == 1:
+        return np.argmax(scores, axis=1)[:, None]
+    if k < scores.shape[1]:
+        part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+    else:
+        part = np.tile(np.arange(scores.shape[1]), (scores.shape[0], 1))
+    values = np.take_along_axis(scores, part, axis=1)
+    order = np.lexsort((part, -values), axis=1)
+    return np.take_along_axis(part, order, axis=1)
+
+
+class CatalogScorer:
+    """A `Ranker` for anything that can score every catalog track; subclasses fill in `_score_all`.
+
+    Needs the attributes `catalog` and `history_length` (session tracks kept in a `Context`).
+    Serving ranks by `_serving_scores`: the model's scores lowered by `artist_penalty` for each
+    earlier play of a track's artist in the session, and -inf for tracks already played or not
+    yet released on the request's `day`.
+    """
+
+    catalog: Catalog
+    history_length: int = 10
+    artist_penalty: float = 0.0
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        """(B, n_tracks) float32 model scores for the batch."""
+        raise NotImplementedError
+
+    def _serving_scores(self, context: Context) -> np.ndarray:
+        scores = self._score_all(context)
+        release_day = self.catalog.release_day
+        if len(release_day) and release_day.max() > 0:
+            for row in np.flatnonzero(context.days >= 0):
+                scores[row, release_day > context.days[row]] = -np.inf
+        if self.artist_penalty > 0:
+            rows, artists, counts = artist_counts(context, self.catalog.artist)
+            for row, artist, count in zip(rows, artists, counts, strict=True):
+                scores[row, self.catalog.tracks_of_artist(int(artist))] -= self.artist_penalty * count
+        scores[context.played_rows, context.played_tracks] = -np.inf
+        return scores
+
+    def _check_fitted(self) -> None:
+        """Hook for trainable subclasses."""
+
+    def _contexts(self, requests: Sequence[Request]) -> Iterator[tuple[int, Context]]:
+        for start in range(0, len(requests), CHUNK):
+            yield start, Context.from_requests(requests[start : start + CHUNK], self.history_length, self.catalog.n_tracks)
+
+    def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
+        """(B, C) model scores of `candidates` (B, C external track ids), before serving rules."""
+        self._check_fitted()
+        candidates = np.asarray(candidates, dtype=np.int64)
+        if candidates.ndim != 2 or len(candidates) != len(requests):
+            raise ValueError(f"candidates must have shape ({len(requests)}, C), got {candidates.shape}")
+        if candidates.size and (candidates.min() < 0 or candidates.max() >= self.catalog.n_tracks):
+            raise ValueError(f"candidates must be track ids in [0, {self.catalog.n_tracks})")
+        out = np.empty(candidates.shape, dtype=np.float32)
+        for start, context in self._contexts(requests):
+            stop = start + len(context.users)
+            out[start:stop] = np.take_along_axis(self._score_all(context), candidates[start:stop], axis=1)
+        return out
+
+    def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
+        """(B, k) the k tracks serving would rank first, best first, none already played."""
+        self._check_fitted()
+        if k <= 0:
+            raise ValueError(f"k == {k}, must be > 0")
+        out = np.empty((len(requests), min(k, self.catalog.n_tracks)), dtype=np.int64)
+        for start, context in self._contexts(requests):
+            out[start : start + len(context.users)] = top_k(self._serving_scores(context), k)
+        return out
+
+
+class ScoringRecommender(CatalogScorer, Trainable):
+    """A trainable recommender served by ranking the whole catalog (see `CatalogScorer`)."""
+
+    def _check_fitted(self) -> None:
+        if not self.fitted:
+            raise NotFittedError(self.name)
+
+    def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
+        """The best unplayed track for each request (a deterministic choice: propensity 1), in vectorised chunks."""
+        if not requests:
+            return []
+        return [Recommendation(int(track), 1.0) for track in self.rank(requests, 1)[:, 0]]
+
+    def _recommend(self, request: Request) -> Recommendation:
+        return self._recommend_batch([request])[0]
