@@ -128,4 +128,9 @@ def check(name: str, world: Path, pairs: tuple[str, ...], artifact: Path | None,
         click.echo(f"  ok  {passed}")
 
 
-# Subcommands defined in their own modules are attached here, e.g. `main.add_command(train)`.
+# Subcommands defined in their own modules are attached here.
+from recommenders.commands.evaluate import evaluate_command  # noqa: E402
+from recommenders.commands.train import train  # noqa: E402
+
+main.add_command(train)
+main.add_command(evaluate_command)

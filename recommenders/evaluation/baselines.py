@@ -1,14 +1,20 @@
-"""Reference rankers for the offline comparison: random, top_pop and sticky_artist.
+"""The built-in baselines as rankers, for the offline comparison: random, top_pop, sticky_artist.
 
-They follow the built-in recommenders of the same names, restated as scorers of the whole
-catalog so that offline evaluation can rank with them; they learn only from the training
-period of the log.
+Offline evaluation needs scores for candidate tracks and a top-k list, which the built-ins'
+single answers do not give; these rankers score the whole catalog the way the built-ins choose:
+
+- `random`: uniform scores (the built-in draws uniformly among unplayed tracks);
+- `top_pop`: the built-in `TopPopRecommender` fitted on the training period, scored by its
+  ranking (total fraction listened per track, then the catalog's popularity prior);
+- `sticky_artist`: the artist of the track just played first, in random order (the built-in
+  draws uniformly among them), then everything else at random (its `random` fallback).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from recommenders.builtin.top_pop import TopPopRecommender
 from recommenders.catalog import Catalog
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.models.sessions import SessionLog
@@ -27,37 +33,36 @@ class RandomRanker(CatalogScorer):
         return self._rng.random((len(context.users), self.catalog.n_tracks), dtype=np.float32)
 
 
-def like_counts(log: SessionLog, n_tracks: int, like_threshold: float) -> np.ndarray:
-    """(n_tracks,) float64: likes per track in `log`."""
-    return np.bincount(log.track[log.liked(like_threshold)], minlength=n_tracks).astype(np.float64)
-
-
 class TopPopRanker(CatalogScorer):
-    """The most liked tracks of the training period (ties broken by the catalog's popularity prior)."""
+    """`top_pop` fitted on the training sessions: the same score for every request."""
 
     name = "top_pop"
 
-    def __init__(self, catalog: Catalog, log: SessionLog, like_threshold: float) -> None:
+    def __init__(self, catalog: Catalog, train: SessionLog) -> None:
         self.catalog = catalog
-        prior = catalog.popularity / max(catalog.popularity.max(), 1e-300)
-        self._scores = (like_counts(log, catalog.n_tracks, like_threshold) + 0.5 * prior).astype(np.float32)
+        recommender = TopPopRecommender(catalog)
+        if len(train):
+            recommender.fit(train.to_frame())
+        ranking = recommender.ranking()
+        scores = np.empty(catalog.n_tracks, dtype=np.float32)
+        scores[ranking] = np.arange(catalog.n_tracks, 0, -1, dtype=np.float32)
+        self._scores = scores
 
     def _score_all(self, context: Context) -> np.ndarray:
         return np.tile(self._scores, (len(context.users), 1))
 
 
 class StickyArtistRanker(CatalogScorer):
-    """Tracks of the artist just played first, then everything else; each group by popularity."""
+    """`sticky_artist`: tracks of the artist just played score above all others; random within each group."""
 
     name = "sticky_artist"
 
-    def __init__(self, catalog: Catalog, log: SessionLog, like_threshold: float) -> None:
+    def __init__(self, catalog: Catalog, seed: int = 0) -> None:
         self.catalog = catalog
-        popularity = TopPopRanker(catalog, log, like_threshold)._scores.astype(np.float64)
-        self._popularity = (0.5 * popularity / max(popularity.max(), 1e-300)).astype(np.float32)
+        self._rng = np.random.default_rng(seed)
 
     def _score_all(self, context: Context) -> np.ndarray:
-        scores = np.tile(self._popularity, (len(context.users), 1))
+        scores = self._rng.random((len(context.users), self.catalog.n_tracks), dtype=np.float32)
         last = context.recent[:, 0]
         for row in np.flatnonzero(last >= 0):
             scores[row, self.catalog.tracks_of_artist(int(self.catalog.artist[last[row]]))] += 1.0

@@ -15,8 +15,11 @@ candidate (the write-up's pipeline), with a finite boost a clearly better track 
 catalog can win (the default, 0.5, served longer sessions in simulation: sparse logs give
 small candidate sets that often miss what the session is about). Once the candidates are
 exhausted, and for a cold user (no likes in training: p_u = 0, no candidates), the whole
-catalog is ranked. A track unknown to the model (released after training) has a zero
-embedding and the lowest bias: it comes last.
+catalog is ranked. When neither the user nor any recent session track was seen liked in
+training, the model knows nothing that applies, and the ranking falls back to the session's
+artists (weighted by how long their tracks were heard), then the learned bias (how often a
+track was liked): sticky-artist-like. A track unknown to the model (released after
+training) has a zero embedding and the lowest bias: it comes last.
 
 Serving is numpy: one (B, D) x (D, N) product per batch.
 """
@@ -54,7 +57,9 @@ ARRAYS = (
     "similarities",
     "candidate_offsets",
     "candidates",
+    "known_tracks",
 )
+FALLBACK_ARTIST_WEIGHT = 100.0  # puts the session's artists above everything in the fallback ranking
 
 
 def _sample_unheard(rng: np.random.Generator, n_tracks: int, heard: np.ndarray, size: int) -> np.ndarray:
@@ -79,6 +84,7 @@ class BPRKNNRecommender(ScoringRecommender):
     """
 
     name = "bpr_knn"
+    config_class = BPRKNNConfig
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
         serving = serving_params(BPRKNNServing, params, self.name)
@@ -87,6 +93,7 @@ class BPRKNNRecommender(ScoringRecommender):
         self.session_weight = serving.session_weight
         self.artist_penalty = serving.artist_penalty
         self.candidate_boost = serving.candidate_boost
+        self.artist_weight = serving.artist_weight
         self.config = BPRKNNConfig()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
@@ -163,6 +170,7 @@ class BPRKNNRecommender(ScoringRecommender):
             "similarities": pairing.similarities,
             "candidate_offsets": pairing.candidate_offsets,
             "candidates": pairing.candidates,
+            "known_tracks": np.unique(like_track[train]),
         }
         self._prepare()
 
@@ -222,6 +230,9 @@ class BPRKNNRecommender(ScoringRecommender):
             bias = np.concatenate([bias, np.full(missing, bias.min() - 1.0 if len(bias) else 0.0, np.float32)])
         self._items = np.ascontiguousarray(items[: self.catalog.n_tracks])
         self._bias = bias[: self.catalog.n_tracks]
+        self._known = np.zeros(self.catalog.n_tracks, dtype=bool)
+        known = arrays["known_tracks"]
+        self._known[known[known < self.catalog.n_tracks]] = True
         self._pairing = Pairing(
             arrays["neighbour_offsets"], arrays["neighbours"], arrays["similarities"], arrays["candidate_offsets"], arrays["candidates"]
         )
@@ -237,7 +248,18 @@ class BPRKNNRecommender(ScoringRecommender):
     def _score_all(self, context: Context) -> np.ndarray:
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
         query = self._users[users] + self.session_weight * self.session_vectors(context)
-        return query @ self._items.T + self._bias
+        scores = query @ self._items.T + self._bias
+        recent = np.maximum(context.recent, 0)
+        informed = (users > 0) | ((context.recent >= 0) & self._known[recent]).any(axis=1)
+        weight = np.where(informed, self.artist_weight, FALLBACK_ARTIST_WEIGHT).astype(np.float32)
+        if np.any(weight > 0):  # the session's artists, by how long their tracks were heard
+            n_artists, artist = self.catalog.n_artists, self.catalog.artist
+            affinity = np.zeros(len(users) * n_artists, dtype=np.float32)
+            rows = np.repeat(np.arange(len(users)), recent.shape[1])
+            valid = (context.recent >= 0).ravel()
+            np.add.at(affinity, (rows * n_artists + artist[recent].ravel())[valid], context.recent_times.ravel()[valid])
+            scores += weight[:, None] * affinity.reshape(len(users), n_artists)[:, artist]
+        return scores
 
     def _serving_scores(self, context: Context) -> np.ndarray:
         scores = super()._serving_scores(context)

@@ -95,6 +95,7 @@ class DSSMRecommender(ScoringRecommender):
     """
 
     name = "dssm"
+    config_class = DSSMConfig
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
         serving = serving_params(DSSMServing, params, self.name)

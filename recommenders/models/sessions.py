@@ -41,6 +41,7 @@ class SessionLog:
         time: (n,) float32, the fraction listened in [0, 1].
         ts: (n,) int64, nanoseconds since the epoch.
         offsets: (S + 1,) int64, session boundaries.
+        served_by: (n,) object, the recommender that answered each request (None where unknown).
     """
 
     user: np.ndarray
@@ -48,6 +49,7 @@ class SessionLog:
     time: np.ndarray
     ts: np.ndarray
     offsets: np.ndarray
+    served_by: np.ndarray | None = None
 
     @classmethod
     def from_events(cls, events: pd.DataFrame | Dataset) -> SessionLog:
@@ -81,6 +83,8 @@ class SessionLog:
                 "row": np.arange(len(events)),
             }
         )
+        if Columns.RECOMMENDER in events.columns:
+            frame["served_by"] = events[Columns.RECOMMENDER].astype(object).to_numpy()
         sessions = events[Columns.SESSION] if Columns.SESSION in events.columns else None
         if sessions is not None and not sessions.isna().any():
             frame["key"] = sessions.to_numpy(np.int64)
@@ -107,6 +111,7 @@ class SessionLog:
             time=frame["time"].to_numpy(np.float32),
             ts=frame["ts"].to_numpy(np.int64),
             offsets=offsets,
+            served_by=frame["served_by"].to_numpy(object) if "served_by" in frame else None,
         )
 
     @classmethod
@@ -162,7 +167,15 @@ class SessionLog:
             time=self.time[rows],
             ts=self.ts[rows],
             offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            served_by=None if self.served_by is None else self.served_by[rows],
         )
+
+    def served(self, recommender: str) -> SessionLog:
+        """The sessions whose requests were all answered by `recommender` (none when the log does not say)."""
+        if self.served_by is None:
+            return self.select(np.zeros(self.n_sessions, dtype=bool))
+        mismatched = np.bincount(self.session, weights=(self.served_by != recommender), minlength=self.n_sessions)
+        return self.select(mismatched == 0)
 
     def until(self, ts: int) -> SessionLog:
         """Sessions that started at or before `ts` (ns)."""
