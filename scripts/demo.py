@@ -58,6 +58,8 @@ class Service:
             str(BIN / "botify"), "serve", "--world", str(world), "--experiments", str(experiments),
             "--log", str(log), "--port", str(port), "--workers", str(workers),
         ]
+        if workers > 1:  # workers share listen history through Redis (scripts/redis.sh)
+            self.command += ["--history", "redis"]
         self.port = port
         self.process: subprocess.Popen | None = None
 

@@ -21,7 +21,7 @@ from sim.run.clients import RemoteClient, ServiceError, ServiceUnavailable
 from sim.run.shards import ClientSpec, InlineExecutor, ProcessExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.run.timeline import Timeline
-from sim.world import ConfigError, World, generate_world, load_world_config
+from sim.world import ConfigError, World, load_world_config
 
 DEFAULT_CONFIG = Path("config/env.yml")
 
@@ -48,6 +48,8 @@ def _ensure_world(config: EnvConfig) -> None:
 
         world_config = world_config_from_mapping({}, source="defaults")
     click.echo(f"world {config.world} does not exist yet: generating it from {config.world_config} (seed {world_config.seed})", err=True)
+    from sim.world.generate import generate_world  # pandas and tqdm only when a world is made
+
     generate_world(world_config, config.world, progress=True)
 
 

@@ -71,6 +71,9 @@ class RemoteClient:
         self._http = requests.Session()
         self._http.mount("http://", HTTPAdapter(pool_connections=1, pool_maxsize=1, max_retries=0))
         self._http.headers["Content-Type"] = "application/json"
+        # The service is addressed directly: skip the proxy/netrc lookups requests would do on
+        # every call (about a millisecond each, a third of a batch's round trip).
+        self._http.trust_env = False
         self._batch = options.batch
         self.calls = 0
 

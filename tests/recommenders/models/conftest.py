@@ -46,3 +46,18 @@ def dssm_config() -> DSSMConfig:
 @pytest.fixture(scope="session")
 def bpr_config() -> BPRKNNConfig:
     return BPRKNNConfig(**BPR_FAST)
+
+
+@pytest.fixture(scope="session")
+def artifacts(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, dssm_config: DSSMConfig, bpr_config: BPRKNNConfig,
+              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Artifact directories of `dssm` and `bpr_knn` trained on day 1 of the two-day log."""
+    from recommenders.models.bpr_knn import BPRKNNRecommender
+    from recommenders.models.dssm import DSSMRecommender
+
+    root = tmp_path_factory.mktemp("artifacts")
+    train = split_log[0]
+    return {
+        "dssm": DSSMRecommender(small_catalog).fit(train, config=dssm_config).save(root / "dssm"),
+        "bpr_knn": BPRKNNRecommender(small_catalog).fit(train, config=bpr_config).save(root / "bpr_knn"),
+    }

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
 from botify.columns import Columns
+from recommenders import registry
 from recommenders.base import Request
 from recommenders.catalog import Catalog
 from recommenders.evaluation import Cases, RandomRanker, StickyArtistRanker, TopPopRanker, build_cases, evaluate
-from recommenders.models.bpr_knn import BPRKNNRecommender
-from recommenders.models.config import BPRKNNConfig, DSSMConfig
-from recommenders.models.dssm import DSSMRecommender
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.models.sessions import SessionLog
 
@@ -99,10 +99,10 @@ def _chance_reciprocal_rank(candidates: int) -> tuple[float, float]:
 
 @pytest.mark.parametrize("name", ["dssm", "bpr_knn"])
 def test_trained_models_beat_random_offline(
-    name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, dssm_config: DSSMConfig, bpr_config: BPRKNNConfig
+    name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, artifacts: dict[str, Path]
 ) -> None:
     train, test = split_log
-    model = DSSMRecommender(small_catalog).fit(train, config=dssm_config) if name == "dssm" else BPRKNNRecommender(small_catalog).fit(train, config=bpr_config)
+    model = registry.make(name, small_catalog, {}, artifacts[name])
     cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
     assert len(cases) >= 100
     result = evaluate(model, cases)

@@ -1,0 +1,105 @@
+"""Training time per epoch of the learned recommenders (`dssm`, `bpr_knn`) on CPU or GPU.
+
+Trains each model for a fixed number of epochs (early stopping off, so every run does the same
+work) with the write-up defaults and prints the seconds of each epoch, the median of the epochs
+after the first (the first pays for warm-up: allocator, kernels, caches) and the throughput.
+Without --events a log is simulated first: two days of `--episodes` sessions served in-process
+by `sticky_artist` (the size of the course's day-one log per day).
+
+    python scripts/bench_train.py --device cpu
+    python scripts/bench_train.py --device cuda --events data/demo/events.duckdb
+
+Same figures for the same log, config and device; other processes on the machine make CPU
+timings noisy, so compare medians of runs on an idle machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+from recommenders.catalog import Catalog
+from recommenders.dataset import Dataset
+from recommenders.models.bpr_knn import BPRKNNRecommender
+from recommenders.models.config import BPRKNNConfig, DSSMConfig
+from recommenders.models.dssm import DSSMRecommender
+from recommenders.models.nn import TrainingError
+from recommenders.models.sessions import as_session_log
+
+MODELS = ("dssm", "bpr_knn")
+
+
+def simulate(world: Path, episodes: int, out: Path, seed: int) -> Path:
+    """Two simulated days served in-process by sticky_artist, written to `out` (a DuckDB file)."""
+    command = [sys.executable, "-m", "sim.run", "--episodes", str(episodes), "--days", "2", "--seed", str(seed),
+               "--recommender", "local:sticky_artist", "--log", str(out), "--quiet"]
+    click.echo("$ " + " ".join(command), err=True)
+    subprocess.run(command, check=True, stdout=subprocess.DEVNULL)
+    return out
+
+
+def configs(epochs: int, seed: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
+    """Write-up defaults with `epochs` epochs and no early stopping (nor learning-rate drops)."""
+    return {
+        "dssm": DSSMConfig(seed=seed, epochs=epochs, early_stopping_patience=epochs + 1, lr_reduce_patience=epochs + 1),
+        "bpr_knn": BPRKNNConfig(seed=seed, epochs=epochs, early_stopping_patience=epochs + 1),
+    }
+
+
+@click.command()
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where torch trains.")
+@click.option("--world", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
+              help="World directory (generated with `python -m sim.world` when missing).")
+@click.option("--events", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Event log to train on (DuckDB or Parquet); simulated when not given.")
+@click.option("--episodes", type=click.IntRange(min=10), default=2000, show_default=True, help="Sessions per simulated day when simulating.")
+@click.option("--epochs", type=click.IntRange(min=2), default=5, show_default=True, help="Epochs per model (the first counts as warm-up).")
+@click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated models to time.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, models: str, threads: int | None, seed: int) -> None:
+    """Print training seconds per epoch of dssm and bpr_knn on --device."""
+    import torch
+
+    wanted = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(MODELS))
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}", param_hint="--models")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not (world / "public").is_dir():
+        subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
+    catalog = Catalog(world)
+    with tempfile.TemporaryDirectory() as scratch:
+        log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
+        log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
+    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
+    click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; "
+               f"device: {device} ({hardware}); torch {torch.__version__}")
+    click.echo(f"{'model':<8} {'epochs':>6} {'first s':>8} {'median s':>9} {'min s':>7} {'total s':>8}  per-epoch seconds")
+    for name in wanted:
+        config = configs(epochs, seed)[name]
+        model = DSSMRecommender(catalog) if name == "dssm" else BPRKNNRecommender(catalog)
+        started = time.perf_counter()
+        try:
+            model.fit(log, config=config, device=device)
+        except TrainingError as error:
+            raise click.ClickException(f"{name}: {error}") from None
+        total = time.perf_counter() - started
+        seconds = [record["seconds"] for record in model.history]
+        later = seconds[1:] or seconds
+        click.echo(f"{name:<8} {len(seconds):>6} {seconds[0]:>8.3f} {statistics.median(later):>9.3f} {min(later):>7.3f} {total:>8.2f}  "
+                   + " ".join(f"{s:.3f}" for s in seconds))
+    click.echo("total s includes data preparation (and, for bpr_knn, the KNN pairing) besides the epochs")
+
+
+if __name__ == "__main__":
+    main()
