@@ -113,9 +113,14 @@ class ContentModelConfig(FrameTrainingConfig):
 
 
 class FrameServing(_Strict):
-    """Serving parameters of `tags` and `content` (the treatment's `params`)."""
+    """Serving parameters of `content` (the treatment's `params`); `tags` adds `predicted`."""
 
     like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # session tracks listened at least this much form the query
     history: int = Field(10, ge=1, le=256)  # most recent session tracks looked at
     new_only: bool = False  # recommend only tracks released after day 0 (the cold-start treatments)
-    predicted: bool = True  # tags: fill unlabelled tracks with predicted tags (False: observed tags only)
+
+
+class TagServing(FrameServing):
+    """Serving parameters of `tags`."""
+
+    predicted: bool = True  # fill unlabelled tracks with predicted tags (False: observed tags only)

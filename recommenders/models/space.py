@@ -49,9 +49,10 @@ class SpaceRecommender(ScoringRecommender):
     """
 
     config_class: ClassVar[type] = object
+    serving_class: ClassVar[type[FrameServing]] = FrameServing
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
-        serving = serving_params(FrameServing, params, self.name)
+        serving = serving_params(self.serving_class, params, self.name)
         super().__init__(catalog)
         self._params = serving
         self.like_threshold = serving.like_threshold

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 
 from recommenders.catalog import Catalog
 from recommenders.models.artifacts import ArtifactError, read_metadata, read_weights, write_artifact
-from recommenders.models.content_config import TagModelConfig
+from recommenders.models.content_config import TagModelConfig, TagServing
 from recommenders.models.nn import require_torch
 from recommenders.models.sessions import SessionLog, describe
 from recommenders.models.space import SpaceRecommender
@@ -82,10 +82,11 @@ class TagRecommender(SpaceRecommender):
 
     name = "tags"
     config_class: ClassVar[type] = TagModelConfig
+    serving_class: ClassVar[type[TagServing]] = TagServing
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
         super().__init__(catalog, **params)
-        self.use_predicted = self._params.predicted
+        self.use_predicted = self._params.predicted  # type: ignore[attr-defined]
         self.config = TagModelConfig()
         self._weights: dict[str, np.ndarray] = {}
         self._arrays: dict[str, np.ndarray] = {}
