@@ -269,6 +269,15 @@ def test_cold_mix_params_are_validated(small_catalog: Catalog) -> None:
         ColdMixRecommender(small_catalog, base="sticky_artist")
     with pytest.raises(registry.RegistryError, match="no_such"):
         ColdMixRecommender(small_catalog, base="no_such", cold="random")
+    with pytest.raises(registry.RegistryError, match="needs an artifact"):
+        ColdMixRecommender(small_catalog, base="sticky_artist", cold="content")
+
+
+def test_cold_mix_serves_a_trained_content_model(trained: ContentRecommender, small_catalog: Catalog, tmp_path: Path) -> None:
+    artifact = trained.save(tmp_path / "content")
+    mix = ColdMixRecommender(small_catalog, base="sticky_artist", cold="content", cold_artifact=str(artifact), share=1.0)
+    requests = _requests(small_catalog)
+    assert [r.track for r in mix.recommend_batch(requests)] == [r.track for r in trained.recommend_batch(requests)]
 
 
 def test_train_command_prints_the_held_out_retrieval(two_day_log_path: Path, small_world_dir: Path, tmp_path: Path) -> None:
