@@ -31,6 +31,7 @@ BUILTINS: dict[str, str] = {
     "bpr_knn": "recommenders.models.bpr_knn:BPRKNNRecommender",
     "tags": "recommenders.models.tags:TagRecommender",
     "content": "recommenders.models.content:ContentRecommender",
+    "cold_mix": "recommenders.models.mix:ColdMixRecommender",
     "oracle": "recommenders.builtin.oracle:OracleRecommender",
 }
 

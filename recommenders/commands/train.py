@@ -105,9 +105,30 @@ def summary(recommender: Any, out: Path, seconds: float) -> list[str]:
             lines.append(f"  epochs: {len(history)}, best validation MRR {best['val_mrr']:.4f} at epoch {best['epoch']} "
                          f"(train loss {best['train_loss']:.4f}); {per_epoch:.2f} s per epoch")
     data = getattr(recommender, "data", None) or {}
+    lines.extend(held_out_lines(data.get("metrics") or {}))
     if "mean_neighbours" in data:
         lines.append(f"  pairing: {data['paired_users']} users, {data['mean_neighbours']:.1f} neighbours and "
                      f"{data['mean_candidates']:.1f} candidate tracks per user on average")
     size = sum(path.stat().st_size for path in out.iterdir() if path.is_file())
     lines.append(f"  artifact: {out} ({', '.join(sorted(path.name for path in out.iterdir() if path.is_file()))}; {size / 1e6:.1f} MB)")
+    return lines
+
+
+def held_out_lines(metrics: dict[str, Any]) -> list[str]:
+    """Held-out figures of the content-based models (`tags`, `content`), when the training produced them."""
+    if "test_macro_ap" in metrics:
+        return [
+            f"  held-out tracks: {metrics['test_tracks']}; macro AP {metrics['test_macro_ap']:.4f} "
+            f"(tag-frequency baseline {metrics['test_baseline_macro_ap']:.4f}); dynamic-threshold tags: "
+            f"precision {metrics['assigned_precision']:.3f}, recall {metrics['assigned_recall']:.3f}, "
+            f"{metrics['assigned_tags_per_track']:.1f} per track",
+        ]
+    if "test_recall@10" not in metrics:
+        return []
+    lines = [f"  held-out tracks: {metrics['test_tracks']} of {metrics['warm_tracks']} with behaviour vectors "
+             f"(chance Recall@10 {metrics['chance_recall@10']:.4f})",
+             f"  {'retrieval':<28}{'Recall@10':>10}{'Recall@50':>10}{'F2':>8}{'selected':>10}"]
+    for prefix, label in (("test", "content -> behaviour"), ("content_only", "content -> content"), ("baseline", "mean frames (no training)")):
+        lines.append(f"  {label:<28}{metrics[f'{prefix}_recall@10']:>10.4f}{metrics[f'{prefix}_recall@50']:>10.4f}"
+                     f"{metrics[f'{prefix}_f2']:>8.4f}{metrics[f'{prefix}_selected']:>10.1f}")
     return lines

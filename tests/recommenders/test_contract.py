@@ -20,7 +20,9 @@ from recommenders.testing import check_recommender, make_requests
 logger = logging.getLogger(__name__)
 
 #: Parameters for entries that cannot be built from the catalog alone (name -> params).
-PARAMS: dict[str, dict[str, object]] = {}
+PARAMS: dict[str, dict[str, object]] = {
+    "cold_mix": {"base": "sticky_artist", "cold": "random", "share": 0.3},
+}
 
 
 def _module_present(name: str) -> tuple[bool, str]:

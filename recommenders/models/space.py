@@ -1,0 +1,94 @@
+"""Serving shared by `tags` and `content`: the nearest unplayed track to what the session liked.
+
+Every catalog track has a row in an item matrix (n_tracks, k), L2-normalised: a tag profile
+or a content embedding. A request's query is the normalised sum of the query rows of the
+session's liked tracks (the last `history` tracks listened at least `like_threshold`; the
+track just played when none was liked). Tracks are scored by cosine with the query, then
+served by the rules of `ranking.CatalogScorer` (never a played or unreleased track). A tiny
+fixed per-track jitter (below 1e-6) breaks exact ties, which tag profiles have many of,
+without favouring low track ids, so brand-new tracks (the highest ids) are not last in line.
+
+With `new_only`, tracks of the initial catalog (release day 0) rank after every released new
+track: the cold-start treatments use this to recommend only what nobody could play yesterday.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+
+from recommenders.catalog import Catalog
+from recommenders.models.config import serving_params
+from recommenders.models.content_config import FrameServing
+from recommenders.models.ranking import Context, ScoringRecommender
+
+JITTER = 1e-6  # largest tie-breaking offset added to a score
+JITTER_SEED = 20_231_123
+OLD_TRACK_PENALTY = 1e3  # subtracted from initial-catalog tracks under new_only (scores are cosines)
+
+
+def normalise_rows(matrix: np.ndarray | sp.spmatrix) -> np.ndarray | sp.csr_matrix:
+    """Scale every non-zero row to unit L2 norm (zero rows stay zero), as float32."""
+    if sp.issparse(matrix):
+        matrix = sp.csr_matrix(matrix, dtype=np.float32)
+        norms = np.sqrt(np.asarray(matrix.multiply(matrix).sum(axis=1)).ravel())
+        scale = np.divide(1.0, norms, out=np.zeros_like(norms), where=norms > 0)
+        return sp.csr_matrix(sp.diags(scale.astype(np.float32)) @ matrix)
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+
+
+class SpaceRecommender(ScoringRecommender):
+    """Base of the recommenders that serve the nearest track in a vector space (module docstring).
+
+    Subclasses call `_set_space(items, query_items)` in `_fit` and `_load`. Ids are external
+    (catalog) ids. Parameters: see `content_config.FrameServing`.
+    """
+
+    config_class: ClassVar[type] = object
+    serving_class: ClassVar[type[FrameServing]] = FrameServing
+
+    def __init__(self, catalog: Catalog, **params: Any) -> None:
+        serving = serving_params(self.serving_class, params, self.name)
+        super().__init__(catalog)
+        self._params = serving
+        self.like_threshold = serving.like_threshold
+        self.history_length = serving.history
+        self.new_only = serving.new_only
+        self.history: list[dict[str, float]] = []
+        self.data: dict[str, Any] = {}
+        self._items: np.ndarray | sp.csr_matrix | None = None
+        self._query_items: np.ndarray | sp.csr_matrix | None = None
+        self._offset = np.random.default_rng(JITTER_SEED).random(catalog.n_tracks).astype(np.float32) * JITTER
+        if serving.new_only:
+            self._offset = self._offset - OLD_TRACK_PENALTY * (catalog.release_day == 0)
+
+    def get_params(self) -> dict[str, Any]:
+        return self._params.model_dump()
+
+    def _set_space(self, items: np.ndarray | sp.spmatrix, query_items: np.ndarray | sp.spmatrix | None = None) -> None:
+        if items.shape[0] != self.catalog.n_tracks:
+            raise ValueError(f"{self.name}: the item matrix has {items.shape[0]} rows for a catalog of {self.catalog.n_tracks} tracks")
+        self._items = normalise_rows(items)
+        self._query_items = self._items if query_items is None else normalise_rows(query_items)
+
+    def queries(self, context: Context) -> np.ndarray:
+        """(B, k) unit query vectors: the normalised sum of the liked session tracks' query rows."""
+        valid = context.recent >= 0
+        weights = (valid & (context.recent_times >= self.like_threshold)).astype(np.float32)
+        lonely = ~weights.any(axis=1) & valid[:, 0]
+        weights[lonely, 0] = 1.0  # no like yet: the track just played stands in
+        rows, columns = np.nonzero(weights)
+        select = sp.csr_matrix(
+            (weights[rows, columns], (rows, context.recent[rows, columns])), shape=(len(weights), self.catalog.n_tracks)
+        )
+        query = select @ self._query_items
+        return normalise_rows(query.toarray() if sp.issparse(query) else np.asarray(query))
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        scores = self._items @ self.queries(context).T  # (n_tracks, B)
+        scores = np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32).T
+        return np.ascontiguousarray(scores + self._offset[None, :])

@@ -1,0 +1,100 @@
+"""Training time of the content-based models (`tags`, `content`) on CPU or GPU.
+
+Trains each model for a fixed number of epochs with its default config (the tag model on at
+most --max-train-tracks labelled tracks when given) and prints the seconds of
+each epoch, the median of the epochs after the first (the first pays for warm-up) and the
+total, which also counts data preparation, encoding every catalog track and the held-out
+evaluation. The content model trains on an event log: without --events, two days of
+`--episodes` sessions served in-process by `sticky_artist` are simulated first.
+
+    python scripts/bench_content.py --device cpu
+    python scripts/bench_content.py --device cuda --events data/demo/events.duckdb --epochs 12
+
+Same figures for the same log, config and device; other processes on the machine make CPU
+timings noisy, so compare medians of runs on an idle machine.
+"""
+
+from __future__ import annotations
+
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+from bench_train import simulate
+
+from recommenders.catalog import Catalog
+from recommenders.dataset import Dataset
+from recommenders.models.content import ContentRecommender
+from recommenders.models.content_config import ContentModelConfig, TagModelConfig
+from recommenders.models.nn import TrainingError
+from recommenders.models.sessions import as_session_log
+from recommenders.models.tags import TagRecommender
+
+MODELS = ("tags", "content")
+
+
+@click.command()
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where torch trains.")
+@click.option("--world", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
+              help="World directory (generated with `python -m sim.world` when missing).")
+@click.option("--events", type=click.Path(path_type=Path, exists=True, dir_okay=False), default=None,
+              help="Event log for the content model (DuckDB or Parquet); simulated when not given.")
+@click.option("--episodes", type=click.IntRange(min=10), default=2000, show_default=True, help="Sessions per simulated day when simulating.")
+@click.option("--epochs", type=click.IntRange(min=2), default=3, show_default=True, help="Epochs per model (the first counts as warm-up).")
+@click.option("--max-train-tracks", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Cap on the tag model's training tracks (0: every labelled track).")
+@click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated models to time.")
+@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, max_train_tracks: int, models: str,
+         threads: int | None, seed: int) -> None:
+    """Print training seconds per epoch and in total of the tag model and the content model on --device."""
+    import torch
+
+    wanted = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(MODELS))
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}", param_hint="--models")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not (world / "public").is_dir():
+        subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
+    catalog = Catalog(world)
+    log = None
+    if "content" in wanted:
+        with tempfile.TemporaryDirectory() as scratch:
+            log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
+            log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
+    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
+    click.echo(f"world: {catalog.n_tracks} tracks" + (f"; log: {len(log)} events, {log.n_sessions} sessions" if log is not None else "")
+               + f"; device: {device} ({hardware}); torch {torch.__version__}")
+    click.echo(f"{'model':<8} {'epochs':>6} {'first s':>8} {'median s':>9} {'min s':>7} {'total s':>8}  per-epoch seconds")
+    for name in wanted:
+        model: TagRecommender | ContentRecommender
+        if name == "tags":
+            config = TagModelConfig(seed=seed, epochs=epochs, max_train_tracks=max_train_tracks or None)
+            model, data = TagRecommender(catalog), None
+        else:
+            config = ContentModelConfig(seed=seed, epochs=epochs)
+            model, data = ContentRecommender(catalog), log
+        started = time.perf_counter()
+        try:
+            model.fit(data, config=config, device=device)
+        except TrainingError as error:
+            raise click.ClickException(f"{name}: {error}") from None
+        total = time.perf_counter() - started
+        seconds = [record["seconds"] for record in model.history]
+        later = seconds[1:] or seconds
+        click.echo(f"{name:<8} {len(seconds):>6} {seconds[0]:>8.3f} {statistics.median(later):>9.3f} {min(later):>7.3f} {total:>8.2f}  "
+                   + " ".join(f"{s:.3f}" for s in seconds))
+    click.echo("total s includes data preparation, encoding every catalog track and the held-out evaluation besides the epochs")
+
+
+if __name__ == "__main__":
+    main()
