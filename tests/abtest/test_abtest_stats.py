@@ -170,12 +170,30 @@ def test_holm_matches_statsmodels_and_skips_nan() -> None:
     assert list(reject[[0, 2, 3, 4]]) == list(ref_reject)
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_holm_matches_statsmodels_on_random_families(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    m = int(rng.integers(2, 12))
+    # Mixtures of tiny, borderline and null p-values, with ties, hit every branch of the step-down.
+    p = rng.choice([rng.uniform(0, 0.01), 0.05 / m, 0.02, 0.5], size=m) if seed % 2 else rng.uniform(0, 0.2, size=m) ** 2
+
+    adjusted, reject = stats.adjust(list(p), method="holm", alpha=0.05)
+
+    ref_reject, ref_p, _, _ = multipletests(p, alpha=0.05, method="holm")
+    np.testing.assert_allclose(adjusted, ref_p, rtol=RTOL)
+    assert list(reject) == list(ref_reject)
+
+
 def test_srm_matches_chisquare_and_flags_a_broken_split() -> None:
     ok = stats.srm([5020, 4980, 5003], srm_alpha=0.001)
     broken = stats.srm([5000, 4600], srm_alpha=0.001)
 
     ref = scipy.stats.chisquare([5020, 4980, 5003])
     assert ok.p_value == pytest.approx(ref.pvalue, rel=RTOL)
+    assert ok.statistic == pytest.approx(ref.statistic, rel=RTOL)
+    uneven = stats.srm([700, 310], weights=[2, 1])
+    ref_uneven = scipy.stats.chisquare([700, 310], [1010 * 2 / 3, 1010 / 3])
+    assert uneven.p_value == pytest.approx(ref_uneven.pvalue, rel=RTOL)
     assert not ok.mismatch
     assert broken.mismatch and broken.expected == (4800.0, 4800.0)
 
