@@ -16,21 +16,16 @@ timings noisy, so compare medians of runs on an idle machine.
 
 from __future__ import annotations
 
-import statistics
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import click
-from bench_train import simulate
+from bench_train import HEADER, hardware, setup, simulate, time_fit
 
 from recommenders.catalog import Catalog
 from recommenders.dataset import Dataset
 from recommenders.models.content import ContentRecommender
 from recommenders.models.content_config import ContentModelConfig, TagModelConfig
-from recommenders.models.nn import TrainingError
 from recommenders.models.sessions import as_session_log
 from recommenders.models.tags import TagRecommender
 
@@ -53,46 +48,21 @@ MODELS = ("tags", "content")
 def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, max_train_tracks: int, models: str,
          threads: int | None, seed: int) -> None:
     """Print training seconds per epoch and in total of the tag model and the content model on --device."""
-    import torch
-
-    wanted = [name.strip() for name in models.split(",") if name.strip()]
-    unknown = sorted(set(wanted) - set(MODELS))
-    if unknown or not wanted:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}", param_hint="--models")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if not (world / "public").is_dir():
-        subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
+    wanted = setup(models, MODELS, device, threads, world)
     catalog = Catalog(world)
     log = None
     if "content" in wanted:
         with tempfile.TemporaryDirectory() as scratch:
             log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
             log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
-    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
     click.echo(f"world: {catalog.n_tracks} tracks" + (f"; log: {len(log)} events, {log.n_sessions} sessions" if log is not None else "")
-               + f"; device: {device} ({hardware}); torch {torch.__version__}")
-    click.echo(f"{'model':<8} {'epochs':>6} {'first s':>8} {'median s':>9} {'min s':>7} {'total s':>8}  per-epoch seconds")
+               + f"; {hardware(device)}")
+    click.echo(HEADER)
     for name in wanted:
-        model: TagRecommender | ContentRecommender
         if name == "tags":
-            config = TagModelConfig(seed=seed, epochs=epochs, max_train_tracks=max_train_tracks or None)
-            model, data = TagRecommender(catalog), None
+            time_fit(name, TagRecommender(catalog), None, TagModelConfig(seed=seed, epochs=epochs, max_train_tracks=max_train_tracks or None), device)
         else:
-            config = ContentModelConfig(seed=seed, epochs=epochs)
-            model, data = ContentRecommender(catalog), log
-        started = time.perf_counter()
-        try:
-            model.fit(data, config=config, device=device)
-        except TrainingError as error:
-            raise click.ClickException(f"{name}: {error}") from None
-        total = time.perf_counter() - started
-        seconds = [record["seconds"] for record in model.history]
-        later = seconds[1:] or seconds
-        click.echo(f"{name:<8} {len(seconds):>6} {seconds[0]:>8.3f} {statistics.median(later):>9.3f} {min(later):>7.3f} {total:>8.2f}  "
-                   + " ".join(f"{s:.3f}" for s in seconds))
+            time_fit(name, ContentRecommender(catalog), log, ContentModelConfig(seed=seed, epochs=epochs), device)
     click.echo("total s includes data preparation, encoding every catalog track and the held-out evaluation besides the epochs")
 
 

@@ -21,6 +21,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -52,6 +53,48 @@ def configs(epochs: int, seed: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
     }
 
 
+def setup(models: str, known: tuple[str, ...], device: str, threads: int | None, world: Path) -> list[str]:
+    """Validate --models, --device and --threads, generate the world if missing; the models to time."""
+    import torch
+
+    wanted = [name.strip() for name in models.split(",") if name.strip()]
+    unknown = sorted(set(wanted) - set(known))
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}", param_hint="--models")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
+    if threads is not None:
+        torch.set_num_threads(threads)
+    if not (world / "public").is_dir():
+        subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
+    return wanted
+
+
+def hardware(device: str) -> str:
+    """The device in words, with the torch version."""
+    import torch
+
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
+    return f"device: {device} ({where}); torch {torch.__version__}"
+
+
+HEADER = f"{'model':<8} {'epochs':>6} {'first s':>8} {'median s':>9} {'min s':>7} {'total s':>8}  per-epoch seconds"
+
+
+def time_fit(name: str, model: Any, data: object, config: object, device: str) -> None:
+    """Fit `model` and print one row: seconds of the first epoch, median and min of the others, total."""
+    started = time.perf_counter()
+    try:
+        model.fit(data, config=config, device=device)
+    except TrainingError as error:
+        raise click.ClickException(f"{name}: {error}") from None
+    total = time.perf_counter() - started
+    seconds = [record["seconds"] for record in model.history]
+    later = seconds[1:] or seconds
+    click.echo(f"{name:<8} {len(seconds):>6} {seconds[0]:>8.3f} {statistics.median(later):>9.3f} {min(later):>7.3f} {total:>8.2f}  "
+               + " ".join(f"{s:.3f}" for s in seconds))
+
+
 @click.command()
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where torch trains.")
 @click.option("--world", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True,
@@ -65,39 +108,16 @@ def configs(epochs: int, seed: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, models: str, threads: int | None, seed: int) -> None:
     """Print training seconds per epoch of dssm and bpr_knn on --device."""
-    import torch
-
-    wanted = [name.strip() for name in models.split(",") if name.strip()]
-    unknown = sorted(set(wanted) - set(MODELS))
-    if unknown or not wanted:
-        raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(MODELS)}", param_hint="--models")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
-    if threads is not None:
-        torch.set_num_threads(threads)
-    if not (world / "public").is_dir():
-        subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
+    wanted = setup(models, MODELS, device, threads, world)
     catalog = Catalog(world)
     with tempfile.TemporaryDirectory() as scratch:
         log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
         log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
-    hardware = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
-    click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; "
-               f"device: {device} ({hardware}); torch {torch.__version__}")
-    click.echo(f"{'model':<8} {'epochs':>6} {'first s':>8} {'median s':>9} {'min s':>7} {'total s':>8}  per-epoch seconds")
+    click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; {hardware(device)}")
+    click.echo(HEADER)
     for name in wanted:
-        config = configs(epochs, seed)[name]
         model = DSSMRecommender(catalog) if name == "dssm" else BPRKNNRecommender(catalog)
-        started = time.perf_counter()
-        try:
-            model.fit(log, config=config, device=device)
-        except TrainingError as error:
-            raise click.ClickException(f"{name}: {error}") from None
-        total = time.perf_counter() - started
-        seconds = [record["seconds"] for record in model.history]
-        later = seconds[1:] or seconds
-        click.echo(f"{name:<8} {len(seconds):>6} {seconds[0]:>8.3f} {statistics.median(later):>9.3f} {min(later):>7.3f} {total:>8.2f}  "
-                   + " ".join(f"{s:.3f}" for s in seconds))
+        time_fit(name, model, log, configs(epochs, seed)[name], device)
     click.echo("total s includes data preparation (and, for bpr_knn, the KNN pairing) besides the epochs")
 
 
