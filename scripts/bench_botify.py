@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -86,6 +87,17 @@ def stop(process: subprocess.Popen) -> None:
 # --- clients -------------------------------------------------------------------------------
 
 
+def run_threads(client: Callable[[int], None], concurrency: int) -> float:
+    """Run `client(0..concurrency-1)` in as many threads; the seconds until all have finished."""
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
+
+
 def python_client(port: int, concurrency: int, duration: float) -> dict[str, float]:
     """Threads with one keep-alive http.client connection each; returns req/s, p50, p99 (ms)."""
     latencies: list[list[float]] = [[] for _ in range(concurrency)]
@@ -114,13 +126,7 @@ def python_client(port: int, concurrency: int, duration: float) -> dict[str, flo
                 errors[index] += 1
         connection.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    elapsed = time.perf_counter() - started
+    elapsed = run_threads(client, concurrency)
     flat = np.concatenate([np.array(x) for x in latencies]) if any(latencies) else np.zeros(1)
     return {
         "rps": len(flat) / elapsed,
@@ -188,13 +194,8 @@ def batch_client(port: int, batch_size: int, duration: float, concurrency: int) 
             step += 1
         connection.close()
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(concurrency)]
-    started = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return {"events_per_s": sum(counts) / (time.perf_counter() - started), "batch_size": float(batch_size)}
+    elapsed = run_threads(client, concurrency)
+    return {"events_per_s": sum(counts) / elapsed, "batch_size": float(batch_size)}
 
 
 CLIENTS = {"wrk": wrk_client, "python": python_client}
