@@ -101,6 +101,10 @@ class ContentModelConfig(FrameTrainingConfig):
     hidden: int = Field(128, ge=1)  # behaviour tower's hidden layer
     temperature: float = Field(0.07, gt=0.0, le=1.0)  # initial InfoNCE temperature (learned)
     test_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # warm tracks held out of training, for Recall@K / F2
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # warm tracks held out for early stopping (never the test ones)
+    content_lr_scale: float = Field(1.0, ge=0.0, le=1.0)  # the content tower's learning rate is lr times this
+    colisten_weight: float = Field(1.0, ge=0.0)  # weight of the content-to-content InfoNCE over co-liked pairs (0: off)
+    patience: int = Field(5, ge=1)  # stop after this many epochs without a better validation Recall@10; keep the best
     margin: float = Field(DEFAULT_MARGIN, ge=0.0, lt=1.0)  # dynamic selection: keep similarity >= best * (1 - margin)
     cap: int = Field(DEFAULT_CAP, ge=1)  # most tracks the dynamic selection keeps
     relevant: int = Field(20, ge=1)  # ground truth per held-out track: its top co-listened tracks
