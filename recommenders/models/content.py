@@ -81,7 +81,8 @@ class ContentRecommender(SpaceRecommender):
                 raise TrainingError(f"cannot read the {config.behaviour} artifact {config.behaviour_artifact}: {error}") from None
         trained = train_content(self.catalog, colisten, warm_rows, behaviour, config, device=device, progress=progress)
         queries = trained.items.copy()
-        queries[trained.warm] = trained.behaviour
+        if trained.metrics["query"] == "behaviour":  # otherwise warm tracks query with their content too
+            queries[trained.warm] = trained.behaviour
         self.config = config
         self.history = trained.history
         self._weights = trained.weights

@@ -103,9 +103,10 @@ def validation_recall(
     relevant: list[np.ndarray],
     device: torch.device,
     config: ContentModelConfig,
-) -> float:
-    """Recall@10 of the validation tracks' content against the behaviour of the non-test warm
-    tracks: the early-stopping score (the test tracks stay unseen until the end)."""
+) -> tuple[float, float]:
+    """Recall@10 of the validation tracks' content against the behaviour, and against the
+    content, of the non-test warm tracks: what early stopping and the choice of the served
+    query side look at (the test tracks stay unseen until the end)."""
     was_training = net.training
     net.eval()
     queries = encode_store(store.subset(val_rows), net.content, device, config.inference_batch_size, amp=config.amp)
@@ -115,7 +116,7 @@ def validation_recall(
     queries = normalise_rows(queries)
     to_behaviour = retrieval_metrics(queries, candidates, warm[known_rows], warm[val_rows], relevant, config)
     to_content = retrieval_metrics(queries, contents, warm[known_rows], warm[val_rows], relevant, config)
-    return 0.5 * float(to_behaviour["recall@10"] + to_content["recall@10"])
+    return float(to_behaviour["recall@10"]), float(to_content["recall@10"])
 
 
 def train_content(
@@ -166,7 +167,8 @@ def train_content(
     history: list[dict[str, float]] = []
     train_lengths = store.lengths[train_rows]
     train_pairs = colisten.counts[warm_rows[train_rows]][:, warm_rows[train_rows]].tocsr()
-    best_score, best_epoch, waited = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config), 0, 0
+    best_scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+    best_score, best_epoch, waited = max(best_scores), 0, 0
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     for epoch in range(1, config.epochs + 1):
@@ -202,11 +204,12 @@ def train_content(
         if target.type == "cuda":
             torch.cuda.synchronize(target)
         seconds = time.perf_counter() - started
-        score = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+        scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+        score = max(scores)  # the better of the two query sides: the one serving will use
         history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_recall@10": score, "seconds": seconds})
-        logger.info("content epoch %d: InfoNCE %.4f, validation Recall@10 %.4f, %.1f s", epoch, total / max(seen, 1), score, seconds)
+        logger.info("content epoch %d: InfoNCE %.4f, validation Recall@10 %.4f / %.4f (behaviour / content), %.1f s", epoch, total / max(seen, 1), *scores, seconds)
         if score > best_score:
-            best_score, best_epoch, waited = score, epoch, 0
+            best_score, best_scores, best_epoch, waited = score, scores, epoch, 0
             best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
             waited += 1
@@ -224,6 +227,7 @@ def train_content(
     relevant = co_listened_neighbours(colisten, warm_rows[test_rows], warm_rows, top=config.relevant, min_count=1)
     relevant_ids = [colisten.tracks[r] for r in relevant]
     test_ids = warm[test_rows]
+    query = "behaviour" if best_scores[0] >= best_scores[1] else "content"
     model = retrieval_metrics(items[test_ids], behaviour_embeddings, warm, test_ids, relevant_ids, config)
     content_to_content = retrieval_metrics(items[test_ids], items[warm], warm, test_ids, relevant_ids, config)
     mean_frames = normalise_rows(FrameStore.from_catalog(catalog, warm).mean_frames())
@@ -238,6 +242,7 @@ def train_content(
         "warm_tracks": int(len(warm)),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
         "best_epoch": best_epoch,
+        "query": query,
         "val_tracks": int(len(val_rows)),
         "device": str(target),
     }
