@@ -1,18 +1,22 @@
 """Training of the content model: a contrastive two-tower that maps content to behaviour.
 
-The content tower encodes a track's frames (`frames.FrameEncoder` plus a linear head), the
+The content tower encodes a track's frames (a linear map of the mean frame, starting as the
+identity, plus a transformer residual starting at zero; see `frames.TwoTower`), the
 behaviour tower a track's behaviour vector (co-listening SVD of the log, or the item
 embedding of a trained DSSM / BPR model); both end on the unit sphere. Training pairs every
 warm track's two views with the symmetric InfoNCE loss over in-batch negatives (the
-retrieval write-up: large batches give more hard negatives), so a track's content lands
-near the behaviour of the tracks that the same listeners like, including a track nobody has
-played yet.
+retrieval write-up: large batches give more hard negatives), and, weighted by
+`colisten_weight`, a track's content with the content of a track it was co-liked with.
 
-Evaluation holds out a share of the warm tracks: each held-out track's content embedding
-queries the behaviour embeddings of every other warm track, and the truth is the tracks it
-was most co-liked with (by PPMI). Reported: Recall@10/50 and F2 of the margin-based dynamic
-selection, for the model (content query against behaviour embeddings), for the content
-tower alone (content against content) and for a no-training baseline (cosine of mean frames).
+The warm tracks are split three ways: training, validation (early stopping: the weights of
+the best epoch are kept, epoch 0 being the untrained tower, which ranks like the mean
+frames) and test. Validation also chooses the query side that serving uses for warm
+tracks: their behaviour embedding or their content embedding, whichever retrieves the
+co-liked tracks better. Evaluation: each test track's content embedding queries every other
+warm track, and the truth is the tracks it was most co-liked with (by PPMI). Reported:
+Recall@10/50 and F2 of the margin-based dynamic selection, for content against behaviour
+embeddings, content against content embeddings, and the no-training baseline (cosine of
+mean frames), all on the same test tracks and truth.
 """
 
 from __future__ import annotations
