@@ -131,4 +131,7 @@ def held_out_lines(metrics: dict[str, Any]) -> list[str]:
     for prefix, label in (("test", "content -> behaviour"), ("content_only", "content -> content"), ("baseline", "mean frames (no training)")):
         lines.append(f"  {label:<28}{metrics[f'{prefix}_recall@10']:>10.4f}{metrics[f'{prefix}_recall@50']:>10.4f}"
                      f"{metrics[f'{prefix}_f2']:>8.4f}{metrics[f'{prefix}_selected']:>10.1f}")
+    if "query" in metrics:
+        lines.append(f"  served: content -> {metrics['query']} (the better side on {metrics['val_tracks']} validation tracks; "
+                     f"weights of epoch {metrics['best_epoch']}, 0 = untrained)")
     return lines

@@ -4,9 +4,10 @@ Training (`recommenders train content`) fits the contrastive two-tower of `nn.co
 event log: behaviour vectors of the warm tracks (co-listening by default, or a trained
 `dssm` / `bpr_knn` artifact's item embeddings) paired with their content frames. Serving
 scores every catalog track by the cosine between its content embedding and the query (the
-normalised sum of the liked session tracks' behaviour embeddings, or their content
-embeddings for tracks without plays), so tracks with zero plays are candidates like any
-other (`space.SpaceRecommender`).
+normalised sum of the liked session tracks' query rows: the behaviour embedding of a warm
+track when training found that side better on its validation tracks, otherwise the content
+embedding, which is also what tracks without plays use), so tracks with zero plays are
+candidates like any other (`space.SpaceRecommender`).
 
 Artifact (`model.json` + `weights.npz`): `items` (n_tracks, e) content embeddings,
 `queries` (n_tracks, e) the query side, `warm` / `test` catalog ids, and the network as
@@ -81,7 +82,8 @@ class ContentRecommender(SpaceRecommender):
                 raise TrainingError(f"cannot read the {config.behaviour} artifact {config.behaviour_artifact}: {error}") from None
         trained = train_content(self.catalog, colisten, warm_rows, behaviour, config, device=device, progress=progress)
         queries = trained.items.copy()
-        queries[trained.warm] = trained.behaviour
+        if trained.metrics["query"] == "behaviour":  # otherwise warm tracks query with their content too
+            queries[trained.warm] = trained.behaviour
         self.config = config
         self.history = trained.history
         self._weights = trained.weights

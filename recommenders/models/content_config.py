@@ -90,8 +90,8 @@ class TagModelConfig(FrameTrainingConfig):
 class ContentModelConfig(FrameTrainingConfig):
     """Training config of the contrastive content model (`recommenders train content`)."""
 
-    batch_size: int = Field(512, ge=2, le=65_536)  # InfoNCE wants large batches: more in-batch negatives
-    epochs: int = Field(30, ge=1, le=10_000)
+    batch_size: int = Field(256, ge=2, le=65_536)  # InfoNCE wants large batches: more in-batch negatives
+    epochs: int = Field(60, ge=1, le=10_000)
     like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # a listen of at least this fraction is a like
     behaviour: Literal["colisten", "dssm", "bpr_knn"] = "colisten"  # where the behaviour vectors come from
     behaviour_artifact: str | None = None  # artifact directory of the trained dssm / bpr_knn model
@@ -99,8 +99,12 @@ class ContentModelConfig(FrameTrainingConfig):
     min_likes: int = Field(2, ge=1)  # a track needs this many likers to have a behaviour vector
     embedding: int = Field(32, ge=2, le=1024)  # dimension of the shared space
     hidden: int = Field(128, ge=1)  # behaviour tower's hidden layer
-    temperature: float = Field(0.07, gt=0.0, le=1.0)  # initial InfoNCE temperature (learned)
+    temperature: float = Field(0.1, gt=0.0, le=1.0)  # initial InfoNCE temperature (learned)
     test_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # warm tracks held out of training, for Recall@K / F2
+    val_fraction: float = Field(0.1, gt=0.0, lt=0.5)  # warm tracks held out for early stopping (never the test ones)
+    content_lr_scale: float = Field(0.1, ge=0.0, le=1.0)  # the content tower's learning rate is lr times this
+    colisten_weight: float = Field(1.0, ge=0.0)  # weight of the content-to-content InfoNCE over co-liked pairs (0: off)
+    patience: int = Field(10, ge=1)  # stop after this many epochs without a better validation Recall@10; keep the best
     margin: float = Field(DEFAULT_MARGIN, ge=0.0, lt=1.0)  # dynamic selection: keep similarity >= best * (1 - margin)
     cap: int = Field(DEFAULT_CAP, ge=1)  # most tracks the dynamic selection keeps
     relevant: int = Field(20, ge=1)  # ground truth per held-out track: its top co-listened tracks

@@ -1,18 +1,22 @@
 """Training of the content model: a contrastive two-tower that maps content to behaviour.
 
-The content tower encodes a track's frames (`frames.FrameEncoder` plus a linear head), the
+The content tower encodes a track's frames (a linear map of the mean frame, starting as the
+identity, plus a transformer residual starting at zero; see `frames.TwoTower`), the
 behaviour tower a track's behaviour vector (co-listening SVD of the log, or the item
 embedding of a trained DSSM / BPR model); both end on the unit sphere. Training pairs every
 warm track's two views with the symmetric InfoNCE loss over in-batch negatives (the
-retrieval write-up: large batches give more hard negatives), so a track's content lands
-near the behaviour of the tracks that the same listeners like, including a track nobody has
-played yet.
+retrieval write-up: large batches give more hard negatives), and, weighted by
+`colisten_weight`, a track's content with the content of a track it was co-liked with.
 
-Evaluation holds out a share of the warm tracks: each held-out track's content embedding
-queries the behaviour embeddings of every other warm track, and the truth is the tracks it
-was most co-liked with (by PPMI). Reported: Recall@10/50 and F2 of the margin-based dynamic
-selection, for the model (content query against behaviour embeddings), for the content
-tower alone (content against content) and for a no-training baseline (cosine of mean frames).
+The warm tracks are split three ways: training, validation (early stopping: the weights of
+the best epoch are kept, epoch 0 being the untrained tower, which ranks like the mean
+frames) and test. Validation also chooses the query side that serving uses for warm
+tracks: their behaviour embedding or their content embedding, whichever retrieves the
+co-liked tracks better. Evaluation: each test track's content embedding queries every other
+warm track, and the truth is the tracks it was most co-liked with (by PPMI). Reported:
+Recall@10/50 and F2 of the margin-based dynamic selection, for content against behaviour
+embeddings, content against content embeddings, and the no-training baseline (cosine of
+mean frames), all on the same test tracks and truth.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
 from recommenders.catalog import Catalog
@@ -82,6 +87,42 @@ def retrieval_metrics(
     return result
 
 
+def co_listened_partners(pairs: sp.csr_matrix, batch: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """For each row of `batch` (indices into the square co-like matrix `pairs`) that shares a
+    liker with another row, one such row drawn at random: (positions in `batch`, partner rows)."""
+    counts = np.diff(pairs.indptr)[batch]
+    anchors = np.flatnonzero(counts > 0)
+    picks = pairs.indptr[batch[anchors]] + (rng.random(len(anchors)) * counts[anchors]).astype(np.int64)
+    return anchors, pairs.indices[picks].astype(np.int64)
+
+
+@torch.no_grad()
+def validation_recall(
+    net: TwoTower,
+    store: FrameStore,
+    features: torch.Tensor,
+    val_rows: np.ndarray,
+    known_rows: np.ndarray,
+    warm: np.ndarray,
+    relevant: list[np.ndarray],
+    device: torch.device,
+    config: ContentModelConfig,
+) -> tuple[float, float]:
+    """Recall@10 of the validation tracks' content against the behaviour, and against the
+    content, of the non-test warm tracks: what early stopping and the choice of the served
+    query side look at (the test tracks stay unseen until the end)."""
+    was_training = net.training
+    net.eval()
+    queries = encode_store(store.subset(val_rows), net.content, device, config.inference_batch_size, amp=config.amp)
+    candidates = net.behaviour(features[torch.from_numpy(known_rows).to(device)]).float().cpu().numpy()
+    contents = normalise_rows(encode_store(store.subset(known_rows), net.content, device, config.inference_batch_size, amp=config.amp))
+    net.train(was_training)
+    queries = normalise_rows(queries)
+    to_behaviour = retrieval_metrics(queries, candidates, warm[known_rows], warm[val_rows], relevant, config)
+    to_content = retrieval_metrics(queries, contents, warm[known_rows], warm[val_rows], relevant, config)
+    return float(to_behaviour["recall@10"]), float(to_content["recall@10"])
+
+
 def train_content(
     catalog: Catalog,
     colisten: CoListening,
@@ -108,11 +149,20 @@ def train_content(
     store = FrameStore.from_catalog(catalog, warm)
     order = rng.permutation(len(warm))
     n_test = max(2, int(round(len(warm) * config.test_fraction)))
-    test_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test:])
+    n_val = max(2, int(round(len(warm) * config.val_fraction)))
+    test_rows, val_rows, train_rows = np.sort(order[:n_test]), np.sort(order[n_test : n_test + n_val]), np.sort(order[n_test + n_val :])
+    known_rows = np.sort(order[n_test:])  # what early stopping may look at: never a test track
+    val_relevant = [colisten.tracks[r] for r in co_listened_neighbours(colisten, warm_rows[val_rows], warm_rows[known_rows], top=config.relevant, min_count=1)]
     features = torch.as_tensor(behaviour.astype(np.float32), device=target)
 
     net = build_net(store.frame_dim, behaviour.shape[1], config).to(target)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    content_parameters = [*net.linear.parameters(), *net.encoder.parameters(), *net.content_head.parameters()]
+    content_ids = {id(p) for p in content_parameters}
+    groups = [
+        {"params": content_parameters, "lr": config.lr * config.content_lr_scale},
+        {"params": [p for p in net.parameters() if id(p) not in content_ids], "lr": config.lr},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, weight_decay=config.weight_decay)
     batch_size = min(config.batch_size, len(train_rows))
     steps_per_epoch = -(-len(train_rows) // batch_size)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_lr)
@@ -120,6 +170,10 @@ def train_content(
     no_mixup = config.augment.model_copy(update={"mixup": 0.0})
     history: list[dict[str, float]] = []
     train_lengths = store.lengths[train_rows]
+    train_pairs = colisten.counts[warm_rows[train_rows]][:, warm_rows[train_rows]].tocsr()
+    best_scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+    best_score, best_epoch, waited = max(best_scores), 0, 0
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
 
     for epoch in range(1, config.epochs + 1):
         net.train()
@@ -137,6 +191,14 @@ def train_content(
                     content = net.content(frames, torch.from_numpy(lengths_np).to(target))
                     behaviour_out = net.behaviour(features[torch.from_numpy(rows).to(target)])
                 loss = info_nce(content, behaviour_out, net.logit_scale)
+                anchors, partners = co_listened_partners(train_pairs, batch, rng)
+                if config.colisten_weight > 0 and len(anchors) >= 2:
+                    partner_np, partner_lengths = store.batch(train_rows[partners], config.max_crop, rng)
+                    partner_frames = torch.from_numpy(partner_np).to(target)
+                    partner_frames = aug.mask_frames(aug.permute_frames(partner_frames, partner_lengths, no_mixup, rng), partner_lengths, no_mixup, rng)
+                    with autocast(target, config.amp):
+                        partner = net.content(partner_frames, torch.from_numpy(partner_lengths).to(target))
+                    loss = loss + config.colisten_weight * info_nce(content[torch.from_numpy(anchors).to(target)], partner, net.logit_scale)
                 stepper.step(loss)
                 schedule.step()
                 total += float(loss.detach()) * len(rows)
@@ -146,9 +208,20 @@ def train_content(
         if target.type == "cuda":
             torch.cuda.synchronize(target)
         seconds = time.perf_counter() - started
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "seconds": seconds})
-        logger.info("content epoch %d: InfoNCE %.4f, %.1f s", epoch, total / max(seen, 1), seconds)
+        scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+        score = max(scores)  # the better of the two query sides: the one serving will use
+        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_recall@10": score, "seconds": seconds})
+        logger.info("content epoch %d: InfoNCE %.4f, validation Recall@10 %.4f / %.4f (behaviour / content), %.1f s", epoch, total / max(seen, 1), *scores, seconds)
+        if score > best_score:
+            best_score, best_scores, best_epoch, waited = score, scores, epoch, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            waited += 1
+            if waited >= config.patience:
+                logger.info("content: no validation gain in %d epochs, stopping at epoch %d", waited, epoch)
+                break
 
+    net.load_state_dict(best_state)
     net.eval()
     with torch.no_grad():
         behaviour_embeddings = net.behaviour(features).float().cpu().numpy()
@@ -158,6 +231,7 @@ def train_content(
     relevant = co_listened_neighbours(colisten, warm_rows[test_rows], warm_rows, top=config.relevant, min_count=1)
     relevant_ids = [colisten.tracks[r] for r in relevant]
     test_ids = warm[test_rows]
+    query = "behaviour" if best_scores[0] >= best_scores[1] else "content"
     model = retrieval_metrics(items[test_ids], behaviour_embeddings, warm, test_ids, relevant_ids, config)
     content_to_content = retrieval_metrics(items[test_ids], items[warm], warm, test_ids, relevant_ids, config)
     mean_frames = normalise_rows(FrameStore.from_catalog(catalog, warm).mean_frames())
@@ -171,6 +245,9 @@ def train_content(
         "test_tracks_with_truth": int(sum(len(r) > 0 for r in relevant)),
         "warm_tracks": int(len(warm)),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
+        "best_epoch": best_epoch,
+        "query": query,
+        "val_tracks": int(len(val_rows)),
         "device": str(target),
     }
     net.to("cpu")

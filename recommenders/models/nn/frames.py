@@ -89,9 +89,23 @@ class TagNet(nn.Module):
         return self.head(self.encoder(frames, lengths))
 
 
+def masked_mean(frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """(B, L, F) frames, (B,) lengths -> (B, F): the average of each row's valid frames."""
+    mask = padding_mask(lengths, frames.shape[1])
+    total = frames.masked_fill(mask[..., None], 0.0).float().sum(dim=1)
+    return total / lengths[:, None].clamp(min=1).to(total.dtype)
+
+
 class TwoTower(nn.Module):
     """The contrastive pair: a content tower over frames and a behaviour tower over a
-    track's co-listening vector, both ending on the unit sphere of dimension `embedding`.
+    track's behaviour vector, both ending on the unit sphere of dimension `embedding`.
+
+    The content tower is a learned linear map of the track's mean frame plus a transformer
+    residual (`FrameEncoder` and a linear head) whose head starts at zero: training begins
+    from a linear model of the mean frame, the strong baseline for noisy frames, and the
+    transformer adds only what the data pays for. When `embedding` equals the frame dimension
+    the linear map starts as the identity, so the untrained tower ranks tracks exactly as the
+    cosine of their mean frames does (otherwise it starts as a random orthogonal projection).
 
     `content(frames, lengths)` -> (B, embedding); `behaviour(features)` -> (B, embedding);
     `logit_scale` is the learned inverse temperature of InfoNCE (CLIP's parametrisation).
@@ -99,8 +113,15 @@ class TwoTower(nn.Module):
 
     def __init__(self, frame_dim: int, behaviour_dim: int, encoder: EncoderConfig, embedding: int, hidden: int, temperature: float) -> None:
         super().__init__()
+        self.linear = nn.Linear(frame_dim, embedding)
+        nn.init.orthogonal_(self.linear.weight)  # the identity when embedding == frame_dim: cosines of mean frames
+        if embedding == frame_dim:
+            nn.init.eye_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
         self.encoder = FrameEncoder(frame_dim, encoder)
         self.content_head = nn.Linear(encoder.d_model, embedding)
+        nn.init.zeros_(self.content_head.weight)  # the residual starts at exactly zero
+        nn.init.zeros_(self.content_head.bias)
         self.behaviour_net = nn.Sequential(
             nn.Linear(behaviour_dim, hidden),
             nn.GELU(),
@@ -109,7 +130,9 @@ class TwoTower(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(float(-torch.log(torch.tensor(temperature)))))
 
     def content(self, frames: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        return functional.normalize(self.content_head(self.encoder(frames, lengths)).float(), dim=-1)
+        linear = self.linear(masked_mean(frames, lengths)).float()
+        residual = self.content_head(self.encoder(frames, lengths)).float()
+        return functional.normalize(linear + residual, dim=-1)
 
     def behaviour(self, features: torch.Tensor) -> torch.Tensor:
         return functional.normalize(self.behaviour_net(features).float(), dim=-1)
