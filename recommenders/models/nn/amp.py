@@ -39,14 +39,21 @@ class Stepper:
         self.clip_norm = clip_norm
         self.scaler = torch.amp.GradScaler("cuda", enabled=amp and device.type == "cuda")
 
-    def step(self, loss: torch.Tensor) -> None:
+    def step(self, loss: torch.Tensor) -> bool:
+        """Backpropagate `loss` and step; False when the loss scaler skipped the step (inf or NaN
+        gradients, as in the first steps of mixed precision), so a schedule should not advance."""
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
         if self.clip_norm > 0:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_norm)
+        if not self.scaler.is_enabled():
+            self.optimizer.step()
+            return True
+        scale = self.scaler.get_scale()
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        return self.scaler.get_scale() >= scale  # the scaler backs off only after a skipped step
 
 
 def batched_rows(n: int, batch_size: int, lengths: np.ndarray | None = None) -> Iterator[np.ndarray]:

@@ -199,8 +199,8 @@ def train_content(
                     with autocast(target, config.amp):
                         partner = net.content(partner_frames, torch.from_numpy(partner_lengths).to(target))
                     loss = loss + config.colisten_weight * info_nce(content[torch.from_numpy(anchors).to(target)], partner, net.logit_scale)
-                stepper.step(loss)
-                schedule.step()
+                if stepper.step(loss):
+                    schedule.step()
                 total += float(loss.detach()) * len(rows)
                 seen += len(rows)
                 bar.update(1)

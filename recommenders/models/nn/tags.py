@@ -133,8 +133,8 @@ def train_tags(catalog: Catalog, config: TagModelConfig, device: str = "cpu", pr
                 with autocast(target, config.amp):
                     logits = net(frames, torch.from_numpy(lengths_np).to(target))
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, weight=weights[None, :])
-                stepper.step(loss)
-                schedule.step()
+                if stepper.step(loss):
+                    schedule.step()
                 total += float(loss.detach()) * len(rows)
                 seen += len(rows)
                 bar.update(1)
