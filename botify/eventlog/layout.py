@@ -17,6 +17,7 @@ written from `schema.sql`, so the views resolve before the first event.
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from collections.abc import Iterator
@@ -30,6 +31,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE
+
+logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 1
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
@@ -211,6 +214,16 @@ def init_log(log: str | Path, *, reset: bool = False) -> LogLayout:
             if not (directory / TEMPLATE_NAME).is_file():
                 write_segment(directory, TEMPLATE_NAME, schema.empty_table())
             _remove_stale_tmp(directory)
+        if not layout.path.exists() and not reset:
+            adopted = sum(1 for table in arrow_schemas() for f in layout.segment_files(table) if f.name != TEMPLATE_NAME)
+            if adopted:
+                # By design a log is its segments (LOG only holds views), so a LOG deleted on its
+                # own comes back with its events; say so, since that surprises whoever meant to start afresh.
+                logger.warning(
+                    "%s did not exist but %s holds %d segment(s) of events: they are part of this log again "
+                    "(delete that directory too, or run `botify init-db --reset`, to start empty)",
+                    layout.path, layout.segments, adopted,
+                )
         info = _info(layout) if layout.path.exists() else None
         if info != (FORMAT_VERSION, str(layout.segments)):
             _write_views(layout)

@@ -160,6 +160,29 @@ def test_a_moved_log_is_repointed(log: Path, writer: EventWriter, tmp_path: Path
     assert len(read(moved / "events.duckdb")) == 1
 
 
+def test_a_deleted_log_file_gets_its_segments_back_and_says_so(log: Path, writer: EventWriter, caplog: pytest.LogCaptureFixture) -> None:
+    writer.append(row(1))
+    writer.flush()
+    log.unlink()  # what someone meaning to start afresh might do
+
+    with caplog.at_level("WARNING", logger="botify.eventlog.layout"):
+        init_log(log)
+
+    assert len(read(log)) == 1
+    assert "init-db --reset" in caplog.text and str(LogLayout.of(log).segments) in caplog.text
+
+
+def test_a_new_log_over_an_empty_segments_directory_warns_nothing(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    path = tmp_path / "events.duckdb"
+    init_log(path)
+    path.unlink()
+
+    with caplog.at_level("WARNING", logger="botify.eventlog.layout"):
+        init_log(path)
+
+    assert caplog.text == ""
+
+
 def test_reset_deletes_events_but_keeps_the_log(log: Path, writer: EventWriter) -> None:
     writer.append(row(1))
     writer.flush()
