@@ -2,8 +2,8 @@
 
     python scripts/bench_run.py [--episodes 2000] [--port 5011]
 
-Starts botify on loopback with the sticky_artist recommender (one worker; two workers with
-Redis for the multi run), times each command end to end (process start included, as one
+Starts botify on loopback with the sticky_artist recommender (one worker, then two sharing
+history through Redis), runs `single` and `multi --processes 2` against each, times each command end to end (process start included, as one
 would with `time`), and prints the simulator's own wall time and steps/s. Course reference on
 a 2-core machine: 18-24 s `single`, 14 s `multi --processes 2` (600-1,000 steps/s).
 """
@@ -50,6 +50,7 @@ def main(episodes: int, world: Path, port: int) -> None:
         experiments = _experiments(Path(tmp) / "experiments.yml", "bench", [{"recommender": "sticky_artist"}, {"recommender": "sticky_artist"}])
         with Service(world, experiments, Path(tmp) / "one.duckdb", port, workers=1):
             results["single_http_1_worker"] = timed(base + ["single"])
+            results["multi_2_http_1_worker"] = timed(base + ["multi", "--processes", "2"])
         subprocess.run(["scripts/redis.sh", "start"], check=True, capture_output=True)
         try:
             with Service(world, experiments, Path(tmp) / "two.duckdb", port, workers=2):
@@ -59,9 +60,9 @@ def main(episodes: int, world: Path, port: int) -> None:
             subprocess.run(["scripts/redis.sh", "stop"], check=False, capture_output=True)
     results["local_sticky_artist"] = timed([python, "-m", "sim.run", "--episodes", str(episodes), "--days", "1", "--quiet", "--recommender", "local:sticky_artist"])
     single = results["single_http_1_worker"]["command_s"]  # type: ignore[index]
-    multi = results["multi_2_http_2_workers"]["command_s"]  # type: ignore[index]
+    multi = min(results[k]["command_s"] for k in ("multi_2_http_1_worker", "multi_2_http_2_workers"))  # type: ignore[index]
     results["speedup_single_vs_course"] = f"{COURSE_SINGLE_S[0] / single:.1f}x-{COURSE_SINGLE_S[1] / single:.1f}x"
-    results["speedup_multi_vs_course"] = f"{COURSE_MULTI_S / multi:.1f}x"
+    results["speedup_multi_vs_course"] = f"{COURSE_MULTI_S / multi:.1f}x (the faster service set-up)"
     click.echo(json.dumps(results, indent=2))
 
 
