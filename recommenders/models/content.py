@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from recommenders.catalog import Catalog
-from recommenders.models.artifacts import ArtifactError, read_metadata, read_weights, write_artifact
+from recommenders.models.artifacts import ArtifactError, read_weights
 from recommenders.models.colisten import behaviour_vectors, co_listening
 from recommenders.models.content_config import ContentModelConfig
 from recommenders.models.nn import TrainingError, require_torch
@@ -97,18 +97,8 @@ class ContentRecommender(SpaceRecommender):
         }
         self._set_space(trained.items, queries)
 
-    def _save(self, directory: Path) -> None:
-        arrays = {**{f"net.{k}": v for k, v in self._weights.items()}, **self._arrays}
-        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, arrays)
-
     def _load(self, directory: Path) -> None:
-        metadata = read_metadata(directory, self.name)
-        try:
-            self.config = ContentModelConfig.model_validate(metadata["config"])
-        except ValueError as error:
-            raise ArtifactError(f"{directory}: config does not fit this version of content: {error}") from None
-        self.data = metadata["data"]
-        self.history = list(self.data.get("history", []))
+        self._read_metadata(directory)
         arrays = read_weights(directory, ARRAYS)
         if arrays["items"].shape[0] != self.catalog.n_tracks:
             raise ArtifactError(

@@ -14,12 +14,14 @@ track: the cold-start treatments use this to recommend only what nobody could pl
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 
 from recommenders.catalog import Catalog
+from recommenders.models.artifacts import ArtifactError, read_metadata, write_artifact
 from recommenders.models.config import serving_params
 from recommenders.models.content_config import FrameServing
 from recommenders.models.ranking import Context, ScoringRecommender
@@ -92,3 +94,20 @@ class SpaceRecommender(ScoringRecommender):
         scores = self._items @ self.queries(context).T  # (n_tracks, B)
         scores = np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32).T
         return np.ascontiguousarray(scores + self._offset[None, :])
+
+    # Artifacts: the network's weights under "net.", the model's own arrays beside them --------
+
+    def _save(self, directory: Path) -> None:
+        arrays = {**{f"net.{k}": v for k, v in self._weights.items()}, **self._arrays}
+        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, arrays)
+
+    def _read_metadata(self, directory: Path) -> None:
+        """Load the artifact's config (checked against this version), training facts and history."""
+        metadata = read_metadata(directory, self.name)
+        try:
+            self.config = self.config_class.model_validate(metadata["config"])
+        except ValueError as error:
+            raise ArtifactError(f"{directory}: config does not fit this version of {self.name}: {error}") from None
+        self.data = metadata["data"]
+        self.history = list(self.data.get("history", []))
+

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommenders.catalog import Catalog
-from recommenders.models.artifacts import ArtifactError, read_metadata, read_weights, write_artifact
+from recommenders.models.artifacts import ArtifactError, read_weights
 from recommenders.models.content_config import TagModelConfig, TagServing
 from recommenders.models.nn import require_torch
 from recommenders.models.sessions import SessionLog, describe
@@ -129,18 +129,8 @@ class TagRecommender(SpaceRecommender):
 
     # Artifacts ----------------------------------------------------------------------------
 
-    def _save(self, directory: Path) -> None:
-        arrays = {**{f"net.{k}": v for k, v in self._weights.items()}, **self._arrays}
-        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, arrays)
-
     def _load(self, directory: Path) -> None:
-        metadata = read_metadata(directory, self.name)
-        try:
-            self.config = TagModelConfig.model_validate(metadata["config"])
-        except ValueError as error:
-            raise ArtifactError(f"{directory}: config does not fit this version of tags: {error}") from None
-        self.data = metadata["data"]
-        self.history = list(self.data.get("history", []))
+        self._read_metadata(directory)
         if len(self.data.get("tag_names", [])) != self.catalog.n_tags:
             raise ArtifactError(f"{directory}: the tag model knows {len(self.data.get('tag_names', []))} tags, the catalog {self.catalog.n_tags}")
         with np.load(directory / "weights.npz", allow_pickle=False) as archive:
