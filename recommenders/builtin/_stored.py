@@ -10,12 +10,13 @@ it learns from one (`top_pop`), and keeps it in the artifact's `fallback/` folde
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from recommenders.base import Recommendation, Recommender, Request, Trainable
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, write_manifest
+from recommenders.builtin._lists import RankedLists
 from recommenders.builtin._params import check_choice, check_int
 from recommenders.catalog import Catalog
 from recommenders.dataset import Dataset, EventsLike
@@ -55,6 +56,16 @@ class StoredListsRecommender(Trainable):
         self._release_day: list[int] = catalog.release_day.tolist()
         self._first_day = int(catalog.release_day.min()) if catalog.n_tracks else 0
         self._last_day = int(catalog.release_day.max()) if catalog.n_tracks else 0
+        self.lists = RankedLists.from_mapping({})  # filled by fit, load or from_lists
+
+    @classmethod
+    def from_lists(cls, catalog: Catalog, lists: Mapping[int, Sequence[int]], **params: Any) -> Self:
+        """A ready recommender serving `lists` (its key, a user or an anchor track -> tracks, best
+        first); `save` it to deploy."""
+        recommender = cls(catalog, **params)
+        recommender.lists = RankedLists.from_mapping(lists)
+        recommender.fitted = True
+        return recommender
 
     def get_params(self) -> dict[str, Any]:
         return {"fallback": self.fallback, "seed": self.seed}

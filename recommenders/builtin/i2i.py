@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 from recommenders.base import Request
 from recommenders.builtin._lists import RankedLists, co_listening
@@ -58,15 +57,6 @@ class I2IRecommender(StoredListsRecommender):
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
         self.like_threshold = check_float("like_threshold", like_threshold, low=0.0, high=1.0)
         self.anchors = check_int("anchors", anchors, minimum=1)
-        self.lists = RankedLists.from_mapping({})
-
-    @classmethod
-    def from_lists(cls, catalog: Catalog, lists: Mapping[int, Sequence[int]], **params: Any) -> Self:
-        """A ready recommender serving `lists` (anchor track -> tracks, best first); `save` it to deploy."""
-        recommender = cls(catalog, **params)
-        recommender.lists = RankedLists.from_mapping(lists)
-        recommender.fitted = True
-        return recommender
 
     def get_params(self) -> dict[str, Any]:
         return {

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import scipy.sparse as sp
 
@@ -57,15 +56,6 @@ class IndexedRecommender(StoredListsRecommender):
         self.length = check_int("length", length, minimum=1)
         self.neighbours = check_int("neighbours", neighbours, minimum=1)
         self.like_threshold = check_float("like_threshold", like_threshold, low=0.0, high=1.0)
-        self.lists = RankedLists.from_mapping({})
-
-    @classmethod
-    def from_lists(cls, catalog: Catalog, lists: Mapping[int, Sequence[int]], **params: Any) -> Self:
-        """A ready recommender serving `lists` (user -> tracks, best first); `save` it to deploy."""
-        recommender = cls(catalog, **params)
-        recommender.lists = RankedLists.from_mapping(lists)
-        recommender.fitted = True
-        return recommender
 
     def get_params(self) -> dict[str, Any]:
         return {
