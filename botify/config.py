@@ -86,7 +86,7 @@ class ServiceConfig(_Strict):
 
 
 def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per bad field: `source: field.path: what is wrong`."""
+    """One line per bad field: `source: field.path: what is wrong` (every part's config errors use it)."""
     lines = []
     for item in error.errors():
         field = ".".join(str(part) for part in item["loc"]) or "(top level)"

@@ -12,7 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from sim.world.config import ConfigError, describe_validation_error
+from botify.config import describe_validation_error
+from sim.world.config import ConfigError
 
 
 class ListenerOptions(BaseModel):

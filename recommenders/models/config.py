@@ -14,6 +14,8 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from botify.config import describe_validation_error
+
 
 class ConfigError(ValueError):
     """A configuration that cannot be used; the message names every bad field."""
@@ -102,15 +104,6 @@ class BPRKNNServing(_Strict):
 Config = TypeVar("Config", bound=BaseModel)
 
 
-def _describe(error: ValidationError, source: str) -> str:
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = "unknown key" if item["type"] == "extra_forbidden" else item["msg"].removeprefix("Value error, ")
-        lines.append(f"{source}: {field}: {message}")
-    return "\n".join(lines)
-
-
 def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) -> Config:
     """Validate `data` into `cls`; raise `ConfigError` naming every bad field."""
     if data is None:
@@ -120,7 +113,7 @@ def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) ->
     try:
         return cls.model_validate(data)
     except ValidationError as error:
-        raise ConfigError(_describe(error, source)) from None
+        raise ConfigError(describe_validation_error(error, source)) from None
 
 
 def serving_params(cls: type[Config], params: dict[str, Any], name: str) -> Config:

@@ -12,6 +12,8 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from botify.config import describe_validation_error
+
 
 class ConfigError(ValueError):
     """A configuration file or mapping that cannot be used; the message names the field."""
@@ -126,18 +128,6 @@ class WorldConfig(_Strict):
                 f"must be <= tracks == {self.tracks}"
             )
         return self
-
-
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per bad field: `source: field.path: what is wrong`."""
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{source}: {field}: {message}")
-    return "\n".join(lines)
 
 
 def world_config_from_mapping(data: dict[str, Any] | None, source: str = "world config") -> WorldConfig:
