@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
-import yaml
 
 from recommenders import registry
 from recommenders.base import Recommender, Trainable
 from recommenders.catalog import Catalog, CatalogError
+from recommenders.commands.common import parse_params
 from recommenders.testing import DEFAULT_LATENCY_BUDGET, ContractError, check_recommender, make_requests
 
 
@@ -63,17 +62,6 @@ def list_recommenders(output: str) -> None:
     click.echo("  ".join(column.upper().ljust(widths.get(column, 0)) for column in columns).rstrip())
     for row in rows:
         click.echo("  ".join(row[column].ljust(widths.get(column, 0)) for column in columns).rstrip())
-
-
-def parse_params(pairs: tuple[str, ...]) -> dict[str, Any]:
-    """`key=value` pairs into a mapping; values are read as YAML scalars (2 -> int, 0.5 -> float)."""
-    params: dict[str, Any] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"{pair!r} must look like key=value", param_hint="--param")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
 
 
 @main.command("check")
