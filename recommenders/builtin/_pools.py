@@ -90,16 +90,12 @@ class Batch(NamedTuple):
         keys: the per-request 64-bit keys (`request_key`), shape (n,), uint64.
         skip_tracks: every track to skip (each request's history and its track), flat, int64.
         skip_owner: the request index of each entry of `skip_tracks`, int64.
-        history: each request's history, flat, int64, with `history_owner` and `history_length`.
     """
 
     tracks: np.ndarray
     keys: np.ndarray
     skip_tracks: np.ndarray
     skip_owner: np.ndarray
-    history: np.ndarray
-    history_owner: np.ndarray
-    history_length: np.ndarray
 
 
 _get_user = attrgetter("user")
@@ -128,9 +124,6 @@ def batch_arrays(requests: Sequence[Request], salt: int) -> Batch:
         keys=keys,
         skip_tracks=np.concatenate([history, tracks]),
         skip_owner=np.concatenate([owner, np.arange(n, dtype=np.int64)]),
-        history=history,
-        history_owner=owner,
-        history_length=length,
     )
 
 
@@ -139,7 +132,7 @@ class Pool:
 
     Args:
         order: track ids, shape (m,), each at most once, grouped by segment.
-        offsets: segment boundaries into `order`, shape (n_segments + 1,), non-decreasing.
+        offsets: segment boundaries into `order`, shape (segments + 1,), non-decreasing.
         n_tracks: size of the catalog (track ids run 0..n_tracks-1).
     """
 
@@ -153,13 +146,6 @@ class Pool:
         self.order_py = array("q", self.order.tobytes())
         self.position_py = array("q", self.position.tobytes())
         self.offsets_py = self.offsets.tolist()
-
-    @property
-    def n_segments(self) -> int:
-        return len(self.offsets) - 1
-
-    def segment_size(self, segment: int) -> int:
-        return self.offsets_py[segment + 1] - self.offsets_py[segment]
 
 
 def pick_one(pool: Pool, segment: int, key: int, skip: Iterable[int], cap: int | None = None) -> tuple[int, int]:

@@ -8,21 +8,11 @@ numpy fancy indexing: no per-track Python loop on the training path.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Iterator
 
 import numpy as np
 
 from recommenders.catalog import Catalog
-
-
-def catalog_fingerprint(catalog: Catalog) -> str:
-    """A short hash of the catalog's size and frame lengths, to tell whether an artifact's
-    precomputed per-track arrays belong to this catalog."""
-    digest = hashlib.sha1()
-    digest.update(np.int64(catalog.n_tracks).tobytes())
-    digest.update(np.ascontiguousarray(catalog.frame_lengths(), dtype=np.int64).tobytes())
-    return digest.hexdigest()[:16]
 
 
 class FrameStore:

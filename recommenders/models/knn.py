@@ -41,9 +41,6 @@ class Pairing:
     def candidates_of(self, user: int) -> np.ndarray:
         return self.candidates[self.candidate_offsets[user] : self.candidate_offsets[user + 1]]
 
-    def neighbours_of(self, user: int) -> np.ndarray:
-        return self.neighbours[self.neighbour_offsets[user] : self.neighbour_offsets[user + 1]]
-
 
 def cosine_similarities(likes: sp.csr_matrix, rows: np.ndarray) -> sp.csr_matrix:
     """(len(rows), U) cosine similarities of users `rows` to every user (sparse; self included)."""

@@ -138,11 +138,6 @@ class SessionLog:
         return np.arange(len(self)) - self.offsets[self.session]
 
     @property
-    def session_user(self) -> np.ndarray:
-        """(S,) int64: the listener of each session."""
-        return self.user[self.offsets[:-1]]
-
-    @property
     def session_start(self) -> np.ndarray:
         """(S,) int64: the `ts` (ns) of each session's first event."""
         return self.ts[self.offsets[:-1]]
@@ -211,11 +206,6 @@ class SessionLog:
                 Columns.TIME: self.time.astype(np.float64),
             }
         )
-
-    @property
-    def last_ts(self) -> int | None:
-        """The latest `ts` (ns) of any event, None for an empty log."""
-        return int(self.ts.max()) if len(self) else None
 
 
 def as_session_log(events: pd.DataFrame | Dataset | SessionLog, n_tracks: int) -> SessionLog:

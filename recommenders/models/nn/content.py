@@ -39,7 +39,7 @@ from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
 from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
 from recommenders.models.nn.frames import TwoTower, info_nce
-from recommenders.models.nn.training import epoch_bar, resolve_device, to_numpy
+from recommenders.models.nn.training import copy_state, epoch_bar, resolve_device, to_numpy
 from recommenders.models.selection import margin_select
 from recommenders.models.space import normalise_rows
 
@@ -173,7 +173,7 @@ def train_content(
     train_pairs = colisten.counts[warm_rows[train_rows]][:, warm_rows[train_rows]].tocsr()
     best_scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
     best_score, best_epoch, waited = max(best_scores), 0, 0
-    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    best_state = copy_state(net)
 
     for epoch in range(1, config.epochs + 1):
         net.train()
@@ -214,7 +214,7 @@ def train_content(
         logger.info("content epoch %d: InfoNCE %.4f, validation Recall@10 %.4f / %.4f (behaviour / content), %.1f s", epoch, total / max(seen, 1), *scores, seconds)
         if score > best_score:
             best_score, best_scores, best_epoch, waited = score, scores, epoch, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            best_state = copy_state(net)
         else:
             waited += 1
             if waited >= config.patience:
@@ -234,7 +234,7 @@ def train_content(
     query = "behaviour" if best_scores[0] >= best_scores[1] else "content"
     model = retrieval_metrics(items[test_ids], behaviour_embeddings, warm, test_ids, relevant_ids, config)
     content_to_content = retrieval_metrics(items[test_ids], items[warm], warm, test_ids, relevant_ids, config)
-    mean_frames = normalise_rows(FrameStore.from_catalog(catalog, warm).mean_frames())
+    mean_frames = normalise_rows(store.mean_frames())  # the warm tracks' frames, read once above
     baseline = retrieval_metrics(mean_frames[test_rows], mean_frames, warm, test_ids, relevant_ids, config)
     metrics = {
         **{f"test_{k}": v for k, v in model.items()},
