@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -49,15 +50,20 @@ def bpr_config() -> BPRKNNConfig:
 
 
 @pytest.fixture(scope="session")
-def artifacts(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, dssm_config: DSSMConfig, bpr_config: BPRKNNConfig,
-              tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """Artifact directories of `dssm` and `bpr_knn` trained on day 1 of the two-day log."""
+def fitted(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, dssm_config: DSSMConfig, bpr_config: BPRKNNConfig) -> dict[str, Any]:
+    """`dssm` and `bpr_knn` trained on day 1 of the two-day log, as `fit` left them."""
     from recommenders.models.bpr_knn import BPRKNNRecommender
     from recommenders.models.dssm import DSSMRecommender
 
-    root = tmp_path_factory.mktemp("artifacts")
     train = split_log[0]
     return {
-        "dssm": DSSMRecommender(small_catalog).fit(train, config=dssm_config).save(root / "dssm"),
-        "bpr_knn": BPRKNNRecommender(small_catalog).fit(train, config=bpr_config).save(root / "bpr_knn"),
+        "dssm": DSSMRecommender(small_catalog).fit(train, config=dssm_config),
+        "bpr_knn": BPRKNNRecommender(small_catalog).fit(train, config=bpr_config),
     }
+
+
+@pytest.fixture(scope="session")
+def artifacts(fitted: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Artifact directories of the `fitted` models."""
+    root = tmp_path_factory.mktemp("artifacts")
+    return {name: model.save(root / name) for name, model in fitted.items()}

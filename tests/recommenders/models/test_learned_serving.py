@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import numpy as np
@@ -33,12 +34,16 @@ def _test_requests(split_log: tuple[SessionLog, SessionLog], catalog: Catalog) -
 
 
 @pytest.mark.parametrize("name", NAMES)
-def test_artifacts_round_trip(name: str, artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, tmp_path: Path) -> None:
+def test_artifacts_round_trip(name: str, fitted: dict[str, Any], artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, tmp_path: Path) -> None:
     loaded = registry.make(name, small_catalog, {}, artifacts[name])
     again = registry.make(name, small_catalog, {}, loaded.save(tmp_path / "copy"))
     batch = _test_requests(split_log, small_catalog)
+    # Fitted, loaded and re-saved models must agree: state that `save` drops, or that `load`
+    # rebuilds differently from `fit`, changes the rankings.
+    assert np.array_equal(fitted[name].rank(batch, 10), loaded.rank(batch, 10))
     assert np.array_equal(loaded.rank(batch, 10), again.rank(batch, 10))
     candidates = np.tile(np.arange(20), (len(batch), 1))
+    np.testing.assert_allclose(fitted[name].score(batch, candidates), loaded.score(batch, candidates), rtol=1e-6)
     assert np.array_equal(loaded.score(batch, candidates), again.score(batch, candidates))
     assert [r.track for r in loaded.recommend_batch(batch)] == [loaded.recommend(r).track for r in batch]
 
