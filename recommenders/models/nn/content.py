@@ -246,6 +246,7 @@ def train_content(
         "warm_tracks": int(len(warm)),
         "seconds_per_epoch": float(np.mean([h["seconds"] for h in history])),
         "best_epoch": best_epoch,
+        "val_recall@10": best_score,  # of the kept weights (epoch 0: the untrained tower)
         "query": query,
         "val_tracks": int(len(val_rows)),
         "device": str(target),
