@@ -34,7 +34,7 @@ class AAResult(NamedTuple):
     """Calibration of one metric.
 
     Attributes:
-        runs: Number of re-splits.
+        runs: Number of re-splits that gave a p-value.
         users: Users re-split in each run.
         false_positive_rate: Share of runs significant at alpha without any effect.
         fpr_lower: Lower bound of its exact binomial (1 - alpha) interval.
@@ -46,6 +46,9 @@ class AAResult(NamedTuple):
         coverage_lower: Lower bound of its binomial interval.
         coverage_upper: Upper bound of its binomial interval.
         power: Share of runs significant with the injected effect.
+        false_positives: Runs significant at alpha without any effect (of `runs`).
+        covered: Runs whose interval covered `inject` (of `coverage_runs`; 0 without inject).
+        coverage_runs: Runs the coverage is counted over (every re-split; 0 without inject).
     """
 
     runs: int
@@ -60,6 +63,9 @@ class AAResult(NamedTuple):
     coverage_lower: float
     coverage_upper: float
     power: float
+    false_positives: int
+    covered: int
+    coverage_runs: int
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ def run_aa(
         fpr_lower, fpr_upper = stats.proportion_interval(hits, len(p), alpha)
         ks = kstest(p, "uniform")
         cov = cov_lo = cov_hi = pw = float("nan")
+        covered = np.zeros(0, dtype=bool)
         if inject is not None:
             covered = np.concatenate(out["covered"])
             cov = float(covered.mean())
@@ -196,5 +203,8 @@ def run_aa(
             coverage_lower=cov_lo,
             coverage_upper=cov_hi,
             power=pw,
+            false_positives=hits,
+            covered=int(covered.sum()),
+            coverage_runs=len(covered),
         )
     return results

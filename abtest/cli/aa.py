@@ -118,8 +118,7 @@ def aa(
     if strict:
         problems = []
         for r in rows:
-            n = r["runs"]
-            lower, upper = stats.proportion_interval(round(r["false_positive_rate"] * n), n, STRICT_LEVEL)
+            lower, upper = stats.proportion_interval(r["false_positives"], r["runs"], STRICT_LEVEL)
             if not lower <= alpha <= upper:
                 problems.append(
                     f"{r['metric']}: false-positive rate {100 * r['false_positive_rate']:.2f}% is not {100 * alpha:g}% "
@@ -128,7 +127,7 @@ def aa(
             if r["ks_p_value"] < STRICT_LEVEL:
                 problems.append(f"{r['metric']}: p-values not uniform (KS p = {r['ks_p_value']:.2g})")
             if inject is not None:
-                lower, upper = stats.proportion_interval(round(r["coverage"] * n), n, STRICT_LEVEL)
+                lower, upper = stats.proportion_interval(r["covered"], r["coverage_runs"], STRICT_LEVEL)
                 if not lower <= 1 - alpha <= upper:
                     problems.append(
                         f"{r['metric']}: coverage {100 * r['coverage']:.2f}% is not {100 * (1 - alpha):g}% "

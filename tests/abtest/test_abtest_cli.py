@@ -184,13 +184,32 @@ def test_aa_strict_fails_a_miscalibrated_test(synthetic_log: Path, monkeypatch: 
 
     def liberal(*args: object, **kwargs: object) -> dict[str, AAResult]:
         nan = float("nan")
-        return {"time": AAResult(1000, 400, 0.09, 0.073, 0.109, 0.02, 0.3, nan, nan, nan, nan, nan)}
+        return {"time": AAResult(1000, 400, 0.09, 0.073, 0.109, 0.02, 0.3, nan, nan, nan, nan, nan, 90, 0, 0)}
 
     monkeypatch.setattr(aa_module, "run_aa", liberal)
     result = run("aa", "--log", synthetic_log, "--runs", "1000", "--metric", "time", "--strict")
 
     assert result.exit_code == 1
     assert "A/A calibration failed: time: false-positive rate 9.00% is not 5%" in result.output
+
+
+def test_aa_strict_counts_coverage_over_every_run(synthetic_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Coverage is counted over every re-split, p-values only over runs that gave one: with 100
+    p-values but 10,000 intervals, 92% coverage is far from 95%, though 92 of 100 would not be."""
+    import importlib
+
+    from abtest.calibration import AAResult
+
+    aa_module = importlib.import_module("abtest.cli.aa")
+
+    def undercovering(*args: object, **kwargs: object) -> dict[str, AAResult]:
+        return {"time": AAResult(100, 400, 0.05, 0.01, 0.11, 0.05, 0.5, 0.05, 0.92, 0.91, 0.93, 0.9, 5, 9200, 10_000)}
+
+    monkeypatch.setattr(aa_module, "run_aa", undercovering)
+    result = run("aa", "--log", synthetic_log, "--runs", "100", "--metric", "time", "--inject", "5%", "--strict")
+
+    assert result.exit_code == 1
+    assert "time: coverage 92.00% is not 95%" in result.output
 
 
 def test_aa_table_and_bad_arm(synthetic_log: Path) -> None:
