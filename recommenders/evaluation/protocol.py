@@ -26,7 +26,7 @@ import numpy as np
 from recommenders import metrics
 from recommenders.base import Request
 from recommenders.models.ranking import Ranker
-from recommenders.models.sessions import SessionLog
+from recommenders.models.sessions import SessionLog, sample_excluding
 
 NEGATIVES = 50
 HIT_KS = (1, 5, 10)
@@ -86,7 +86,7 @@ def build_cases(train: SessionLog, test: SessionLog, n_tracks: int, like_thresho
         excluded = np.union1d(tracks, heard[lo:hi] - user * n_tracks)
         if n_tracks - len(excluded) < negatives:
             continue
-        negative_rows.append(_sample_excluding(rng, n_tracks, excluded, negatives))
+        negative_rows.append(sample_excluding(rng, n_tracks, excluded, negatives))
         requests.append(
             Request(user=user, track=int(tracks[p - 1]), time=float(times[p - 1]), history=tuple(int(t) for t in tracks[:p]),
                     times=tuple(float(t) for t in times[:p]), seed=seed)
@@ -100,17 +100,6 @@ def build_cases(train: SessionLog, test: SessionLog, n_tracks: int, like_thresho
         negatives=np.asarray(negative_rows, dtype=np.int64).reshape(len(requests), negatives),
         relevant=relevant,
     )
-
-
-def _sample_excluding(rng: np.random.Generator, n: int, excluded: np.ndarray, size: int) -> np.ndarray:
-    """`size` distinct ints from [0, n) outside the sorted array `excluded`, uniformly."""
-    chosen: np.ndarray = np.zeros(0, dtype=np.int64)
-    while len(chosen) < size:
-        draw = rng.integers(n, size=2 * size + 8)
-        draw = draw[~np.isin(draw, excluded) & ~np.isin(draw, chosen)]
-        _, first = np.unique(draw, return_index=True)
-        chosen = np.concatenate([chosen, draw[np.sort(first)]])
-    return chosen[:size]
 
 
 def evaluate(ranker: Ranker, cases: Cases, k: int = 10, seed: int = 0) -> dict[str, float]:

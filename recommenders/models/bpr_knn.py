@@ -43,7 +43,7 @@ from recommenders.models.features import vocabulary_index
 from recommenders.models.knn import Pairing, pair_users
 from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import Context, ScoringRecommender
-from recommenders.models.sessions import SessionLog, as_session_log, describe
+from recommenders.models.sessions import SessionLog, as_session_log, describe, sample_excluding
 
 logger = logging.getLogger(__name__)
 
@@ -60,18 +60,6 @@ ARRAYS = (
     "known_tracks",
 )
 FALLBACK_ARTIST_WEIGHT = 100.0  # puts the session's artists above everything in the fallback ranking
-
-
-def _sample_unheard(rng: np.random.Generator, n_tracks: int, heard: np.ndarray, size: int) -> np.ndarray:
-    """`size` distinct tracks outside the sorted `heard`, uniformly (fewer only if the catalog runs out)."""
-    size = min(size, n_tracks - len(heard))
-    chosen = np.zeros(0, dtype=np.int64)
-    while len(chosen) < size:
-        draw = rng.integers(n_tracks, size=2 * size + 8)
-        draw = draw[~np.isin(draw, heard) & ~np.isin(draw, chosen)]
-        _, first = np.unique(draw, return_index=True)
-        chosen = np.concatenate([chosen, draw[np.sort(first)]])
-    return chosen[:size]
 
 
 class BPRKNNRecommender(ScoringRecommender):
@@ -192,7 +180,7 @@ class BPRKNNRecommender(ScoringRecommender):
         rows, negatives = [], []
         for user in chosen:
             start, stop = offsets[user], offsets[user + 1]
-            unheard = _sample_unheard(rng, n_tracks, heard.indices[heard.indptr[user] : heard.indptr[user + 1]], config.validation_negatives)
+            unheard = sample_excluding(rng, n_tracks, heard.indices[heard.indptr[user] : heard.indptr[user + 1]], config.validation_negatives)
             if len(unheard) == config.validation_negatives:
                 rows.append(int(start + np.argmax(like_ts[start:stop])))
                 negatives.append(unheard)

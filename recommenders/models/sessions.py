@@ -230,3 +230,16 @@ def describe(log: SessionLog) -> dict[str, int | str | None]:
         "last_session_start_ns": last_start,
         "last_session_start": None if last_start is None else str(pd.Timestamp(last_start, unit="ns")),
     }
+
+
+def sample_excluding(rng: np.random.Generator, n: int, excluded: np.ndarray, size: int) -> np.ndarray:
+    """`size` distinct ints from [0, n) outside the sorted array `excluded` (unheard tracks, say),
+    uniformly; fewer only when [0, n) runs out."""
+    size = min(size, n - len(excluded))
+    chosen = np.zeros(0, dtype=np.int64)
+    while len(chosen) < size:
+        draw = rng.integers(n, size=2 * size + 8)
+        draw = draw[~np.isin(draw, excluded) & ~np.isin(draw, chosen)]
+        _, first = np.unique(draw, return_index=True)
+        chosen = np.concatenate([chosen, draw[np.sort(first)]])
+    return chosen[:size]
