@@ -125,16 +125,15 @@ class Experiments:
     recommenders: tuple[Recommender, ...]
     recommender_names: tuple[str, ...]
 
-    def __post_init__(self) -> None:
-        # Assignment is pure, so recent users' answers are kept: a dict hit instead of hashing.
-        object.__setattr__(self, "assignments", functools.lru_cache(maxsize=ASSIGNMENT_CACHE)(self._assignments))
-
     def assignments(self, user: int) -> tuple[int, ...]:
         """`user`'s treatment index in every experiment, in `names` order."""
-        return self._assignments(user)
+        return _assign_all(self.names, self.sizes, user)
 
-    def _assignments(self, user: int) -> tuple[int, ...]:
-        return tuple([assign(name, user, size) for name, size in zip(self.names, self.sizes, strict=True)])
+
+@functools.lru_cache(maxsize=ASSIGNMENT_CACHE)
+def _assign_all(names: tuple[str, ...], sizes: tuple[int, ...], user: int) -> tuple[int, ...]:
+    # Assignment is pure, so recent users' answers are kept: a dict hit instead of hashing.
+    return tuple([assign(name, user, size) for name, size in zip(names, sizes, strict=True)])
 
 
 def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiments:

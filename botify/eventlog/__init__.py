@@ -1,7 +1,7 @@
 """The DuckDB event log: this package owns its whole lifecycle, as flaskr's `db.py` does.
 
 `init_app(app, ...)` creates or checks LOG, records the start in the log's `experiments` table
-and gives the app a per-process `EventWriter`; `get_writer()` returns it inside a request;
+and gives the app a per-process `EventWriter` (in `app.extensions`);
 `close_log(app)` seals what is buffered (the servers call it at shutdown); `init-db` is the
 command that creates (or resets) a log by hand.
 
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import click
-from flask import Flask, current_app
+from flask import Flask
 
 from botify.config import ConfigError, EventLogConfig, load_config
 from botify.eventlog.layout import LogError, LogLayout, connect, init_log
@@ -24,12 +24,7 @@ from botify.eventlog.writer import EventWriter, record_start
 
 EXTENSION = "botify.eventlog"
 
-__all__ = ["EventWriter", "LogError", "LogLayout", "close_log", "connect", "get_writer", "init_app", "init_db_command", "init_log"]
-
-
-def get_writer() -> EventWriter:
-    """The event writer of the current app (and process)."""
-    return current_app.extensions[EXTENSION]
+__all__ = ["EventWriter", "LogError", "LogLayout", "close_log", "connect", "init_app", "init_db_command", "init_log"]
 
 
 def close_log(app: Flask) -> None:

@@ -6,7 +6,7 @@ from flask import Blueprint, Response, current_app
 
 from botify.errors import error_response
 from botify.experiments import treatment_label
-from botify.validation import MAX_ID
+from botify.validation import BadRequest, check_user
 
 bp = Blueprint("experiments", __name__, url_prefix="/experiments")
 
@@ -21,8 +21,10 @@ def active() -> dict[str, object]:
 @bp.get("/<int(signed=True):user>")
 def assignments(user: int) -> dict[str, object] | Response:
     """`user`'s treatment in every experiment, and the recommender that serves them."""
-    if not 0 <= user <= MAX_ID:
-        return error_response(f"user {user} is out of range: ids are integers in 0..{MAX_ID}", 400)
+    try:
+        check_user(user)
+    except BadRequest as error:
+        return error_response(str(error), error.status)
     experiments = current_app.extensions["botify"].experiments
     indices = experiments.assignments(user)
     return {

@@ -44,23 +44,22 @@ def _read_body(limit: int) -> bytes:
     return request.get_data(cache=False)
 
 
-def _serve_single(message: str, user: int) -> tuple[Item, int | None | ServeError] | Response:
+def _serve_single(message: str, user: int) -> int | None | ServeError | Response:
     service = current_app.extensions["botify"]
     limit = service.limits.max_body
     try:
         item = parse_single(message, user, _read_body(limit), service.catalog.n_tracks, limit)
     except BadRequest as error:
         return error_response(str(error), error.status)
-    return item, service.serve_one(item)
+    return service.serve_one(item)
 
 
 @bp.post("/next/<int(signed=True):user>")
 def next_track(user: int) -> Response:
     """The next track for `user`, who just listened to `time` of `track`."""
-    served = _serve_single(MESSAGE_NEXT, user)
-    if isinstance(served, Response):
-        return served
-    answer = served[1]
+    answer = _serve_single(MESSAGE_NEXT, user)
+    if isinstance(answer, Response):
+        return answer
     if isinstance(answer, ServeError):
         return error_response(INTERNAL, 500)
     return Response(b'{"user": %d, "track": %d}\n' % (user, answer), mimetype=JSON)

@@ -212,7 +212,7 @@ class Timeline:
         """Return hazard (per day): base_rate * exp(sensitivity * (time - reference)); exponential wait."""
         options = self.config.returns
         rate = options.base_rate_per_day * math.exp(options.sensitivity * (record.time - options.reference)) / DAY_S
-        u = float(streams.uniform(self.key, record.user, record.session, RETURN))
+        u = streams.uniform_scalar(self.key, record.user, record.session, RETURN)
         comeback = clock - math.log1p(-u) / rate
         session = (int(comeback // DAY_S) + 1) * SESSION_ID_DAY + RETURN_INDEX + self._returns * self.n_shards + self.shard
         self._returns += 1

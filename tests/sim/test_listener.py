@@ -95,7 +95,7 @@ def test_artist_fatigue_discounts_each_further_play(small_world: World) -> None:
         for track in earlier[:plays]:
             model.respond(np.array([track]))
         dot = float(small_world.taste[target].astype(np.float64) @ model._interest[0])
-        raw = 1 / (1 + math.exp(-(dot - small_world.listeners.consume_bias[user])))
+        raw = 1 / (1 + math.exp(-small_world.listeners.consume_sharpness[user] * (dot - small_world.listeners.consume_bias[user])))
         results.append((float(model.respond(np.array([target]))[0][0]), raw))
     gamma = float(small_world.listeners.artist_discount_gamma[user])
     for plays, (fraction, raw) in enumerate(results):
