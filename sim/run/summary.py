@@ -6,16 +6,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import mmh3
 import numpy as np
 
+from botify.experiments import assign, treatment_label
 from sim.run.timeline import SessionRecord
-
-
-def assignment(experiment: str, users: np.ndarray, treatments: int) -> np.ndarray:
-    """The service's documented assignment: MurmurHash3 (x86, 32-bit, seed 0) of
-    "<experiment>:<user>", unsigned, modulo the number of treatments."""
-    return np.array([mmh3.hash(f"{experiment}:{int(u)}", signed=False) % treatments for u in users], dtype=np.int64)
 
 
 def treatment_labels(description: dict[str, object] | None, users: np.ndarray) -> np.ndarray:
@@ -31,8 +25,8 @@ def treatment_labels(description: dict[str, object] | None, users: np.ndarray) -
         return np.full(len(users), "service", dtype=object)
     experiment = serving[0]
     names = [str(t["recommender"]) if isinstance(t, dict) else str(t) for t in experiment["treatments"]]
-    index = assignment(str(experiment["name"]), users, len(names))
-    labels = np.array([("C" if i == 0 else f"T{i}") + f" {names[i]}" for i in range(len(names))], dtype=object)
+    index = [assign(str(experiment["name"]), int(user), len(names)) for user in users]
+    labels = np.array([f"{treatment_label(i)} {name}" for i, name in enumerate(names)], dtype=object)
     return labels[index]
 
 

@@ -140,12 +140,10 @@ def test_cli_errors_are_clear(small_world_dir: Path, tmp_path: Path) -> None:
     assert unknown.exit_code != 0 and "does not exist" in unknown.output
 
 
-def test_summary_assignment_is_the_service_s() -> None:
+def test_summary_labels_users_by_the_serving_experiment() -> None:
     from botify.experiments import assign
-    from sim.run.summary import assignment, treatment_labels
+    from sim.run.summary import treatment_labels
 
-    users = np.arange(0, 50_000, 37)
-    assert assignment("cold_start", users, 3).tolist() == [assign("cold_start", int(u), 3) for u in users]
     description = {"experiments": [{"name": "x", "serving": False, "treatments": [{"recommender": "a"}, {"recommender": "b"}]},
                                    {"name": "cold_start", "serving": True, "treatments": [{"recommender": "random"}, {"recommender": "sticky_artist"}]}]}
     labels = treatment_labels(description, np.array([1, 2, 3]))
