@@ -110,7 +110,6 @@ class SessionEnv(gym.Env[dict[str, Any], int]):
         self.max_steps = options.max_session_steps
         self.observation_space = observation_space(self.world, self.max_steps)
         self.action_space = spaces.Discrete(self.world.n_tracks)
-        self._listener_options = options
         self._model: ListenerModel | None = None
         self._key = 0
         self._next_episode = 0
@@ -121,14 +120,7 @@ class SessionEnv(gym.Env[dict[str, Any], int]):
         if seed is not None or self._model is None:
             self._key = int(self.np_random.integers(0, 2**63))
             self._next_episode = 0
-            self._model = ListenerModel(
-                self.world,
-                1,
-                self._key,
-                max_steps=self.max_steps,
-                popular_start=self._listener_options.popular_start,
-                interest_drift=self._listener_options.interest_drift,
-            )
+            self._model = ListenerModel.from_options(self.world, 1, self._key, self.config.listener)
         options = options or {}
         episode = int(options.get("episode", self._next_episode))
         self._next_episode = episode + 1

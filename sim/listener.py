@@ -26,11 +26,15 @@ Every random draw is a common random number keyed by (listener, episode, purpose
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from sim import streams
 from sim.world import World
+
+if TYPE_CHECKING:
+    from sim.config import ListenerOptions
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
@@ -45,6 +49,11 @@ class ListenerModel:
     `budget`, `track` (the track just played). `history[slot, :step + 1]` holds the session's
     tracks, first track included. Interests and behaviour parameters are hidden state.
     """
+
+    @classmethod
+    def from_options(cls, world: World, n_slots: int, key: int, options: ListenerOptions) -> ListenerModel:
+        """A model with the simulator config's listener options (`EnvConfig.listener`)."""
+        return cls(world, n_slots, key, max_steps=options.max_session_steps, popular_start=options.popular_start, interest_drift=options.interest_drift)
 
     def __init__(
         self,

@@ -59,15 +59,7 @@ class SessionVectorEnv(VectorEnv):
         if seed is not None:
             self._np_random, self._np_random_seed = seeding.np_random(seed)
         self._key = int(self.np_random.integers(0, 2**63))
-        options_ = self.config.listener
-        self._model = ListenerModel(
-            self.world,
-            self.num_envs,
-            self._key,
-            max_steps=self.max_steps,
-            popular_start=options_.popular_start,
-            interest_drift=options_.interest_drift,
-        )
+        self._model = ListenerModel.from_options(self.world, self.num_envs, self._key, self.config.listener)
         self._next_episode = 0
         self._start(np.arange(self.num_envs))
         return self._observation(), {"episode": self._model.episode.copy()}

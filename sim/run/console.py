@@ -10,6 +10,7 @@ from sim import streams
 from sim.config import EnvConfig
 from sim.env import pick_users
 from sim.listener import ListenerModel
+from sim.run.timeline import SESSION_ID_DAY
 from sim.world import World
 
 
@@ -27,13 +28,14 @@ def run_console(config: EnvConfig, seed: int, day: int) -> None:
     """Sessions one after another; type a track id (or 's' for a same-artist pick, 'q' to stop)."""
     world = World(config.world)
     key = streams.key_from_seed(seed)
-    model = ListenerModel(world, 1, key, max_steps=config.listener.max_session_steps)
+    model = ListenerModel.from_options(world, 1, key, config.listener)
     base = f"http://{config.service.host}:{config.service.port}"
     rng = np.random.default_rng(seed)
     episode = 0
     while True:
-        user = int(pick_users(key, np.array([episode]), world.n_users)[0])
-        track = int(model.start(np.array([0]), np.array([user]), np.array([day * 2**32 + episode]))[0])
+        session = np.array([day * SESSION_ID_DAY + episode])  # as `plan_day` numbers the day's sessions
+        user = int(pick_users(key, session, world.n_users)[0])
+        track = int(model.start(np.array([0]), np.array([user]), session)[0])
         click.echo(f"\nlistener {user} starts with {_describe(track, world, base)}")
         total, ended = 0.0, False
         while not ended:

@@ -134,14 +134,7 @@ class Timeline:
         self.key = streams.key_from_seed(seed)
         self.shard, self.n_shards = shard, n_shards
         self.env = simpy.Environment()
-        self.model = ListenerModel(
-            world,
-            256,
-            self.key,
-            max_steps=config.listener.max_session_steps,
-            popular_start=config.listener.popular_start,
-            interest_drift=config.listener.interest_drift,
-        )
+        self.model = ListenerModel.from_options(world, 256, self.key, config.listener)
         self.batcher = Batcher(self.env, client, self.model, config.time.batch_window_s)
         self.records: list[SessionRecord] = []
         self._on_session = on_session

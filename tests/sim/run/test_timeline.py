@@ -149,3 +149,20 @@ def test_summary_labels_users_by_the_serving_experiment() -> None:
     labels = treatment_labels(description, np.array([1, 2, 3]))
     assert set(labels) <= {"C random", "T1 sticky_artist"}
     assert labels.tolist() == [("C random", "T1 sticky_artist")[assign("cold_start", u, 2)] for u in (1, 2, 3)]
+
+
+def test_console_plays_the_timeline_s_first_listener(small_world_dir: Path, tmp_path: Path) -> None:
+    """The console numbers sessions as the timeline does, so its first listener of a day is the
+    timeline's listener of that day's session 0 (the service is down: track info comes from the world)."""
+    from sim import streams
+    from sim.env import pick_users
+    from sim.run.timeline import SESSION_ID_DAY
+
+    config = tmp_path / "env.yml"
+    config.write_text(f"world: {small_world_dir}\nservice: {{port: 9}}\n")
+    result = CliRunner().invoke(run_cli, ["--config", str(config), "--recommender", "console", "--seed", "4", "--start-day", "3"], input="s\nq\n")
+
+    assert result.exit_code == 0, result.output
+    expected = int(pick_users(streams.key_from_seed(4), np.array([3 * SESSION_ID_DAY]), World(small_world_dir).n_users)[0])
+    assert f"listener {expected} starts with" in result.output
+    assert "listened" in result.output
