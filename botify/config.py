@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -118,10 +118,30 @@ def config_from_mapping(data: Mapping[str, Any] | None, source: str = "service c
     for key, value in overrides.items():
         if value is not None:
             _set_dotted(merged, key.replace("__", "."), value)
+    return validate_mapping(ServiceConfig, merged, source)
+
+
+Model = TypeVar("Model", bound=BaseModel)
+
+
+def validate_mapping(cls: type[Model], data: Any, source: str) -> Model:
+    """Validate `data` (a mapping; None means all defaults) into `cls`; `ConfigError` names every
+    bad field. Every part's config (service, world, simulator, training) is checked here."""
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
     try:
-        return ServiceConfig.model_validate(merged)
+        return cls.model_validate(dict(data or {}))
     except ValidationError as error:
         raise ConfigError(describe_validation_error(error, source)) from None
+
+
+def read_mapping(path: str | Path, what: str, **overrides: Any) -> dict[str, Any]:
+    """A YAML file's top-level mapping with the non-None `overrides` applied; `ConfigError` names
+    the file when it is missing, not YAML, or not a mapping."""
+    data = read_yaml(path, what)
+    if data is not None and not isinstance(data, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return {**(data or {}), **{key: value for key, value in overrides.items() if value is not None}}
 
 
 def read_yaml(path: str | Path, what: str) -> Any:

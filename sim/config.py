@@ -9,11 +9,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from botify.config import describe_validation_error
-from sim.world.config import ConfigError
+from botify.config import read_mapping, validate_mapping
 
 
 class ListenerOptions(BaseModel):
@@ -79,21 +77,9 @@ class EnvConfig(BaseModel):
 
 def env_config_from_mapping(data: dict[str, Any] | None, source: str = "env config") -> EnvConfig:
     """Validate a mapping into an `EnvConfig`; raise `ConfigError` naming every bad field."""
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return EnvConfig.model_validate(data or {})
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, source)) from None
+    return validate_mapping(EnvConfig, data, source)
 
 
 def load_env_config(path: str | Path) -> EnvConfig:
     """Read and validate `config/env.yml` (or another file)."""
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except OSError as error:
-        raise ConfigError(f"cannot read env config {path}: {error.strerror}") from None
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    return env_config_from_mapping(data, source=str(path))
+    return env_config_from_mapping(read_mapping(path, "env config"), source=str(path))

@@ -11,14 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botify.config import describe_validation_error
-
-
-class ConfigError(ValueError):
-    """A configuration that cannot be used; the message names every bad field."""
+from botify.config import ConfigError, read_mapping, validate_mapping
 
 
 class _Strict(BaseModel):
@@ -106,14 +101,7 @@ Config = TypeVar("Config", bound=BaseModel)
 
 def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) -> Config:
     """Validate `data` into `cls`; raise `ConfigError` naming every bad field."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return cls.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, source)) from None
+    return validate_mapping(cls, data, source)
 
 
 def serving_params(cls: type[Config], params: dict[str, Any], name: str) -> Config:
@@ -126,22 +114,9 @@ def serving_params(cls: type[Config], params: dict[str, Any], name: str) -> Conf
 
 def load_config(cls: type[Config], path: str | Path | None, **overrides: Any) -> Config:
     """Read a YAML config for `cls` (defaults when `path` is None) and apply non-None overrides."""
-    data: dict[str, Any] = {}
-    source = "defaults"
-    if path is not None:
-        path = Path(path)
-        source = str(path)
-        try:
-            loaded = yaml.safe_load(path.read_text())
-        except OSError as error:
-            raise ConfigError(f"cannot read config {path}: {error.strerror}") from None
-        except yaml.YAMLError as error:
-            raise ConfigError(f"{path}: not valid YAML: {error}") from None
-        if loaded is not None and not isinstance(loaded, dict):
-            raise ConfigError(f"{path}: expected a mapping at the top level, got {type(loaded).__name__}")
-        data = dict(loaded or {})
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    return from_mapping(cls, data, source)
+    if path is None:
+        return from_mapping(cls, {key: value for key, value in overrides.items() if value is not None}, "defaults")
+    return from_mapping(cls, read_mapping(path, "config", **overrides), str(path))
 
 
 Device = Literal["cpu", "cuda"]

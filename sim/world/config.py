@@ -9,14 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botify.config import describe_validation_error
-
-
-class ConfigError(ValueError):
-    """A configuration file or mapping that cannot be used; the message names the field."""
+from botify.config import ConfigError, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported as sim.world.ConfigError
 
 
 class _Strict(BaseModel):
@@ -132,29 +127,9 @@ class WorldConfig(_Strict):
 
 def world_config_from_mapping(data: dict[str, Any] | None, source: str = "world config") -> WorldConfig:
     """Validate a mapping into a `WorldConfig`; raise `ConfigError` naming every bad field."""
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return WorldConfig.model_validate(data)
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, source)) from None
+    return validate_mapping(WorldConfig, data, source)
 
 
 def load_world_config(path: str | Path, **overrides: Any) -> WorldConfig:
     """Read `config/world.yml` (or another file), apply top-level overrides, validate."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read world config {path}: {error.strerror}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
-    if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    data = dict(data or {})
-    data.update({key: value for key, value in overrides.items() if value is not None})
-    return world_config_from_mapping(data, source=str(path))
+    return world_config_from_mapping(read_mapping(path, "world config", **overrides), source=str(path))
