@@ -30,6 +30,13 @@ def binomial_band(rate: float, runs: int, false_alarm: float = FALSE_ALARM) -> t
     return lower / runs, upper / runs
 
 
+def within(rate: float, share: float, runs: int) -> bool:
+    """`share` of `runs` independent experiments (or re-splits, which given the users are
+    independent draws of the randomisation) is inside the exact binomial band around `rate`."""
+    lower, upper = binomial_band(rate, runs)
+    return lower <= share <= upper
+
+
 def event(
     user: int,
     minute: float,

@@ -12,20 +12,9 @@ from abtest.errors import AbtestError
 from abtest.experiment import user_values
 from abtest.log import EventLog
 from abtest.metrics import Mean, RatioOfSums, UserColumns, default_metrics
-from tests.abtest.conftest import binomial_band
+from tests.abtest.conftest import within
 
 U = UserColumns
-
-
-def within(rate: float, share: float, runs: int) -> bool:
-    """`share` of `runs` re-splits is inside the exact binomial band around the nominal `rate`.
-
-    Given the users, re-splits by distinct salts are independent draws of the randomisation, so
-    the number of significant runs is binomial with the procedure's conditional rate, which is
-    the nominal one when the test is calibrated.
-    """
-    lower, upper = binomial_band(rate, runs)
-    return lower <= share <= upper
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 from abtest import stats
 from abtest.errors import AbtestError
 from abtest.metrics import Aggregates, Mean, RatioOfSums
-from tests.abtest.conftest import binomial_band
+from tests.abtest.conftest import within
 
 RTOL = 1e-9
 
@@ -210,12 +210,6 @@ def test_mde_and_users_needed_agree_with_statsmodels_power() -> None:
     achieved = TTestIndPower().power(effect_size=mde * 5.0 / 2.0, nobs1=1000, alpha=0.05, ratio=1.0)
     assert achieved == pytest.approx(0.8, rel=1e-6)
     assert need_c == need_t and abs(need_c - 1000) <= 1
-
-
-def within(rate: float, share: float, runs: int) -> bool:
-    """`share` of `runs` independent experiments is inside the exact binomial band around the nominal `rate`."""
-    lower, upper = binomial_band(rate, runs)
-    return lower <= share <= upper
 
 
 @pytest.mark.parametrize("relative", ["fieller", "delta"])
