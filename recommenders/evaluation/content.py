@@ -11,6 +11,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from recommenders import metrics
 from recommenders.models.nn import DependencyNotInstalled
 
 
@@ -63,12 +64,10 @@ def recall_at_k(ranked: np.ndarray, relevant: Sequence[np.ndarray], k: int) -> f
     """
     if k < 1:
         raise ValueError(f"k == {k}, must be >= 1")
-    values = [
-        len(np.intersect1d(row[:k], truth)) / len(truth)
-        for row, truth in zip(ranked, relevant, strict=True)
-        if len(truth)
-    ]
-    return float(np.mean(values)) if values else float("nan")
+    kept = [i for i, truth in enumerate(relevant) if len(truth)]
+    if not kept:
+        return float("nan")
+    return metrics.recall(np.asarray(ranked)[kept], [relevant[i] for i in kept], k)
 
 
 class F2Scores(NamedTuple):
