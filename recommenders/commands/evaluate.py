@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -13,23 +12,18 @@ from recommenders.commands.common import day_range, open_catalog, parse_params, 
 from recommenders.evaluation import EvaluationError, RandomRanker, Report, StickyArtistRanker, TopPopRanker, build_cases, evaluate
 from recommenders.evaluation.protocol import NEGATIVES
 from recommenders.evaluation.report import FORMATS
-from recommenders.models.artifacts import METADATA_FILE
 from recommenders.models.ranking import Ranker
 
 BASELINES = ("random", "top_pop", "sticky_artist")
 DEFAULT_LIKE_THRESHOLD = 0.5
 
 
-def _training_cutoff(artifact: Path) -> tuple[int | None, float | None]:
-    """(last session start seen in training, in ns; like threshold) from the artifact's model.json, if any."""
-    path = artifact / METADATA_FILE
-    if not path.is_file():
-        return None, None
-    try:
-        metadata = json.loads(path.read_text())
-        return metadata["data"].get("last_session_start_ns"), metadata["config"].get("like_threshold")
-    except (json.JSONDecodeError, KeyError, AttributeError, TypeError):
-        raise click.ClickException(f"{path} is not a model artifact's metadata") from None
+def _training_cutoff(model: object) -> tuple[int | None, float | None]:
+    """(last session start seen in training, in ns; like threshold) as the loaded artifact recorded
+    them (`data` and `config` of the project's trainable models); (None, None) for others."""
+    data = getattr(model, "data", None)
+    cutoff = data.get("last_session_start_ns") if isinstance(data, dict) else None
+    return cutoff, getattr(getattr(model, "config", None), "like_threshold", None)
 
 
 @click.command("evaluate")
@@ -76,7 +70,7 @@ def evaluate_command(
         raise click.ClickException(str(error)) from None
     if not isinstance(model, Ranker):
         raise click.ClickException(f"recommender {name!r} cannot be evaluated offline: it does not score candidate tracks (no score / rank methods)")
-    cutoff, threshold = _training_cutoff(artifact)
+    cutoff, threshold = _training_cutoff(model)
     like = like_threshold if like_threshold is not None else (threshold if threshold is not None else DEFAULT_LIKE_THRESHOLD)
     if cutoff is not None:
         train, test = log.until(cutoff), log.after(cutoff)
