@@ -162,7 +162,7 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
 
 def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days: int, interactive: bool) -> list[ShardResult]:
     world = World(config.world)
-    client = spec.build(config, obj["seed"])
+    client = spec.build(config, obj["seed"], world)
     bar = tqdm(total=obj["episodes"], desc="sessions", unit="session", disable=obj["quiet"], leave=False)
     timeline = Timeline(world, config, client, obj["seed"], on_session=lambda _: bar.update(1))
     day = first

@@ -10,7 +10,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import orjson
@@ -18,6 +18,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from sim.config import ServiceOptions
+
+if TYPE_CHECKING:
+    from recommenders.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -185,18 +188,17 @@ class LocalClient:
     def __init__(
         self,
         name: str,
-        world_dir: str,
+        catalog: Catalog,
         *,
         params: dict[str, object] | None = None,
         artifact: str | None = None,
         record: bool = False,
         day_one_ms: int = 0,
     ) -> None:
-        from recommenders.catalog import Catalog
         from recommenders.registry import make
 
         self.name = name
-        self.recommender = make(name, Catalog(world_dir), params, artifact)
+        self.recommender = make(name, catalog, params, artifact)
         self._history: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
         self._record = record
         self._rows: list[tuple] = []

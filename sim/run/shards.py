@@ -33,15 +33,16 @@ class ClientSpec:
     params: dict[str, object] = field(default_factory=dict)
     record: bool = False
 
-    def build(self, config: EnvConfig, seed: int) -> Client:
+    def build(self, config: EnvConfig, seed: int, world: World) -> Client:
+        """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
         if self.kind == "remote":
             return RemoteClient(config.service)
         if self.kind == "dummy":
-            return DummyClient(World(config.world).n_tracks, seed)
+            return DummyClient(world.n_tracks, seed)
         if self.kind == "local":
             day_one = datetime.combine(config.time.start, time(), tzinfo=timezone.utc)
             return LocalClient(
-                self.name, str(config.world), params=self.params, artifact=self.artifact, record=self.record,
+                self.name, world.catalog, params=self.params, artifact=self.artifact, record=self.record,
                 day_one_ms=int(day_one.timestamp() * 1000),
             )
         raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy' or 'local'")
@@ -70,9 +71,10 @@ class ShardResult:
 
 def run_shard(job: ShardJob) -> ShardResult:
     """Simulate `job` from start to end in this process."""
-    client = job.client.build(job.config, job.seed + job.shard)
+    world = World(job.config.world)
+    client = job.client.build(job.config, job.seed + job.shard, world)
     try:
-        timeline = Timeline(World(job.config.world), job.config, client, job.seed, shard=job.shard, n_shards=job.n_shards)
+        timeline = Timeline(world, job.config, client, job.seed, shard=job.shard, n_shards=job.n_shards)
         for day in job.days:
             timeline.run_day(day, job.episodes)
         events = client.events() if isinstance(client, LocalClient) else []
