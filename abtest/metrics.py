@@ -3,7 +3,7 @@
 The unit of randomisation is the user, so every metric is first reduced to one value (or one
 numerator/denominator pair) per user; `users_sql` does that in DuckDB. A metric class names the
 per-user columns it needs (`aggr_cols`); `aggregates_sql` reduces them to per-arm sufficient
-statistics (count, means, variances, covariances; DuckDB's streaming aggregates) and
+statistics (counts and exact sums of values, squares and products, see `abtest.exact`) and
 `analyze_aggregates` turns two arms' aggregates into a `MetricResult`. Only a few numbers per
 arm ever leave DuckDB, so logs larger than memory work.
 
@@ -34,7 +34,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from abtest import stats
+from abtest import exact, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.log import quote
@@ -73,13 +73,13 @@ def users_sql(sessions: Query) -> Query:
     s, u = SessionColumns, UserColumns
     sql = f"""
         SELECT {quote(s.USER)} AS {quote(u.USER)}, min({s.ARM}) AS {u.ARM}, max({s.ARM}) <> min({s.ARM}) AS {u.MIXED},
-               sum({quote(s.TIME)}) AS {quote(u.TIME)},
+               sum({quote(s.TIME)})::DOUBLE AS {quote(u.TIME)},
                count(*)::DOUBLE AS {u.SESSIONS},
                sum({s.TRACKS})::DOUBLE AS {u.TRACKS},
                sum({quote(s.TIME)}) / count(*) AS {u.MEAN_TIME_PER_SESSION},
                sum({s.TRACKS}) / count(*) AS {u.MEAN_TRACKS_PER_SESSION},
-               avg({s.LATENCY}) AS {u.MEAN_REQUEST_LATENCY},
-               sum({s.LATENCY_TOTAL}) AS {u.LATENCY_TOTAL},
+               {exact.mean(s.LATENCY)} AS {u.MEAN_REQUEST_LATENCY},
+               sum({s.LATENCY_TOTAL})::DOUBLE AS {u.LATENCY_TOTAL},
                min({s.START}) AS {u.FIRST}, max({s.START}) AS {u.LAST}
         FROM ({sessions.sql})
         GROUP BY {quote(s.USER)}"""
@@ -152,36 +152,47 @@ class Aggregates:
 
 
 def aggregates_sql(users: Query, cols: AggrCols) -> Query:
-    """Per-arm aggregates of the `users` query: arm, users, mixed users, first and last session start, then the stats."""
+    """Per-arm aggregates of the `users` query: arm, users, mixed users, first and last session start, then
+    for each needed column its count and exact sums (`abtest.exact`) of values and squares, and for each
+    covariance pair the same over the users having both values. NULLs are left out, as `avg` would."""
     u = UserColumns
-    unknown = [c for c in cols.mean_cols if c not in u.VALUES]
+    unknown = [c for c in _summed(cols) if c not in u.VALUES]
     if unknown:
         raise AbtestError(f"unknown per-user column(s) {', '.join(unknown)}; known: {', '.join(u.VALUES)}")
     exprs = ["count(*) AS n", f"count(*) FILTER (WHERE {u.MIXED}) AS n_mixed", f"min({u.FIRST})", f"max({u.LAST})"]
-    for col in cols.mean_cols:
-        exprs += [f"avg({quote(col)})", f"var_samp({quote(col)})"]
+    for col in _summed(cols):
+        c = quote(col)
+        exprs += [f"count({c})", exact.total(c), exact.product_total(c, c)]
     for a, b in cols.cov_cols:
-        exprs.append(f"covar_samp({quote(a)}, {quote(b)})")
+        both = f" FILTER (WHERE {quote(a)} IS NOT NULL AND {quote(b)} IS NOT NULL)"
+        exprs += [f"count(*){both}", exact.total(quote(a)) + both, exact.total(quote(b)) + both]
+        exprs.append(exact.product_total(quote(a), quote(b)))
     sql = f"SELECT {u.ARM}, {', '.join(exprs)} FROM ({users.sql}) GROUP BY {u.ARM} ORDER BY {u.ARM}"
     return Query(sql, list(users.params))
 
 
 def parse_aggregates(rows: list[tuple], cols: AggrCols) -> dict[int, Aggregates]:
-    """`aggregates_sql` result rows -> {arm: Aggregates}."""
+    """`aggregates_sql` result rows -> {arm: Aggregates}, means and (co)variances finished from the exact sums."""
     out = {}
     for row in rows:
         arm, n, values = int(row[0]), int(row[1]), list(row[5:])
         means, variances, covariances = {}, {}, {}
-        for col in cols.mean_cols:
-            means[col], variances[col] = _float(values.pop(0)), _float(values.pop(0))
-        for pair in cols.cov_cols:
-            covariances[tuple(sorted(pair))] = _float(values.pop(0))
+        for col in _summed(cols):
+            count, total, squares = values[:3]
+            del values[:3]
+            means[col] = exact.average(count, total)
+            variances[col] = exact.covariance(count, total, total, squares)
+        for a, b in cols.cov_cols:
+            count, total_a, total_b, products = values[:4]
+            del values[:4]
+            covariances[tuple(sorted((a, b)))] = exact.covariance(count, total_a, total_b, products)
         out[arm] = Aggregates(n, means, variances, covariances)  # type: ignore[arg-type]
     return out
 
 
-def _float(value: Any) -> float:
-    return math.nan if value is None else float(value)
+def _summed(cols: AggrCols) -> tuple[str, ...]:
+    """Every column whose sums are needed: the mean columns and both sides of each covariance pair."""
+    return tuple(dict.fromkeys(cols.mean_cols + tuple(c for pair in cols.cov_cols for c in pair)))
 
 
 class MetricResult(NamedTuple):

@@ -19,6 +19,7 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
+from abtest import exact
 from abtest.errors import AbtestError
 from abtest.log import quote
 from botify.columns import EVENTS_TABLE, MESSAGE_LAST, Columns
@@ -199,8 +200,9 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None)
         WITH ev AS ({ev.sql}){day0},
         keyed AS ({keyed})
         SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, {start} AS {s.START},
-               count(*) AS {s.TRACKS}, sum({quote(_C.TIME)}) AS {quote(s.TIME)},
-               avg({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY}, sum({quote(_C.LATENCY)}) * 1000 AS {s.LATENCY_TOTAL}
+               count(*) AS {s.TRACKS}, {exact.total(quote(_C.TIME))} AS {quote(s.TIME)},
+               {exact.mean(quote(_C.LATENCY))} * 1000 AS {s.LATENCY},
+               {exact.total(quote(_C.LATENCY))} * 1000 AS {s.LATENCY_TOTAL}
         FROM keyed
         GROUP BY {_U}, {_SES}{"" if strategy == Strategy.SESSION_ID else ", seq"}
         {"HAVING " + " AND ".join(having) if having else ""}"""

@@ -10,6 +10,7 @@ from typing import Any
 import click
 import duckdb
 
+from abtest import exact
 from abtest.errors import AbtestError
 from abtest.log import EventLog, duckdb_message
 from abtest.metrics import METRIC_NAMES
@@ -92,6 +93,11 @@ def user_errors(log: EventLog | None = None) -> Iterator[None]:
             hint = (
                 "; a service log reads its events from the `<name>.segments` directory next to it: keep the "
                 "two together (`botify init-db --log PATH` re-points the views after moving both)"
+            )
+        elif isinstance(exc, (duckdb.ConversionException, duckdb.OutOfRangeException)):
+            hint = (
+                f"; values are summed exactly as {exact.DECIMAL}, so each must stay below {exact.LIMIT}: "
+                "check the log's `time` (a fraction) and `latency` (seconds) columns"
             )
         raise click.ClickException(f"cannot read log {log.source!r}: {duckdb_message(exc)}{hint}") from exc
 

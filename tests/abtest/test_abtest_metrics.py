@@ -64,6 +64,25 @@ def test_duckdb_aggregates_equal_numpy_on_the_same_users(synthetic_log: Path) ->
         assert got.cov(U.TIME, U.SESSIONS) == pytest.approx(expected.cov(U.TIME, U.SESSIONS), rel=RTOL)
 
 
+
+def test_aggregates_leave_out_missing_values_as_avg_would(make_log: Callable[..., Path]) -> None:
+    def user(uid: int, tracks: int, latency: float | None) -> list[dict]:
+        return [
+            event(uid, i, "last" if i == tracks - 1 else "next", latency=latency, experiments={"exp": 0})
+            for i in range(tracks)
+        ]
+
+    log = make_log(user(1, 2, 0.002) + user(2, 2, None) + user(3, 3, 0.004))
+    cols = AggrCols(mean_cols=(U.MEAN_REQUEST_LATENCY,), cov_cols=((U.LATENCY_TOTAL, U.TRACKS),))
+
+    with EventLog.open(log) as opened:
+        got = arm_data(opened, cols)[0].aggregates[0]
+
+    assert got.count == 3  # user 2 is in the arm, without a latency
+    assert got.mean(U.MEAN_REQUEST_LATENCY) == pytest.approx(3.0)  # users 1 and 3: 2 ms and 4 ms
+    assert got.var(U.MEAN_REQUEST_LATENCY) == pytest.approx(2.0)
+    assert got.cov(U.LATENCY_TOTAL, U.TRACKS) == pytest.approx(np.cov([4.0, 12.0], [2, 3])[0, 1])  # 4.0
+
 def test_report_agrees_with_scipy_welch_on_per_user_values(synthetic_log: Path) -> None:
     frame = per_user(synthetic_log)
     with EventLog.open(synthetic_log) as log:
