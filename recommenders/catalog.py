@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 if TYPE_CHECKING:
@@ -34,6 +35,33 @@ MANIFEST_FILE = "world.yml"
 class CatalogError(ValueError):
     """A world directory that is missing, incomplete or of another format version."""
 
+
+# Arrow type names that numpy spells differently.
+_ARROW_FLOATS = {"halffloat": np.float16, "float": np.float32, "double": np.float64}
+
+
+def _to_numpy(table: pa.Table, name: str, source: Path) -> np.ndarray:
+    """Column `name` of `table` (numbers or strings, no nulls) as a numpy array, without pandas.
+
+    Every simulator and service start reads the catalog, and pandas costs a quarter of a second
+    of imports; pyarrow imports it from `read_table` (through pyarrow.dataset) and from
+    `to_numpy`, so numbers are read from the Arrow buffers and strings as Python objects.
+    """
+    column = table.column(name)
+    if column.null_count:
+        raise CatalogError(f"{source}: column {name!r} has {column.null_count} missing values")
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        return np.array(column.to_pylist(), dtype=object)
+    if not (pa.types.is_integer(column.type) or pa.types.is_floating(column.type)):
+        raise CatalogError(f"{source}: column {name!r} has type {column.type}, expected numbers or strings")
+    dtype = np.dtype(_ARROW_FLOATS.get(str(column.type), str(column.type)))
+    parts = [
+        np.frombuffer(chunk.buffers()[1], dtype=dtype)[chunk.offset : chunk.offset + len(chunk)]
+        for chunk in column.chunks
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else np.empty(0, dtype)
 
 class Catalog:
     """Read-only view of a world's public part; frames are memory-mapped, not loaded.
@@ -58,12 +86,10 @@ class Catalog:
         ]
         if missing:
             raise CatalogError(f"world {self.path} is incomplete: missing {', '.join(missing)} in {PUBLIC_DIR}/")
-        # pyarrow, not pandas: every simulator and service start reads this, and pandas costs
-        # a quarter of a second of imports.
-        table = pq.read_table(public / CATALOG_FILE)
+        table = pq.ParquetFile(public / CATALOG_FILE).read()
 
         def column(name: str, dtype: type) -> np.ndarray:
-            return table.column(name).to_numpy().astype(dtype, copy=False)
+            return _to_numpy(table, name, public / CATALOG_FILE).astype(dtype, copy=False)
 
         if not np.array_equal(column("track", np.int64), np.arange(table.num_rows)):
             raise CatalogError(f"{public / CATALOG_FILE}: track ids must be 0..n-1 in order")

@@ -161,3 +161,42 @@ def test_incomplete_world_is_reported(tmp_path: Path) -> None:
     (tmp_path / "public").mkdir()
     with pytest.raises(CatalogError, match="missing catalog.parquet"):
         Catalog(tmp_path)
+
+
+def test_catalog_reads_every_row_group_and_rejects_missing_values(tmp_path: Path, small_world_dir: Path) -> None:
+    import shutil
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    world = tmp_path / "world"
+    shutil.copytree(small_world_dir, world)
+    path = world / "public" / "catalog.parquet"
+    table = pq.read_table(path)
+    pq.write_table(table, path, row_group_size=7)  # many chunks per column, some sliced
+    assert pq.ParquetFile(path).num_row_groups > 1
+
+    chunked, original = Catalog(world), Catalog(small_world_dir)
+
+    for name in ("artist", "title", "artist_name", "duration", "popularity", "release_day"):
+        assert np.array_equal(getattr(chunked, name), getattr(original, name)), name
+        assert getattr(chunked, name).dtype == getattr(original, name).dtype
+    assert np.array_equal(original.duration, table.column("duration").to_numpy())
+
+    durations = table.column("duration").to_pylist()
+    durations[3] = None
+    column = table.schema.get_field_index("duration")
+    pq.write_table(table.set_column(column, "duration", pa.array(durations, pa.float32())), path)
+    with pytest.raises(CatalogError, match="column 'duration' has 1 missing values"):
+        Catalog(world)
+
+
+def test_loading_a_world_does_not_import_pandas(small_world_dir: Path) -> None:
+    # pandas costs a quarter of a second at every simulator and service start; pyarrow pulls it in
+    # through read_table and to_numpy unless the catalog avoids them.
+    import subprocess
+    import sys
+
+    code = f"import sys; from sim.world import World; World({str(small_world_dir)!r}); print('pandas' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
