@@ -22,8 +22,9 @@ import time
 from pathlib import Path
 
 import click
-import requests
+import urllib3
 import yaml
+from urllib3.exceptions import HTTPError
 
 BIN = Path(sys.executable).parent
 TRAINED: dict[str, dict[str, object]] = {  # registry name -> training config (write-up defaults where empty)
@@ -45,9 +46,9 @@ def _wait_alive(port: int, process: subprocess.Popen, timeout_s: float = 60.0) -
         if process.poll() is not None:
             raise click.ClickException(f"botify exited with status {process.returncode} during start-up (see its output above)")
         try:
-            if requests.get(f"http://127.0.0.1:{port}/", timeout=1).status_code == 200:
+            if urllib3.request("GET", f"http://127.0.0.1:{port}/", timeout=1.0, retries=False).status == 200:
                 return time.perf_counter() - started
-        except requests.ConnectionError:
+        except HTTPError:
             time.sleep(0.1)
     raise click.ClickException(f"botify did not answer on port {port} within {timeout_s:.0f} s")
 

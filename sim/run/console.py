@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 import numpy as np
-import requests
+import orjson
+import urllib3
+from urllib3.exceptions import HTTPError
 
 from sim import streams
 from sim.config import EnvConfig
@@ -17,9 +19,9 @@ from sim.world import World
 def _describe(track: int, world: World, base: str) -> str:
     """Track info from the service (GET /track/<id>), or from the local catalog if none answers."""
     try:
-        answer = requests.get(f"{base}/track/{track}", timeout=2)
-        record = answer.json() if answer.status_code == 200 else world.catalog.record(track)
-    except requests.RequestException:
+        answer = urllib3.request("GET", f"{base}/track/{track}", timeout=2.0, retries=False)
+        record = orjson.loads(answer.data) if answer.status == 200 else world.catalog.record(track)
+    except (HTTPError, orjson.JSONDecodeError):
         record = world.catalog.record(track)
     return f"#{record['track']} {record['title']!r} by {record['artist']}"
 
