@@ -46,7 +46,7 @@ class TimeOptions(BaseModel):
     start: date = date(2026, 1, 1)  # simulated day 1 begins at 00:00 UTC of this date
     rhythm_amplitude: float = Field(0.6, ge=0.0, le=1.0)  # arrivals ~ 1 + a * cos(2 pi (h - peak) / 24)
     peak_hour: float = Field(20.0, ge=0.0, lt=24.0)
-    batch_window_s: float = Field(300.0, gt=0.0)  # simulated seconds of requests gathered per batch (session clocks stay exact)
+    batch_window_s: float = Field(900.0, gt=0.0)  # simulated seconds of requests gathered per batch (session clocks stay exact)
 
 
 class ReturnOptions(BaseModel):
