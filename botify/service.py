@@ -15,13 +15,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-import mmh3
-
 from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
 from botify.config import LimitsConfig
 from botify.eventlog.writer import EventWriter, Row
 from botify.experiments import Experiments
 from botify.history import History, HistoryStore, Step
+from botify.seeds import request_seed
 from botify.validation import Item
 from recommenders.base import Recommendation, Request
 from recommenders.catalog import Catalog
@@ -29,7 +28,6 @@ from recommenders.catalog import Catalog
 logger = logging.getLogger(__name__)
 
 MS_PER_DAY = 86_400_000
-SEED_MASK = 2**63 - 1  # request seeds are non-negative int64
 
 
 class ServeError(RuntimeError):
@@ -65,11 +63,8 @@ class Service:
         self._names = self.experiments.recommender_names
 
     def request_seed(self, item: Item) -> int:
-        """The seed of a request: a pure function of (service seed, session, ts) when the client
-        sends `ts`, so a seeded simulator gets the same answers; the server's clock otherwise."""
-        if item.ts is None:
-            return time.time_ns() & SEED_MASK
-        return mmh3.hash64(f"{self.seed}:{item.session}:{item.ts}", signed=False)[0] & SEED_MASK
+        """The seed of a request (`botify.seeds.request_seed` with this service's seed)."""
+        return request_seed(self.seed, item.session, item.ts)
 
     def serve_one(self, item: Item) -> int | None | ServeError:
         """Answer one item: `serve([item])[0]`, by a shorter path (the single endpoints' hot path)."""

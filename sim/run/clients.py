@@ -186,8 +186,11 @@ class DummyClient:
 class LocalClient:
     """A recommender called in-process through the plugin API, without HTTP.
 
-    Keeps each session's history as the service would and, when asked, records every event
-    with the event log's columns (see `events()`), so a local run can feed training.
+    Answers as a botify service with the default seed would: the same session history store
+    (`botify.history.MemoryHistory`), the same request seeds (`botify.seeds`), the same day. So
+    `local:<name>` and a service serving `<name>` give the same sessions for the same seed.
+    When asked, it records every event with the event log's columns (see `events()`), so a
+    local run can feed training.
     """
 
     def __init__(
@@ -199,34 +202,35 @@ class LocalClient:
         artifact: str | None = None,
         record: bool = False,
         day_one_ms: int = 0,
+        service_seed: int = 0,
     ) -> None:
+        from botify.history import MemoryHistory
         from recommenders.registry import make
 
         self.name = name
         self.recommender = make(name, catalog, params, artifact)
-        self._history: dict[tuple[int, int], tuple[list[int], list[float]]] = {}
+        self._history = MemoryHistory()
         self._record = record
         self._rows: list[tuple] = []
         self._day_one_ms = day_one_ms  # epoch ms at which simulated day 1 begins
+        self._service_seed = service_seed
 
     def describe(self) -> dict[str, object]:
         return {"status": "local", "recommender": self.name}
 
     def serve(self, items: Sequence[Item]) -> list[int | None]:
+        from botify.history import Step
+        from botify.seeds import request_seed
         from recommenders.base import Request
 
+        histories = self._history.update([Step(i.user, i.session, i.track, i.time, i.message == LAST) for i in items])
         requests_, positions = [], []
-        for position, item in enumerate(items):
-            key = (item.user, item.session)
-            tracks, times = self._history.setdefault(key, ([], []))
-            tracks.append(item.track)
-            times.append(item.time)
-            if item.message == LAST:
-                del self._history[key]
+        for position, (item, history) in enumerate(zip(items, histories, strict=True)):
+            if history is None:  # 'last': the session is over
                 continue
-            seed = (item.user * 1_000_003 + item.session * 7_919 + len(tracks)) % (1 << 63)
+            seed = request_seed(self._service_seed, item.session, item.ts)
             day = (item.ts - self._day_one_ms) // 86_400_000 + 1
-            requests_.append(Request(item.user, item.track, item.time, tuple(tracks), tuple(times), seed, day))
+            requests_.append(Request(item.user, item.track, item.time, history.tracks, history.times, seed, day))
             positions.append(position)
         started = time.perf_counter()
         answers = self.recommender.recommend_batch(requests_) if requests_ else []

@@ -6,6 +6,7 @@ count and rewards exactly, and a second run with the same seed must give the sam
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -47,13 +48,14 @@ class Service:
             self.process.stderr.close()
 
 
-@pytest.fixture
-def service(small_world_dir: Path, tmp_path: Path) -> Iterator[Service]:
-    """`botify serve` with one worker on a free loopback port; stopped with SIGTERM (flushes the log)."""
+@contextlib.contextmanager
+def _serving(world_dir: Path, tmp_path: Path, recommenders: list[str]) -> Iterator[Service]:
+    """`botify serve` with one worker on a free loopback port, experiment 'e2e' with these treatments."""
     port, log = _free_port(), tmp_path / "events.duckdb"
     experiments = tmp_path / "experiments.yml"
-    experiments.write_text(yaml.safe_dump({"experiments": [{"name": "e2e", "serving": True, "treatments": [{"recommender": "sticky_artist"}, {"recommender": "random"}]}]}))
-    command = [str(BIN / "botify"), "serve", "--world", str(small_world_dir), "--experiments", str(experiments), "--log", str(log), "--port", str(port), "--workers", "1"]
+    treatments = [{"recommender": name} for name in recommenders]
+    experiments.write_text(yaml.safe_dump({"experiments": [{"name": "e2e", "serving": True, "treatments": treatments}]}))
+    command = [str(BIN / "botify"), "serve", "--world", str(world_dir), "--experiments", str(experiments), "--log", str(log), "--port", str(port), "--workers", "1"]
     process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while True:
@@ -64,7 +66,9 @@ def service(small_world_dir: Path, tmp_path: Path) -> Iterator[Service]:
             pass
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            pytest.fail(f"botify did not start: {process.stderr.read().decode()[-2000:]}")
+            with process.stderr:  # type: ignore[union-attr]
+                output = process.stderr.read().decode()[-2000:]  # type: ignore[union-attr]
+            pytest.fail(f"botify did not start: {output}")
         time.sleep(0.1)
     running = Service(process, port, log)
     try:
@@ -73,9 +77,16 @@ def service(small_world_dir: Path, tmp_path: Path) -> Iterator[Service]:
         running.stop()
 
 
-def _simulate(world_dir: Path, port: int, seed: int) -> list:
+@pytest.fixture
+def service(small_world_dir: Path, tmp_path: Path) -> Iterator[Service]:
+    """Treatments sticky_artist and random; stopped with SIGTERM (flushes the log)."""
+    with _serving(small_world_dir, tmp_path, ["sticky_artist", "random"]) as running:
+        yield running
+
+
+def _simulate(world_dir: Path, port: int, seed: int, client: ClientSpec = ClientSpec("remote")) -> list:
     config = env_config_from_mapping({"world": str(world_dir), "service": {"port": port}})
-    return sorted(run_shard(ShardJob(config, seed, (1,), EPISODES, ClientSpec("remote"))).records, key=lambda r: r.session)
+    return sorted(run_shard(ShardJob(config, seed, (1,), EPISODES, client)).records, key=lambda r: r.session)
 
 
 def test_event_log_matches_the_simulator(small_world_dir: Path, service: Service) -> None:
@@ -100,3 +111,12 @@ def test_event_log_matches_the_simulator(small_world_dir: Path, service: Service
 
 def test_same_seed_same_sessions_over_http(small_world_dir: Path, service: Service) -> None:
     assert _simulate(small_world_dir, service.port, seed=5) == _simulate(small_world_dir, service.port, seed=5)
+
+
+def test_local_runs_give_the_served_sessions(small_world_dir: Path, tmp_path: Path) -> None:
+    # `random` draws every answer from the request seed: only equal seeds, histories and days agree.
+    with _serving(small_world_dir, tmp_path, ["random", "random"]) as running:
+        served = _simulate(small_world_dir, running.port, seed=8)
+    local = _simulate(small_world_dir, running.port, seed=8, client=ClientSpec("local", "random"))  # no HTTP
+
+    assert local == served
