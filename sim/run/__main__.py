@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sys
 import time
@@ -18,10 +19,9 @@ from tqdm import tqdm
 
 from sim.config import EnvConfig, ServiceOptions, load_env_config
 from sim.run.clients import RemoteClient, ServiceError, ServiceUnavailable
-from sim.run.shards import ClientSpec, InlineExecutor, ProcessExecutor, ShardJob, ShardResult, run_shard
+from sim.run.shards import ClientSpec, ProcessExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
-from sim.run.timeline import Timeline
-from sim.world import ConfigError, World, load_world_config
+from sim.world import ConfigError, load_world_config
 
 DEFAULT_CONFIG = Path("config/env.yml")
 
@@ -161,28 +161,23 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
 
 
 def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days: int, interactive: bool) -> list[ShardResult]:
-    world = World(config.world)
-    client = spec.build(config, obj["seed"], world)
+    """One shard in this process, with a progress bar; interactive runs pause after every day."""
     bar = tqdm(total=obj["episodes"], desc="sessions", unit="session", disable=obj["quiet"], leave=False)
-    timeline = Timeline(world, config, client, obj["seed"], on_session=lambda _: bar.update(1))
-    day = first
+
+    def before_day(day: int) -> bool:
+        if interactive and day > first:
+            bar.clear()
+            if not click.confirm(f"day {day - 1} done. Retrain/redeploy now if you like; simulate day {day}?", default=True):
+                return False
+        bar.reset(total=obj["episodes"])
+        bar.set_description(f"day {day}")
+        return True
+
+    job = ShardJob(config, obj["seed"], itertools.count(first) if interactive else range(first, first + days), obj["episodes"], spec)
     try:
-        while True:
-            bar.reset(total=obj["episodes"])
-            bar.set_description(f"day {day}")
-            timeline.run_day(day, obj["episodes"])
-            day += 1
-            if interactive:
-                bar.clear()
-                if not click.confirm(f"day {day - 1} done. Retrain/redeploy now if you like; simulate day {day}?", default=True):
-                    break
-            elif day >= first + days:
-                break
+        return [run_shard(job, on_session=lambda _: bar.update(1), before_day=before_day)]
     finally:
         bar.close()
-        client.close()
-    events = client.events() if hasattr(client, "events") else []
-    return [ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches, events)]
 
 
 def _report(results: list[ShardResult], description: dict | None, wall: float, log_path: Path | None) -> None:

@@ -8,7 +8,7 @@ map `run_shard` over the jobs and return the results in order.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, time, timezone
@@ -50,11 +50,15 @@ class ClientSpec:
 
 @dataclass(frozen=True)
 class ShardJob:
-    """One shard's work: which days, how many arrivals per day (all shards together), which client."""
+    """One shard's work: which days, how many arrivals per day (all shards together), which client.
+
+    `days` is any iterable of day numbers: a tuple or range for shards (they are pickled), an
+    endless `itertools.count` for an interactive run that stops when the person says so.
+    """
 
     config: EnvConfig
     seed: int
-    days: tuple[int, ...]
+    days: Iterable[int]
     episodes: int
     client: ClientSpec
     shard: int = 0
@@ -69,13 +73,26 @@ class ShardResult:
     events: list[tuple]
 
 
-def run_shard(job: ShardJob) -> ShardResult:
-    """Simulate `job` from start to end in this process."""
+def run_shard(
+    job: ShardJob,
+    *,
+    on_session: Callable[[SessionRecord], None] | None = None,
+    before_day: Callable[[int], bool] | None = None,
+) -> ShardResult:
+    """Simulate `job` in this process.
+
+    `on_session` sees every finished session (a progress bar); `before_day(day)` runs before each
+    day and returning False ends the run there (an interactive pause between days).
+    """
     world = World(job.config.world)
     client = job.client.build(job.config, job.seed + job.shard, world)
     try:
-        timeline = Timeline(world, job.config, client, job.seed, shard=job.shard, n_shards=job.n_shards)
+        timeline = Timeline(
+            world, job.config, client, job.seed, shard=job.shard, n_shards=job.n_shards, on_session=on_session
+        )
         for day in job.days:
+            if before_day is not None and not before_day(day):
+                break
             timeline.run_day(day, job.episodes)
         events = client.events() if isinstance(client, LocalClient) else []
         return ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches, events)

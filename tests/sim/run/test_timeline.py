@@ -124,6 +124,24 @@ def test_local_log_matches_the_simulator(small_world_dir: Path, tmp_path: Path) 
     assert all(rewards[r.session] == pytest.approx(r.time, abs=1e-9) for r in expected)
 
 
+def test_single_in_a_terminal_pauses_after_each_day(small_world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import types
+
+    import sim.run.__main__ as run_main
+
+    terminal = types.SimpleNamespace(stdin=types.SimpleNamespace(isatty=lambda: True))
+    monkeypatch.setattr(run_main, "sys", terminal)
+    config = tmp_path / "env.yml"
+    config.write_text(f"world: {small_world_dir}\n")
+    args = ["--episodes", "40", "--config", str(config), "--recommender", "local:sticky_artist", "--quiet", "--start-day", "3"]
+
+    result = CliRunner().invoke(run_cli, args, input="y\nn\n")  # go on after day 3, stop after day 4
+
+    assert result.exit_code == 0, result.output
+    assert "day 3 done" in result.output and "simulate day 4?" in result.output
+    assert "day 4 done" in result.output and "simulate day 5?" in result.output
+    assert "80 sessions" in result.output  # days 3 and 4, nothing of day 5
+
 def test_cli_errors_are_clear(small_world_dir: Path, tmp_path: Path) -> None:
     runner = CliRunner()
     bad = runner.invoke(run_cli, ["--recommender", "bogus"])
