@@ -48,11 +48,12 @@ def read_metadata(directory: Path, model: str | None = None) -> dict[str, Any]:
     return metadata
 
 
-def read_weights(directory: Path, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    """The arrays `names` of `directory`'s `weights.npz`, loaded without pickle."""
+def read_weights(directory: Path, names: tuple[str, ...] | None = None) -> dict[str, np.ndarray]:
+    """The arrays `names` (all of them when None) of `directory`'s `weights.npz`, loaded without pickle."""
     path = directory / WEIGHTS_FILE
     try:
         with np.load(path, allow_pickle=False) as archive:
+            names = tuple(archive.files) if names is None else names
             missing = [name for name in names if name not in archive.files]
             if missing:
                 raise ArtifactError(f"{path} lacks array(s) {', '.join(missing)}")
@@ -63,3 +64,18 @@ def read_weights(directory: Path, names: tuple[str, ...]) -> dict[str, np.ndarra
         raise ArtifactError(f"cannot read {path}: {error}") from None
     except ValueError as error:  # an object array needing pickle, or a corrupt file
         raise ArtifactError(f"{path} is not a plain numpy archive: {error}") from None
+
+
+# A network's state_dict is stored beside the model's own arrays, its names prefixed.
+NET_PREFIX = "net."
+
+
+def join_network(weights: dict[str, np.ndarray], arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """One archive's arrays: the network's `weights` under `NET_PREFIX`, the model's `arrays` as they are."""
+    return {**{NET_PREFIX + name: value for name, value in weights.items()}, **arrays}
+
+
+def split_network(stored: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """`join_network` undone: (network weights, the model's own arrays)."""
+    weights = {name.removeprefix(NET_PREFIX): value for name, value in stored.items() if name.startswith(NET_PREFIX)}
+    return weights, {name: value for name, value in stored.items() if not name.startswith(NET_PREFIX)}

@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from recommenders.catalog import Catalog
-from recommenders.models.artifacts import read_metadata, read_weights, write_artifact
+from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
 from recommenders.models.config import DSSMConfig, DSSMServing, serving_params
 from recommenders.models.features import TrackInputs, feature_statistics, mean_content, vocabulary_index
 from recommenders.models.nn import TrainingError, require_torch
@@ -165,8 +165,7 @@ class DSSMRecommender(ScoringRecommender):
     # Artifacts ----------------------------------------------------------------------------
 
     def _save(self, directory: Path) -> None:
-        arrays = {**{f"net.{k}": v for k, v in self._weights.items()}, **self._arrays}
-        write_artifact(directory, self.name, self.config.model_dump(), self.data, arrays)
+        write_artifact(directory, self.name, self.config.model_dump(), self.data, join_network(self._weights, self._arrays))
 
     def _load(self, directory: Path) -> None:
         metadata = read_metadata(directory, self.name)
@@ -176,11 +175,7 @@ class DSSMRecommender(ScoringRecommender):
             raise TypeError(f"{directory}: config does not fit this version of dssm: {error}") from None
         self.data = metadata["data"]
         self.history = list(self.data.get("history", []))
-        with np.load(directory / "weights.npz", allow_pickle=False) as archive:
-            names = tuple(archive.files)
-        arrays = read_weights(directory, names)
-        self._weights = {name.removeprefix("net."): value for name, value in arrays.items() if name.startswith("net.")}
-        self._arrays = {name: value for name, value in arrays.items() if not name.startswith("net.")}
+        self._weights, self._arrays = split_network(read_weights(directory))
         self._prepare(None)
 
     def _prepare(self, content: np.ndarray | None) -> None:

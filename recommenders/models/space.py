@@ -21,7 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommenders.catalog import Catalog
-from recommenders.models.artifacts import ArtifactError, read_metadata, write_artifact
+from recommenders.models.artifacts import ArtifactError, join_network, read_metadata, write_artifact
 from recommenders.models.config import serving_params
 from recommenders.models.content_config import FrameServing
 from recommenders.models.ranking import Context, ScoringRecommender
@@ -98,8 +98,7 @@ class SpaceRecommender(ScoringRecommender):
     # Artifacts: the network's weights under "net.", the model's own arrays beside them --------
 
     def _save(self, directory: Path) -> None:
-        arrays = {**{f"net.{k}": v for k, v in self._weights.items()}, **self._arrays}
-        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, arrays)
+        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, join_network(self._weights, self._arrays))
 
     def _read_metadata(self, directory: Path) -> None:
         """Load the artifact's config (checked against this version), training facts and history."""

@@ -26,7 +26,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from recommenders.catalog import Catalog
-from recommenders.models.artifacts import ArtifactError, read_weights
+from recommenders.models.artifacts import WEIGHTS_FILE, ArtifactError, read_weights, split_network
 from recommenders.models.content_config import TagModelConfig, TagServing
 from recommenders.models.nn import require_torch
 from recommenders.models.sessions import SessionLog, describe
@@ -133,14 +133,10 @@ class TagRecommender(SpaceRecommender):
         self._read_metadata(directory)
         if len(self.data.get("tag_names", [])) != self.catalog.n_tags:
             raise ArtifactError(f"{directory}: the tag model knows {len(self.data.get('tag_names', []))} tags, the catalog {self.catalog.n_tags}")
-        with np.load(directory / "weights.npz", allow_pickle=False) as archive:
-            names = tuple(archive.files)
-        arrays = read_weights(directory, names)
-        missing = [name for name in PREDICTED if name not in arrays]
+        self._weights, self._arrays = split_network(read_weights(directory))
+        missing = [name for name in PREDICTED if name not in self._arrays]
         if missing:
-            raise ArtifactError(f"{directory}/weights.npz lacks array(s) {', '.join(missing)}")
-        self._weights = {name.removeprefix("net."): value for name, value in arrays.items() if name.startswith("net.")}
-        self._arrays = {name: value for name, value in arrays.items() if not name.startswith("net.")}
+            raise ArtifactError(f"{directory / WEIGHTS_FILE} lacks array(s) {', '.join(missing)}")
         if self.data.get("catalog_fingerprint") != catalog_fingerprint(self.catalog):
             logger.warning("%s was trained on another catalog: predicting the tags of this one (needs torch)", directory)
             require_torch()
