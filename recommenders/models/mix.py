@@ -47,10 +47,28 @@ class MixParams(_Strict):
     salt: int = Field(0, ge=0)  # changes the request -> branch draw
 
 
-def goes_cold(request: Request, share: float, salt: int = 0) -> bool:
-    """Whether `request` is answered by the cold-start recommender: a seeded draw below `share`."""
-    rng = np.random.default_rng([salt, request.seed & (2**63 - 1), request.user & (2**63 - 1), len(request.history)])
-    return bool(rng.random() < share)
+_U64 = 2**64 - 1
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+
+
+def _splitmix(x: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser on uint64 arrays (wrapping arithmetic): a well-mixed 64-bit hash."""
+    x = x + _GOLDEN
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def cold_mask(requests: Sequence[Request], share: float, salt: int = 0) -> np.ndarray:
+    """Which requests the cold-start recommender answers: a uniform draw below `share` per request,
+    hashed from (salt, seed, user, session length), so a request's branch never depends on its batch."""
+    def column(values: list[int]) -> np.ndarray:
+        return np.array([v & _U64 for v in values], dtype=np.uint64)
+
+    x = _splitmix(np.full(len(requests), salt & _U64, dtype=np.uint64) ^ column([r.seed for r in requests]))
+    x = _splitmix(x ^ column([r.user for r in requests]))
+    x = _splitmix(x ^ column([len(r.history) for r in requests]))
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53 < share
 
 
 class ColdMixRecommender(Recommender):
@@ -73,7 +91,7 @@ class ColdMixRecommender(Recommender):
 
     def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         share, salt = self._params.share, self._params.salt
-        cold = np.array([goes_cold(request, share, salt) for request in requests], dtype=bool)
+        cold = cold_mask(requests, share, salt)
         answers: list[Recommendation | None] = [None] * len(requests)
         for mask, inner, weight in ((cold, self.cold, share), (~cold, self.base, 1.0 - share)):
             index = np.flatnonzero(mask)

@@ -20,7 +20,7 @@ from recommenders.models.artifacts import ArtifactError
 from recommenders.models.colisten import co_listened_neighbours, co_listening, liked_matrix, ppmi
 from recommenders.models.content import ContentRecommender
 from recommenders.models.content_config import ContentModelConfig, EncoderConfig
-from recommenders.models.mix import ColdMixRecommender, goes_cold
+from recommenders.models.mix import ColdMixRecommender, cold_mask
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn.content import retrieval_metrics
 from recommenders.models.nn.frames import TwoTower, info_nce
@@ -249,9 +249,13 @@ def test_new_only_recommends_released_new_tracks(release_catalog: Catalog) -> No
 def test_cold_mix_sends_the_share_to_the_cold_recommender(small_catalog: Catalog) -> None:
     mix = ColdMixRecommender(small_catalog, base="sticky_artist", cold="random", share=0.3, salt=1)
     requests = _requests(small_catalog, 2000, seed=9)
-    cold = np.array([goes_cold(r, 0.3, 1) for r in requests])
+    cold = cold_mask(requests, 0.3, 1)
     # Binomial(2000, 0.3): standard deviation 20.5; four of them.
     assert abs(cold.sum() - 600) < 4 * np.sqrt(2000 * 0.3 * 0.7)
+    # A request's branch is its own: the same alone, in another batch, in another order.
+    assert [bool(cold_mask([r], 0.3, 1)[0]) for r in requests[:100]] == cold[:100].tolist()
+    assert (cold_mask(requests[::-1], 0.3, 1) == cold[::-1]).all()
+    assert (cold_mask(requests, 0.3, 2) != cold).any()  # the salt re-draws
     answers = mix.recommend_batch(requests)
     base, other = mix.base.recommend_batch(requests), mix.cold.recommend_batch(requests)
     for answer, is_cold, b, c in zip(answers, cold, base, other, strict=True):
@@ -259,7 +263,7 @@ def test_cold_mix_sends_the_share_to_the_cold_recommender(small_catalog: Catalog
         assert answer.track == expected.track
         if expected.propensity is not None:
             assert answer.propensity == pytest.approx(expected.propensity * (0.3 if is_cold else 0.7))
-    assert [goes_cold(r, 0.0) for r in requests[:50]] == [False] * 50 and all(goes_cold(r, 1.0) for r in requests[:50])
+    assert not cold_mask(requests, 0.0).any() and cold_mask(requests, 1.0).all()
 
 
 def test_cold_mix_params_are_validated(small_catalog: Catalog) -> None:
