@@ -19,11 +19,12 @@ import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from typing import NamedTuple, Protocol
-
-import redis
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from botify.config import ConfigError, HistoryConfig
+
+if TYPE_CHECKING:
+    import redis
 
 KEY_PREFIX = "botify:h:"
 
@@ -150,6 +151,8 @@ class RedisHistory:
         self._lock = threading.Lock()
 
     def _connection(self) -> redis.connection.AbstractConnection:
+        import redis  # imported here: the in-process store (and `sim.run local:`) does without it
+
         local = self._local
         pid = os.getpid()
         if getattr(local, "pid", None) == pid:
@@ -163,6 +166,8 @@ class RedisHistory:
         return connection
 
     def check(self) -> None:
+        import redis
+
         try:
             client = redis.Redis.from_url(self.url, socket_timeout=2.0, socket_connect_timeout=2.0)
             client.ping()
@@ -191,6 +196,8 @@ class RedisHistory:
         return [None if step.end else _parse(entries) for step, entries in zip(steps, results, strict=True)]
 
     def _call(self, command: list[object]) -> list[list[bytes]]:
+        import redis
+
         connection = self._connection()
         try:
             return self._execute(connection, command)
@@ -202,6 +209,8 @@ class RedisHistory:
 
     @staticmethod
     def _execute(connection: redis.connection.AbstractConnection, command: list[object]) -> list[list[bytes]]:
+        import redis
+
         try:
             connection.send_command(*command)
             return connection.read_response()
