@@ -28,6 +28,20 @@ COURSE_MULTI_S = 14.0
 SUMMARY = re.compile(r"wall time ([\d.]+) s, ([\d,]+) steps/s")
 
 
+def calibration_s() -> float:
+    """Seconds for a fixed pure-Python loop, best of three: this machine's speed at the moment.
+
+    Shared and virtual machines change speed from minute to minute (by half on the 2-core
+    development machine); compare figures only between runs with a similar calibration.
+    """
+    best = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        sum(i * i for i in range(3_000_000))
+        best = min(best, time.perf_counter() - started)
+    return round(best, 3)
+
+
 def timed(command: list[str]) -> dict[str, float]:
     started = time.perf_counter()
     result = subprocess.run(command, check=True, capture_output=True, text=True)
@@ -45,7 +59,7 @@ def main(episodes: int, world: Path, port: int) -> None:
     """Time the simulator against botify and in-process."""
     python = str(BIN / "python")
     base = [python, "-m", "sim.run", "--episodes", str(episodes), "--days", "1", "--quiet", "--port", str(port)]
-    results: dict[str, object] = {}
+    results: dict[str, object] = {"cpu_calibration_s": calibration_s()}
     with tempfile.TemporaryDirectory() as tmp:
         experiments = _experiments(Path(tmp) / "experiments.yml", "bench", [{"recommender": "sticky_artist"}, {"recommender": "sticky_artist"}])
         with Service(world, experiments, Path(tmp) / "one.duckdb", port, workers=1):
