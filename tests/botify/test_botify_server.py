@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import statistics
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -141,16 +142,20 @@ def test_keep_alive_clients_never_stall(serve: Callable[..., Server], small_worl
     connection.request("POST", "/next/1", body, {"Content-Type": "application/json"})
     connection.getresponse().read()
 
-    started = time.perf_counter()
+    durations = []
     for _ in range(50):
+        started = time.perf_counter()
         connection.request("POST", "/next/1", body, {"Content-Type": "application/json"})
         response = connection.getresponse()
         response.read()
+        durations.append(time.perf_counter() - started)
         assert response.status == 200 and not response.will_close
-    elapsed = time.perf_counter() - started
 
-    # A delayed-ACK stall costs 40 ms a request (2 s for 50); a healthy server needs a few ms each.
-    assert elapsed < 1.5, f"50 keep-alive requests took {elapsed:.2f} s: responses stall"
+    # A delayed-ACK stall (headers and body in two small segments, Nagle on) costs about 40 ms on
+    # every request; a healthy server answers in a millisecond or two. The median ignores the odd
+    # request slowed by a busy machine, so this checks the stall, not the speed.
+    median = statistics.median(durations)
+    assert median < 0.02, f"median keep-alive request took {median * 1000:.1f} ms: responses stall"
     connection.close()
     server.stop()
 
