@@ -5,16 +5,15 @@ from __future__ import annotations
 import json
 import math
 import sys
-from typing import Any
 
 import click
 
 from abtest import stats
 from abtest.calibration import run_aa
-from abtest.cli.options import PERCENT, log_options, make_filters, open_log, stat_options, user_errors
+from abtest.cli.options import PERCENT, LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
 from abtest.config import resolve
 from abtest.experiment import user_values
-from abtest.metrics import UserColumns, default_metrics
+from abtest.metrics import UserColumns
 
 
 # --strict fails only when a figure is off at this level, so a calibrated procedure fails it
@@ -48,18 +47,8 @@ def aa(
     seed: int,
     strict: bool,
     fmt: str,
-    log_path: str,
-    experiment: str | None,
-    since: Any,
-    until: Any,
-    days: tuple[float, float] | None,
-    day_zero: Any,
-    recommenders: tuple[str, ...],
-    include_open_sessions: bool,
-    metrics: tuple[str, ...],
-    alpha: float | None,
-    relative: str | None,
-    estimand: str | None,
+    query: LogQuery,
+    stat: StatChoice,
 ) -> None:
     """Check the statistics on the log itself: re-split users many times with no true effect.
 
@@ -67,14 +56,13 @@ def aa(
     Kolmogorov-Smirnov test of the p-values' uniformity. With --inject, one half of every split
     gets a known relative effect, and the report adds interval coverage and power.
     """
-    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
     if arm != "all" and not arm.lstrip("-").isdigit():
         raise click.BadParameter(f"{arm!r}, must be a treatment index or 'all'", param_hint="--arm")
-    with open_log(log_path) as log, user_errors(log):
-        alpha = resolve("alpha", alpha)
-        chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
+    with open_log(query.path) as log, user_errors(log):
+        alpha = resolve("alpha", stat.alpha)
+        chosen = stat.chosen(alpha)
         columns = sorted({c for m in chosen.values() for c in (m.numer, m.denom) if c is not None})
-        info, values = user_values(log, columns, experiment=experiment, filters=filters)
+        info, values = user_values(log, columns, experiment=query.experiment, filters=query.filters)
         if arm != "all":
             keep = values[UserColumns.ARM] == int(arm)
             if not keep.any():
@@ -88,7 +76,7 @@ def aa(
                 runs=runs,
                 inject=inject,
                 alpha=alpha,
-                relative=relative,
+                relative=stat.relative,
                 salt=info.name,
                 seed=seed,
                 progress=bar.update,

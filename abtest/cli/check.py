@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
 
-from abtest.cli.options import PERCENT, log_options, make_filters, open_log, stat_options, user_errors
-from abtest.experiment import Experiment
-from abtest.metrics import MetricResult, default_metrics
+from abtest.cli.options import PERCENT, LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
+from abtest.metrics import MetricResult
 from abtest.report import Report
 
 
@@ -59,18 +56,8 @@ def check(
     max_drop: float,
     non_inferiority: bool,
     ignore_srm: bool,
-    log_path: str,
-    experiment: str | None,
-    since: Any,
-    until: Any,
-    days: tuple[float, float] | None,
-    day_zero: Any,
-    recommenders: tuple[str, ...],
-    include_open_sessions: bool,
-    metrics: tuple[str, ...],
-    alpha: float | None,
-    relative: str | None,
-    estimand: str | None,
+    query: LogQuery,
+    stat: StatChoice,
 ) -> None:
     """Exit 1 when a metric of a treatment is significantly worse than --max-drop allows.
 
@@ -81,12 +68,10 @@ def check(
     """
     if max_drop < 0:
         raise click.BadParameter(f"{100 * max_drop:g}%, must be >= 0%", param_hint="--max-drop")
-    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors(log):
-        chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
-        analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction="none")
+    with open_log(query.path) as log, user_errors(log):
+        analysis = stat.experiment(correction="none")
         result: Report = analysis.analyze(
-            log, experiment=experiment, control=control, treatments=treatments or None, filters=filters
+            log, experiment=query.experiment, control=control, treatments=treatments or None, filters=query.filters
         )
     failures = []
     for row in result.rows:
@@ -94,7 +79,7 @@ def check(
             row.metric,
             result.arm_label(row.treatment),
             row.result,
-            chosen[row.metric].higher_is_better,
+            analysis.metrics[row.metric].higher_is_better,
             max_drop,
             non_inferiority,
             result.alpha,

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import functools
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import click
@@ -12,8 +14,9 @@ import duckdb
 
 from abtest import exact
 from abtest.errors import AbtestError
+from abtest.experiment import Experiment
 from abtest.log import EventLog, duckdb_message
-from abtest.metrics import METRIC_NAMES
+from abtest.metrics import METRIC_NAMES, MetricBaseAggregated, default_metrics
 from abtest.sessionize import DAY_ZERO, Filters
 
 DEFAULT_LOG = "data/events.duckdb"
@@ -108,8 +111,34 @@ def open_log(path: str) -> EventLog:
         return EventLog.open(path)
 
 
+@dataclass(frozen=True)
+class LogQuery:
+    """What the shared log options ask for: the log, the experiment, and which sessions count."""
+
+    path: str
+    experiment: str | None
+    filters: Filters
+
+
 def log_options(func: Callable) -> Callable:
-    """--log, --experiment and the session filters."""
+    """Add --log, --experiment and the session filters; the command receives them as `query: LogQuery`."""
+
+    @functools.wraps(func)
+    def command(
+        *,
+        log_path: str,
+        experiment: str | None,
+        since: Any,
+        until: Any,
+        days: tuple[float, float] | None,
+        day_zero: dt.date | None,
+        recommenders: tuple[str, ...],
+        include_open_sessions: bool,
+        **kwargs: Any,
+    ) -> Any:
+        filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
+        return func(query=LogQuery(log_path, experiment, filters), **kwargs)
+
     options = [
         click.option(
             "--log",
@@ -153,12 +182,41 @@ def log_options(func: Callable) -> Callable:
         ),
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
+
+
+@dataclass(frozen=True)
+class StatChoice:
+    """What the shared statistics options ask for: metrics, alpha, relative interval and estimand."""
+
+    metrics: tuple[str, ...]
+    alpha: float | None
+    relative: str | None
+    estimand: str | None
+
+    def chosen(self, alpha: float | None = None) -> dict[str, MetricBaseAggregated]:
+        """The metrics asked for (all by default), at `alpha` when given, else at --alpha."""
+        return default_metrics(
+            self.metrics or None, estimand=self.estimand, alpha=self.alpha if alpha is None else alpha, relative=self.relative
+        )
+
+    def experiment(self, correction: str | None) -> Experiment:
+        """The analysis these options describe, with a multiple-testing `correction`."""
+        return Experiment(
+            self.chosen(), alpha=self.alpha, relative=self.relative, estimand=self.estimand, correction=correction
+        )
 
 
 def stat_options(func: Callable) -> Callable:
-    """--metric, --alpha, --relative, --estimand."""
+    """Add --metric, --alpha, --relative and --estimand; the command receives them as `stat: StatChoice`."""
+
+    @functools.wraps(func)
+    def command(
+        *, metrics: tuple[str, ...], alpha: float | None, relative: str | None, estimand: str | None, **kwargs: Any
+    ) -> Any:
+        return func(stat=StatChoice(tuple(metrics), alpha, relative, estimand), **kwargs)
+
     options = [
         click.option(
             "--metric",
@@ -183,8 +241,8 @@ def stat_options(func: Callable) -> Callable:
         ),
     ]
     for option in reversed(options):
-        func = option(func)
-    return func
+        command = option(command)
+    return command
 
 
 def make_filters(

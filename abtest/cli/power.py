@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import math
-from typing import Any
 
 import click
 
 from abtest import stats
-from abtest.cli.options import PERCENT, log_options, make_filters, open_log, user_errors
+from abtest.cli.options import PERCENT, LogQuery, log_options, open_log, user_errors
 from abtest.config import resolve
 from abtest.experiment import Experiment, arm_data, check_arms
 from abtest.metrics import METRIC_NAMES, default_metrics
@@ -36,26 +35,18 @@ def power(
     metrics: tuple[str, ...],
     estimand: str | None,
     fmt: str,
-    log_path: str,
-    experiment: str | None,
-    since: Any,
-    until: Any,
-    days: tuple[float, float] | None,
-    day_zero: Any,
-    recommenders: tuple[str, ...],
-    include_open_sessions: bool,
+    query: LogQuery,
 ) -> None:
     """Minimum detectable effect (MDE) at the current users per arm, from the log's own variance.
 
     With --effect, also the users per arm needed to detect that relative effect. Two-sided
     t-test power (statsmodels' TTestIndPower), per-user standard deviation of the control arm.
     """
-    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors(log):
+    with open_log(query.path) as log, user_errors(log):
         alpha = resolve("alpha", alpha)
         target_power = resolve("power", target_power)
         chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha)
-        data, _ = arm_data(log, Experiment(chosen).aggr_cols, experiment=experiment, filters=filters)
+        data, _ = arm_data(log, Experiment(chosen).aggr_cols, experiment=query.experiment, filters=query.filters)
         others = [t for t in range(data.treatments) if t != control]
         if treatment is None and not others:
             raise click.ClickException(f"experiment {data.info.name!r} has a single treatment")

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import click
 
-from abtest.cli.options import log_options, make_filters, open_log, stat_options, user_errors
-from abtest.experiment import Experiment
-from abtest.metrics import default_metrics
+from abtest.cli.options import LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
 from abtest.report import FORMATS
 
 
@@ -35,18 +32,8 @@ from abtest.report import FORMATS
 def report(
     control: int,
     treatments: tuple[int, ...],
-    log_path: str,
-    experiment: str | None,
-    since: Any,
-    until: Any,
-    days: tuple[float, float] | None,
-    day_zero: Any,
-    recommenders: tuple[str, ...],
-    include_open_sessions: bool,
-    metrics: tuple[str, ...],
-    alpha: float | None,
-    relative: str | None,
-    estimand: str | None,
+    query: LogQuery,
+    stat: StatChoice,
     correction: str | None,
     fmt: str,
     output: str | None,
@@ -57,16 +44,13 @@ def report(
     analysis is the user, never the session. A sample-ratio-mismatch check runs on every report
     and warns loudly (also on stderr) when the users per arm do not fit the configured split.
     """
-    filters = make_filters(since, until, days, day_zero, recommenders, include_open_sessions)
-    with open_log(log_path) as log, user_errors(log):
-        chosen = default_metrics(metrics or None, estimand=estimand, alpha=alpha, relative=relative)
-        analysis = Experiment(chosen, alpha=alpha, relative=relative, estimand=estimand, correction=correction)
-        result = analysis.analyze(
+    with open_log(query.path) as log, user_errors(log):
+        result = stat.experiment(correction).analyze(
             log,
-            experiment=experiment,
+            experiment=query.experiment,
             control=control,
             treatments=treatments or None,
-            filters=filters,
+            filters=query.filters,
             timeseries=fmt == "html",
         )
         text = result.to_string(fmt)

@@ -13,7 +13,7 @@ from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from botify.config import ConfigError, read_mapping, validate_mapping
+from botify.config import ConfigError, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported for the training command
 
 
 class _Strict(BaseModel):
