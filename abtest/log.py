@@ -16,7 +16,7 @@ from types import TracebackType
 import duckdb
 
 from abtest.errors import AbtestError
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns
+from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns, exported_tables
 
 logger = logging.getLogger(__name__)
 
@@ -98,6 +98,9 @@ class EventLog:
             return cls(_open_parquet(text), text)
         p = Path(text)
         if p.is_dir():
+            exported = exported_tables(p)
+            if exported:  # `botify export`: its events, and the configured split of every start
+                return cls(_open_parquet(exported[EVENTS_TABLE], experiments=exported.get(EXPERIMENTS_TABLE)), text)
             if not any(p.rglob("*.parquet")):
                 raise AbtestError(f"log {text!r} is a directory without any .parquet file")
             return cls(_open_parquet(str(p / "**" / "*.parquet")), text)
@@ -248,12 +251,14 @@ def _read_head(path: Path) -> bytes:
         return handle.read(16)
 
 
-def _open_parquet(pattern: str) -> duckdb.DuckDBPyConnection:
+def _open_parquet(pattern: str, *, experiments: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     try:
         con.execute(
             f"CREATE VIEW {EVENTS_TABLE} AS SELECT * FROM read_parquet({_sql_string(pattern)}, union_by_name = true)"
         )
+        if experiments is not None:
+            con.execute(f"CREATE VIEW {EXPERIMENTS_TABLE} AS SELECT * FROM read_parquet({_sql_string(experiments)})")
     except duckdb.Error as exc:
         con.close()
         raise AbtestError(f"cannot read Parquet log {pattern!r}: {duckdb_message(exc)}") from exc

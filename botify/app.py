@@ -36,7 +36,7 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, *, start
 
     Everything slow or fallible happens here, once: a missing world, experiments file,
     recommender, artifact or Redis raises `ConfigError` with a clear message. `started_us`
-    identifies the start in the log's `experiments` table (workers of one start share it).
+    identifies the start in the log's `experiments` and `worlds` tables (workers of one start share it).
     """
     if config is None:
         config = load_config()
@@ -51,7 +51,10 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, *, start
     experiments_ = build_experiments(experiments_config, catalog_)
     history = make_history(config.history)
     history.check()
-    writer = eventlog.init_app(app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us)
+    world = {"fingerprint": catalog_.fingerprint, "path": str(catalog_.path.absolute()), "tracks": catalog_.n_tracks}
+    writer = eventlog.init_app(
+        app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us, world
+    )
     app.extensions["botify"] = Service(
         catalog=catalog_,
         experiments=experiments_,

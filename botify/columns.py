@@ -5,6 +5,8 @@ Renaming or retyping a column is a migration, not an edit: users' own SQL depend
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class Columns:
     """Names of the event log's columns (table or view `events`)."""
@@ -65,3 +67,42 @@ EXPERIMENTS_DUCKDB_TYPES = {
     ExperimentColumns.SERVING: "BOOLEAN",
     ExperimentColumns.STARTED: "TIMESTAMP",
 }
+
+
+class WorldColumns:
+    """Names of the columns of the log's `worlds` table: which world every service start served.
+
+    Training and evaluation compare it with their `--world`, so that a model is never fitted
+    on a log of another world without a word.
+    """
+
+    STARTED = "started"  # TIMESTAMP: the service start, as in `experiments`
+    FINGERPRINT = "fingerprint"  # VARCHAR: the world's `Catalog.fingerprint`
+    PATH = "path"  # VARCHAR: the world directory the service read
+    TRACKS = "tracks"  # BIGINT: tracks in its catalog
+
+    ALL = (STARTED, FINGERPRINT, PATH, TRACKS)
+
+
+WORLDS_TABLE = "worlds"
+
+WORLDS_DUCKDB_TYPES = {
+    WorldColumns.STARTED: "TIMESTAMP",
+    WorldColumns.FINGERPRINT: "VARCHAR",
+    WorldColumns.PATH: "VARCHAR",
+    WorldColumns.TRACKS: "BIGINT",
+}
+
+
+def exported_tables(directory: Path) -> dict[str, str]:
+    """Table name -> Parquet path or glob, when `directory` is a `botify export`; else {}.
+
+    An export holds `events/date=YYYY-MM-DD/*.parquet` and one `<table>.parquet` per other table.
+    """
+    if not (directory / EVENTS_TABLE).is_dir():
+        return {}
+    tables = {EVENTS_TABLE: str(directory / EVENTS_TABLE / "**" / "*.parquet")}
+    for table in (EXPERIMENTS_TABLE, WORLDS_TABLE):
+        if (directory / f"{table}.parquet").is_file():
+            tables[table] = str(directory / f"{table}.parquet")
+    return tables

@@ -8,10 +8,10 @@ the external ids used by the HTTP API and the event log; they run from 0 to `n_t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import cached_property
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -63,6 +63,25 @@ def _to_numpy(table: pa.Table, name: str, source: Path) -> np.ndarray:
         return parts[0]
     return np.concatenate(parts) if parts else np.empty(0, dtype)
 
+def world_fingerprint(world_dir: str | Path) -> str:
+    """16 hex digits that identify a world: a hash of its manifest (`world.yml`: format and
+    generation config, seed included), so the same config and seed give the same fingerprint.
+
+    The service reports it and records it in the log, so that a simulator or a training run can
+    tell a log or a service of another world. A directory without a manifest (a catalog written
+    by hand) is identified by its catalog file.
+    """
+    world_dir = Path(world_dir)
+    manifest = world_dir / MANIFEST_FILE
+    if manifest.is_file():
+        import yaml  # only the fingerprint reads the manifest
+
+        content = json.dumps(yaml.safe_load(manifest.read_text()), sort_keys=True, separators=(",", ":")).encode()
+    else:
+        content = (world_dir / PUBLIC_DIR / CATALOG_FILE).read_bytes()
+    return hashlib.sha256(content).hexdigest()[:16]
+
+
 class Catalog:
     """Read-only view of a world's public part; frames are memory-mapped, not loaded.
 
@@ -106,6 +125,11 @@ class Catalog:
         self._tags_indices = np.load(public / TAGS_INDICES_FILE)
         self._frames = np.load(public / FRAMES_FILE, mmap_mode="r")
         self._frame_offsets = np.load(public / FRAME_OFFSETS_FILE)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """The world's `world_fingerprint`."""
+        return world_fingerprint(self.path)
 
     def __len__(self) -> int:
         return self.n_tracks

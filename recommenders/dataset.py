@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from botify.columns import EVENTS_TABLE, Columns
+from botify.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, exported_tables
 
 #: The log's columns that a Dataset keeps (the experiments map and latency are the service's business).
 INTERACTION_COLUMNS = (
@@ -74,7 +74,8 @@ class Dataset:
     def from_log(cls, path: str | Path, *, table: str = EVENTS_TABLE) -> Self:
         """Read an event log: a DuckDB file with table or view `events`, or Parquet (file or directory).
 
-        A Parquet directory may be hive-partitioned (as `botify export` writes it).
+        A Parquet directory may be hive-partitioned, or be the output of `botify export` (whose
+        `events/` it reads).
         """
         import duckdb  # imported here: only reading a log needs it
 
@@ -84,7 +85,7 @@ class Dataset:
         columns = ", ".join(f'"{column}"' for column in INTERACTION_COLUMNS)
         try:
             if path.is_dir() or path.suffix in PARQUET_SUFFIXES:
-                pattern = str(path / "**" / "*.parquet") if path.is_dir() else str(path)
+                pattern = exported_tables(path).get(EVENTS_TABLE) or (str(path / "**" / "*.parquet") if path.is_dir() else str(path))
                 with duckdb.connect() as connection:
                     frame = connection.execute(
                         f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true, union_by_name = true)", [pattern]
@@ -149,6 +150,34 @@ class Dataset:
 
 
 EventsLike = pd.DataFrame | Dataset
+
+
+def logged_worlds(path: str | Path) -> list[tuple[str, str]]:
+    """The distinct (fingerprint, world path) pairs recorded by the services that wrote the log.
+
+    Read from the log's `worlds` table (a service log, format 2 on) or an export's
+    `worlds.parquet`; a log without that record (older, hand-made, a single Parquet file) gives [].
+    """
+    import duckdb
+
+    path = Path(path)
+    query = f'SELECT DISTINCT "{WorldColumns.FINGERPRINT}", "{WorldColumns.PATH}" FROM {{}} ORDER BY 1, 2'
+    try:
+        if path.is_dir():
+            source = exported_tables(path).get(WORLDS_TABLE)
+            if source is None:
+                return []
+            with duckdb.connect() as connection:
+                return [tuple(row) for row in connection.execute(query.format("read_parquet(?)"), [source]).fetchall()]
+        if not path.is_file() or path.suffix in PARQUET_SUFFIXES:
+            return []
+        with duckdb.connect(str(path), read_only=True) as connection:
+            present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+            if WORLDS_TABLE not in present:
+                return []
+            return [tuple(row) for row in connection.execute(query.format(WORLDS_TABLE)).fetchall()]
+    except duckdb.Error as error:
+        raise DatasetError(f"cannot read the worlds recorded in the event log {path}: {error}") from error
 
 
 def as_interactions(events: EventsLike) -> pd.DataFrame:

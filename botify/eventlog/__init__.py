@@ -1,6 +1,6 @@
 """The DuckDB event log: this package owns its whole lifecycle, as flaskr's `db.py` does.
 
-`init_app(app, ...)` creates or checks LOG, records the start in the log's `experiments` table
+`init_app(app, ...)` creates or checks LOG, records the start in the log's `experiments` and `worlds` tables
 and gives the app a per-process `EventWriter` (in `app.extensions`);
 `close_log(app)` seals what is buffered (the servers call it at shutdown); `init-db` is the
 command that creates (or resets) a log by hand.
@@ -12,7 +12,7 @@ Submodules: `layout` (LOG, segment paths, views, init), `writer` (buffer and sea
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import click
@@ -41,10 +41,11 @@ def init_app(
     experiment_names: Sequence[str],
     start_rows: Sequence[dict[str, object]],
     started_us: int | None = None,
+    world: Mapping[str, object] | None = None,
 ) -> EventWriter:
-    """Create or check LOG, record this start, and attach a writer and the `init-db` command."""
+    """Create or check LOG, record this start (experiments and `world`), and attach a writer and the `init-db` command."""
     layout = init_log(log)
-    record_start(layout, start_rows, started_us if started_us is not None else time.time_ns() // 1000)
+    record_start(layout, start_rows, started_us if started_us is not None else time.time_ns() // 1000, world)
     writer = EventWriter(layout, experiment_names, settings.flush_window, settings.flush_events)
     app.extensions[EXTENSION] = writer
     app.cli.add_command(init_db_command)

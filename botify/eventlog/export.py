@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 import duckdb
 
-from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, Columns
+from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns
 from botify.config import ConfigError, load_config
 from botify.eventlog.layout import SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, LogLayout, connect, file_lock, init_log
 
@@ -24,19 +24,22 @@ def _quote(path: Path) -> str:
 
 def export_parquet(log: str | Path, out: str | Path) -> dict[str, int]:
     """Write the log to `out`: `events/date=YYYY-MM-DD/*.parquet` (hive partitioning by the
-    event's UTC date) and `experiments.parquet`. Returns the row count of each table."""
+    event's UTC date), `experiments.parquet` and `worlds.parquet`. Returns the row count of each table."""
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise LogError(f"{out} exists and is not empty; choose a new --out directory")
     out.mkdir(parents=True, exist_ok=True)
     connection = connect(log)
     try:
-        counts = {table: int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) for table in (EVENTS_TABLE, EXPERIMENTS_TABLE)}
+        present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
+        tables = [table for table in (EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE) if table in present]  # worlds: since format 2
+        counts = {table: int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) for table in tables}
         connection.execute(
             f"COPY (SELECT *, CAST({Columns.TS} AS DATE) AS {PARTITION_COLUMN} FROM {EVENTS_TABLE} ORDER BY {Columns.TS}) "
             f"TO {_quote(out / EVENTS_TABLE)} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}), COMPRESSION zstd)"
         )
-        connection.execute(f"COPY (SELECT * FROM {EXPERIMENTS_TABLE} ORDER BY started) TO {_quote(out / 'experiments.parquet')} (FORMAT parquet)")
+        for table in tables[1:]:
+            connection.execute(f"COPY (SELECT * FROM {table} ORDER BY started) TO {_quote(out / f'{table}.parquet')} (FORMAT parquet)")
     finally:
         connection.close()
     return counts
@@ -93,15 +96,18 @@ _log_option = click.option("--log", type=click.Path(dir_okay=False, path_type=Pa
 def export_command(config_path: Path | None, log: Path | None, fmt: str, out: Path) -> None:
     """Export the event log as Parquet partitioned by date, for Spark, Polars, pandas and friends.
 
-    Writes OUT/events/date=YYYY-MM-DD/*.parquet and OUT/experiments.parquet. Safe while the
-    service runs (it reads what is sealed so far).
+    Writes OUT/events/date=YYYY-MM-DD/*.parquet, OUT/experiments.parquet and OUT/worlds.parquet.
+    Safe while the service runs (it reads what is sealed so far).
     """
     path = _log_path(config_path, log)
     try:
         counts = export_parquet(path, out)
     except LogError as error:
         raise click.ClickException(str(error)) from None
-    click.echo(f"Exported {counts[EVENTS_TABLE]} events and {counts[EXPERIMENTS_TABLE]} experiment rows of {path} to {out} ({fmt}).")
+    click.echo(
+        f"Exported {counts[EVENTS_TABLE]} events, {counts[EXPERIMENTS_TABLE]} experiment rows and "
+        f"{counts.get(WORLDS_TABLE, 0)} world rows of {path} to {out} ({fmt})."
+    )
 
 
 @click.command("compact")

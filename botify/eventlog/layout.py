@@ -3,9 +3,10 @@
 LOG (`--log`, e.g. `data/events.duckdb`) is a small DuckDB file that holds no rows, only views:
 `events` and `experiments` over sealed Parquet segments in a directory next to it::
 
-    data/events.duckdb                  views events, experiments; table log_info
+    data/events.duckdb                  views events, experiments, worlds; table log_info
     data/events.segments/events/        one Parquet file per worker and flush window
     data/events.segments/experiments/   one Parquet file per service start
+    data/events.segments/worlds/        one Parquet file per service start
 
 A segment is written under a temporary name and renamed into place, so a reader never sees a
 half-written file. The service never opens LOG while it serves: readers open it with
@@ -30,17 +31,17 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE
+from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the worlds table
 SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 TEMPLATE_NAME = "0000000000000000000-template.parquet"
 SEGMENT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
 INFO_TABLE = "log_info"
-TABLES = (EVENTS_TABLE, EXPERIMENTS_TABLE)
+TABLES = (EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE)
 _GLOB_CHARACTERS = set("*?[]{}'")
 
 

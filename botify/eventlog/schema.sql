@@ -28,3 +28,12 @@ CREATE TABLE experiments (
     serving BOOLEAN,                      -- true for the experiment that decides who serves
     started TIMESTAMP                     -- when that service started, UTC
 );
+
+-- One row per service start: the world it served (its catalog's fingerprint), so that
+-- training can tell a log of another world.
+CREATE TABLE worlds (
+    started TIMESTAMP,                    -- when that service started, UTC (as in experiments)
+    fingerprint VARCHAR,                  -- the world's catalog fingerprint
+    path VARCHAR,                         -- the world directory the service read
+    tracks BIGINT                         -- tracks in its catalog
+);

@@ -17,12 +17,12 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 import pyarrow as pa
 
-from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, Columns, ExperimentColumns
+from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from botify.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
 
 logger = logging.getLogger(__name__)
@@ -169,7 +169,17 @@ def experiments_table(rows: Sequence[dict[str, object]], started_us: int) -> pa.
     return pa.Table.from_pydict(data, schema=schema)
 
 
-def record_start(layout: LogLayout, rows: Sequence[dict[str, object]], started_us: int) -> Path | None:
-    """Write the start record once per `started_us` (workers of one start may all try)."""
-    table = experiments_table(rows, started_us)
-    return write_segment(layout.directory(EXPERIMENTS_TABLE), f"{started_us:019d}{SEGMENT_SUFFIX}", table, exclusive=True)
+def record_start(
+    layout: LogLayout, rows: Sequence[dict[str, object]], started_us: int, world: Mapping[str, object] | None = None
+) -> Path | None:
+    """Write the start record once per `started_us` (workers of one start may all try).
+
+    `rows` are the `experiments` rows; `world` (fingerprint, path, tracks) is the `worlds` row,
+    written first so that a start's experiments record never lacks its world.
+    """
+    name = f"{started_us:019d}{SEGMENT_SUFFIX}"
+    if world is not None:
+        values = {column: [world[column]] for column in WorldColumns.ALL if column != WorldColumns.STARTED}
+        table = pa.Table.from_pydict({WorldColumns.STARTED: [started_us], **values}, schema=arrow_schemas()[WORLDS_TABLE])
+        write_segment(layout.directory(WORLDS_TABLE), name, table, exclusive=True)
+    return write_segment(layout.directory(EXPERIMENTS_TABLE), name, experiments_table(rows, started_us), exclusive=True)

@@ -9,7 +9,7 @@ import click
 import yaml
 
 from recommenders.catalog import Catalog, CatalogError
-from recommenders.dataset import Dataset, DatasetError
+from recommenders.dataset import Dataset, DatasetError, logged_worlds
 from recommenders.models.sessions import SessionLog, SessionLogError, as_session_log
 
 
@@ -22,8 +22,19 @@ def open_catalog(world: Path) -> Catalog:
 
 
 def read_sessions(events: Path, catalog: Catalog) -> SessionLog:
-    """The event log at `events` as sessions checked against `catalog`, or a ClickException."""
+    """The event log at `events` as sessions checked against `catalog`, or a ClickException.
+
+    A log whose service recorded another world than `catalog`'s is refused: its track ids would
+    mean other tracks, and a model fitted on it would be silently meaningless.
+    """
     try:
+        others = [(fingerprint, path) for fingerprint, path in logged_worlds(events) if fingerprint != catalog.fingerprint]
+        if others:
+            served = ", ".join(f"{path} (fingerprint {fingerprint})" for fingerprint, path in others)
+            raise click.ClickException(
+                f"{events} was logged by a service serving another world: {served}; --world {catalog.path} has "
+                f"fingerprint {catalog.fingerprint}. Pass the world the log was served from."
+            )
         return as_session_log(Dataset.from_log(events), catalog.n_tracks)
     except (DatasetError, SessionLogError) as error:
         raise click.ClickException(str(error)) from None

@@ -53,6 +53,23 @@ def _ensure_world(config: EnvConfig) -> None:
     generate_world(world_config, config.world, progress=True)
 
 
+def _check_served_world(description: dict[str, object], config: EnvConfig) -> None:
+    """Refuse a service that serves another world: its answers would be ids of other tracks.
+
+    A service that does not say (the course's) is trusted.
+    """
+    from recommenders.catalog import world_fingerprint
+
+    served = description.get("world")
+    ours = world_fingerprint(config.world)
+    if served is not None and served != ours:
+        raise click.ClickException(
+            f"the service at http://{config.service.host}:{config.service.port} serves another world (fingerprint {served}, "
+            f"{description.get('tracks', '?')} tracks) than this run's {config.world} (fingerprint {ours}); "
+            f"restart it with `botify serve --world {config.world}`, or point `world` in the run's config at its world"
+        )
+
+
 def _client_spec(recommender: str, artifact: str | None, log_path: Path | None) -> ClientSpec:
     if recommender == "remote":
         return ClientSpec("remote")
@@ -132,6 +149,7 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
             raise click.ClickException(str(error)) from None
         finally:
             probe.close()
+        _check_served_world(description, config)
     elif spec.kind == "local":
         description = {"recommender": spec.name}
 
@@ -157,7 +175,7 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
             raise click.ClickException(str(error)) from None
         raise
     wall = time.perf_counter() - started
-    _report(results, description, wall, obj["log_path"])
+    _report(results, description, wall, obj["log_path"], config.world)
 
 
 def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days: int, interactive: bool) -> list[ShardResult]:
@@ -180,7 +198,7 @@ def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days
         bar.close()
 
 
-def _report(results: list[ShardResult], description: dict | None, wall: float, log_path: Path | None) -> None:
+def _report(results: list[ShardResult], description: dict | None, wall: float, log_path: Path | None, world: Path) -> None:
     records = [r for result in results for r in result.records]
     records.sort(key=lambda r: r.session)
     users = np.array([r.user for r in records], dtype=np.int64)
@@ -197,7 +215,7 @@ def _report(results: list[ShardResult], description: dict | None, wall: float, l
         from sim.run.locallog import write_local_log
 
         events = [e for result in results for e in result.events]
-        write_local_log(log_path, events)
+        write_local_log(log_path, events, world)
         click.echo(f"events written to {log_path}")
 
 

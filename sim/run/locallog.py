@@ -7,16 +7,17 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns
+from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, WORLDS_DUCKDB_TYPES, WORLDS_TABLE, Columns
+from recommenders.catalog import Catalog
 
 LOCAL_EXPERIMENT = "local"
 
 
-def write_local_log(path: Path, events: list[tuple]) -> None:
+def write_local_log(path: Path, events: list[tuple], world: Path) -> None:
     """Append `events` (as recorded by `LocalClient`) to table `events` of the DuckDB file `path`.
 
     Each event records the experiment {"local": 0}, so `abtest` and training read it as they
-    read the service's log.
+    read the service's log; table `worlds` records the run's `world` as the service records its own.
     """
     frame = pd.DataFrame(
         events,
@@ -36,3 +37,9 @@ def write_local_log(path: Path, events: list[tuple]) -> None:
         connection.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
         connection.register("incoming", frame)
         connection.execute(f"INSERT INTO {EVENTS_TABLE} SELECT {select} FROM incoming")
+        connection.execute(f"CREATE TABLE IF NOT EXISTS {WORLDS_TABLE} ({', '.join(f'{c} {t}' for c, t in WORLDS_DUCKDB_TYPES.items())})")
+        catalog = Catalog(world)
+        connection.execute(
+            f"INSERT INTO {WORLDS_TABLE} VALUES (now()::TIMESTAMP, ?, ?, ?)",
+            [catalog.fingerprint, str(world.absolute()), catalog.n_tracks],
+        )

@@ -12,7 +12,16 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli import main
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, EXPERIMENTS_DUCKDB_TYPES, EXPERIMENTS_TABLE, Columns
+from botify.columns import (
+    DUCKDB_TYPES,
+    EVENTS_TABLE,
+    EXPERIMENTS_DUCKDB_TYPES,
+    EXPERIMENTS_TABLE,
+    WORLDS_DUCKDB_TYPES,
+    WORLDS_TABLE,
+    Columns,
+    WorldColumns,
+)
 from botify.eventlog import EventWriter, LogError, init_log
 from botify.eventlog.export import compact, export_parquet
 from botify.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock, schema_sql
@@ -60,6 +69,8 @@ def test_schema_sql_agrees_with_the_column_contract() -> None:
     assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
     assert list(DUCKDB_TYPES) == list(Columns.ALL)
     assert describe(connection, EXPERIMENTS_TABLE) == EXPERIMENTS_DUCKDB_TYPES
+    assert describe(connection, WORLDS_TABLE) == WORLDS_DUCKDB_TYPES
+    assert list(WORLDS_DUCKDB_TYPES) == list(WorldColumns.ALL)
 
 
 def test_a_new_log_has_typed_empty_views(log: Path) -> None:
@@ -67,6 +78,7 @@ def test_a_new_log_has_typed_empty_views(log: Path) -> None:
 
     assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
     assert describe(connection, EXPERIMENTS_TABLE) == EXPERIMENTS_DUCKDB_TYPES
+    assert describe(connection, WORLDS_TABLE) == WORLDS_DUCKDB_TYPES
     assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
     connection.close()
 
@@ -223,13 +235,30 @@ def test_start_records_are_written_once_per_start(log: Path) -> None:
     layout = LogLayout.of(log)
     rows = [{"experiment": "e", "treatment": i, "recommender": r, "serving": True} for i, r in enumerate(["random", "sticky_artist"])]
 
-    assert record_start(layout, rows, JAN_1_2024_US) is not None
-    assert record_start(layout, rows, JAN_1_2024_US) is None
+    world = {"fingerprint": "0123456789abcdef", "path": "/worlds/a", "tracks": 50}
 
+    assert record_start(layout, rows, JAN_1_2024_US, world) is not None
+    assert record_start(layout, rows, JAN_1_2024_US, world) is None
+
+    jan_1 = read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]
     assert read(log, "SELECT experiment, treatment, recommender, serving, started FROM experiments ORDER BY treatment") == [
-        ("e", 0, "random", True, read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]),
-        ("e", 1, "sticky_artist", True, read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]),
+        ("e", 0, "random", True, jan_1),
+        ("e", 1, "sticky_artist", True, jan_1),
     ]
+    assert read(log, "SELECT started, fingerprint, path, tracks FROM worlds") == [(jan_1, "0123456789abcdef", "/worlds/a", 50)]
+
+
+def test_a_log_of_the_previous_format_gains_the_worlds_view(log: Path) -> None:
+    """Format 1 logs had no `worlds`: the next init (any service start) adds it, keeping the events."""
+    connection = duckdb.connect(str(log))
+    connection.execute("DROP VIEW worlds")
+    connection.execute("UPDATE log_info SET format_version = 1")
+    connection.close()
+
+    init_log(log)
+
+    assert read(log, "SELECT count(*) FROM worlds") == [(0,)]
+    assert read(log, "SELECT format_version FROM log_info") == [(2,)]
 
 
 def test_export_writes_parquet_partitioned_by_date(log: Path, writer: EventWriter, tmp_path: Path) -> None:
@@ -239,12 +268,33 @@ def test_export_writes_parquet_partitioned_by_date(log: Path, writer: EventWrite
 
     counts = export_parquet(log, out)
 
-    assert counts == {EVENTS_TABLE: 3, EXPERIMENTS_TABLE: 0}
+    assert counts == {EVENTS_TABLE: 3, EXPERIMENTS_TABLE: 0, WORLDS_TABLE: 0}
+    assert (out / "experiments.parquet").is_file() and (out / "worlds.parquet").is_file()
     assert sorted(p.name for p in (out / EVENTS_TABLE).iterdir()) == ["date=2024-01-01", "date=2024-01-02"]
     exported = duckdb.connect().execute(f"SELECT count(*) FROM read_parquet('{out}/events/*/*.parquet', hive_partitioning = true)").fetchone()
     assert exported == (3,)
     with pytest.raises(LogError, match="not empty"):
         export_parquet(log, out)
+
+
+def test_an_export_reads_like_the_log(log: Path, writer: EventWriter, tmp_path: Path) -> None:
+    """Training and abtest take an export directory for the log: same events, split and world."""
+    from abtest.log import EventLog
+    from recommenders.dataset import Dataset, logged_worlds
+
+    rows = [{"experiment": "first", "treatment": i, "recommender": "random", "serving": True} for i in range(2)]
+    record_start(LogLayout.of(log), rows, JAN_1_2024_US, {"fingerprint": "f" * 16, "path": "/w", "tracks": 9})
+    writer.extend([row(1), row(2, JAN_1_2024_US + DAY_US, message="last")])
+    writer.flush()
+    out = tmp_path / "export"
+    export_parquet(log, out)
+
+    assert len(Dataset.from_log(out)) == len(Dataset.from_log(log)) == 2
+    assert logged_worlds(out) == logged_worlds(log) == [("f" * 16, "/w")]
+    with EventLog.open(out) as exported, EventLog.open(log) as original:
+        assert exported.declared() == original.declared() and len(exported.declared()) == 2
+        count = "SELECT count(*) FROM events"
+        assert exported.con.execute(count).fetchone() == original.con.execute(count).fetchone() == (2,)
 
 
 def test_compact_merges_segments_without_losing_rows(log: Path, writer: EventWriter) -> None:

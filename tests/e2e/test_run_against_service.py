@@ -120,3 +120,30 @@ def test_local_runs_give_the_served_sessions(small_world_dir: Path, tmp_path: Pa
     local = _simulate(small_world_dir, running.port, seed=8, client=ClientSpec("local", "random"))  # no HTTP
 
     assert local == served
+
+
+def test_a_run_against_a_service_of_another_world_is_refused(small_world_dir: Path, service: Service, tmp_path: Path) -> None:
+    import shutil
+
+    from click.testing import CliRunner
+
+    from recommenders.catalog import world_fingerprint
+    from sim.run.__main__ import main
+
+    other = shutil.copytree(small_world_dir, tmp_path / "other-world")
+    manifest = yaml.safe_load((other / "world.yml").read_text())
+    manifest["config"]["seed"] += 1  # another world as far as the fingerprint goes
+    (other / "world.yml").write_text(yaml.safe_dump(manifest))
+    config = tmp_path / "env.yml"
+    config.write_text(yaml.safe_dump({"world": str(other), "service": {"port": service.port}}))
+
+    result = CliRunner().invoke(main, ["--episodes", "5", "--config", str(config), "--days", "1", "--quiet", "single"])
+
+    served = world_fingerprint(small_world_dir)
+    assert result.exit_code == 1, result.output
+    assert f"serves another world (fingerprint {served}" in result.output and world_fingerprint(other) in result.output
+    assert requests.get(f"http://127.0.0.1:{service.port}/", timeout=5).json()["world"] == served
+    service.stop()
+    with duckdb.connect(str(service.log), read_only=True) as connection:
+        assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
+        assert connection.execute("SELECT fingerprint, path FROM worlds").fetchall() == [(served, str(small_world_dir.absolute()))]

@@ -27,11 +27,13 @@ def _digest(directory: Path) -> dict[str, str]:
 def test_same_seed_gives_identical_files(tmp_path: Path, small_world_dir: Path) -> None:
     again = generate_world(world_config_from_mapping(SMALL_WORLD), tmp_path / "again")
     assert _digest(again) == _digest(small_world_dir)
+    assert Catalog(again).fingerprint == Catalog(small_world_dir).fingerprint
 
 
 def test_other_seed_gives_another_world(tmp_path: Path, small_world: World) -> None:
     other = World(generate_world(world_config_from_mapping({**SMALL_WORLD, "seed": 8}), tmp_path / "other"))
     assert not np.array_equal(other.taste, small_world.taste)
+    assert other.catalog.fingerprint != small_world.catalog.fingerprint
 
 
 def test_public_half_holds_no_hidden_arrays(small_world_dir: Path) -> None:

@@ -116,3 +116,35 @@ def test_train_reads_the_parquet_export_like_the_duckdb_log(two_day_log_path: Pa
     assert sorted(duck) == sorted(parquet)
     for name in duck:  # same events, same seed: the same model, whichever file the log came in
         np.testing.assert_array_equal(duck[name], parquet[name], err_msg=name)
+
+
+def _with_world(log: Path, copy: Path, fingerprint: str) -> Path:
+    """A copy of `log` whose `worlds` table says a service of world `fingerprint` wrote it."""
+    import shutil
+
+    import duckdb
+
+    shutil.copy(log, copy)
+    with duckdb.connect(str(copy)) as connection:
+        connection.execute("CREATE TABLE worlds (started TIMESTAMP, fingerprint VARCHAR, path VARCHAR, tracks BIGINT)")
+        connection.execute("INSERT INTO worlds VALUES (TIMESTAMP '2024-01-01', ?, '/elsewhere/world', 3000)", [fingerprint])
+    return copy
+
+
+def test_a_log_of_another_world_is_refused(two_day_log_path: Path, small_world_dir: Path, tmp_path: Path) -> None:
+    from recommenders.catalog import world_fingerprint
+
+    ours = world_fingerprint(small_world_dir)
+    other = _with_world(two_day_log_path, tmp_path / "other.duckdb", "0" * 16)
+    config = tmp_path / "bpr.yml"
+    config.write_text(yaml.safe_dump({**BPR_FAST, "epochs": 1}))
+    common = ["--world", str(small_world_dir), "--out", str(tmp_path / "out"), "--config", str(config), "--quiet"]
+
+    code, output = _train("bpr_knn", "--events", str(other), *common)
+
+    assert code == 1
+    assert "/elsewhere/world (fingerprint 0000000000000000)" in output and f"fingerprint {ours}" in output
+    assert not (tmp_path / "out").exists()
+    same = _with_world(two_day_log_path, tmp_path / "same.duckdb", ours)
+    code, output = _train("bpr_knn", "--events", str(same), *common)
+    assert code == 0, output

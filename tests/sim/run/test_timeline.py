@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
+from recommenders.catalog import Catalog
 from sim.config import EnvConfig, env_config_from_mapping
 from sim.run.__main__ import main as run_cli
 from sim.run.clients import DummyClient
@@ -119,6 +120,8 @@ def test_local_log_matches_the_simulator(small_world_dir: Path, tmp_path: Path) 
         # Each listened recommendation's fraction arrives with the message after it; the first
         # message carries the listener's own first track with time 1.0.
         rewards = dict(connection.execute("SELECT session, sum(time) - 1.0 FROM events GROUP BY session").fetchall())
+        worlds = connection.execute("SELECT fingerprint, path, tracks FROM worlds").fetchall()
+    assert worlds == [(Catalog(small_world_dir).fingerprint, str(small_world_dir.absolute()), Catalog(small_world_dir).n_tracks)]
     expected = sorted(job.records, key=lambda r: r.session)
     assert per_session == [(r.session, r.tracks, 1) for r in expected]
     assert all(rewards[r.session] == pytest.approx(r.time, abs=1e-9) for r in expected)
