@@ -123,22 +123,9 @@ class Service:
                 propensities[i] = propensity
                 latencies[i] = share
         common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
-        names = self._names
         self.writer.extend(
             [
-                (
-                    now_us if item.ts is None else item.ts * 1000,
-                    item.user,
-                    item.session,
-                    item.message,
-                    item.track,
-                    item.time,
-                    answer,
-                    names[assignment[serving]],
-                    latency + common,
-                    assignment,
-                    propensity,
-                )
+                self._row(item, now_us, answer, assignment[serving], latency + common, assignment, propensity)
                 for item, answer, assignment, latency, propensity in zip(items, answers, assignments, latencies, propensities, strict=True)
                 if not isinstance(answer, ServeError)
             ]
