@@ -16,7 +16,7 @@ from types import TracebackType
 import duckdb
 
 from abtest.errors import AbtestError
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns, exported_tables
+from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns, exported_tables, log_file_kind
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +48,6 @@ class DeclaredColumns:
 
 
 _GLOB_CHARS = set("*?[")
-_DUCKDB_MAGIC = b"DUCK"  # bytes 8..12 of a DuckDB database file
-_PARQUET_MAGIC = b"PAR1"
 
 
 def quote(name: str) -> str:
@@ -106,10 +104,10 @@ class EventLog:
             return cls(_open_parquet(str(p / "**" / "*.parquet")), text)
         if not p.exists():
             raise AbtestError(f"log {text!r} does not exist; pass --log PATH (a DuckDB file or Parquet files)")
-        head = _read_head(p)
-        if head[:4] == _PARQUET_MAGIC:
+        kind = log_file_kind(p)
+        if kind == "parquet":
             return cls(_open_parquet(text), text)
-        if head[8:12] != _DUCKDB_MAGIC:
+        if kind != "duckdb":
             raise AbtestError(f"log {text!r} is neither a DuckDB database nor a Parquet file")
         try:
             con = duckdb.connect(text, read_only=True)
@@ -244,11 +242,6 @@ def duckdb_message(exc: BaseException) -> str:
     """DuckDB's error message without the echoed SQL (the part a user can act on)."""
     text = str(exc).split("\n\nLINE ")[0].strip()
     return " ".join(text.split())
-
-
-def _read_head(path: Path) -> bytes:
-    with path.open("rb") as handle:
-        return handle.read(16)
 
 
 def _open_parquet(pattern: str, *, experiments: str | None = None) -> duckdb.DuckDBPyConnection:

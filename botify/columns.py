@@ -1,4 +1,5 @@
-"""Column names and types of the event log: a contract shared by the service, `abtest` and training.
+"""Column names and types of the event log, and how its files are recognised: a contract shared by
+the service, `abtest` and training.
 
 Renaming or retyping a column is a migration, not an edit: users' own SQL depends on these.
 """
@@ -106,3 +107,12 @@ def exported_tables(directory: Path) -> dict[str, str]:
         if (directory / f"{table}.parquet").is_file():
             tables[table] = str(directory / f"{table}.parquet")
     return tables
+
+
+def log_file_kind(path: Path) -> str | None:
+    """'duckdb' or 'parquet' from a file's first bytes, or None for anything else (a CSV, say)."""
+    with path.open("rb") as handle:
+        head = handle.read(16)
+    if head[:4] == b"PAR1":
+        return "parquet"
+    return "duckdb" if head[8:12] == b"DUCK" else None  # bytes 8..12 of a DuckDB database file

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from botify.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, exported_tables
+from botify.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, exported_tables, log_file_kind
 
 #: The log's columns that a Dataset keeps (the experiments map and latency are the service's business).
 INTERACTION_COLUMNS = (
@@ -82,6 +82,8 @@ class Dataset:
         path = Path(path)
         if not path.exists():
             raise DatasetError(f"event log {path} does not exist")
+        if path.is_file() and log_file_kind(path) is None:
+            raise DatasetError(f"event log {path} is neither a DuckDB database nor a Parquet file")
         columns = ", ".join(f'"{column}"' for column in INTERACTION_COLUMNS)
         try:
             if path.is_dir() or path.suffix in PARQUET_SUFFIXES:
@@ -169,7 +171,7 @@ def logged_worlds(path: str | Path) -> list[tuple[str, str]]:
                 return []
             with duckdb.connect() as connection:
                 return [tuple(row) for row in connection.execute(query.format("read_parquet(?)"), [source]).fetchall()]
-        if not path.is_file() or path.suffix in PARQUET_SUFFIXES:
+        if not path.is_file() or log_file_kind(path) != "duckdb":
             return []
         with duckdb.connect(str(path), read_only=True) as connection:
             present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}

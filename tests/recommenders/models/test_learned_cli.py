@@ -78,6 +78,10 @@ def test_train_errors_say_what_is_wrong(two_day_log_path: Path, small_world_dir:
     assert code == 1 and "spans 2 simulated day(s)" in output
     code, output = _train("dssm", "--events", str(tmp_path / "missing.duckdb"), "--world", str(small_world_dir), "--out", str(tmp_path / "o"))
     assert code == 1 and "missing.duckdb" in output
+    csv = tmp_path / "events.csv"
+    csv.write_text("user,track,time\n1,2,0.5\n")
+    code, output = _train("dssm", "--events", str(csv), "--world", str(small_world_dir), "--out", str(tmp_path / "o"))
+    assert code == 1 and f"event log {csv} is neither a DuckDB database nor a Parquet file" in output
     code, output = _train("dssm", "--events", str(two_day_log_path), "--world", str(tmp_path), "--out", str(tmp_path / "o"))
     assert code == 1 and str(tmp_path) in output
     assert not (tmp_path / "out").exists()
