@@ -101,7 +101,7 @@ def main(episodes: int, workdir: Path, tracks: int, users: int, new_per_day: int
     python = str(BIN / "python")
     workdir.mkdir(parents=True, exist_ok=True)
     world = _world(workdir / "world", tracks, users, new_per_day, release_days, seed)
-    for stale in ("artifacts", "day1.duckdb", "day2.duckdb", "day2.segments"):  # the service's log keeps its events in <log>.segments/
+    for stale in ("artifacts", "day1.duckdb", "day1.segments", "day2.duckdb", "day2.segments"):  # a log keeps its events in <log>.segments/
         path = workdir / stale
         shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
     catalog = Catalog(world)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -47,6 +48,10 @@ _GLOB_CHARACTERS = set("*?[]{}'")
 
 class LogError(RuntimeError):
     """An event log that cannot be created, opened or written; the message says what to do."""
+
+
+class ForeignDatabaseError(LogError):
+    """LOG is a DuckDB database of something else: botify neither uses nor changes it."""
 
 
 @cache
@@ -153,7 +158,7 @@ def _info(layout: LogLayout) -> tuple[int, str] | None:
         tables = {row[0] for row in connection.execute("SELECT table_name FROM duckdb_tables()").fetchall()}
         if INFO_TABLE not in tables:
             if tables:
-                raise LogError(
+                raise ForeignDatabaseError(
                     f"{layout.path} is a DuckDB file but not a botify event log (no {INFO_TABLE} table); choose another --log"
                 )
             return None
@@ -200,10 +205,22 @@ def init_log(log: str | Path, *, reset: bool = False) -> LogLayout:
         raise LogError(f"event log path {layout.path} contains {''.join(sorted(bad))!r}, which DuckDB would read as a pattern; choose another --log")
     if layout.path.is_dir():
         raise LogError(f"event log path {layout.path} is a directory; give a file path such as data/events.duckdb")
+    created = not layout.segments.exists()
     try:
         layout.segments.mkdir(parents=True, exist_ok=True)
     except OSError as error:
         raise LogError(f"cannot create {layout.segments}: {error.strerror}") from None
+    try:
+        _init_locked(layout, reset)
+    except ForeignDatabaseError:
+        if created:  # leave no trace beside a database that is not ours
+            shutil.rmtree(layout.segments, ignore_errors=True)
+        raise
+    return layout
+
+
+def _init_locked(layout: LogLayout, reset: bool) -> None:
+    """`init_log`'s work on an existing segments directory, under its init lock."""
     with file_lock(layout.init_lock):
         for table, schema in arrow_schemas().items():
             directory = layout.directory(table)
@@ -228,7 +245,6 @@ def init_log(log: str | Path, *, reset: bool = False) -> LogLayout:
         info = _info(layout) if layout.path.exists() else None
         if info != (FORMAT_VERSION, str(layout.segments)):
             _write_views(layout)
-    return layout
 
 
 def connect(log: str | Path) -> duckdb.DuckDBPyConnection:

@@ -137,8 +137,10 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
         run_console(config, seed=obj["seed"], day=obj["start_day"])
         return
     spec = _client_spec(obj["recommender"], obj["artifact"], obj["log_path"])
-    if obj["log_path"] is not None and spec.kind != "local":
-        raise click.BadParameter("--log is for local:<name> runs; botify writes its own log", param_hint="--log")
+    if obj["log_path"] is not None:
+        if spec.kind != "local":
+            raise click.BadParameter("--log is for local:<name> runs; botify writes its own log", param_hint="--log")
+        _check_local_log(obj["log_path"])
     _ensure_world(config)
     description = None
     if spec.kind == "remote":
@@ -175,7 +177,9 @@ def _simulate(obj: dict, processes: int, interactive: bool) -> None:
             raise click.ClickException(str(error)) from None
         raise
     wall = time.perf_counter() - started
-    _report(results, description, wall, obj["log_path"], config.world)
+    _report(results, description, wall)
+    if obj["log_path"] is not None:
+        _write_local_log(obj["log_path"], results, config.world, spec.name)
 
 
 def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days: int, interactive: bool) -> list[ShardResult]:
@@ -198,7 +202,7 @@ def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days
         bar.close()
 
 
-def _report(results: list[ShardResult], description: dict | None, wall: float, log_path: Path | None, world: Path) -> None:
+def _report(results: list[ShardResult], description: dict | None, wall: float) -> None:
     records = [r for result in results for r in result.records]
     records.sort(key=lambda r: r.session)
     users = np.array([r.user for r in records], dtype=np.int64)
@@ -211,12 +215,28 @@ def _report(results: list[ShardResult], description: dict | None, wall: float, l
         f"\n{len(records)} sessions, {steps} recommendations listened, {served} requests in {batches} batches; "
         f"wall time {wall:.2f} s, {steps / wall:,.0f} steps/s"
     )
-    if log_path is not None:
-        from sim.run.locallog import write_local_log
 
-        events = [e for result in results for e in result.events]
-        write_local_log(log_path, events, world)
-        click.echo(f"events written to {log_path}")
+
+def _check_local_log(log_path: Path) -> None:
+    """Create or check the local run's log before simulating, so a bad --log costs no run."""
+    from botify.eventlog.layout import LogError, init_log
+
+    try:
+        init_log(log_path)
+    except LogError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _write_local_log(log_path: Path, results: list[ShardResult], world: Path, recommender: str) -> None:
+    from botify.eventlog.layout import LogError
+    from sim.run.locallog import write_local_log
+
+    events = [e for result in results for e in result.events]
+    try:
+        write_local_log(log_path, events, world, recommender)
+    except LogError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"events written to {log_path}")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,41 @@
-"""The event log of an in-process (`local:<name>`) run: the service's columns, in a DuckDB file."""
+"""The event log of an in-process (`local:<name>`) run, written as botify writes its own.
+
+A local run is one experiment, "local", with a single treatment. Its events, start record and
+world go through botify's own log code (Parquet segments behind views in LOG), so `abtest`,
+training and users' SQL read it exactly as they read a service's log, and a later run appends.
+"""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
-import duckdb
-import pandas as pd
-
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, WORLDS_DUCKDB_TYPES, WORLDS_TABLE, Columns
 from recommenders.catalog import Catalog
 
 LOCAL_EXPERIMENT = "local"
 
 
-def write_local_log(path: Path, events: list[tuple], world: Path) -> None:
-    """Append `events` (as recorded by `LocalClient`) to table `events` of the DuckDB file `path`.
+def write_local_log(path: Path, events: list[tuple], world: Path, recommender: str) -> None:
+    """Append `events` (as recorded by `LocalClient`) to the event log at `path`, creating it if needed.
 
-    Each event records the experiment {"local": 0}, so `abtest` and training read it as they
-    read the service's log; table `worlds` records the run's `world` as the service records its own.
+    Raises `botify.eventlog.LogError` when `path` cannot be a botify log (a directory, another
+    DuckDB database).
     """
-    frame = pd.DataFrame(
-        events,
-        columns=[Columns.TS, Columns.USER, Columns.SESSION, Columns.MESSAGE, Columns.TRACK, Columns.TIME,
-                 Columns.RECOMMENDATION, Columns.RECOMMENDER, Columns.LATENCY, Columns.PROPENSITY],
+    from botify.eventlog.layout import init_log
+    from botify.eventlog.writer import EventWriter, record_start
+
+    layout = init_log(path)
+    catalog = Catalog(world)
+    declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]
+    world_row = {"fingerprint": catalog.fingerprint, "path": str(world.absolute()), "tracks": catalog.n_tracks}
+    record_start(layout, declared, time.time_ns() // 1000, world_row)
+    writer = EventWriter(layout, [LOCAL_EXPERIMENT], flush_window=3600.0, flush_events=len(events) + 1)
+    # LocalClient records ts in epoch ms; the log's rows carry epoch us and the treatment tuple.
+    writer.extend(
+        (ts * 1000, user, session, message, track, listened, answer, name, latency, (0,), propensity)
+        for ts, user, session, message, track, listened, answer, name, latency, propensity in events
     )
-    frame[Columns.TS] = pd.to_datetime(frame[Columns.TS], unit="ms")
-    frame[Columns.RECOMMENDATION] = frame[Columns.RECOMMENDATION].astype("Int64")
-    frame[Columns.PROPENSITY] = frame[Columns.PROPENSITY].astype("Float64")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    columns = ", ".join(f'"{name}" {kind}' for name, kind in DUCKDB_TYPES.items())
-    select = ", ".join(
-        f"MAP {{'{LOCAL_EXPERIMENT}': 0}}::{DUCKDB_TYPES[name]}" if name == Columns.EXPERIMENTS else f'"{name}"'
-        for name in DUCKDB_TYPES
-    )
-    with duckdb.connect(str(path)) as connection:
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {EVENTS_TABLE} ({columns})")
-        connection.register("incoming", frame)
-        connection.execute(f"INSERT INTO {EVENTS_TABLE} SELECT {select} FROM incoming")
-        connection.execute(f"CREATE TABLE IF NOT EXISTS {WORLDS_TABLE} ({', '.join(f'{c} {t}' for c, t in WORLDS_DUCKDB_TYPES.items())})")
-        catalog = Catalog(world)
-        connection.execute(
-            f"INSERT INTO {WORLDS_TABLE} VALUES (now()::TIMESTAMP, ?, ?, ?)",
-            [catalog.fingerprint, str(world.absolute()), catalog.n_tracks],
-        )
+    try:
+        writer.flush()  # here, unlike close(), a failure to seal raises
+    finally:
+        writer.close()

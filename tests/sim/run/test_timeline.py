@@ -121,10 +121,29 @@ def test_local_log_matches_the_simulator(small_world_dir: Path, tmp_path: Path) 
         # message carries the listener's own first track with time 1.0.
         rewards = dict(connection.execute("SELECT session, sum(time) - 1.0 FROM events GROUP BY session").fetchall())
         worlds = connection.execute("SELECT fingerprint, path, tracks FROM worlds").fetchall()
+        declared = connection.execute("SELECT experiment, treatment, recommender, serving FROM experiments").fetchall()
+        assignments = connection.execute("SELECT DISTINCT experiments FROM events").fetchall()
     assert worlds == [(Catalog(small_world_dir).fingerprint, str(small_world_dir.absolute()), Catalog(small_world_dir).n_tracks)]
+    assert declared == [("local", 0, "sticky_artist", True)] and assignments == [({"local": 0},)]
     expected = sorted(job.records, key=lambda r: r.session)
     assert per_session == [(r.session, r.tracks, 1) for r in expected]
     assert all(rewards[r.session] == pytest.approx(r.time, abs=1e-9) for r in expected)
+
+
+def test_a_local_log_that_cannot_be_written_is_refused_before_the_run(small_world_dir: Path, tmp_path: Path) -> None:
+    other = tmp_path / "other.duckdb"
+    with duckdb.connect(str(other)) as connection:
+        connection.execute("CREATE TABLE mine AS SELECT 42 AS answer")
+    config = tmp_path / "env.yml"
+    config.write_text(f"world: {small_world_dir}\n")
+
+    result = CliRunner().invoke(run_cli, ["--episodes", "20", "--config", str(config), "--recommender", "local:random", "--log", str(other), "--quiet"])
+
+    assert result.exit_code == 1
+    assert "not a botify event log" in result.output and "sessions" not in result.output  # refused before simulating
+    with duckdb.connect(str(other), read_only=True) as connection:
+        assert connection.execute("SELECT * FROM mine").fetchall() == [(42,)]  # and left as it was
+    assert not (tmp_path / "other.segments").exists()
 
 
 def test_single_in_a_terminal_pauses_after_each_day(small_world_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
