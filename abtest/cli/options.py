@@ -145,7 +145,8 @@ def log_options(func: Callable) -> Callable:
             "log_path",
             default=DEFAULT_LOG,
             show_default=True,
-            help="Event log: a DuckDB file with table/view `events`, or Parquet file(s)/dir/glob with its columns.",
+            help="Event log: a DuckDB file with table/view `events`, a `botify export` directory, or Parquet "
+            "file(s)/dir/glob with its columns.",
         ),
         click.option(
             "--experiment",
