@@ -184,6 +184,16 @@ class Catalog:
         order, offsets = self._artist_index
         return order[offsets[artist] : offsets[artist + 1]]
 
+    @cached_property
+    def _release_index(self) -> tuple[np.ndarray, np.ndarray]:
+        order = np.argsort(self.release_day, kind="stable").astype(np.int64)
+        return order, self.release_day[order]
+
+    def released_after(self, day: int) -> np.ndarray:
+        """Track ids released after simulated `day` (not yet out on that day), by release day."""
+        order, days = self._release_index
+        return order[np.searchsorted(days, day, side="right") :]
+
     def record(self, track: int) -> dict[str, object]:
         """The catalog record served by `GET /track/<track>`."""
         return {

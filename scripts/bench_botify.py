@@ -40,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import orjson
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 HOST = "127.0.0.1"
@@ -262,7 +263,7 @@ def in_process(world: Path, recommender: str, scratch: Path, duration: float) ->
     the network. Returns microseconds per request of each and the overhead in %."""
     from botify import create_app, eventlog
 
-    label = recommender.partition("=")[0]
+    label = spec_slug(recommender)
     experiments = scratch / f"inproc-{label}.yml"
     experiments.write_text(experiment_yaml(recommender))
     app = create_app({"world": str(world), "experiments": str(experiments), "log": str(scratch / f"inproc-{label}" / "events.duckdb")})
@@ -284,11 +285,32 @@ def in_process(world: Path, recommender: str, scratch: Path, duration: float) ->
     return {"bare_us": floor * 1e6, "service_us": service * 1e6, "overhead_pct": (service / floor - 1) * 100}
 
 
+def parse_spec(spec: str) -> tuple[str, str, dict[str, object]]:
+    """("name", "artifact dir" or "", params) of a --recommenders item: "name", "name=artifact dir",
+    either followed by ";key=value" serving parameters (e.g. "dssm=data/demo/artifacts/dssm;index=ivf")."""
+    head, *pairs = spec.split(";")
+    name, _, artifact = head.partition("=")
+    params = {key: yaml.safe_load(value) for key, _, value in (pair.partition("=") for pair in pairs)}
+    return name, artifact, params
+
+
+def spec_label(spec: str) -> str:
+    """How results name a --recommenders item: its registry name, with its parameters if any."""
+    name, _, params = parse_spec(spec)
+    return name + "".join(f"[{key}={value}]" for key, value in params.items())
+
+
+def spec_slug(spec: str) -> str:
+    """`spec_label` as a file name: no glob characters, which a log path may not hold."""
+    return re.sub(r"[^\w.-]+", "-", spec_label(spec))
+
+
 def experiment_yaml(recommender: str) -> str:
-    """One serving experiment with `recommender` ("name" or "name=artifact dir") in both treatments."""
-    name, _, artifact = recommender.partition("=")
-    treatment = f"{{recommender: {name}, artifact: '{Path(artifact).resolve()}'}}" if artifact else f"{{recommender: {name}}}"
-    return f"experiments:\n  - name: bench\n    serving: true\n    treatments:\n      - {treatment}\n      - {treatment}\n"
+    """One serving experiment with `recommender` (a --recommenders item) in both treatments."""
+    name, artifact, params = parse_spec(recommender)
+    treatment = {"recommender": name, **({"artifact": str(Path(artifact).resolve())} if artifact else {}), **({"params": params} if params else {})}
+    treatments = [treatment, json.loads(json.dumps(treatment))]  # two copies: plain YAML, no anchors
+    return yaml.safe_dump({"experiments": [{"name": "bench", "serving": True, "treatments": treatments}]})
 
 
 def start(command: list[str], log: Path) -> subprocess.Popen:
@@ -331,7 +353,8 @@ def main() -> None:
     parser.add_argument("--world", type=Path, default=REPO / "data" / "world", help="world directory (python -m sim.world --out data/world)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measured point")
     parser.add_argument("--engines", default="granian,gunicorn")
-    parser.add_argument("--recommenders", default="random,sticky_artist", help="comma-separated registry names; a trained one as name=artifact_dir (e.g. dssm=data/demo/artifacts/dssm)")
+    parser.add_argument("--recommenders", default="random,sticky_artist", help="comma-separated registry names; a trained one as name=artifact_dir (e.g. dssm=data/demo/artifacts/dssm), "
+                        "serving parameters after semicolons (e.g. 'dssm=data/demo/artifacts/dssm;index=ivf')")
     parser.add_argument("--workers", default="1,2")
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--clients", default="wrk,python")
@@ -359,7 +382,7 @@ def main() -> None:
     print(f"machine: {os.cpu_count()} CPUs, load average {' '.join(f'{x:.1f}' for x in os.getloadavg())}", flush=True)
     if args.in_process > 0:
         for recommender in args.recommenders.split(","):
-            results.append({"target": recommender.partition("=")[0], "client": "in-process", **in_process(args.world, recommender, scratch, args.in_process)})
+            results.append({"target": spec_label(recommender), "client": "in-process", **in_process(args.world, recommender, scratch, args.in_process)})
             print(json.dumps(results[-1]), flush=True)
     redis_process, redis_url = start_redis(scratch)
     python = sys.executable
@@ -376,11 +399,12 @@ def main() -> None:
                 finally:
                     stop(process)
                 for spec in args.recommenders.split(","):
-                    recommender = spec.partition("=")[0]
-                    experiments = scratch / f"{recommender}.yml"
+                    recommender = spec_label(spec)
+                    slug = spec_slug(spec)
+                    experiments = scratch / f"{slug}.yml"
                     experiments.write_text(experiment_yaml(spec))
                     port = free_port()
-                    log = scratch / f"{engine}-{workers}-{recommender}" / "events.duckdb"
+                    log = scratch / f"{engine}-{workers}-{slug}" / "events.duckdb"
                     command = [python, "-m", "botify", "serve", "--world", str(args.world), "--experiments", str(experiments), "--log", str(log)]
                     command += ["--port", str(port), "--workers", str(workers), "--server", engine]
                     if workers > 1:

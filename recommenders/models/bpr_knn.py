@@ -246,7 +246,10 @@ class BPRKNNRecommender(ScoringRecommender):
             rows = np.repeat(np.arange(len(users)), recent.shape[1])
             valid = (context.recent >= 0).ravel()
             np.add.at(affinity, (rows * n_artists + artist[recent].ravel())[valid], context.recent_times.ravel()[valid])
-            scores += weight[:, None] * affinity.reshape(len(users), n_artists)[:, artist]
+            affinity = affinity.reshape(len(users), n_artists)
+            # Only the session's artists' tracks change: cheaper than a dense (B, n_tracks) gather.
+            for row, heard in zip(*np.nonzero(affinity * (weight[:, None] > 0)), strict=True):
+                scores[row, self.catalog.tracks_of_artist(heard)] += weight[row] * affinity[row, heard]
         return scores
 
     def _serving_scores(self, context: Context) -> np.ndarray:

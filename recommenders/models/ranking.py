@@ -116,11 +116,11 @@ class Context:
         )
 
 
-def artist_counts(context: Context, artist: np.ndarray, n_artists: int) -> np.ndarray:
-    """(B, n_artists) float32: how often each artist was played in each request's session."""
-    counts = np.zeros(len(context.users) * n_artists, dtype=np.float32)
-    np.add.at(counts, context.played_rows * n_artists + artist[context.played_tracks], 1.0)
-    return counts.reshape(len(context.users), n_artists)
+def played_artists(context: Context, artist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(rows, artists, plays): each (request, artist) pair played in the request's session, and how
+    often (float32), in row-then-artist order."""
+    pairs, plays = np.unique(np.stack([context.played_rows, artist[context.played_tracks]]), axis=1, return_counts=True)
+    return pairs[0], pairs[1], plays.astype(np.float32)
 
 
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
@@ -155,14 +155,14 @@ class CatalogScorer:
         raise NotImplementedError
 
     def _serving_scores(self, context: Context) -> np.ndarray:
+        # Each rule touches only the tracks it concerns (the few unreleased ones, the session's
+        # artists' tracks): dense (B, n_tracks) masks cost more than the model's own scoring.
         scores = self._score_all(context)
-        release_day = self.catalog.release_day
-        if len(release_day) and release_day.max() > 0:
-            for row in np.flatnonzero(context.days >= 0):
-                scores[row, release_day > context.days[row]] = -np.inf
+        for row in np.flatnonzero(context.days >= 0):
+            scores[row, self.catalog.released_after(int(context.days[row]))] = -np.inf
         if self.artist_penalty > 0:
-            counts = artist_counts(context, self.catalog.artist, self.catalog.n_artists)
-            scores -= self.artist_penalty * counts[:, self.catalog.artist]
+            for row, artist, plays in zip(*played_artists(context, self.catalog.artist), strict=True):
+                scores[row, self.catalog.tracks_of_artist(artist)] -= self.artist_penalty * plays
         scores[context.played_rows, context.played_tracks] = -np.inf
         return scores
 

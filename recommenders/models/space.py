@@ -91,7 +91,10 @@ class SpaceRecommender(ScoringRecommender):
         return normalise_rows(query.toarray() if sp.issparse(query) else np.asarray(query))
 
     def _score_all(self, context: Context) -> np.ndarray:
-        scores = self._items @ self.queries(context).T  # (n_tracks, B)
+        queries = self.queries(context)
+        if not sp.issparse(self._items):  # (B, k) x (k, n_tracks): row-major scores, no transposing copy
+            return np.asarray(queries @ self._items.T, dtype=np.float32) + self._offset[None, :]
+        scores = self._items @ queries.T  # (n_tracks, B)
         scores = np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32).T
         return np.ascontiguousarray(scores + self._offset[None, :])
 
