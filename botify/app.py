@@ -11,6 +11,7 @@ from flask import Flask
 
 from botify import errors, eventlog
 from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
+from botify.eventlog.writer import world_row
 from botify.experiments import build_experiments, describe, load_experiments
 from botify.history import make_history
 from botify.service import Service
@@ -51,9 +52,8 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, *, start
     experiments_ = build_experiments(experiments_config, catalog_)
     history = make_history(config.history)
     history.check()
-    world = {"fingerprint": catalog_.fingerprint, "path": str(catalog_.path.absolute()), "tracks": catalog_.n_tracks}
     writer = eventlog.init_app(
-        app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us, world
+        app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us, world_row(catalog_)
     )
     app.extensions["botify"] = Service(
         catalog=catalog_,

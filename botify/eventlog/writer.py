@@ -24,6 +24,7 @@ import pyarrow as pa
 
 from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from botify.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
+from recommenders.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -169,12 +170,21 @@ def experiments_table(rows: Sequence[dict[str, object]], started_us: int) -> pa.
     return pa.Table.from_pydict(data, schema=schema)
 
 
+def world_row(catalog: Catalog) -> dict[str, object]:
+    """The `worlds` row of a start that serves `catalog`'s world."""
+    return {
+        WorldColumns.FINGERPRINT: catalog.fingerprint,
+        WorldColumns.PATH: str(catalog.path.absolute()),
+        WorldColumns.TRACKS: catalog.n_tracks,
+    }
+
+
 def record_start(
     layout: LogLayout, rows: Sequence[dict[str, object]], started_us: int, world: Mapping[str, object] | None = None
 ) -> Path | None:
     """Write the start record once per `started_us` (workers of one start may all try).
 
-    `rows` are the `experiments` rows; `world` (fingerprint, path, tracks) is the `worlds` row,
+    `rows` are the `experiments` rows; `world` (see `world_row`) is the `worlds` row,
     written first so that a start's experiments record never lacks its world.
     """
     name = f"{started_us:019d}{SEGMENT_SUFFIX}"

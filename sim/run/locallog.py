@@ -22,13 +22,11 @@ def write_local_log(path: Path, events: list[tuple], world: Path, recommender: s
     DuckDB database).
     """
     from botify.eventlog.layout import init_log
-    from botify.eventlog.writer import EventWriter, record_start
+    from botify.eventlog.writer import EventWriter, record_start, world_row
 
     layout = init_log(path)
-    catalog = Catalog(world)
     declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]
-    world_row = {"fingerprint": catalog.fingerprint, "path": str(world.absolute()), "tracks": catalog.n_tracks}
-    record_start(layout, declared, time.time_ns() // 1000, world_row)
+    record_start(layout, declared, time.time_ns() // 1000, world_row(Catalog(world)))
     writer = EventWriter(layout, [LOCAL_EXPERIMENT], flush_window=3600.0, flush_events=len(events) + 1)
     # LocalClient records ts in epoch ms; the log's rows carry epoch us and the treatment tuple.
     writer.extend(
