@@ -18,7 +18,7 @@ import numpy as np
 from abtest import stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.log import EventLog, ExperimentInfo, quote
+from abtest.log import EventLog, ExperimentInfo
 from abtest.metrics import (
     AggrCols,
     Aggregates,
@@ -31,7 +31,7 @@ from abtest.metrics import (
 )
 from abtest.report import Report, ReportRow
 from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
-from botify.columns import EVENTS_TABLE, Columns
+from contracts.columns import EVENTS_TABLE, Columns, quote
 
 if TYPE_CHECKING:
     import datetime as dt

@@ -1,7 +1,8 @@
-"""Opening the event log (a DuckDB file or Parquet files), checking its columns and finding its experiments.
+"""The event log as `abtest` reads it: opened through `contracts.eventlog.open_log`, its columns
+checked, its experiments found.
 
 The log is the contract of DESIGN.md: table or view `events` with the columns of
-`botify.columns`, and optionally a table or view `experiments` (experiment, treatment,
+`contracts.columns`, and optionally a table or view `experiments` (experiment, treatment,
 recommender, serving, started) that the service declares at each start. Only read access is
 ever used, so a report can run while the service writes.
 """
@@ -16,11 +17,13 @@ from types import TracebackType
 import duckdb
 
 from abtest.errors import AbtestError
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns, exported_tables, log_file_kind
+from contracts.columns import DUCKDB_TYPES, EVENTS_TABLE, EXPERIMENTS_TABLE, Columns, ExperimentColumns, quote
+from contracts.eventlog import LogError, open_log
+from contracts.eventlog.reader import duckdb_message
+
+__all__ = ["EventLog", "ExperimentInfo", "duckdb_message"]
 
 logger = logging.getLogger(__name__)
-
-EXPERIMENTS_TABLE = "experiments"
 
 # The columns `abtest` reads; the rest of the contract (track, recommendation, propensity) is optional here.
 REQUIRED_COLUMNS = (
@@ -33,30 +36,6 @@ REQUIRED_COLUMNS = (
     Columns.LATENCY,
     Columns.EXPERIMENTS,
 )
-
-
-class DeclaredColumns:
-    """Names of the `experiments` table's columns."""
-
-    EXPERIMENT = "experiment"  # VARCHAR
-    TREATMENT = "treatment"  # INTEGER: treatment index, 0 is the control
-    RECOMMENDER = "recommender"  # VARCHAR: recommender serving that treatment
-    SERVING = "serving"  # BOOLEAN: whether the experiment drives what is served
-    STARTED = "started"  # TIMESTAMP: when the service declared it
-
-    ALL = (EXPERIMENT, TREATMENT, RECOMMENDER, SERVING, STARTED)
-
-
-_GLOB_CHARS = set("*?[")
-
-
-def quote(name: str) -> str:
-    """`name` as a quoted SQL identifier (column names such as `user` and `time` are keywords)."""
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _sql_string(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
 
 
 @dataclass(frozen=True)
@@ -91,29 +70,11 @@ class EventLog:
     @classmethod
     def open(cls, path: str | Path) -> EventLog:
         """Open the log at `path` read-only; raises AbtestError naming the problem if it is not a usable log."""
-        text = str(path)
-        if _GLOB_CHARS & set(text):
-            return cls(_open_parquet(text), text)
-        p = Path(text)
-        if p.is_dir():
-            exported = exported_tables(p)
-            if exported:  # `botify export`: its events, and the configured split of every start
-                return cls(_open_parquet(exported[EVENTS_TABLE], experiments=exported.get(EXPERIMENTS_TABLE)), text)
-            if not any(p.rglob("*.parquet")):
-                raise AbtestError(f"log {text!r} is a directory without any .parquet file")
-            return cls(_open_parquet(str(p / "**" / "*.parquet")), text)
-        if not p.exists():
-            raise AbtestError(f"log {text!r} does not exist; pass --log PATH (a DuckDB file or Parquet files)")
-        kind = log_file_kind(p)
-        if kind == "parquet":
-            return cls(_open_parquet(text), text)
-        if kind != "duckdb":
-            raise AbtestError(f"log {text!r} is neither a DuckDB database nor a Parquet file")
         try:
-            con = duckdb.connect(text, read_only=True)
-        except duckdb.Error as exc:
-            raise AbtestError(f"cannot open log {text!r} read-only: {duckdb_message(exc)}") from exc
-        return cls(con, text)
+            connection = open_log(path)
+        except LogError as error:
+            raise AbtestError(f"{error}; pass --log PATH (a DuckDB file or Parquet files)") from None
+        return cls(connection, str(path))
 
     def close(self) -> None:
         """Close the connection."""
@@ -166,13 +127,13 @@ class EventLog:
         columns = self._relation_columns(EXPERIMENTS_TABLE)
         if columns is None:
             return None
-        missing = [name for name in DeclaredColumns.ALL if name not in columns]
+        missing = [name for name in ExperimentColumns.ALL if name not in columns]
         if missing:
             raise AbtestError(
                 f"log {self.source!r}: table {EXPERIMENTS_TABLE!r} lacks column(s) {', '.join(missing)} "
-                f"(expected: {', '.join(DeclaredColumns.ALL)})"
+                f"(expected: {', '.join(ExperimentColumns.ALL)})"
             )
-        d = DeclaredColumns
+        d = ExperimentColumns
         sql = f"""
             SELECT {quote(d.EXPERIMENT)}, {quote(d.TREATMENT)}, {quote(d.RECOMMENDER)}, {quote(d.SERVING)},
                    {quote(d.STARTED)}
@@ -236,23 +197,3 @@ class EventLog:
         return AbtestError(
             f"unknown experiment {name!r}; the log has: {', '.join(known) if known else 'no experiments'}"
         )
-
-
-def duckdb_message(exc: BaseException) -> str:
-    """DuckDB's error message without the echoed SQL (the part a user can act on)."""
-    text = str(exc).split("\n\nLINE ")[0].strip()
-    return " ".join(text.split())
-
-
-def _open_parquet(pattern: str, *, experiments: str | None = None) -> duckdb.DuckDBPyConnection:
-    con = duckdb.connect()
-    try:
-        con.execute(
-            f"CREATE VIEW {EVENTS_TABLE} AS SELECT * FROM read_parquet({_sql_string(pattern)}, union_by_name = true)"
-        )
-        if experiments is not None:
-            con.execute(f"CREATE VIEW {EXPERIMENTS_TABLE} AS SELECT * FROM read_parquet({_sql_string(experiments)})")
-    except duckdb.Error as exc:
-        con.close()
-        raise AbtestError(f"cannot read Parquet log {pattern!r}: {duckdb_message(exc)}") from exc
-    return con

@@ -37,7 +37,7 @@ import numpy as np
 from abtest import exact, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.log import quote
+from contracts.columns import quote
 from abtest.sessionize import Query, SessionColumns
 
 

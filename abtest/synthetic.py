@@ -23,8 +23,7 @@ from pathlib import Path
 import duckdb
 
 from abtest.errors import AbtestError
-from abtest.log import EXPERIMENTS_TABLE, DeclaredColumns, quote
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts.columns import DUCKDB_TYPES, EVENTS_TABLE, EXPERIMENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns, create_table_sql, quote, sql_string
 
 SESSION_GAP_H = 8  # hours between a user's consecutive session starts
 TRACK_GAP_S = 180  # seconds between tracks of a session
@@ -194,15 +193,11 @@ def write_synthetic_log(
     con.execute("SET enable_progress_bar = false")
     try:
         if parquet:
-            con.execute(f"COPY ({sql}) TO '{str(path).replace(chr(39), chr(39) * 2)}' (FORMAT parquet)")
+            con.execute(f"COPY ({sql}) TO {sql_string(str(path))} (FORMAT parquet)")
             return path
         con.execute(f"CREATE TABLE {EVENTS_TABLE} AS {sql}")
         if declare:
-            d = DeclaredColumns
-            con.execute(
-                f"CREATE TABLE {EXPERIMENTS_TABLE} ({d.EXPERIMENT} VARCHAR, {d.TREATMENT} INTEGER, "
-                f"{d.RECOMMENDER} VARCHAR, {d.SERVING} BOOLEAN, {d.STARTED} TIMESTAMP)"
-            )
+            con.execute(create_table_sql(EXPERIMENTS_TABLE))
             rows = [
                 (x.name, i, f"rec{i}" if k == 0 else None, True, dt.datetime(2026, 1, 1))
                 for k, x in enumerate(experiments)

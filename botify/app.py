@@ -11,12 +11,12 @@ from flask import Flask
 
 from botify import errors, eventlog
 from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
-from botify.eventlog.writer import world_row
+from contracts.eventlog.writer import world_row
 from botify.experiments import build_experiments, describe, load_experiments
 from botify.history import make_history
 from botify.service import Service
 from botify.views import catalog, experiments, health, recommend
-from recommenders.catalog import Catalog, CatalogError
+from contracts.catalog import Catalog, CatalogError
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from botify.eventlog import init_db_command
-from botify.eventlog.export import compact_command, export_command
+from botify.export import compact_command, export_command
 from botify.server import serve_command
 
 

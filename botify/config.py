@@ -11,23 +11,16 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, model_validator
+
+from contracts.config import ConfigError, Strict, read_yaml, set_dotted, validate_mapping
 
 DEFAULT_CONFIG = Path("config/botify.yml")
 
 
-class ConfigError(ValueError):
-    """A configuration file or value that cannot be used; the message names the field."""
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class ServerConfig(_Strict):
+class ServerConfig(Strict):
     """Where and how the WSGI server listens."""
 
     engine: Literal["granian", "gunicorn"] = "granian"  # granian measured faster: docs/botify.md
@@ -37,7 +30,7 @@ class ServerConfig(_Strict):
     threads: int = Field(1, ge=1, le=64)  # request threads per worker
 
 
-class HistoryConfig(_Strict):
+class HistoryConfig(Strict):
     """Where the listen history of the sessions in flight lives."""
 
     store: Literal["memory", "redis"] = "memory"
@@ -47,14 +40,14 @@ class HistoryConfig(_Strict):
     max_sessions: int = Field(1_000_000, ge=1)  # memory store: least recently used dropped beyond
 
 
-class EventLogConfig(_Strict):
+class EventLogConfig(Strict):
     """How often each worker seals its buffered events into a segment."""
 
     flush_window: float = Field(1.0, gt=0.0, le=3600.0)  # seconds
     flush_events: int = Field(50_000, ge=1)  # flush earlier when a worker holds this many
 
 
-class LimitsConfig(_Strict):
+class LimitsConfig(Strict):
     """Bounds on what one request may ask, checked before any work."""
 
     max_body: int = Field(4096, ge=64)  # bytes of a single /next or /last body
@@ -62,7 +55,7 @@ class LimitsConfig(_Strict):
     max_batch_body: int = Field(8 * 1024 * 1024, ge=64)  # bytes of one /batch body
 
 
-class ServiceConfig(_Strict):
+class ServiceConfig(Strict):
     """Everything `create_app` and `botify serve` need."""
 
     world: Path = Path("data/world")
@@ -85,31 +78,6 @@ class ServiceConfig(_Strict):
         return self
 
 
-def describe_validation_error(error: ValidationError, source: str) -> str:
-    """One line per bad field: `source: field.path: what is wrong` (every part's config errors use it)."""
-    lines = []
-    for item in error.errors():
-        field = ".".join(str(part) for part in item["loc"]) or "(top level)"
-        message = item["msg"].removeprefix("Value error, ")
-        if item["type"] == "extra_forbidden":
-            message = "unknown key"
-        lines.append(f"{source}: {field}: {message}")
-    return "\n".join(lines)
-
-
-def _set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    *parents, last = key.split(".")
-    node = data
-    for part in parents:
-        child = node.get(part)
-        if child is None:
-            child = node[part] = {}
-        elif not isinstance(child, dict):
-            raise ConfigError(f"cannot set {key}: {part} is not a mapping")
-        node = child
-    node[last] = value
-
-
 def config_from_mapping(data: Mapping[str, Any] | None, source: str = "service config", **overrides: Any) -> ServiceConfig:
     """Validate a mapping (plus dotted-key overrides that are not None) into a `ServiceConfig`."""
     if data is not None and not isinstance(data, Mapping):
@@ -117,44 +85,8 @@ def config_from_mapping(data: Mapping[str, Any] | None, source: str = "service c
     merged: dict[str, Any] = {key: (dict(value) if isinstance(value, Mapping) else value) for key, value in (data or {}).items()}
     for key, value in overrides.items():
         if value is not None:
-            _set_dotted(merged, key.replace("__", "."), value)
+            set_dotted(merged, key.replace("__", "."), value)
     return validate_mapping(ServiceConfig, merged, source)
-
-
-Model = TypeVar("Model", bound=BaseModel)
-
-
-def validate_mapping(cls: type[Model], data: Any, source: str) -> Model:
-    """Validate `data` (a mapping; None means all defaults) into `cls`; `ConfigError` names every
-    bad field. Every part's config (service, world, simulator, training) is checked here."""
-    if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"{source}: expected a mapping at the top level, got {type(data).__name__}")
-    try:
-        return cls.model_validate(dict(data or {}))
-    except ValidationError as error:
-        raise ConfigError(describe_validation_error(error, source)) from None
-
-
-def read_mapping(path: str | Path, what: str, **overrides: Any) -> dict[str, Any]:
-    """A YAML file's top-level mapping with the non-None `overrides` applied; `ConfigError` names
-    the file when it is missing, not YAML, or not a mapping."""
-    data = read_yaml(path, what)
-    if data is not None and not isinstance(data, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
-    return {**(data or {}), **{key: value for key, value in overrides.items() if value is not None}}
-
-
-def read_yaml(path: str | Path, what: str) -> Any:
-    """Parse a YAML file; a missing file or bad YAML raises `ConfigError` naming it."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
 
 
 def load_config(path: str | Path | None = None, **overrides: Any) -> ServiceConfig:

@@ -5,7 +5,7 @@ control "C", index i is "T{i}") with a recommender (registry name, parameters, a
 treatment. Exactly one experiment has `serving: true`: its treatment decides which recommender
 answers a user. The others are only recorded, so analysis can split users by them too.
 
-`assign` is the one assignment function; `abtest` imports it to recompute splits.
+Assignment itself is `contracts.assignment.assign`, shared with `abtest` and the simulator.
 """
 
 from __future__ import annotations
@@ -16,39 +16,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import mmh3
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
-from botify.config import ConfigError, describe_validation_error, read_yaml
+from contracts.assignment import assign, treatment_label
+from contracts.config import ConfigError, Strict, describe_validation_error, read_yaml
 from recommenders import registry
 from recommenders.base import Recommender
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 MIN_TREATMENTS = 2
 MAX_TREATMENTS = 10
 ASSIGNMENT_CACHE = 1 << 16  # users whose assignments are remembered
 
 
-def assign(experiment: str, user: int, n_treatments: int) -> int:
-    """The treatment index of `user` in `experiment`: a pure function, stable across processes.
-
-    Hash: MurmurHash3 x86 32-bit (seed 0, unsigned) of the UTF-8 string "{experiment}:{user}";
-    split: that hash modulo `n_treatments`, so every treatment gets an equal share of users.
-    Salting with the experiment's name makes the splits of different experiments independent.
-    """
-    return mmh3.hash(f"{experiment}:{user}", signed=False) % n_treatments
-
-
-def treatment_label(index: int) -> str:
-    """ "C" for the control (index 0), "T{i}" for treatment i."""
-    return "C" if index == 0 else f"T{index}"
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class TreatmentConfig(_Strict):
+class TreatmentConfig(Strict):
     """One arm: the recommender that serves it."""
 
     recommender: str = Field(min_length=1)
@@ -56,7 +37,7 @@ class TreatmentConfig(_Strict):
     artifact: Path | None = None
 
 
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     """One experiment: a name, whether it serves, and its treatments (index 0 is the control)."""
 
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.\-]+$")
@@ -64,7 +45,7 @@ class ExperimentConfig(_Strict):
     treatments: list[TreatmentConfig] = Field(min_length=MIN_TREATMENTS, max_length=MAX_TREATMENTS)
 
 
-class ExperimentsConfig(_Strict):
+class ExperimentsConfig(Strict):
     """The whole `config/experiments.yml`."""
 
     experiments: list[ExperimentConfig] = Field(min_length=1)

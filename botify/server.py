@@ -22,10 +22,11 @@ from typing import Any
 import click
 from flask import Flask
 
-from botify import create_app, eventlog
+from botify import eventlog
+from botify.app import create_app
 from botify.config import ConfigError, ServiceConfig, load_config
-from botify.eventlog import LogError, LogLayout
-from botify.eventlog.layout import file_lock
+from contracts.eventlog import LogError, LogLayout
+from contracts.eventlog.layout import file_lock
 
 logger = logging.getLogger(__name__)
 
@@ -46,7 +47,7 @@ def run_granian(app: Flask, config: ServiceConfig) -> None:
         return app
 
     server = MPServer(
-        target="botify:create_app",
+        target="botify.app:create_app",
         address=config.server.host,
         port=config.server.port,
         interface=Interfaces.WSGI,

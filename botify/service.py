@@ -15,15 +15,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
 from botify.config import LimitsConfig
-from botify.eventlog.writer import EventWriter, Row
+from contracts.eventlog.writer import EventWriter, Row
 from botify.experiments import Experiments
 from botify.history import History, HistoryStore, Step
-from botify.seeds import request_seed
+from contracts.seeds import request_seed
 from botify.validation import Item
 from recommenders.base import Recommendation, Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class Service:
         self._names = self.experiments.recommender_names
 
     def request_seed(self, item: Item) -> int:
-        """The seed of a request (`botify.seeds.request_seed` with this service's seed)."""
+        """The seed of a request (`contracts.seeds.request_seed` with this service's seed)."""
         return request_seed(self.seed, item.session, item.ts)
 
     def serve_one(self, item: Item) -> int | None | ServeError:

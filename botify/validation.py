@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from botify.columns import MESSAGE_LAST, MESSAGE_NEXT
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
 
 MAX_ID = 2**63 - 1  # ids are BIGINT in the log
 MAX_TS = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z in epoch milliseconds

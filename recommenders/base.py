@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 
 class NotFittedError(RuntimeError):

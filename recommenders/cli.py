@@ -14,7 +14,7 @@ import click
 
 from recommenders import registry
 from recommenders.base import Recommender, Trainable
-from recommenders.catalog import Catalog, CatalogError
+from contracts.catalog import Catalog, CatalogError
 from recommenders.commands.common import parse_params
 from recommenders.testing import DEFAULT_LATENCY_BUDGET, ContractError, check_recommender, make_requests
 

@@ -2,7 +2,7 @@
 
 Every row of the log is a play: `track` was listened for the fraction `time` by `user` (in
 `session`, at `ts`) before the client asked for the next track or ended the session. So the
-interactions are the log's rows, with the column names of `botify.columns.Columns`; ids stay
+interactions are the log's rows, with the column names of `contracts.columns.Columns`; ids stay
 external (the ids of the HTTP API and the catalog). `likes(threshold)` keeps the plays listened
 at least that far, the implicit feedback most models learn from.
 
@@ -20,7 +20,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from botify.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, exported_tables, log_file_kind
+from contracts.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, quote
+from contracts.eventlog import LogError, open_log
+from contracts.eventlog.reader import tables
 
 #: The log's columns that a Dataset keeps (the experiments map and latency are the service's business).
 INTERACTION_COLUMNS = (
@@ -34,7 +36,6 @@ INTERACTION_COLUMNS = (
     Columns.RECOMMENDER,
 )
 REQUIRED_COLUMNS = (Columns.USER, Columns.TRACK, Columns.TIME)
-PARQUET_SUFFIXES = (".parquet", ".pq")
 
 
 class DatasetError(ValueError):
@@ -72,31 +73,18 @@ class Dataset:
 
     @classmethod
     def from_log(cls, path: str | Path, *, table: str = EVENTS_TABLE) -> Self:
-        """Read an event log: a DuckDB file with table or view `events`, or Parquet (file or directory).
-
-        A Parquet directory may be hive-partitioned, or be the output of `botify export` (whose
-        `events/` it reads).
-        """
+        """Read an event log in any form `contracts.eventlog.open_log` reads: LOG, its segments,
+        a `botify export` directory, Parquet files."""
         import duckdb  # imported here: only reading a log needs it
 
-        path = Path(path)
-        if not path.exists():
-            raise DatasetError(f"event log {path} does not exist")
-        if path.is_file() and log_file_kind(path) is None:
-            raise DatasetError(f"event log {path} is neither a DuckDB database nor a Parquet file")
-        columns = ", ".join(f'"{column}"' for column in INTERACTION_COLUMNS)
+        if not table.isidentifier():
+            raise DatasetError(f"table == {table!r}, must be a plain SQL identifier")
+        columns = ", ".join(quote(column) for column in INTERACTION_COLUMNS)
         try:
-            if path.is_dir() or path.suffix in PARQUET_SUFFIXES:
-                pattern = exported_tables(path).get(EVENTS_TABLE) or (str(path / "**" / "*.parquet") if path.is_dir() else str(path))
-                with duckdb.connect() as connection:
-                    frame = connection.execute(
-                        f"SELECT {columns} FROM read_parquet(?, hive_partitioning = true, union_by_name = true)", [pattern]
-                    ).df()
-            else:
-                if not table.isidentifier():
-                    raise DatasetError(f"table == {table!r}, must be a plain SQL identifier")
-                with duckdb.connect(str(path), read_only=True) as connection:
-                    frame = connection.execute(f'SELECT {columns} FROM "{table}"').df()
+            with open_log(path) as connection:
+                frame = connection.execute(f"SELECT {columns} FROM {quote(table)}").df()
+        except LogError as error:
+            raise DatasetError(str(error)) from None
         except duckdb.Error as error:
             raise DatasetError(f"cannot read the event log {path}: {error}") from error
         return cls(frame)
@@ -157,27 +145,19 @@ EventsLike = pd.DataFrame | Dataset
 def logged_worlds(path: str | Path) -> list[tuple[str, str]]:
     """The distinct (fingerprint, world path) pairs recorded by the services that wrote the log.
 
-    Read from the log's `worlds` table (a service log, format 2 on) or an export's
-    `worlds.parquet`; a log without that record (older, hand-made, a single Parquet file) gives [].
+    Read from the log's `worlds` table (a service log, format 2 on, or an export's
+    `worlds.parquet`); a log without that record (older, hand-made, a single Parquet file) gives [].
     """
     import duckdb
 
-    path = Path(path)
-    query = f'SELECT DISTINCT "{WorldColumns.FINGERPRINT}", "{WorldColumns.PATH}" FROM {{}} ORDER BY 1, 2'
+    query = f"SELECT DISTINCT {quote(WorldColumns.FINGERPRINT)}, {quote(WorldColumns.PATH)} FROM {WORLDS_TABLE} ORDER BY 1, 2"
     try:
-        if path.is_dir():
-            source = exported_tables(path).get(WORLDS_TABLE)
-            if source is None:
+        with open_log(path) as connection:
+            if WORLDS_TABLE not in tables(connection):
                 return []
-            with duckdb.connect() as connection:
-                return [tuple(row) for row in connection.execute(query.format("read_parquet(?)"), [source]).fetchall()]
-        if not path.is_file() or log_file_kind(path) != "duckdb":
-            return []
-        with duckdb.connect(str(path), read_only=True) as connection:
-            present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
-            if WORLDS_TABLE not in present:
-                return []
-            return [tuple(row) for row in connection.execute(query.format(WORLDS_TABLE)).fetchall()]
+            return [tuple(row) for row in connection.execute(query).fetchall()]
+    except LogError as error:
+        raise DatasetError(str(error)) from None
     except duckdb.Error as error:
         raise DatasetError(f"cannot read the worlds recorded in the event log {path}: {error}") from error
 

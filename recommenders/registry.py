@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from recommenders.base import Recommender, Trainable
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 ENTRY_POINT_GROUP = "botify.recommenders"
 

@@ -24,7 +24,7 @@ also writes tiny hand-made catalogs (`write_catalog`), reproducible requests
 
 Example (in your plugin's tests)::
 
-    from recommenders.catalog import Catalog
+    from contracts.catalog import Catalog
     from recommenders.testing import check_recommender, write_catalog
 
     def test_contract(tmp_path):
@@ -46,10 +46,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from botify.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
-from recommenders import catalog as public_format
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts import catalog as public_format
 from recommenders.base import NotFittedError, Recommendation, Recommender, Request, Trainable
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 DEFAULT_LATENCY_BUDGET = 0.010  # seconds: median of one `recommend` call
 UNKNOWN_PARAMETER = "no_such_parameter"
@@ -194,7 +194,7 @@ def make_events(
     seed: int = 0,
     start: str = "2024-01-01",
 ) -> pd.DataFrame:
-    """A synthetic event log with every column of `botify.columns.Columns`, for fitting in tests.
+    """A synthetic event log with every column of `contracts.columns.Columns`, for fitting in tests.
 
     Each user has two favourite artists; a session plays mostly their tracks (listened far) and
     some tracks drawn by the popularity prior (listened less), one minute apart. It is no

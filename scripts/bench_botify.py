@@ -261,7 +261,8 @@ def in_process(world: Path, recommender: str, scratch: Path, duration: float) ->
     """The service's own work (recommender, history, logging) against the bare route, both
     called as WSGI apps in this process: no server and no client, so far less noise than over
     the network. Returns microseconds per request of each and the overhead in %."""
-    from botify import create_app, eventlog
+    from botify import eventlog
+    from botify.app import create_app
 
     label = spec_slug(recommender)
     experiments = scratch / f"inproc-{label}.yml"

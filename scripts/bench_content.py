@@ -22,7 +22,7 @@ from pathlib import Path
 import click
 from bench_train import HEADER, hardware, setup, simulate, time_fit
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 from recommenders.models.content import ContentRecommender
 from recommenders.models.content_config import ContentModelConfig, TagModelConfig

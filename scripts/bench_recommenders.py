@@ -21,7 +21,7 @@ import numpy as np
 
 from recommenders import registry
 from recommenders.base import Recommender, Request
-from recommenders.catalog import Catalog, CatalogError
+from contracts.catalog import Catalog, CatalogError
 from recommenders.testing import make_events
 
 DEFAULT_NAMES = ("random", "sticky_artist", "top_pop", "indexed", "i2i")

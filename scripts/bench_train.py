@@ -25,7 +25,7 @@ from typing import Any
 
 import click
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 from recommenders.models.bpr_knn import BPRKNNRecommender
 from recommenders.models.config import BPRKNNConfig, DSSMConfig

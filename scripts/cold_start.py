@@ -32,8 +32,8 @@ import pandas as pd
 import yaml
 from demo import BIN, Service, _echo_run, _experiments
 
-from botify.columns import EVENTS_TABLE, Columns
-from recommenders.catalog import Catalog
+from contracts.columns import EVENTS_TABLE, Columns
+from contracts.catalog import Catalog
 
 EXPERIMENT = "cold_start"
 TAG_TRAINING = {"epochs": 4, "max_train_tracks": 6000}  # a quick tag model: minutes, not hours, on a CPU

@@ -9,25 +9,21 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from botify.config import read_mapping, validate_mapping
+from contracts.config import Strict, read_mapping, validate_mapping
 
 
-class ListenerOptions(BaseModel):
+class ListenerOptions(Strict):
     """Options of the listener model (`sim.listener.ListenerModel`); extensions default to off."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_session_steps: int = Field(250, ge=1, le=100_000)  # truncation: the episode's time limit
     popular_start: float = Field(0.0, ge=0.0, le=1.0)  # extension: share of sessions started from the charts
     interest_drift: float = Field(0.0, ge=0.0, le=1.0)  # extension: pull of each listen on the session's interest
 
 
-class ServiceOptions(BaseModel):
+class ServiceOptions(Strict):
     """How the runner reaches botify."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     host: str = "127.0.0.1"
     port: int = Field(5001, ge=1, le=65535)
@@ -38,10 +34,8 @@ class ServiceOptions(BaseModel):
     batch: bool = True  # use POST /batch when the service offers it
 
 
-class TimeOptions(BaseModel):
+class TimeOptions(Strict):
     """Simulated time: when day 1 starts, the daily rhythm of arrivals, request batching."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     start: date = date(2026, 1, 1)  # simulated day 1 begins at 00:00 UTC of this date
     rhythm_amplitude: float = Field(0.6, ge=0.0, le=1.0)  # arrivals ~ 1 + a * cos(2 pi (h - peak) / 24)
@@ -49,12 +43,10 @@ class TimeOptions(BaseModel):
     batch_window_s: float = Field(900.0, gt=0.0)  # simulated seconds of requests gathered per batch (session clocks stay exact)
 
 
-class ReturnOptions(BaseModel):
+class ReturnOptions(Strict):
     """Returning listeners: after a session a listener comes back at a hazard rate that grows
     with how satisfying the session was: rate = base_rate_per_day * exp(sensitivity * (time - reference)),
     with `time` the session's total listened fraction. Off in the course-compatible config."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
     base_rate_per_day: float = Field(0.5, gt=0.0)
@@ -62,10 +54,8 @@ class ReturnOptions(BaseModel):
     reference: float = Field(3.0, ge=0.0)
 
 
-class EnvConfig(BaseModel):
+class EnvConfig(Strict):
     """Where the world lives, how listeners behave, and how `python -m sim.run` drives the service."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     world: Path = Path("data/world")  # generated from `world_config` on first use when missing
     world_config: Path = Path("config/world.yml")

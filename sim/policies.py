@@ -10,7 +10,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from sim.oracle import Oracle
 
 

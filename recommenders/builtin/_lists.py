@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from botify.columns import Columns
+from contracts.columns import Columns
 from recommenders.builtin._artifacts import ArtifactError, read_table
 from recommenders.dataset import Dataset
 

@@ -28,7 +28,7 @@ from recommenders.builtin._pools import (
     pick_one,
     request_key,
 )
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 
 class PooledRecommender(Recommender):

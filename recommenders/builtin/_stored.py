@@ -18,7 +18,7 @@ from recommenders.base import Recommendation, Recommender, Request, Trainable
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, write_manifest
 from recommenders.builtin._lists import RankedLists
 from recommenders.builtin._params import check_choice, check_int
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.dataset import Dataset, EventsLike
 
 FALLBACKS = ("random", "top_pop", "sticky_artist")

@@ -9,7 +9,7 @@ from recommenders.base import Request
 from recommenders.builtin._lists import RankedLists, co_listening
 from recommenders.builtin._params import check_float, check_int
 from recommenders.builtin._stored import StoredListsRecommender
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 
 NEIGHBOURS_FILE = "neighbours.parquet"

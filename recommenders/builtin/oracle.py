@@ -11,7 +11,7 @@ from collections import OrderedDict
 import numpy as np
 
 from recommenders.base import Recommendation, Recommender, Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 CACHE_SESSIONS = 4_096  # rankings kept for sessions in flight
 

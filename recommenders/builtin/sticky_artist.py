@@ -13,7 +13,7 @@ from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Batch, Pool
 from recommenders.builtin.random import RandomRecommender
 from recommenders.builtin.top_pop import TopPopRecommender
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 FALLBACKS = ("random", "top_pop")
 

@@ -8,7 +8,7 @@ from typing import Any
 import click
 import yaml
 
-from recommenders.catalog import Catalog, CatalogError
+from contracts.catalog import Catalog, CatalogError
 from recommenders.dataset import Dataset, DatasetError, logged_worlds
 from recommenders.models.sessions import SessionLog, SessionLogError, as_session_log
 

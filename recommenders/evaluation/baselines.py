@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from recommenders.builtin.top_pop import TopPopRecommender
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.models.sessions import SessionLog
 

@@ -35,7 +35,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 from recommenders.models.artifacts import read_metadata, read_weights, write_artifact
 from recommenders.models.config import BPRKNNConfig, BPRKNNServing, serving_params

@@ -11,16 +11,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from botify.config import ConfigError, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported for the training command
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from contracts.config import ConfigError, Strict, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported for the training command
 
 
-class LikeConfig(_Strict):
+class LikeConfig(Strict):
     """What counts as a like, how much of the session a model sees, and the seed: shared by every learned model."""
 
     seed: int = Field(0, ge=0)  # seeds every random choice of training (same seed, same artifact)
@@ -81,13 +77,13 @@ class BPRKNNConfig(LikeConfig):
         return self
 
 
-class DSSMServing(_Strict):
+class DSSMServing(Strict):
     """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
 
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
-class BPRKNNServing(_Strict):
+class BPRKNNServing(Strict):
     """Serving parameters of `bpr_knn`."""
 
     session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
@@ -96,7 +92,7 @@ class BPRKNNServing(_Strict):
     artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
-Config = TypeVar("Config", bound=BaseModel)
+Config = TypeVar("Config", bound=Strict)
 
 
 def from_mapping(cls: type[Config], data: dict[str, Any] | None, source: str) -> Config:

@@ -22,7 +22,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.artifacts import ArtifactError, read_weights
 from recommenders.models.colisten import behaviour_vectors, co_listening
 from recommenders.models.content_config import ContentModelConfig

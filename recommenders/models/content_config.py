@@ -10,16 +10,14 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
+
+from contracts.config import Strict
 
 from recommenders.models.selection import DEFAULT_CAP, DEFAULT_MARGIN, DEFAULT_THRESHOLDS, check_thresholds
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EncoderConfig(_Strict):
+class EncoderConfig(Strict):
     """Width and depth of the frame-sequence transformer (the tag write-up: 3 layers, 4 or 8 heads)."""
 
     d_model: int = Field(64, ge=4, le=4096)
@@ -35,7 +33,7 @@ class EncoderConfig(_Strict):
         return self
 
 
-class AugmentConfig(_Strict):
+class AugmentConfig(Strict):
     """Per-row probabilities of the training augmentations of the tag write-up (0 turns one off)."""
 
     reverse: float = Field(0.3, ge=0.0, le=1.0)  # play the frames backwards
@@ -46,7 +44,7 @@ class AugmentConfig(_Strict):
     mixup_alpha: float = Field(0.4, gt=0.0)  # Beta(alpha, alpha) weight of the blend
 
 
-class FrameTrainingConfig(_Strict):
+class FrameTrainingConfig(Strict):
     """What both frame models share: seed, optimiser, schedule, mixed precision, crop."""
 
     seed: int = Field(0, ge=0)
@@ -116,7 +114,7 @@ class ContentModelConfig(FrameTrainingConfig):
         return self
 
 
-class FrameServing(_Strict):
+class FrameServing(Strict):
     """Serving parameters of `content` (the treatment's `params`); `tags` adds `predicted`."""
 
     like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # session tracks listened at least this much form the query

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
 from recommenders.models.config import DSSMConfig, DSSMServing, serving_params
 from recommenders.models.features import TrackInputs, feature_statistics, mean_content, vocabulary_index

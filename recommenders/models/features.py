@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 MAX_TAGS = 16  # observed tags kept per track (the commonest come first in the vocabulary)
 

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 
 class FrameStore:

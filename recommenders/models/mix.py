@@ -29,12 +29,12 @@ from pydantic import Field
 
 from recommenders import registry
 from recommenders.base import Recommendation, Recommender, Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.config import serving_params
-from recommenders.models.content_config import _Strict
+from contracts.config import Strict
 
 
-class MixParams(_Strict):
+class MixParams(Strict):
     """Parameters of `cold_mix`."""
 
     base: str  # registry name of the behaviour recommender

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from recommenders.base import NotFittedError, Recommendation, Request, Trainable
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
 PAD = -1  # padding of track arrays

@@ -18,7 +18,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from botify.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from recommenders.dataset import Dataset
 
 NS_PER_DAY = 86_400 * 1_000_000_000

@@ -20,7 +20,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.artifacts import ArtifactError, join_network, read_metadata, write_artifact
 from recommenders.models.config import serving_params
 from recommenders.models.content_config import FrameServing

@@ -25,7 +25,7 @@ from typing import Any, ClassVar
 import numpy as np
 import scipy.sparse as sp
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.artifacts import WEIGHTS_FILE, ArtifactError, read_weights, split_network
 from recommenders.models.content_config import TagModelConfig, TagServing
 from recommenders.models.nn import require_torch

@@ -58,7 +58,7 @@ def _check_served_world(description: dict[str, object], config: EnvConfig) -> No
 
     A service that does not say (the course's) is trusted.
     """
-    from recommenders.catalog import world_fingerprint
+    from contracts.catalog import world_fingerprint
 
     served = description.get("world")
     ours = world_fingerprint(config.world)
@@ -219,7 +219,7 @@ def _report(results: list[ShardResult], description: dict | None, wall: float) -
 
 def _check_local_log(log_path: Path) -> None:
     """Create or check the local run's log before simulating, so a bad --log costs no run."""
-    from botify.eventlog.layout import LogError, init_log
+    from contracts.eventlog.layout import LogError, init_log
 
     try:
         init_log(log_path)
@@ -228,7 +228,7 @@ def _check_local_log(log_path: Path) -> None:
 
 
 def _write_local_log(log_path: Path, results: list[ShardResult], world: Path, recommender: str) -> None:
-    from botify.eventlog.layout import LogError
+    from contracts.eventlog.layout import LogError
     from sim.run.locallog import write_local_log
 
     events = [e for result in results for e in result.events]

@@ -21,7 +21,7 @@ from urllib3.exceptions import HTTPError
 from sim.config import ServiceOptions
 
 if TYPE_CHECKING:
-    from recommenders.catalog import Catalog
+    from contracts.catalog import Catalog
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ class LocalClient:
     """A recommender called in-process through the plugin API, without HTTP.
 
     Answers as a botify service with the default seed would: the same session history store
-    (`botify.history.MemoryHistory`), the same request seeds (`botify.seeds`), the same day. So
+    (`botify.history.MemoryHistory`), the same request seeds (`contracts.seeds`), the same day. So
     `local:<name>` and a service serving `<name>` give the same sessions for the same seed.
     When asked, it records every event with the event log's columns (see `events()`), so a
     local run can feed training.
@@ -220,7 +220,7 @@ class LocalClient:
 
     def serve(self, items: Sequence[Item]) -> list[int | None]:
         from botify.history import Step
-        from botify.seeds import request_seed
+        from contracts.seeds import request_seed
         from recommenders.base import Request
 
         histories = self._history.update([Step(i.user, i.session, i.track, i.time, i.message == LAST) for i in items])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 LOCAL_EXPERIMENT = "local"
 
@@ -21,8 +21,8 @@ def write_local_log(path: Path, events: list[tuple], world: Path, recommender: s
     Raises `botify.eventlog.LogError` when `path` cannot be a botify log (a directory, another
     DuckDB database).
     """
-    from botify.eventlog.layout import init_log
-    from botify.eventlog.writer import EventWriter, record_start, world_row
+    from contracts.eventlog.layout import init_log
+    from contracts.eventlog.writer import EventWriter, record_start, world_row
 
     layout = init_log(path)
     declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from botify.experiments import assign, treatment_label
+from contracts.assignment import assign, treatment_label
 from sim.run.timeline import SessionRecord
 
 

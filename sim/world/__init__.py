@@ -1,7 +1,7 @@
 """World generation and loading: `generate_world(config, dir)` writes one, `World(dir)` reads it.
 
 Submodules: `config` (validated YAML), `generate` (deterministic generation), `storage` (the
-hidden files and the `World` loader). The public half is read by `recommenders.catalog`.
+hidden files and the `World` loader). The public half is read by `contracts.catalog`.
 """
 
 from typing import TYPE_CHECKING

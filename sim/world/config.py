@@ -9,16 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from botify.config import ConfigError, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported as sim.world.ConfigError
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+from contracts.config import ConfigError, Strict, read_mapping, validate_mapping  # noqa: F401 - ConfigError is re-exported as sim.world.ConfigError
 
 
-class Distribution(_Strict):
+class Distribution(Strict):
     """A per-listener parameter: normal(mean, std) clipped to [low, high]; std 0 is a constant."""
 
     mean: float
@@ -33,7 +29,7 @@ class Distribution(_Strict):
         return self
 
 
-class TagsConfig(_Strict):
+class TagsConfig(Strict):
     """The tag vocabulary: true tags follow the hidden taste, only part of them are observed."""
 
     vocabulary: int = Field(256, ge=1, le=4096)
@@ -53,7 +49,7 @@ class TagsConfig(_Strict):
         return self
 
 
-class ContentConfig(_Strict):
+class ContentConfig(Strict):
     """Content frames: a variable-length sequence of vectors per track, like audio embeddings."""
 
     dim: int = Field(32, ge=1, le=1024)
@@ -69,7 +65,7 @@ class ContentConfig(_Strict):
         return self
 
 
-class ListenersConfig(_Strict):
+class ListenersConfig(Strict):
     """Listeners: interests in taste space and the course's behaviour parameters."""
 
     min_interests: int = Field(1, ge=1)
@@ -91,7 +87,7 @@ class ListenersConfig(_Strict):
         return self
 
 
-class WorldConfig(_Strict):
+class WorldConfig(Strict):
     """Everything that determines a world, together with `seed`."""
 
     seed: int = Field(42, ge=0)

@@ -23,7 +23,7 @@ import pandas as pd
 import yaml
 from tqdm import tqdm
 
-from recommenders import catalog as public_format
+from contracts import catalog as public_format
 from sim.world import storage
 from sim.world.config import Distribution, WorldConfig
 

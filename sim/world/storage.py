@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from recommenders import catalog as public_format
-from recommenders.catalog import Catalog, CatalogError
+from contracts import catalog as public_format
+from contracts.catalog import Catalog, CatalogError
 from sim.world.config import WorldConfig, world_config_from_mapping
 
 HIDDEN_DIR = "hidden"

@@ -12,7 +12,7 @@ import pytest
 import scipy.stats
 
 from abtest.synthetic import SyntheticExperiment, write_synthetic_log
-from botify.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns
+from contracts.columns import DUCKDB_TYPES, EVENTS_TABLE, Columns
 
 T0 = dt.datetime(2024, 1, 1)
 

@@ -15,8 +15,8 @@ import pytest
 from click.testing import CliRunner, Result
 
 from abtest.cli import main
-from abtest.log import EXPERIMENTS_TABLE
-from botify.columns import Columns
+from contracts.columns import EXPERIMENTS_TABLE
+from contracts.columns import Columns
 from tests.abtest.conftest import event
 
 REPORT_KEYS = {

@@ -10,8 +10,9 @@ import duckdb
 import pytest
 
 from abtest.errors import AbtestError
-from abtest.log import EXPERIMENTS_TABLE, EventLog
-from botify.columns import Columns
+from abtest.log import EventLog
+from contracts.columns import EXPERIMENTS_TABLE
+from contracts.columns import Columns
 from tests.abtest.conftest import event
 
 

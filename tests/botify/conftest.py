@@ -16,7 +16,8 @@ import yaml
 from flask import Flask
 from flask.testing import FlaskClient
 
-from botify import create_app, eventlog
+from botify import eventlog
+from botify.app import create_app
 from recommenders import registry
 from tests.botify.live import HOST, Server, free_port
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from botify import create_app
+from botify.app import create_app
 from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli import main
-from botify.columns import (
+from contracts.columns import (
     DUCKDB_TYPES,
     EVENTS_TABLE,
     EXPERIMENTS_DUCKDB_TYPES,
@@ -20,12 +20,14 @@ from botify.columns import (
     WORLDS_DUCKDB_TYPES,
     WORLDS_TABLE,
     Columns,
+    ExperimentColumns,
     WorldColumns,
+    create_table_sql,
 )
-from botify.eventlog import EventWriter, LogError, init_log
-from botify.eventlog.export import compact, export_parquet
-from botify.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock, schema_sql
-from botify.eventlog.writer import Row, record_start
+from contracts.eventlog import EventWriter, LogError, init_log
+from contracts.eventlog.export import compact, export_parquet
+from contracts.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock
+from contracts.eventlog.writer import Row, record_start
 
 DAY_US = 86_400_000_000
 JAN_1_2024_US = 1_704_067_200_000_000
@@ -62,13 +64,15 @@ def writer(log: Path) -> EventWriter:
     writer.close()
 
 
-def test_schema_sql_agrees_with_the_column_contract() -> None:
+def test_the_declared_ddl_creates_every_table_with_its_declared_columns_in_order() -> None:
     connection = duckdb.connect()
-    connection.execute(schema_sql())
+    for table in (EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE):
+        connection.execute(create_table_sql(table))
 
     assert describe(connection, EVENTS_TABLE) == DUCKDB_TYPES
     assert list(DUCKDB_TYPES) == list(Columns.ALL)
     assert describe(connection, EXPERIMENTS_TABLE) == EXPERIMENTS_DUCKDB_TYPES
+    assert list(EXPERIMENTS_DUCKDB_TYPES) == list(ExperimentColumns.ALL)
     assert describe(connection, WORLDS_TABLE) == WORLDS_DUCKDB_TYPES
     assert list(WORLDS_DUCKDB_TYPES) == list(WorldColumns.ALL)
 
@@ -177,7 +181,7 @@ def test_a_deleted_log_file_gets_its_segments_back_and_says_so(log: Path, writer
     writer.flush()
     log.unlink()  # what someone meaning to start afresh might do
 
-    with caplog.at_level("WARNING", logger="botify.eventlog.layout"):
+    with caplog.at_level("WARNING", logger="contracts.eventlog.layout"):
         init_log(log)
 
     assert len(read(log)) == 1
@@ -189,7 +193,7 @@ def test_a_new_log_over_an_empty_segments_directory_warns_nothing(tmp_path: Path
     init_log(path)
     path.unlink()
 
-    with caplog.at_level("WARNING", logger="botify.eventlog.layout"):
+    with caplog.at_level("WARNING", logger="contracts.eventlog.layout"):
         init_log(path)
 
     assert caplog.text == ""

@@ -10,8 +10,9 @@ import pytest
 from scipy import stats
 
 from botify.config import ConfigError
-from botify.experiments import assign, build_experiments, experiments_from_mapping, load_experiments, treatment_label
-from recommenders.catalog import Catalog
+from botify.experiments import build_experiments, experiments_from_mapping, load_experiments
+from contracts.assignment import assign, treatment_label
+from contracts.catalog import Catalog
 
 N_USERS = 100_000
 ALPHA = 0.001  # a fixed hash either passes or fails for good; this keeps a true split passing

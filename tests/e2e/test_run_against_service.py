@@ -127,7 +127,7 @@ def test_a_run_against_a_service_of_another_world_is_refused(small_world_dir: Pa
 
     from click.testing import CliRunner
 
-    from recommenders.catalog import world_fingerprint
+    from contracts.catalog import world_fingerprint
     from sim.run.__main__ import main
 
     other = shutil.copytree(small_world_dir, tmp_path / "other-world")

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.testing import make_events, write_catalog
 from sim.world import generate_world, world_config_from_mapping
 

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from botify.columns import Columns
+from contracts.columns import Columns
 from recommenders import registry
 from recommenders.base import Recommendation, Request
 from recommenders.builtin._artifacts import ArtifactError
@@ -17,7 +17,7 @@ from recommenders.builtin._pools import Pool, ReleasedPools
 from recommenders.builtin.random import RandomRecommender
 from recommenders.builtin.sticky_artist import StickyArtistRecommender
 from recommenders.builtin.top_pop import TopPopRecommender
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 
 def _request(history: tuple[int, ...], seed: int = 0, user: int = 1, day: int | None = None) -> Request:

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from recommenders import registry
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.testing import check_recommender, make_requests
 
 logger = logging.getLogger(__name__)

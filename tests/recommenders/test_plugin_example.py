@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from recommenders import registry
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.testing import check_recommender
 from tests.example_plugin import EXAMPLE_DISTRIBUTION, EXAMPLE_NAME, installed_example_plugin
 

@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from recommenders.catalog import Catalog, CatalogError
+from contracts.catalog import Catalog, CatalogError
 from sim.world import ConfigError, World, generate_world, load_world_config, world_config_from_mapping
 from sim.world.__main__ import main as world_cli
 from tests.conftest import SMALL_WORLD

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from recommenders.base import Recommendation, Recommender, Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 
 MASK64 = (1 << 64) - 1
 

@@ -30,7 +30,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.evaluation.content import f2_scores, recall_at_k
 from recommenders.models.colisten import CoListening, co_listened_neighbours
 from recommenders.models.content_config import ContentModelConfig

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.evaluation.content import frequency_baseline, macro_average_precision
 from recommenders.models.content_config import TagModelConfig
 from recommenders.models.frames import FrameStore, length_bucketed_batches

@@ -8,7 +8,7 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.config import BPRKNNConfig, DSSMConfig
 from recommenders.models.sessions import SessionLog
 from sim.world import World

@@ -15,7 +15,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 
-from botify.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
 from sim.vector_env import SessionVectorEnv
 from sim.world import World
 

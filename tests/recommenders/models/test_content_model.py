@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from recommenders import registry
 from recommenders.base import Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.cli import main
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.colisten import co_listened_neighbours, co_listening, liked_matrix, ppmi

@@ -136,7 +136,7 @@ def _with_world(log: Path, copy: Path, fingerprint: str) -> Path:
 
 
 def test_a_log_of_another_world_is_refused(two_day_log_path: Path, small_world_dir: Path, tmp_path: Path) -> None:
-    from recommenders.catalog import world_fingerprint
+    from contracts.catalog import world_fingerprint
 
     ours = world_fingerprint(small_world_dir)
     other = _with_world(two_day_log_path, tmp_path / "other.duckdb", "0" * 16)

@@ -18,7 +18,7 @@ import yaml
 
 from recommenders import registry
 from recommenders.base import NotFittedError, Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.evaluation import build_cases
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.bpr_knn import BPRKNNRecommender

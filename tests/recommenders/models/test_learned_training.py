@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.bpr_knn import BPRKNNRecommender
 from recommenders.models.config import BPRKNNConfig, ConfigError, DSSMConfig, load_config
 from recommenders.models.dssm import DSSMRecommender

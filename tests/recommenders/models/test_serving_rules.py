@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from recommenders.base import Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.testing import write_catalog
 

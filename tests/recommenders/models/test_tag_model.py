@@ -10,7 +10,7 @@ from scipy import stats
 from sklearn.metrics import average_precision_score
 
 from recommenders.base import Request
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from recommenders.evaluation.content import frequency_baseline
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.content_config import EncoderConfig, TagModelConfig

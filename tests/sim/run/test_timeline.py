@@ -10,7 +10,7 @@ import pytest
 from click.testing import CliRunner
 from scipy import stats
 
-from recommenders.catalog import Catalog
+from contracts.catalog import Catalog
 from sim.config import EnvConfig, env_config_from_mapping
 from sim.run.__main__ import main as run_cli
 from sim.run.clients import DummyClient
@@ -181,7 +181,7 @@ def test_cli_errors_are_clear(small_world_dir: Path, tmp_path: Path) -> None:
 
 
 def test_summary_labels_users_by_the_serving_experiment() -> None:
-    from botify.experiments import assign
+    from contracts.assignment import assign
     from sim.run.summary import treatment_labels
 
     description = {"experiments": [{"name": "x", "serving": False, "treatments": [{"recommender": "a"}, {"recommender": "b"}]},

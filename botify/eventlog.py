@@ -1,12 +1,12 @@
-"""The DuckDB event log: this package owns its whole lifecycle, as flaskr's `db.py` does.
+"""The event log in the app: this module owns its lifecycle in the service, as flaskr's `db.py` does.
 
 `init_app(app, ...)` creates or checks LOG, records the start in the log's `experiments` and `worlds` tables
 and gives the app a per-process `EventWriter` (in `app.extensions`);
 `close_log(app)` seals what is buffered (the servers call it at shutdown); `init-db` is the
 command that creates (or resets) a log by hand.
 
-Submodules: `layout` (LOG, segment paths, views, init), `writer` (buffer and seal segments),
-`export` (partitioned Parquet, compaction). The columns are in `schema.sql`.
+The log itself (layout, writer, reader, export) lives in the ground floor, `contracts.eventlog`;
+its tables and columns in `contracts.columns`. This module only wires it into the app.
 """
 
 from __future__ import annotations
@@ -19,12 +19,12 @@ import click
 from flask import Flask
 
 from botify.config import ConfigError, EventLogConfig, load_config
-from botify.eventlog.layout import LogError, LogLayout, connect, init_log
-from botify.eventlog.writer import EventWriter, record_start
+from contracts.eventlog.layout import LogError, init_log
+from contracts.eventlog.writer import EventWriter, record_start
 
 EXTENSION = "botify.eventlog"
 
-__all__ = ["EventWriter", "LogError", "LogLayout", "close_log", "connect", "init_app", "init_db_command", "init_log"]
+__all__ = ["close_log", "init_app", "init_db_command"]
 
 
 def close_log(app: Flask) -> None:

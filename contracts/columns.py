@@ -1,12 +1,13 @@
-"""Column names and types of the event log, and how its files are recognised: a contract shared by
-the service, `abtest` and training.
+"""The event log's schema, declared once: tables, column names, DuckDB types and the format version.
 
-Renaming or retyping a column is a migration, not an edit: users' own SQL depends on these.
+The service writes these tables, `abtest` and training read them, and users' own SQL depends on
+them: renaming or retyping a column is a migration (bump `FORMAT_VERSION`), not an edit. The
+DDL (`create_table_sql`) and the Arrow schemas of the segments are derived from here.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+FORMAT_VERSION = 2  # 2: the worlds table
 
 
 class Columns:
@@ -31,7 +32,7 @@ EVENTS_TABLE = "events"
 MESSAGE_NEXT = "next"
 MESSAGE_LAST = "last"
 
-# DuckDB types, in column order; the service's schema.sql must agree (a test checks it).
+# DuckDB types, in column order.
 DUCKDB_TYPES = {
     Columns.TS: "TIMESTAMP",
     Columns.USER: "BIGINT",
@@ -95,24 +96,24 @@ WORLDS_DUCKDB_TYPES = {
 }
 
 
-def exported_tables(directory: Path) -> dict[str, str]:
-    """Table name -> Parquet path or glob, when `directory` is a `botify export`; else {}.
-
-    An export holds `events/date=YYYY-MM-DD/*.parquet` and one `<table>.parquet` per other table.
-    """
-    if not (directory / EVENTS_TABLE).is_dir():
-        return {}
-    tables = {EVENTS_TABLE: str(directory / EVENTS_TABLE / "**" / "*.parquet")}
-    for table in (EXPERIMENTS_TABLE, WORLDS_TABLE):
-        if (directory / f"{table}.parquet").is_file():
-            tables[table] = str(directory / f"{table}.parquet")
-    return tables
+TABLE_TYPES: dict[str, dict[str, str]] = {
+    EVENTS_TABLE: DUCKDB_TYPES,
+    EXPERIMENTS_TABLE: EXPERIMENTS_DUCKDB_TYPES,
+    WORLDS_TABLE: WORLDS_DUCKDB_TYPES,
+}
 
 
-def log_file_kind(path: Path) -> str | None:
-    """'duckdb' or 'parquet' from a file's first bytes, or None for anything else (a CSV, say)."""
-    with path.open("rb") as handle:
-        head = handle.read(16)
-    if head[:4] == b"PAR1":
-        return "parquet"
-    return "duckdb" if head[8:12] == b"DUCK" else None  # bytes 8..12 of a DuckDB database file
+def quote(name: str) -> str:
+    """`name` as a quoted SQL identifier (column names such as `user` and `time` are keywords)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sql_string(text: str) -> str:
+    """`text` as an SQL string literal, for the places DuckDB takes no parameter (paths in views and COPY)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def create_table_sql(table: str) -> str:
+    """`CREATE TABLE table (...)` with the declared columns and types, in order."""
+    columns = ", ".join(f"{quote(name)} {kind}" for name, kind in TABLE_TYPES[table].items())
+    return f"CREATE TABLE {table} ({columns})"

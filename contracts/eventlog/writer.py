@@ -22,9 +22,9 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
-from botify.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
-from recommenders.catalog import Catalog
+from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
+from contracts.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 

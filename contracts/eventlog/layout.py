@@ -12,7 +12,7 @@ A segment is written under a temporary name and renamed into place, so a reader 
 half-written file. The service never opens LOG while it serves: readers open it with
 `duckdb.connect(LOG, read_only=True)` at any time, and every query expands the views' globs
 afresh, so it sees every segment sealed so far. Each directory keeps an empty template segment,
-written from `schema.sql`, so the views resolve before the first event.
+written from the declared schema (`contracts.columns`), so the views resolve before the first event.
 """
 
 from __future__ import annotations
@@ -32,17 +32,15 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from botify.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE
+from contracts.columns import FORMAT_VERSION, TABLE_TYPES, create_table_sql, sql_string
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2  # 2: the worlds table
-SCHEMA_FILE = Path(__file__).with_name("schema.sql")
 TEMPLATE_NAME = "0000000000000000000-template.parquet"
 SEGMENT_SUFFIX = ".parquet"
 TMP_SUFFIX = ".tmp"
 INFO_TABLE = "log_info"
-TABLES = (EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE)
+TABLES = tuple(TABLE_TYPES)
 _GLOB_CHARACTERS = set("*?[]{}'")
 
 
@@ -55,17 +53,12 @@ class ForeignDatabaseError(LogError):
 
 
 @cache
-def schema_sql() -> str:
-    """The text of `schema.sql`."""
-    return SCHEMA_FILE.read_text()
-
-
-@cache
 def arrow_schemas() -> dict[str, pa.Schema]:
-    """The Arrow schema of each table, derived by DuckDB from `schema.sql` (so the two agree)."""
+    """The Arrow schema of each table, derived by DuckDB from the declared column types (so the two agree)."""
     connection = duckdb.connect()
     try:
-        connection.execute(schema_sql())
+        for table in TABLES:
+            connection.execute(create_table_sql(table))
         return {table: connection.sql(f"SELECT * FROM {table}").arrow().schema for table in TABLES}
     finally:
         connection.close()
@@ -103,7 +96,7 @@ class LogLayout:
 
     def view_sql(self, table: str) -> str:
         pattern = str(self.directory(table) / f"*{SEGMENT_SUFFIX}")
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet('{pattern}')"
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({sql_string(pattern)})"
 
 
 def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False) -> Path | None:
