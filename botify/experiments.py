@@ -92,6 +92,7 @@ class Experiments:
     """The active experiments with a ready recommender for every treatment of the serving one.
 
     Attributes:
+        config: the experiments file as validated; None for an in-process run's single treatment.
         names: experiment names, in file order (the order of `assignments`).
         sizes: the number of treatments of each experiment, same order.
         serving: the position of the serving experiment in `names`.
@@ -99,7 +100,7 @@ class Experiments:
         recommender_names: their registry names, same order.
     """
 
-    config: ExperimentsConfig
+    config: ExperimentsConfig | None
     names: tuple[str, ...]
     sizes: tuple[int, ...]
     serving: int
@@ -150,6 +151,14 @@ def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiment
         serving=config.experiments.index(serving_config),
         recommenders=tuple(recommenders),
         recommender_names=tuple(treatment.recommender for treatment in serving_config.treatments),
+    )
+
+
+def single_treatment(experiment: str, name: str, recommender: Recommender) -> Experiments:
+    """One experiment of one treatment, served by `recommender` (registered as `name`): how the
+    simulator's in-process runs are served; it has no experiments file."""
+    return Experiments(
+        config=None, names=(experiment,), sizes=(1,), serving=0, recommenders=(recommender,), recommender_names=(name,)
     )
 
 

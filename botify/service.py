@@ -1,8 +1,8 @@
 """Serving: answer valid next/last items and log each one as an event.
 
 `Service.serve(items)` is the one code path behind `POST /next`, `POST /last` and `POST /batch`
-(a single request is a batch of one), so a batch answers exactly what the single endpoints
-would. For a batch it: appends every item to its session's history in order, assigns each user
+(a single request is a batch of one), and behind the simulator's in-process (`local:`) runs, so
+a batch answers exactly what the single endpoints would, and a local run what the service would. For a batch it: appends every item to its session's history in order, assigns each user
 to every experiment, groups the `next` items by the serving treatment and asks each treatment's
 recommender once through `recommend_batch`, then buffers one event per served item.
 """
@@ -42,7 +42,7 @@ class Service:
         catalog: the public catalog of the served world.
         experiments: the active experiments and the serving treatments' recommenders.
         history: the listen-history store.
-        writer: this process's event writer.
+        writer: this process's event writer; None records nothing (an in-process run without a log).
         limits: bounds on request bodies and batches.
         seed: mixed into every request's seed.
         day_zero: the date of simulated day 0, to turn a client's `ts` into `Request.day`.
@@ -51,7 +51,7 @@ class Service:
     catalog: Catalog
     experiments: Experiments
     history: HistoryStore
-    writer: EventWriter
+    writer: EventWriter | None
     limits: LimitsConfig = LimitsConfig()
     seed: int = 0
     day_zero: dt.date = dt.date(2025, 12, 31)
@@ -65,23 +65,6 @@ class Service:
     def request_seed(self, item: Item) -> int:
         """The seed of a request (`contracts.seeds.request_seed` with this service's seed)."""
         return request_seed(self.seed, item.session, item.ts)
-
-    def serve_one(self, item: Item) -> int | None | ServeError:
-        """Answer one item: `serve([item])[0]`, by a shorter path (the single endpoints' hot path)."""
-        started = time.perf_counter()
-        now_us = time.time_ns() // 1000
-        history = self.history.update((Step(item.user, item.session, item.track, item.time, item.message == MESSAGE_LAST),))[0]
-        assignments = self.experiments.assignments(item.user)
-        treatment = assignments[self._serving]
-        answer: int | None = None
-        propensity: float | None = None
-        if item.message == MESSAGE_NEXT:
-            try:
-                answer, propensity = self._checked(self.experiments.recommenders[treatment].recommend(self._request(item, history)))  # type: ignore[arg-type]
-            except Exception as error:
-                return self._failure(error, treatment, 1)
-        self.writer.append(self._row(item, now_us, answer, treatment, time.perf_counter() - started, assignments, propensity))
-        return answer
 
     def serve(self, items: Sequence[Item]) -> list[int | None | ServeError]:
         """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`.
@@ -122,6 +105,8 @@ class Service:
                 answers[i] = track
                 propensities[i] = propensity
                 latencies[i] = share
+        if self.writer is None:
+            return answers
         common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
         self.writer.extend(
             [

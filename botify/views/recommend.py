@@ -51,7 +51,7 @@ def _serve_single(message: str, user: int) -> int | None | ServeError | Response
         item = parse_single(message, user, _read_body(limit), service.catalog.n_tracks, limit)
     except BadRequest as error:
         return error_response(str(error), error.status)
-    return service.serve_one(item)
+    return service.serve([item])[0]
 
 
 @bp.post("/next/<int(signed=True):user>")

@@ -1,4 +1,4 @@
-"""`python -m sim.run`: simulated days of listeners against botify (or a recommender in-process).
+"""`python -m sim.run`: simulated days of listeners against botify (or botify's service in process).
 
     python -m sim.run --episodes 2000                                   # one day, one process
     python -m sim.run --episodes 2000 --config config/env.yml multi --processes 4
@@ -11,22 +11,44 @@ import itertools
 import logging
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
 import numpy as np
 from tqdm import tqdm
 
+from contracts.config import ConfigError
 from sim.config import EnvConfig, ServiceOptions, load_env_config
-from sim.run.clients import RemoteClient, ServiceError, ServiceUnavailable
-from sim.run.shards import ClientSpec, ProcessExecutor, ShardJob, ShardResult, run_shard
+from sim.run.clients import LOCAL_EXPERIMENT, RemoteClient, ServiceError, ServiceUnavailable
+from sim.run.shards import ClientSpec, ProcessExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
-from sim.world import ConfigError, load_world_config
+from sim.world import load_world_config
 
 DEFAULT_CONFIG = Path("config/env.yml")
 
 
-def _load_config(path: Path, host: str | None, port: int | None) -> EnvConfig:
+@dataclass(frozen=True)
+class RunOptions:
+    """The root command's options, as the subcommands receive them (see `main --help`)."""
+
+    episodes: int
+    config_path: Path
+    world: Path | None
+    seed: int
+    host: str | None
+    port: int | None
+    recommender: str
+    artifact: str | None
+    days: int | None
+    start_day: int
+    log_path: Path | None
+    quiet: bool
+
+
+def load_run_config(options: RunOptions) -> EnvConfig:
+    """The simulator config with the command line's world, host and port applied; `ConfigError` names a bad one."""
+    path = options.config_path
     if path.exists():
         config = load_env_config(path)
     elif path == DEFAULT_CONFIG:
@@ -34,8 +56,13 @@ def _load_config(path: Path, host: str | None, port: int | None) -> EnvConfig:
     else:
         raise ConfigError(f"env config {path} does not exist")
     service: dict[str, object] = config.service.model_dump()
-    service.update({k: v for k, v in (("host", host), ("port", port)) if v is not None})
-    return config.model_copy(update={"service": ServiceOptions.model_validate(service)})
+    service.update({k: v for k, v in (("host", options.host), ("port", options.port)) if v is not None})
+    update: dict[str, object] = {"service": ServiceOptions.model_validate(service)}
+    if options.world is not None:
+        if not (options.world / "public").is_dir():
+            raise ConfigError(f"--world {options.world} is not a world directory; generate one with `python -m sim.world --out {options.world}`")
+        update["world"] = options.world
+    return config.model_copy(update=update)
 
 
 def _ensure_world(config: EnvConfig) -> None:
@@ -66,17 +93,21 @@ def _check_served_world(description: dict[str, object], config: EnvConfig) -> No
         raise click.ClickException(
             f"the service at http://{config.service.host}:{config.service.port} serves another world (fingerprint {served}, "
             f"{description.get('tracks', '?')} tracks) than this run's {config.world} (fingerprint {ours}); "
-            f"restart it with `botify serve --world {config.world}`, or point `world` in the run's config at its world"
+            f"restart it with `botify serve --world {config.world}`, or pass this run the service's world with --world"
         )
 
 
-def _client_spec(recommender: str, artifact: str | None, log_path: Path | None) -> ClientSpec:
+def client_spec(options: RunOptions) -> ClientSpec:
+    """Which client the shards build, from --recommender, --artifact and --log."""
+    recommender = options.recommender
+    if options.log_path is not None and not recommender.startswith("local:"):
+        raise click.BadParameter("--log is for local:<name> runs; botify writes its own log", param_hint="--log")
     if recommender == "remote":
         return ClientSpec("remote")
     if recommender == "dummy":
         return ClientSpec("dummy")
     if recommender.startswith("local:") and len(recommender) > len("local:"):
-        return ClientSpec("local", recommender.removeprefix("local:"), artifact, record=log_path is not None)
+        return ClientSpec("local", recommender.removeprefix("local:"), options.artifact, log=options.log_path)
     raise click.BadParameter(
         f"{recommender!r}: use remote, console, dummy or local:<registry name> (e.g. local:sticky_artist)", param_hint="--recommender"
     )
@@ -85,14 +116,15 @@ def _client_spec(recommender: str, artifact: str | None, log_path: Path | None) 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--episodes", type=click.IntRange(min=1), default=2000, show_default=True, help="Listener arrivals (sessions) per simulated day.")
 @click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True, help="Simulator config (YAML).")
+@click.option("--world", type=click.Path(file_okay=False, path_type=Path), default=None, help="World directory (overrides the config's `world`; default data/world).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and listener decisions (common random numbers).")
 @click.option("--host", default=None, help="botify host (overrides the config; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="botify port (overrides the config; default 5001).")
-@click.option("--recommender", default="remote", show_default=True, help="remote (botify over HTTP), console (pick tracks by hand), dummy (random, no service) or local:<registry name> (in-process).")
+@click.option("--recommender", default="remote", show_default=True, help="remote (botify over HTTP), console (pick tracks by hand), dummy (random, no service) or local:<registry name> (botify's service in process).")
 @click.option("--artifact", default=None, help="Artifact directory for a trainable local:<name> recommender.")
 @click.option("--days", type=click.IntRange(min=1), default=None, help="Simulate this many days without pausing (default: 1 day; `single` pauses after each day when run in a terminal without --days).")
 @click.option("--start-day", type=click.IntRange(min=1), default=1, show_default=True, help="Number of the first simulated day (continue a timeline after a redeploy).")
-@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="local:<name> only: write the events to this DuckDB file.")
+@click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="local:<name> only: write the events to this event log (created, or appended to).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @click.pass_context
 def main(ctx: click.Context, **options: object) -> None:
@@ -103,7 +135,7 @@ def main(ctx: click.Context, **options: object) -> None:
     wall time and steps/s. The same seed and service config give the same sessions.
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    ctx.obj = options
+    ctx.obj = RunOptions(**options)  # type: ignore[arg-type]
     if ctx.invoked_subcommand is None:
         ctx.invoke(single)
 
@@ -111,91 +143,96 @@ def main(ctx: click.Context, **options: object) -> None:
 @main.command()
 @click.option("--no-pause", is_flag=True, help="Never wait for Enter between days.")
 @click.pass_obj
-def single(obj: dict, no_pause: bool) -> None:
+def single(options: RunOptions, no_pause: bool) -> None:
     """One process; pauses after each simulated day so you can retrain and redeploy."""
-    interactive = obj["days"] is None and not no_pause and sys.stdin.isatty()
-    _simulate(obj, processes=1, interactive=interactive)
+    interactive = options.days is None and not no_pause and sys.stdin.isatty()
+    _simulate(options, processes=1, interactive=interactive)
 
 
 @main.command()
 @click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Parallel shards (processes).")
 @click.pass_obj
-def multi(obj: dict, processes: int) -> None:
+def multi(options: RunOptions, processes: int) -> None:
     """Parallel shards of each day's arrivals, results merged (same sessions as `single`)."""
-    _simulate(obj, processes=processes, interactive=False)
+    _simulate(options, processes=processes, interactive=False)
 
 
-def _simulate(obj: dict, processes: int, interactive: bool) -> None:
+def _simulate(options: RunOptions, processes: int, interactive: bool) -> None:
     try:
-        config = _load_config(obj["config_path"], obj["host"], obj["port"])
+        config = load_run_config(options)
     except ConfigError as error:
         raise click.ClickException(str(error)) from None
-    if obj["recommender"] == "console":
+    if options.recommender == "console":
         from sim.run.console import run_console
 
         _ensure_world(config)
-        run_console(config, seed=obj["seed"], day=obj["start_day"])
+        run_console(config, seed=options.seed, day=options.start_day)
         return
-    spec = _client_spec(obj["recommender"], obj["artifact"], obj["log_path"])
-    if obj["log_path"] is not None:
-        if spec.kind != "local":
-            raise click.BadParameter("--log is for local:<name> runs; botify writes its own log", param_hint="--log")
-        _check_local_log(obj["log_path"])
+    spec = client_spec(options)
     _ensure_world(config)
-    description = None
-    if spec.kind == "remote":
-        probe = RemoteClient(config.service)
-        try:
-            description = probe.describe()
-        except ServiceUnavailable as error:
-            raise click.ClickException(str(error)) from None
-        finally:
-            probe.close()
-        _check_served_world(description, config)
-    elif spec.kind == "local":
-        description = {"recommender": spec.name}
-
-    days = obj["days"] or 1
-    first = obj["start_day"]
+    description = _describe_client(config, spec)
+    if spec.log is not None:
+        _start_local_log(spec.log, config.world, spec.name)
     started = time.perf_counter()
     try:
         if processes == 1:
-            results = _run_inline(config, obj, spec, first, days, interactive)
+            results = _run_inline(config, options, spec, interactive)
         else:
-            jobs = [
-                ShardJob(config, obj["seed"], tuple(range(first, first + days)), obj["episodes"], spec, shard, processes)
-                for shard in range(processes)
-            ]
-            click.echo(f"simulating {obj['episodes']} arrivals/day for {days} day(s) in {processes} shards...", err=True)
-            results = ProcessExecutor(processes).map(run_shard, jobs)
+            click.echo(f"simulating {options.episodes} arrivals/day for {options.days or 1} day(s) in {processes} shards...", err=True)
+            results = _run_shards(ProcessExecutor(processes), config, options, spec, processes)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None
-    except Exception as error:  # a recommender's or the registry's error in local mode
+    except Exception as error:  # the registry's or an artifact's error in local mode
         from recommenders.registry import RegistryError
 
         if isinstance(error, RegistryError | FileNotFoundError):
             raise click.ClickException(str(error)) from None
         raise
-    wall = time.perf_counter() - started
-    _report(results, description, wall)
-    if obj["log_path"] is not None:
-        _write_local_log(obj["log_path"], results, config.world, spec.name)
+    _report(results, description, time.perf_counter() - started)
+    if spec.log is not None:
+        click.echo(f"events written to {spec.log}")
 
 
-def _run_inline(config: EnvConfig, obj: dict, spec: ClientSpec, first: int, days: int, interactive: bool) -> list[ShardResult]:
+def _describe_client(config: EnvConfig, spec: ClientSpec) -> dict[str, object] | None:
+    """The service's self-description (GET /), checked to serve this run's world; a local run's own."""
+    if spec.kind == "local":
+        return {"recommender": spec.name}
+    if spec.kind != "remote":
+        return None
+    probe = RemoteClient(config.service)
+    try:
+        description = probe.describe()
+    except ServiceUnavailable as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        probe.close()
+    _check_served_world(description, config)
+    return description
+
+
+def _run_shards(executor: ShardExecutor, config: EnvConfig, options: RunOptions, spec: ClientSpec, n_shards: int) -> list[ShardResult]:
+    """Every day's arrivals split over `n_shards` shards, run by `executor`."""
+    days = tuple(range(options.start_day, options.start_day + (options.days or 1)))
+    jobs = [ShardJob(config, options.seed, days, options.episodes, spec, shard, n_shards) for shard in range(n_shards)]
+    return executor.map(run_shard, jobs)
+
+
+def _run_inline(config: EnvConfig, options: RunOptions, spec: ClientSpec, interactive: bool) -> list[ShardResult]:
     """One shard in this process, with a progress bar; interactive runs pause after every day."""
-    bar = tqdm(total=obj["episodes"], desc="sessions", unit="session", disable=obj["quiet"], leave=False)
+    first = options.start_day
+    bar = tqdm(total=options.episodes, desc="sessions", unit="session", disable=options.quiet, leave=False)
 
     def before_day(day: int) -> bool:
         if interactive and day > first:
             bar.clear()
             if not click.confirm(f"day {day - 1} done. Retrain/redeploy now if you like; simulate day {day}?", default=True):
                 return False
-        bar.reset(total=obj["episodes"])
+        bar.reset(total=options.episodes)
         bar.set_description(f"day {day}")
         return True
 
-    job = ShardJob(config, obj["seed"], itertools.count(first) if interactive else range(first, first + days), obj["episodes"], spec)
+    days = itertools.count(first) if interactive else range(first, first + (options.days or 1))
+    job = ShardJob(config, options.seed, days, options.episodes, spec)
     try:
         return [run_shard(job, on_session=lambda _: bar.update(1), before_day=before_day)]
     finally:
@@ -217,26 +254,18 @@ def _report(results: list[ShardResult], description: dict | None, wall: float) -
     )
 
 
-def _check_local_log(log_path: Path) -> None:
-    """Create or check the local run's log before simulating, so a bad --log costs no run."""
-    from contracts.eventlog.layout import LogError, init_log
+def _start_local_log(log_path: Path, world: Path, recommender: str) -> None:
+    """Create or check a local run's event log and record the run's start in it, as a service does
+    at its start; the shards' services then write the events. A bad --log costs no run."""
+    from contracts.catalog import Catalog
+    from contracts.eventlog import LogError, init_log
+    from contracts.eventlog.writer import record_start, world_row
 
+    declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]
     try:
-        init_log(log_path)
+        record_start(init_log(log_path), declared, time.time_ns() // 1000, world_row(Catalog(world)))
     except LogError as error:
         raise click.ClickException(str(error)) from None
-
-
-def _write_local_log(log_path: Path, results: list[ShardResult], world: Path, recommender: str) -> None:
-    from contracts.eventlog.layout import LogError
-    from sim.run.locallog import write_local_log
-
-    events = [e for result in results for e in result.events]
-    try:
-        write_local_log(log_path, events, world, recommender)
-    except LogError as error:
-        raise click.ClickException(str(error)) from None
-    click.echo(f"events written to {log_path}")
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
-"""Who answers the simulated listeners: botify over HTTP, a recommender in-process, or a dummy.
+"""Who answers the simulated listeners: botify over HTTP, botify's `Service` in process, or a dummy.
 
-Every client takes a list of `Item`s (one 'next' or 'last' message each, as the HTTP API
-defines them) and returns, per item, the recommended track for 'next' and None for 'last'.
+Every client takes a list of `Item`s (botify's request items: one 'next' or 'last' message each,
+as the HTTP API defines them) and returns, per item, the recommended track for 'next' and None
+for 'last'.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -17,15 +19,21 @@ import orjson
 import urllib3
 from urllib3.exceptions import HTTPError
 
-
+from botify.validation import Item
+from contracts.columns import MESSAGE_LAST as LAST
+from contracts.columns import MESSAGE_NEXT as NEXT
 from sim.config import ServiceOptions
 
 if TYPE_CHECKING:
+    from botify.service import Service
     from contracts.catalog import Catalog
+    from contracts.eventlog import EventWriter
 
 log = logging.getLogger(__name__)
 
-NEXT, LAST = "next", "last"
+__all__ = ["LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ServiceError", "ServiceUnavailable"]
+
+LOCAL_EXPERIMENT = "local"  # the one experiment of an in-process run's log
 
 
 class ServiceError(RuntimeError):
@@ -34,21 +42,6 @@ class ServiceError(RuntimeError):
 
 class ServiceUnavailable(ServiceError):
     """Nothing answers at the configured address."""
-
-
-@dataclass(frozen=True, slots=True)
-class Item:
-    """One message of a listener: 'next' (what now?) or 'last' (the session ended)."""
-
-    message: str
-    user: int
-    track: int
-    time: float
-    session: int
-    ts: int  # simulated epoch milliseconds
-
-    def body(self) -> dict[str, object]:
-        return {"track": self.track, "time": self.time, "session": self.session, "ts": self.ts}
 
 
 class Client(Protocol):
@@ -115,7 +108,7 @@ class RemoteClient:
         return [self._serve_one(item) for item in items]
 
     def _serve_batch(self, items: Sequence[Item]) -> list[int | None] | None:
-        payload = {"requests": [{"message": i.message, "user": i.user, **i.body()} for i in items]}
+        payload = {"requests": [{"message": i.message, "user": i.user, **_body(i)} for i in items]}
         answer = self._post("/batch", payload, items)
         if answer is None:
             return None
@@ -131,7 +124,7 @@ class RemoteClient:
         return out
 
     def _serve_one(self, item: Item) -> int | None:
-        answer = self._post(f"/{item.message}/{item.user}", item.body(), [item])
+        answer = self._post(f"/{item.message}/{item.user}", _body(item), [item])
         assert answer is not None  # single endpoints always exist
         return int(orjson.loads(answer)["track"]) if item.message == NEXT else None
 
@@ -165,6 +158,11 @@ class RemoteClient:
         self._http.close()
 
 
+def _body(item: Item) -> dict[str, object]:
+    """The JSON body of `item` as the single endpoints take it."""
+    return {"track": item.track, "time": item.time, "session": item.session, "ts": item.ts}
+
+
 class DummyClient:
     """No service at all: a uniformly random track, as the course's dummy recommender."""
 
@@ -184,13 +182,12 @@ class DummyClient:
 
 
 class LocalClient:
-    """A recommender called in-process through the plugin API, without HTTP.
+    """botify's own `Service` in process: the serving path of `botify serve`, without HTTP.
 
-    Answers as a botify service with the default seed would: the same session history store
-    (`botify.history.MemoryHistory`), the same request seeds (`contracts.seeds`), the same day. So
-    `local:<name>` and a service serving `<name>` give the same sessions for the same seed.
-    When asked, it records every event with the event log's columns (see `events()`), so a
-    local run can feed training.
+    The service is built as `create_app` builds it (the registry's recommender, an in-memory
+    history, the service's request seeds and day), with one experiment, "local", of one
+    treatment. So `local:<name>` and a service serving `<name>` give the same sessions for the
+    same seed. With `log`, every event is written to that event log by the service's own writer.
     """
 
     def __init__(
@@ -200,55 +197,39 @@ class LocalClient:
         *,
         params: dict[str, object] | None = None,
         artifact: str | None = None,
-        record: bool = False,
-        day_one_ms: int = 0,
+        log: Path | None = None,
+        day_zero: dt.date,
         service_seed: int = 0,
     ) -> None:
+        from botify.experiments import single_treatment
         from botify.history import MemoryHistory
+        from botify.service import Service
+        from contracts.eventlog import EventWriter, LogLayout
         from recommenders.registry import make
 
         self.name = name
-        self.recommender = make(name, catalog, params, artifact)
-        self._history = MemoryHistory()
-        self._record = record
-        self._rows: list[tuple] = []
-        self._day_one_ms = day_one_ms  # epoch ms at which simulated day 1 begins
-        self._service_seed = service_seed
+        experiments = single_treatment(LOCAL_EXPERIMENT, name, make(name, catalog, params, artifact))
+        self._writer: EventWriter | None = None
+        if log is not None:
+            self._writer = EventWriter(LogLayout.of(log), experiments.names, flush_window=3600.0)
+        self.service: Service = Service(catalog, experiments, MemoryHistory(), self._writer, seed=service_seed, day_zero=day_zero)
 
     def describe(self) -> dict[str, object]:
         return {"status": "local", "recommender": self.name}
 
     def serve(self, items: Sequence[Item]) -> list[int | None]:
-        from botify.history import Step
-        from contracts.seeds import request_seed
-        from recommenders.base import Request
+        from botify.service import ServeError
 
-        histories = self._history.update([Step(i.user, i.session, i.track, i.time, i.message == LAST) for i in items])
-        requests_, positions = [], []
-        for position, (item, history) in enumerate(zip(items, histories, strict=True)):
-            if history is None:  # 'last': the session is over
-                continue
-            seed = request_seed(self._service_seed, item.session, item.ts)
-            day = (item.ts - self._day_one_ms) // 86_400_000 + 1
-            requests_.append(Request(item.user, item.track, item.time, history.tracks, history.times, seed, day))
-            positions.append(position)
-        started = time.perf_counter()
-        answers = self.recommender.recommend_batch(requests_) if requests_ else []
-        latency = (time.perf_counter() - started) / max(len(requests_), 1)
-        out: list[int | None] = [None] * len(items)
-        for position, answer in zip(positions, answers):
-            out[position] = int(answer.track)
-        if self._record:
-            propensity = {p: a.propensity for p, a in zip(positions, answers)}
-            for position, item in enumerate(items):
-                self._rows.append(
-                    (item.ts, item.user, item.session, item.message, item.track, item.time, out[position], self.name, latency, propensity.get(position))
-                )
-        return out
-
-    def events(self) -> list[tuple]:
-        """Recorded events: (ts ms, user, session, message, track, time, recommendation, recommender, latency, propensity)."""
-        return self._rows
+        answers = self.service.serve(items)
+        for item, answer in zip(items, answers, strict=True):
+            if isinstance(answer, ServeError):
+                raise ServiceError(f"recommender {self.name!r} failed for user {item.user}, session {item.session}: {answer}")
+        return answers  # type: ignore[return-value]
 
     def close(self) -> None:
-        pass
+        """Seal the events written so far; unlike at interpreter exit, a failure to seal raises."""
+        if self._writer is not None:
+            try:
+                self._writer.flush()
+            finally:
+                self._writer.close()

@@ -8,10 +8,11 @@ map `run_shard` over the jobs and return the results in order.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, time, timezone
+from pathlib import Path
 from typing import Protocol, TypeVar
 
 from sim.config import EnvConfig
@@ -25,13 +26,14 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """How to build a client inside a shard: 'remote', 'dummy' or 'local' (with a registry name)."""
+    """How to build a client inside a shard: 'remote', 'dummy' or 'local' (with a registry name,
+    and the event log its service writes to, if any)."""
 
     kind: str
     name: str = ""
     artifact: str | None = None
     params: dict[str, object] = field(default_factory=dict)
-    record: bool = False
+    log: Path | None = None
 
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
@@ -40,10 +42,9 @@ class ClientSpec:
         if self.kind == "dummy":
             return DummyClient(world.n_tracks, seed)
         if self.kind == "local":
-            day_one = datetime.combine(config.time.start, time(), tzinfo=timezone.utc)
             return LocalClient(
-                self.name, world.catalog, params=self.params, artifact=self.artifact, record=self.record,
-                day_one_ms=int(day_one.timestamp() * 1000),
+                self.name, world.catalog, params=self.params, artifact=self.artifact, log=self.log,
+                day_zero=config.time.start - dt.timedelta(days=1),  # simulated day 1 begins at `start`
             )
         raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy' or 'local'")
 
@@ -67,10 +68,11 @@ class ShardJob:
 
 @dataclass
 class ShardResult:
+    """What a shard returns: its sessions, and how many items it sent in how many batches."""
+
     records: list[SessionRecord]
     served: int
     batches: int
-    events: list[tuple]
 
 
 def run_shard(
@@ -94,8 +96,7 @@ def run_shard(
             if before_day is not None and not before_day(day):
                 break
             timeline.run_day(day, job.episodes)
-        events = client.events() if isinstance(client, LocalClient) else []
-        return ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches, events)
+        return ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches)
     finally:
         client.close()
 
