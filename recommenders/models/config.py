@@ -9,7 +9,7 @@ unknown keys and impossible values raise `ConfigError` naming the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -113,6 +113,3 @@ def load_config(cls: type[Config], path: str | Path | None, **overrides: Any) ->
     if path is None:
         return from_mapping(cls, {key: value for key, value in overrides.items() if value is not None}, "defaults")
     return from_mapping(cls, read_mapping(path, "config", **overrides), str(path))
-
-
-Device = Literal["cpu", "cuda"]
