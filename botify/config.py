@@ -23,7 +23,7 @@ DEFAULT_CONFIG = Path("config/botify.yml")
 class ServerConfig(Strict):
     """Where and how the WSGI server listens."""
 
-    engine: Literal["granian", "gunicorn"] = "granian"  # granian measured faster: docs/botify.md
+    engine: Literal["granian", "gunicorn"] = "granian"  # the faster on loopback: docs/botify.md
     host: str = "127.0.0.1"
     port: int = Field(5001, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # processes

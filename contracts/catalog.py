@@ -43,8 +43,8 @@ _ARROW_FLOATS = {"halffloat": np.float16, "float": np.float32, "double": np.floa
 def _to_numpy(table: pa.Table, name: str, source: Path) -> np.ndarray:
     """Column `name` of `table` (numbers or strings, no nulls) as a numpy array, without pandas.
 
-    Every simulator and service start reads the catalog, and pandas costs a quarter of a second
-    of imports; pyarrow imports it from `read_table` (through pyarrow.dataset) and from
+    Every simulator and service start reads the catalog, and importing pandas is a large part
+    of a start; pyarrow imports it from `read_table` (through pyarrow.dataset) and from
     `to_numpy`, so numbers are read from the Arrow buffers and strings as Python objects.
     """
     column = table.column(name)

@@ -60,8 +60,8 @@ class RemoteClient:
     A failed call (connection error, timeout, 5xx, 429) is retried `retries` times with
     exponential backoff, then reported as `ServiceError` naming the users and sessions; a 4xx
     answer is the client's fault and is reported at once, never swallowed. urllib3 rather than
-    requests: a third of the client's CPU per batch (300 us against 700 us per call, measured),
-    which is what `multi` runs on 2 cores are short of.
+    requests: the client's CPU per call is what `multi` runs on few cores are short of, and
+    urllib3 spends far less of it (figures in README.md, "Measured").
     """
 
     _HEADERS = {"Content-Type": "application/json"}
