@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from recommenders import registry
-from recommenders.base import Trainable
+from recommenders.base import Fittable
 from recommenders.commands.common import day_range, open_catalog, read_sessions
 from recommenders.models.config import ConfigError, load_config
 from recommenders.models.nn import DependencyNotInstalled, TrainingError
@@ -35,7 +35,7 @@ def train(
     name: str, events: Path, world: Path, out: Path, config_path: Path | None, seed: int | None, epochs: int | None,
     device: str, holdout_days: int, threads: int | None, quiet: bool,
 ) -> None:
-    """Train the recommender registered as NAME (dssm, bpr_knn, ...) on the event log.
+    """Train the recommender registered as NAME (dssm, bpr_knn, top_pop, ...) on the event log.
 
     Reads the log, keeps every simulated day but the last --holdout-days for training, fits with
     a progress bar per epoch, writes the artifacts to --out (model.json: config and training
@@ -47,9 +47,9 @@ def train(
         cls = registry.get_class(name)
     except registry.RegistryError as error:
         raise click.ClickException(str(error)) from None
-    if not issubclass(cls, Trainable):
+    if not issubclass(cls, Fittable):
         raise click.ClickException(f"recommender {name!r} is not trainable (it has no fit / save / load); nothing to train")
-    config_class = getattr(cls, "config_class", None)
+    config_class = cls.config_class
     options: dict[str, Any] = {}
     if config_class is not None:
         try:
