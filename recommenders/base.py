@@ -3,7 +3,8 @@
 A recommender answers "what next?" for a listener in the middle of a session. The service
 builds a `Request` per HTTP call and asks `recommend`; a simulator with many sessions in flight
 may call `recommend_batch`, which must answer exactly as `recommend` would, request by request.
-Trainable recommenders also implement `fit`, `save` and `load` (see `Trainable`).
+Recommenders that learn from the log implement `fit`, `save` and `load`: a `Fittable` answers
+from a prior until it has learned, a `Trainable` only after.
 
 Track and user ids here are the external ids of the HTTP API and the event log.
 """
@@ -20,7 +21,7 @@ from contracts.catalog import Catalog
 
 
 class NotFittedError(RuntimeError):
-    """A trainable recommender was asked to recommend or save before `fit` or `load`."""
+    """A `Trainable` was asked to recommend, or a `Fittable` to save, before `fit` or `load`."""
 
     def __init__(self, name: str) -> None:
         super().__init__(f"recommender {name!r} is not fitted: call fit(...) or load(...) first")
@@ -101,9 +102,19 @@ class Recommender(ABC):
         return [self._recommend(request) for request in requests]
 
 
-class Trainable(Recommender):
-    """A recommender that learns from the event log and keeps its artifacts in a directory."""
+class Fittable(Recommender):
+    """A recommender that can learn from the event log and keep what it learned in a directory.
 
+    Subclasses implement `_fit`, `_save` and `_load`; the public `fit`, `save` and `load` check
+    the lifecycle around them (`save` before `fit` or `load` raises `NotFittedError`, `load`
+    of a missing directory `FileNotFoundError`) and set `fitted`. A `Fittable` answers before
+    it is fitted too, from a prior (`top_pop` ranks by the catalog's popularity until it has
+    seen a log), so an artifact is optional: `registry.make` loads one when given.
+    `recommenders train` fits any `Fittable`.
+    """
+
+    requires_fit: ClassVar[bool] = False  # True: no answers before `fit` or `load` (see `Trainable`)
+    config_class: ClassVar[type | None] = None  # the training config `fit(events, config=...)` takes, if any
     fitted: bool = False
 
     def fit(self, events: Any, **options: Any) -> Self:
@@ -122,13 +133,32 @@ class Trainable(Recommender):
         return directory
 
     def load(self, directory: str | Path) -> Self:
-        """Read artifacts written by `save`; the recommender is then ready to serve."""
+        """Read artifacts written by `save`; the recommender then serves what it learned."""
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
         self._load(directory)
         self.fitted = True
         return self
+
+    @abstractmethod
+    def _fit(self, events: Any, **options: Any) -> None: ...
+
+    @abstractmethod
+    def _save(self, directory: Path) -> None: ...
+
+    @abstractmethod
+    def _load(self, directory: Path) -> None: ...
+
+
+class Trainable(Fittable):
+    """A recommender that learns from the event log and cannot answer before it has.
+
+    The lifecycle of `Fittable`; `recommend` and `recommend_batch` raise `NotFittedError`
+    until `fit` or `load`, so serving one needs an artifact.
+    """
+
+    requires_fit: ClassVar[bool] = True
 
     def recommend(self, request: Request) -> Recommendation:
         if not self.fitted:
@@ -139,12 +169,3 @@ class Trainable(Recommender):
         if not self.fitted:
             raise NotFittedError(self.name)
         return self._recommend_batch(requests)
-
-    @abstractmethod
-    def _fit(self, events: Any, **options: Any) -> None: ...
-
-    @abstractmethod
-    def _save(self, directory: Path) -> None: ...
-
-    @abstractmethod
-    def _load(self, directory: Path) -> None: ...

@@ -13,17 +13,17 @@ from pathlib import Path
 import click
 
 from recommenders import registry
-from recommenders.base import Recommender, Trainable
+from recommenders.base import Fittable, Recommender
 from contracts.catalog import Catalog, CatalogError
 from recommenders.commands.common import parse_params
 from recommenders.testing import DEFAULT_LATENCY_BUDGET, ContractError, check_recommender, make_requests
 
 
 def artifact_kind(cls: type[Recommender]) -> str:
-    """"required" for a `Trainable`, "optional" for a recommender with `load`, else "none"."""
-    if issubclass(cls, Trainable):
-        return "required"
-    return "optional" if callable(getattr(cls, "load", None)) else "none"
+    """"required" for a `Trainable`, "optional" for another `Fittable` (it answers from a prior), else "none"."""
+    if not issubclass(cls, Fittable):
+        return "none"
+    return "required" if cls.requires_fit else "optional"
 
 
 def describe(entry: registry.Entry) -> dict[str, str]:
@@ -97,10 +97,13 @@ def check(name: str, world: Path, pairs: tuple[str, ...], artifact: Path | None,
         raise click.ClickException(str(error)) from None
     params = parse_params(pairs)
 
+    if artifact is not None and not issubclass(cls, Fittable):
+        raise click.ClickException(f"recommender {name!r} takes no artifact, but --artifact {artifact} was given")
+
     def factory() -> Recommender:
         recommender = cls(catalog, **params)
-        if artifact is not None:
-            recommender.load(artifact)  # type: ignore[attr-defined]
+        if artifact is not None and isinstance(recommender, Fittable):
+            recommender.load(artifact)
         return recommender
 
     try:

@@ -16,7 +16,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from recommenders.base import Recommender, Trainable
+from recommenders.base import Fittable, Recommender
 from contracts.catalog import Catalog
 
 ENTRY_POINT_GROUP = "botify.recommenders"
@@ -95,19 +95,20 @@ def get_class(name: str) -> type[Recommender]:
 
 
 def make(name: str, catalog: Catalog, params: dict[str, Any] | None = None, artifact: str | Path | None = None) -> Recommender:
-    """Build a ready-to-serve recommender: construct with `params`, then load `artifact` if trainable."""
+    """Build a ready-to-serve recommender: construct with `params`, then load `artifact` (a `Fittable`'s).
+
+    A `Trainable` needs an artifact; a `Fittable` may have one; any other recommender takes none.
+    """
     cls = get_class(name)
     try:
         recommender = cls(catalog, **(params or {}))
     except (TypeError, ValueError) as error:
         raise RegistryError(f"recommender {name!r}: bad parameters: {error}") from error
-    if issubclass(cls, Trainable):
-        if artifact is None:
-            raise RegistryError(f"recommender {name!r} is trainable and needs an artifact directory (train it with `recommenders train {name}`)")
-        recommender.load(artifact)  # type: ignore[attr-defined]
-    elif artifact is not None:
-        load = getattr(recommender, "load", None)
-        if load is None:
+    if not isinstance(recommender, Fittable):
+        if artifact is not None:
             raise RegistryError(f"recommender {name!r} takes no artifact, but artifact {artifact} was given")
-        load(artifact)
+    elif artifact is not None:
+        recommender.load(artifact)
+    elif recommender.requires_fit:
+        raise RegistryError(f"recommender {name!r} is trainable and needs an artifact directory (train it with `recommenders train {name}`)")
     return recommender

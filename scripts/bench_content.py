@@ -43,12 +43,12 @@ MODELS = ("tags", "content")
 @click.option("--max-train-tracks", type=click.IntRange(min=0), default=0, show_default=True,
               help="Cap on the tag model's training tracks (0: every labelled track).")
 @click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated models to time.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads of training (the config's `threads`).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, max_train_tracks: int, models: str,
-         threads: int | None, seed: int) -> None:
+         threads: int, seed: int) -> None:
     """Print training seconds per epoch and in total of the tag model and the content model on --device."""
-    wanted = setup(models, MODELS, device, threads, world)
+    wanted = setup(models, MODELS, device, world)
     catalog = Catalog(world)
     log = None
     if "content" in wanted:
@@ -56,13 +56,13 @@ def main(device: str, world: Path, events: Path | None, episodes: int, epochs: i
             log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
             log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
     click.echo(f"world: {catalog.n_tracks} tracks" + (f"; log: {len(log)} events, {log.n_sessions} sessions" if log is not None else "")
-               + f"; {hardware(device)}")
+               + f"; {hardware(device, threads)}")
     click.echo(HEADER)
     for name in wanted:
         if name == "tags":
-            time_fit(name, TagRecommender(catalog), None, TagModelConfig(seed=seed, epochs=epochs, max_train_tracks=max_train_tracks or None), device)
+            time_fit(name, TagRecommender(catalog), None, TagModelConfig(seed=seed, threads=threads, epochs=epochs, max_train_tracks=max_train_tracks or None), device)
         else:
-            time_fit(name, ContentRecommender(catalog), log, ContentModelConfig(seed=seed, epochs=epochs), device)
+            time_fit(name, ContentRecommender(catalog), log, ContentModelConfig(seed=seed, threads=threads, epochs=epochs), device)
     click.echo("total s includes data preparation, encoding every catalog track and the held-out evaluation besides the epochs")
 
 

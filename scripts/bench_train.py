@@ -45,16 +45,16 @@ def simulate(world: Path, episodes: int, out: Path, seed: int) -> Path:
     return out
 
 
-def configs(epochs: int, seed: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
-    """Write-up defaults with `epochs` epochs and no early stopping (nor learning-rate drops)."""
+def configs(epochs: int, seed: int, threads: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
+    """Write-up defaults with `epochs` epochs, `threads` torch threads and no early stopping (nor learning-rate drops)."""
     return {
-        "dssm": DSSMConfig(seed=seed, epochs=epochs, early_stopping_patience=epochs + 1, lr_reduce_patience=epochs + 1),
-        "bpr_knn": BPRKNNConfig(seed=seed, epochs=epochs, early_stopping_patience=epochs + 1),
+        "dssm": DSSMConfig(seed=seed, threads=threads, epochs=epochs, early_stopping_patience=epochs + 1, lr_reduce_patience=epochs + 1),
+        "bpr_knn": BPRKNNConfig(seed=seed, threads=threads, epochs=epochs, early_stopping_patience=epochs + 1),
     }
 
 
-def setup(models: str, known: tuple[str, ...], device: str, threads: int | None, world: Path) -> list[str]:
-    """Validate --models, --device and --threads, generate the world if missing; the models to time."""
+def setup(models: str, known: tuple[str, ...], device: str, world: Path) -> list[str]:
+    """Validate --models and --device, generate the world if missing; the models to time."""
     import torch
 
     wanted = [name.strip() for name in models.split(",") if name.strip()]
@@ -63,18 +63,16 @@ def setup(models: str, known: tuple[str, ...], device: str, threads: int | None,
         raise click.BadParameter(f"unknown model(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(known)}", param_hint="--models")
     if device == "cuda" and not torch.cuda.is_available():
         raise click.ClickException(f"device 'cuda' is not available (torch {torch.__version__}, built for CUDA {torch.version.cuda})")
-    if threads is not None:
-        torch.set_num_threads(threads)
     if not (world / "public").is_dir():
         subprocess.run([sys.executable, "-m", "sim.world", "--out", str(world)], check=True)
     return wanted
 
 
-def hardware(device: str) -> str:
+def hardware(device: str, threads: int) -> str:
     """The device in words, with the torch version."""
     import torch
 
-    where = torch.cuda.get_device_name() if device == "cuda" else f"{torch.get_num_threads()} torch threads"
+    where = torch.cuda.get_device_name() if device == "cuda" else f"{threads} torch threads"
     return f"device: {device} ({where}); torch {torch.__version__}"
 
 
@@ -104,20 +102,20 @@ def time_fit(name: str, model: Any, data: object, config: object, device: str) -
 @click.option("--episodes", type=click.IntRange(min=10), default=2000, show_default=True, help="Sessions per simulated day when simulating.")
 @click.option("--epochs", type=click.IntRange(min=2), default=5, show_default=True, help="Epochs per model (the first counts as warm-up).")
 @click.option("--models", default=",".join(MODELS), show_default=True, help="Comma-separated models to time.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads of training (the config's `threads`).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, models: str, threads: int | None, seed: int) -> None:
+def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, models: str, threads: int, seed: int) -> None:
     """Print training seconds per epoch of dssm and bpr_knn on --device."""
-    wanted = setup(models, MODELS, device, threads, world)
+    wanted = setup(models, MODELS, device, world)
     catalog = Catalog(world)
     with tempfile.TemporaryDirectory() as scratch:
         log_path = events if events is not None else simulate(world, episodes, Path(scratch) / "events.duckdb", seed)
         log = as_session_log(Dataset.from_log(log_path), catalog.n_tracks)
-    click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; {hardware(device)}")
+    click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; {hardware(device, threads)}")
     click.echo(HEADER)
     for name in wanted:
         model = DSSMRecommender(catalog) if name == "dssm" else BPRKNNRecommender(catalog)
-        time_fit(name, model, log, configs(epochs, seed)[name], device)
+        time_fit(name, model, log, configs(epochs, seed, threads)[name], device)
     click.echo("total s includes data preparation (and, for bpr_knn, the KNN pairing) besides the epochs")
 
 

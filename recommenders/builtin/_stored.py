@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
-from recommenders.base import Recommendation, Recommender, Request, Trainable
+from recommenders.base import Fittable, Recommendation, Recommender, Request, Trainable
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, write_manifest
 from recommenders.builtin._lists import RankedLists
 from recommenders.builtin._params import check_choice, check_int
@@ -114,15 +114,14 @@ class StoredListsRecommender(Trainable):
             raise TypeError(f"{self.name}.fit got unknown options: {', '.join(sorted(options))}")
         dataset = Dataset.from_events(events)
         self._fit_lists(dataset)
-        fit = getattr(self.fallback_recommender, "fit", None)
-        if fit is not None:
-            fit(dataset)
+        if isinstance(self.fallback_recommender, Fittable):
+            self.fallback_recommender.fit(dataset)
 
     def _save(self, directory: Path) -> None:
         self._save_lists(directory)
         write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks, params=self.get_params())
-        if getattr(self.fallback_recommender, "fitted", False):
-            self.fallback_recommender.save(directory / FALLBACK_DIR)  # type: ignore[attr-defined]
+        if isinstance(self.fallback_recommender, Fittable) and self.fallback_recommender.fitted:
+            self.fallback_recommender.save(directory / FALLBACK_DIR)
 
     def _load(self, directory: Path) -> None:
         manifest = read_manifest(directory, self.name)
@@ -131,6 +130,5 @@ class StoredListsRecommender(Trainable):
                 f"{directory} was trained on a catalog of {manifest['n_tracks']} tracks, this one has {self.catalog.n_tracks}"
             )
         self._load_lists(directory, manifest)
-        load = getattr(self.fallback_recommender, "load", None)
-        if load is not None and (directory / FALLBACK_DIR).is_dir():
-            load(directory / FALLBACK_DIR)
+        if isinstance(self.fallback_recommender, Fittable) and (directory / FALLBACK_DIR).is_dir():
+            self.fallback_recommender.load(directory / FALLBACK_DIR)

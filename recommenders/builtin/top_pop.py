@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from contracts.columns import Columns
-from recommenders.base import NotFittedError, Recommendation, Request
+from recommenders.base import Fittable, Recommendation, Request
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, read_table, write_manifest
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pooled import PooledRecommender
@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 SCORES_FILE = "top_pop.parquet"
 
 
-class TopPopRecommender(PooledRecommender):
+class TopPopRecommender(PooledRecommender, Fittable):
     """The best-scored released track that the session has not played yet.
 
     Scores come from the event log once fitted (`fit(events)` or an artifact written by `save`):
@@ -34,7 +34,8 @@ class TopPopRecommender(PooledRecommender):
     unplayed tracks (propensity 1 / k), which spreads traffic; `k=1` is deterministic.
     When every released track has been played it repeats among the `k` best.
 
-    It works without an artifact; `registry.make("top_pop", catalog, artifact=DIR)` loads one.
+    It works without an artifact (a `Fittable`, not a `Trainable`); `recommenders train top_pop`
+    writes one and `registry.make("top_pop", catalog, artifact=DIR)` loads it.
 
     Args:
         catalog: the public catalog; tracks with `release_day` after `Request.day` are skipped.
@@ -53,19 +54,16 @@ class TopPopRecommender(PooledRecommender):
     def get_params(self) -> dict[str, Any]:
         return {"k": self.k, "seed": self.seed}
 
-    @property
-    def fitted(self) -> bool:
-        """Whether scores come from an event log (else from the catalog's prior)."""
-        return self.scores is not None
-
     def ranking(self) -> np.ndarray:
         """Every track id, best first (int64, shape (n_tracks,))."""
         prior = self.catalog.popularity
         scores = self.scores if self.scores is not None else prior
         return np.lexsort((np.arange(len(prior)), -prior, -scores)).astype(np.int64)
 
-    def fit(self, events: EventsLike) -> Self:
+    def _fit(self, events: EventsLike, **options: Any) -> None:
         """Score tracks by total fraction listened in `events` (the log, or a `Dataset`)."""
+        if options:
+            raise TypeError(f"top_pop.fit got unknown option(s): {', '.join(sorted(options))}")
         interactions = as_interactions(events)
         tracks = interactions[Columns.TRACK].to_numpy(np.int64)
         time = interactions[Columns.TIME].to_numpy(np.float64)
@@ -73,24 +71,16 @@ class TopPopRecommender(PooledRecommender):
         if not known.all():
             logger.warning("top_pop: ignoring %d events with tracks outside the catalog", int((~known).sum()))
         self._set_scores(np.bincount(tracks[known], weights=time[known], minlength=self.catalog.n_tracks))
-        return self
 
-    def save(self, directory: str | Path) -> Path:
+    def _save(self, directory: Path) -> None:
         """Write the fitted scores as `top_pop.parquet` (track, score) plus `manifest.json`."""
-        if self.scores is None:
-            raise NotFittedError(self.name)
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
+        assert self.scores is not None  # `save` checks `fitted`, which only fit and load set
         nonzero = np.flatnonzero(self.scores)
         pd.DataFrame({"track": nonzero, "score": self.scores[nonzero]}).to_parquet(directory / SCORES_FILE, index=False)
         write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks)
-        return directory
 
-    def load(self, directory: str | Path) -> Self:
+    def _load(self, directory: Path) -> None:
         """Read scores written by `save` (tracks missing from the table score 0)."""
-        directory = Path(directory)
-        if not directory.is_dir():
-            raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
         read_manifest(directory, self.name)
         table = read_table(directory, SCORES_FILE, {"track": "int", "score": "float"})
         tracks = table["track"].to_numpy(np.int64)
@@ -99,7 +89,6 @@ class TopPopRecommender(PooledRecommender):
         scores = np.zeros(self.catalog.n_tracks)
         np.add.at(scores, tracks, table["score"].to_numpy(np.float64))
         self._set_scores(scores)
-        return self
 
     def _set_scores(self, scores: np.ndarray) -> None:
         self.scores = scores

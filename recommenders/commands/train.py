@@ -10,7 +10,7 @@ import click
 import numpy as np
 
 from recommenders import registry
-from recommenders.base import Trainable
+from recommenders.base import Fittable
 from recommenders.commands.common import day_range, open_catalog, read_sessions
 from recommenders.models.config import ConfigError, load_config
 from recommenders.models.nn import DependencyNotInstalled, TrainingError
@@ -28,36 +28,37 @@ from recommenders.models.sessions import SessionLogError
 @click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True, help="Where torch trains.")
 @click.option("--holdout-days", type=click.IntRange(min=0), default=0, show_default=True,
               help="Leave the last N simulated days out of training, for `recommenders evaluate`.")
-@click.option("--threads", type=click.IntRange(min=1), default=None, help="torch CPU threads (default: torch's choice).")
+@click.option("--threads", type=click.IntRange(min=1), default=None,
+              help="Override the config's torch CPU thread count (default 1; the weights depend on it, recorded in model.json).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 def train(
     name: str, events: Path, world: Path, out: Path, config_path: Path | None, seed: int | None, epochs: int | None,
     device: str, holdout_days: int, threads: int | None, quiet: bool,
 ) -> None:
-    """Train the recommender registered as NAME (dssm, bpr_knn, ...) on the event log.
+    """Train the recommender registered as NAME (dssm, bpr_knn, top_pop, ...) on the event log.
 
     Reads the log, keeps every simulated day but the last --holdout-days for training, fits with
     a progress bar per epoch, writes the artifacts to --out (model.json: config and training
     facts; weights.npz: numpy arrays) and prints a summary. Serve the directory as the
-    treatment's artifact in config/experiments.yml. Same log, config and seed give the same
-    artifact.
+    treatment's artifact in config/experiments.yml. Same log, config, seed and thread count
+    give the same artifact.
     """
     try:
         cls = registry.get_class(name)
     except registry.RegistryError as error:
         raise click.ClickException(str(error)) from None
-    if not issubclass(cls, Trainable):
+    if not issubclass(cls, Fittable):
         raise click.ClickException(f"recommender {name!r} is not trainable (it has no fit / save / load); nothing to train")
-    config_class = getattr(cls, "config_class", None)
+    config_class = cls.config_class
     options: dict[str, Any] = {}
     if config_class is not None:
         try:
-            config = load_config(config_class, config_path, seed=seed, epochs=epochs)
+            config = load_config(config_class, config_path, seed=seed, epochs=epochs, threads=threads)
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         options = {"config": config, "device": device, "progress": not quiet}
-    elif config_path is not None or seed is not None or epochs is not None or device != "cpu":
-        raise click.ClickException(f"recommender {name!r} takes no training config: drop --config, --seed, --epochs and --device")
+    elif config_path is not None or seed is not None or epochs is not None or threads is not None or device != "cpu":
+        raise click.ClickException(f"recommender {name!r} takes no training config: drop --config, --seed, --epochs, --threads and --device")
     catalog = open_catalog(world)
     log = read_sessions(events, catalog)
     try:
@@ -70,13 +71,6 @@ def train(
         f"{name}: training on {len(train_log)} events, {train_log.n_sessions} sessions of {len(np.unique(train_log.user))} users "
         f"({day_range(train_log)})" + (f"; holding out {held_out.n_sessions} sessions ({day_range(held_out)})" if holdout_days else "")
     )
-    if threads is not None:
-        try:
-            import torch
-
-            torch.set_num_threads(threads)
-        except ImportError:
-            pass
     recommender = cls(catalog)
     started = time.perf_counter()
     try:

@@ -17,9 +17,10 @@ from contracts.config import ConfigError, Strict, read_mapping, validate_mapping
 
 
 class LikeConfig(Strict):
-    """What counts as a like, how much of the session a model sees, and the seed: shared by every learned model."""
+    """What counts as a like, how much of the session a model sees, the seed and the thread count: shared by every learned model."""
 
     seed: int = Field(0, ge=0)  # seeds every random choice of training (same seed, same artifact)
+    threads: int = Field(1, ge=1)  # torch CPU threads of training: the weights depend on it, not on the machine
     like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # a listen of at least this fraction is a like
     history: int = Field(10, ge=1, le=256)  # most recent session tracks a model looks at
 

@@ -59,7 +59,7 @@ class FrameTrainingConfig(Strict):
     encoder: EncoderConfig = EncoderConfig()
     augment: AugmentConfig = AugmentConfig()
     inference_batch_size: int = Field(1024, ge=1)
-    threads: int | None = Field(None, ge=1)  # torch CPU threads (None: torch's choice)
+    threads: int = Field(1, ge=1)  # torch CPU threads of training: the weights depend on it, not on the machine
 
     @model_validator(mode="after")
     def _check_schedule(self) -> FrameTrainingConfig:

@@ -10,18 +10,18 @@ score of track i for user u is x_ui = <p_u, q_i> + b_i; each liked (u, i) is pai
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from recommenders import metrics
 from recommenders.models.config import BPRKNNConfig
 from recommenders.models.nn import TrainingError
-from recommenders.models.nn.training import copy_state, epoch_bar, generator, resolve_device, to_numpy
+from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, generator, resolve_device, to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -81,26 +81,21 @@ def train_bpr(
     if len(users) == 0:
         raise TrainingError("BPR needs liked tracks to learn from; the training log has none")
     torch_device = resolve_device(device)
-    rng = generator(config.seed)
-    net = BPRNet(n_users, n_tracks, config.embedding_dim).to(torch_device)
-    optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    liked_keys = np.unique(users.astype(np.int64) * n_tracks + items)
-    anchors_users = np.repeat(users.astype(np.int64), config.negatives)
-    anchors_items = np.repeat(items.astype(np.int64), config.negatives)
-    n = len(anchors_users)
-    batch = min(config.batch_size, n)
-    n_batches = -(-n // batch)
-    best_state, best_mrr, since_best = copy_state(net), -1.0, 0
-    history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        net.train()
-        negatives = torch.randint(n_tracks, (n,), generator=rng).numpy()
-        clash = _member(anchors_users * n_tracks + negatives, liked_keys)
-        negatives[clash] = torch.randint(n_tracks, (int(clash.sum()),), generator=rng).numpy()  # one redraw; rare clashes remain
-        order = torch.randperm(n, generator=rng).numpy()
-        total = 0.0
-        with epoch_bar(n_batches, f"bpr epoch {epoch}/{config.epochs}", progress) as bar:
+    with cpu_threads(config.threads):
+        rng = generator(config.seed)
+        net = BPRNet(n_users, n_tracks, config.embedding_dim).to(torch_device)
+        optimizer = torch.optim.Adam(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        liked_keys = np.unique(users.astype(np.int64) * n_tracks + items)
+        anchors_users = np.repeat(users.astype(np.int64), config.negatives)
+        anchors_items = np.repeat(items.astype(np.int64), config.negatives)
+        n = len(anchors_users)
+        batch = min(config.batch_size, n)
+        n_batches = -(-n // batch)
+
+        def train_epoch(bar: tqdm) -> float:
+            negatives = sample_negatives(anchors_users, liked_keys, n_tracks, rng)
+            order = torch.randperm(n, generator=rng).numpy()
+            total = 0.0
             for step in range(n_batches):
                 index = order[step * batch : (step + 1) * batch]
                 u = torch.from_numpy(anchors_users[index]).to(torch_device)
@@ -115,21 +110,27 @@ def train_bpr(
                 total += loss.item()
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-            mrr = validation_mrr(net, validation, torch_device) if len(validation) else float("nan")
-            bar.set_postfix(loss=f"{total / n_batches:.4f}", val_mrr=f"{mrr:.4f}")
-        record = {"epoch": epoch, "train_loss": total / n_batches, "val_mrr": mrr, "seconds": time.perf_counter() - started}
-        history.append(record)
-        logger.info("bpr epoch %d: train loss %.4f, val MRR %.4f", epoch, record["train_loss"], mrr)
-        if on_epoch is not None:
-            on_epoch(record)
-        if not len(validation) or mrr > best_mrr:
-            best_state, best_mrr, since_best = copy_state(net), mrr, 0
-        else:
-            since_best += 1
-            if since_best >= config.early_stopping_patience:
-                break
-    net.load_state_dict(best_state)
-    return to_numpy(net), history
+            return total / n_batches
+
+        validate = (lambda: {"val_mrr": validation_mrr(net, validation, torch_device)}) if len(validation) else None
+        fitted = fit_epochs(
+            net, train_epoch, validate, EarlyStopping("val_mrr", "max", patience=config.early_stopping_patience),
+            epochs=config.epochs, steps=n_batches, name="bpr", device=torch_device, optimizer=optimizer, progress=progress, on_epoch=on_epoch,
+        )
+        return to_numpy(net), fitted.history
+
+
+def sample_negatives(users: np.ndarray, liked_keys: np.ndarray, n_tracks: int, rng: torch.Generator) -> np.ndarray:
+    """One track per entry of `users` (internal indices), drawn uniformly, redrawn once where
+    it is a track that user liked (`liked_keys`: sorted user * n_tracks + track).
+
+    A liked pair that the redraw hits again stays; with a few hundred likes per user in a
+    catalog of thousands that is rare.
+    """
+    negatives = torch.randint(n_tracks, (len(users),), generator=rng).numpy()
+    clash = _member(users * n_tracks + negatives, liked_keys)
+    negatives[clash] = torch.randint(n_tracks, (int(clash.sum()),), generator=rng).numpy()
+    return negatives
 
 
 def validation_mrr(net: BPRNet, validation: Validation, device: torch.device) -> float:

@@ -22,13 +22,13 @@ mean frames), all on the same test tracks and truth.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm import tqdm
 
 from contracts.catalog import Catalog
 from recommenders.evaluation.content import f2_scores, recall_at_k
@@ -39,7 +39,7 @@ from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
 from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
 from recommenders.models.nn.frames import TwoTower, info_nce
-from recommenders.models.nn.training import copy_state, epoch_bar, resolve_device, to_numpy
+from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import margin_select
 from recommenders.models.space import normalise_rows
 
@@ -137,13 +137,18 @@ def train_content(
     Raises `TrainingError` when there are too few warm tracks or the device is unavailable.
     """
     target = resolve_device(device)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
     if len(warm_rows) < MIN_WARM:
         raise TrainingError(
             f"only {len(warm_rows)} tracks were liked by at least {config.min_likes} listeners; "
             f"the content model needs {MIN_WARM}: simulate more traffic or lower min_likes"
         )
+    with cpu_threads(config.threads):
+        return _train(catalog, colisten, warm_rows, behaviour, config, target, progress)
+
+
+def _train(
+    catalog: Catalog, colisten: CoListening, warm_rows: np.ndarray, behaviour: np.ndarray, config: ContentModelConfig, target: torch.device, progress: bool
+) -> TrainedContent:
     rng = seed_everything(config.seed)
     warm = colisten.tracks[warm_rows]
     store = FrameStore.from_catalog(catalog, warm)
@@ -168,60 +173,51 @@ def train_content(
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs * steps_per_epoch, eta_min=config.min_lr)
     stepper = Stepper(net, optimizer, target, config.amp, config.clip_norm)
     no_mixup = config.augment.model_copy(update={"mixup": 0.0})
-    history: list[dict[str, float]] = []
     train_lengths = store.lengths[train_rows]
     train_pairs = colisten.counts[warm_rows[train_rows]][:, warm_rows[train_rows]].tocsr()
-    best_scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
-    best_score, best_epoch, waited = max(best_scores), 0, 0
-    best_state = copy_state(net)
 
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        started = time.perf_counter()
+    def train_epoch(bar: tqdm) -> float:
         total, seen = 0.0, 0
-        with epoch_bar(steps_per_epoch, f"content epoch {epoch}/{config.epochs}", progress) as bar:
-            for batch in length_bucketed_batches(np.minimum(train_lengths, config.max_crop), batch_size, rng):
-                if len(batch) < 2:  # InfoNCE needs a negative
-                    continue
-                rows = train_rows[batch]
-                frames_np, lengths_np = store.batch(rows, config.max_crop, rng)
-                frames = torch.from_numpy(frames_np).to(target)
-                frames = aug.mask_frames(aug.permute_frames(frames, lengths_np, no_mixup, rng), lengths_np, no_mixup, rng)
+        for batch in length_bucketed_batches(np.minimum(train_lengths, config.max_crop), batch_size, rng):
+            if len(batch) < 2:  # InfoNCE needs a negative
+                continue
+            rows = train_rows[batch]
+            frames_np, lengths_np = store.batch(rows, config.max_crop, rng)
+            frames = torch.from_numpy(frames_np).to(target)
+            frames = aug.mask_frames(aug.permute_frames(frames, lengths_np, no_mixup, rng), lengths_np, no_mixup, rng)
+            with autocast(target, config.amp):
+                content = net.content(frames, torch.from_numpy(lengths_np).to(target))
+                behaviour_out = net.behaviour(features[torch.from_numpy(rows).to(target)])
+            loss = info_nce(content, behaviour_out, net.logit_scale)
+            anchors, partners = co_listened_partners(train_pairs, batch, rng)
+            if config.colisten_weight > 0 and len(anchors) >= 2:
+                partner_np, partner_lengths = store.batch(train_rows[partners], config.max_crop, rng)
+                partner_frames = torch.from_numpy(partner_np).to(target)
+                partner_frames = aug.mask_frames(aug.permute_frames(partner_frames, partner_lengths, no_mixup, rng), partner_lengths, no_mixup, rng)
                 with autocast(target, config.amp):
-                    content = net.content(frames, torch.from_numpy(lengths_np).to(target))
-                    behaviour_out = net.behaviour(features[torch.from_numpy(rows).to(target)])
-                loss = info_nce(content, behaviour_out, net.logit_scale)
-                anchors, partners = co_listened_partners(train_pairs, batch, rng)
-                if config.colisten_weight > 0 and len(anchors) >= 2:
-                    partner_np, partner_lengths = store.batch(train_rows[partners], config.max_crop, rng)
-                    partner_frames = torch.from_numpy(partner_np).to(target)
-                    partner_frames = aug.mask_frames(aug.permute_frames(partner_frames, partner_lengths, no_mixup, rng), partner_lengths, no_mixup, rng)
-                    with autocast(target, config.amp):
-                        partner = net.content(partner_frames, torch.from_numpy(partner_lengths).to(target))
-                    loss = loss + config.colisten_weight * info_nce(content[torch.from_numpy(anchors).to(target)], partner, net.logit_scale)
-                if stepper.step(loss):
-                    schedule.step()
-                total += float(loss.detach()) * len(rows)
-                seen += len(rows)
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
-        if target.type == "cuda":
-            torch.cuda.synchronize(target)
-        seconds = time.perf_counter() - started
-        scores = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
-        score = max(scores)  # the better of the two query sides: the one serving will use
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_recall@10": score, "seconds": seconds})
-        logger.info("content epoch %d: InfoNCE %.4f, validation Recall@10 %.4f / %.4f (behaviour / content), %.1f s", epoch, total / max(seen, 1), *scores, seconds)
-        if score > best_score:
-            best_score, best_scores, best_epoch, waited = score, scores, epoch, 0
-            best_state = copy_state(net)
-        else:
-            waited += 1
-            if waited >= config.patience:
-                logger.info("content: no validation gain in %d epochs, stopping at epoch %d", waited, epoch)
-                break
+                    partner = net.content(partner_frames, torch.from_numpy(partner_lengths).to(target))
+                loss = loss + config.colisten_weight * info_nce(content[torch.from_numpy(anchors).to(target)], partner, net.logit_scale)
+            if stepper.step(loss):
+                schedule.step()
+            total += float(loss.detach()) * len(rows)
+            seen += len(rows)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / max(seen, 1):.4f}")
+        return total / max(seen, 1)
 
-    net.load_state_dict(best_state)
+    def validate() -> dict[str, float]:
+        to_behaviour, to_content = validation_recall(net, store, features, val_rows, known_rows, warm, val_relevant, target, config)
+        # The better of the two query sides is the one serving will use.
+        return {"val_recall@10": max(to_behaviour, to_content), "val_recall@10_behaviour": to_behaviour, "val_recall@10_content": to_content}
+
+    fitted = fit_epochs(
+        net, train_epoch, validate, EarlyStopping("val_recall@10", "max", patience=config.patience),
+        epochs=config.epochs, steps=steps_per_epoch, name="content", device=target, optimizer=optimizer, progress=progress,
+        validate_untrained=True,
+    )
+    history, best_epoch = fitted.history, fitted.best_epoch
+    best_score = fitted.best["val_recall@10"]
+    best_scores = (fitted.best["val_recall@10_behaviour"], fitted.best["val_recall@10_content"])
     net.eval()
     with torch.no_grad():
         behaviour_embeddings = net.behaviour(features).float().cpu().numpy()

@@ -10,18 +10,18 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import nn
+from tqdm import tqdm
 
 from recommenders.models.config import DSSMConfig
 from recommenders.models.features import TrackInputs
 from recommenders.models.nn import TrainingError
-from recommenders.models.nn.training import Plateau, copy_state, epoch_bar, generator, resolve_device, to_numpy
+from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, generator, resolve_device, to_numpy
 
 logger = logging.getLogger(__name__)
 
@@ -200,27 +200,20 @@ def train_dssm(
     if len(train) == 0 or len(validation) == 0:
         raise TrainingError(f"DSSM needs liked next tracks to learn from: {len(train)} for training, {len(validation)} for validation")
     torch_device = resolve_device(device)
-    rng = generator(config.seed)
-    n_tracks = len(inputs.track_index)
-    net = DSSMNet(inputs, n_users, n_ids, n_artists, n_tags, config).to(torch_device)
-    counts = np.bincount(train.targets, minlength=n_tracks).astype(np.float32)
-    share = torch.from_numpy(counts / counts.sum()).to(torch_device)
-    loss_fn = _Loss(share, n_tracks, config.sampled_negatives, config.logq_correction)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    plateau = Plateau(
-        config.lr_reduce_min_delta, config.lr_reduce_factor, config.lr_reduce_patience,
-        config.early_stopping_min_delta, config.early_stopping_patience,
-    )
-    batch = min(config.batch_size, len(train))
-    n_batches = max(len(train) // batch, 1)  # the ragged tail is dropped: in-batch negatives want full batches
-    best_state = copy_state(net)
-    history: list[dict[str, float]] = []
-    for epoch in range(1, config.epochs + 1):
-        started = time.perf_counter()
-        net.train()
-        order = torch.randperm(len(train), generator=rng).numpy()
-        total = 0.0
-        with epoch_bar(n_batches, f"dssm epoch {epoch}/{config.epochs}", progress) as bar:
+    with cpu_threads(config.threads):
+        rng = generator(config.seed)
+        n_tracks = len(inputs.track_index)
+        net = DSSMNet(inputs, n_users, n_ids, n_artists, n_tags, config).to(torch_device)
+        counts = np.bincount(train.targets, minlength=n_tracks).astype(np.float32)
+        share = torch.from_numpy(counts / counts.sum()).to(torch_device)
+        loss_fn = _Loss(share, n_tracks, config.sampled_negatives, config.logq_correction)
+        optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+        batch = min(config.batch_size, len(train))
+        n_batches = max(len(train) // batch, 1)  # the ragged tail is dropped: in-batch negatives want full batches
+
+        def train_epoch(bar: tqdm) -> float:
+            order = torch.randperm(len(train), generator=rng).numpy()
+            total = 0.0
             for step in range(n_batches):
                 index = order[step * batch : (step + 1) * batch]
                 tensors = _tensors(train, index, torch_device)
@@ -234,21 +227,17 @@ def train_dssm(
                 total += loss.item()
                 bar.update(1)
                 bar.set_postfix(loss=f"{total / (step + 1):.4f}")
-            val_loss = _validation_loss(net, loss_fn, validation, batch, config, torch_device)
-            bar.set_postfix(loss=f"{total / n_batches:.4f}", val=f"{val_loss:.4f}")
-        lr = optimizer.param_groups[0]["lr"]
-        improved, stop = plateau.step(val_loss, optimizer)
-        if improved:
-            best_state = copy_state(net)
-        record = {"epoch": epoch, "train_loss": total / n_batches, "val_loss": val_loss, "lr": lr, "seconds": time.perf_counter() - started}
-        history.append(record)
-        logger.info("dssm epoch %d: train loss %.4f, val loss %.4f, lr %.2g", epoch, record["train_loss"], val_loss, lr)
-        if on_epoch is not None:
-            on_epoch(record)
-        if stop:
-            break
-    net.load_state_dict(best_state)
-    return to_numpy(net), history
+            return total / n_batches
+
+        stopping = EarlyStopping(
+            "val_loss", "min", patience=config.early_stopping_patience, min_delta=config.early_stopping_min_delta,
+            reduce_patience=config.lr_reduce_patience, reduce_min_delta=config.lr_reduce_min_delta, factor=config.lr_reduce_factor,
+        )
+        fitted = fit_epochs(
+            net, train_epoch, lambda: {"val_loss": _validation_loss(net, loss_fn, validation, batch, config, torch_device)}, stopping,
+            epochs=config.epochs, steps=n_batches, name="dssm", device=torch_device, optimizer=optimizer, progress=progress, on_epoch=on_epoch,
+        )
+        return to_numpy(net), fitted.history
 
 
 def _validation_loss(net: DSSMNet, loss_fn: _Loss, validation: Examples, batch: int, config: DSSMConfig, device: torch.device) -> float:

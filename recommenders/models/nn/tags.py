@@ -15,12 +15,12 @@ baseline that gives every track each tag's training frequency.
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from contracts.catalog import Catalog
 from recommenders.evaluation.content import frequency_baseline, macro_average_precision
@@ -30,7 +30,7 @@ from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
 from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
 from recommenders.models.nn.frames import TagNet
-from recommenders.models.nn.training import copy_state, epoch_bar, resolve_device, to_numpy
+from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import assign_tags
 
 logger = logging.getLogger(__name__)
@@ -93,8 +93,11 @@ def train_tags(catalog: Catalog, config: TagModelConfig, device: str = "cpu", pr
     Raises `TrainingError` when the catalog has too few labelled tracks or the device is unavailable.
     """
     target = resolve_device(device)
-    if config.threads is not None:
-        torch.set_num_threads(config.threads)
+    with cpu_threads(config.threads):
+        return _train(catalog, config, target, progress)
+
+
+def _train(catalog: Catalog, config: TagModelConfig, target: torch.device, progress: bool) -> TrainedTags:
     rng = seed_everything(config.seed)
     tag_matrix = catalog.tag_matrix()
     labelled = np.flatnonzero(np.diff(tag_matrix.indptr) > 0)
@@ -113,42 +116,36 @@ def train_tags(catalog: Catalog, config: TagModelConfig, device: str = "cpu", pr
     stepper = Stepper(net, optimizer, target, config.amp, config.clip_norm)
     val_store = store.subset(split["val"])
     train_lengths = store.lengths[train_rows]
-    history: list[dict[str, float]] = []
-    best_ap, best_state = -1.0, copy_state(net)
 
-    for epoch in range(1, config.epochs + 1):
-        net.train()
-        started = time.perf_counter()
+    def train_epoch(bar: tqdm) -> float:
         total, seen = 0.0, 0
-        batches = length_bucketed_batches(np.minimum(train_lengths, config.max_crop), config.batch_size, rng)
-        with epoch_bar(steps_per_epoch, f"tags epoch {epoch}/{config.epochs}", progress) as bar:
-            for batch in batches:
-                rows = train_rows[batch]
-                frames_np, lengths_np = store.batch(rows, config.max_crop, rng)
-                frames = torch.from_numpy(frames_np).to(target)
-                targets = torch.from_numpy(truth[rows].astype(np.float32)).to(target)
-                frames = aug.permute_frames(frames, lengths_np, config.augment, rng)
-                frames = aug.mask_frames(frames, lengths_np, config.augment, rng)
-                frames, targets = aug.mixup(frames, targets, lengths_np, config.augment, rng)
-                with autocast(target, config.amp):
-                    logits = net(frames, torch.from_numpy(lengths_np).to(target))
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, weight=weights[None, :])
-                if stepper.step(loss):
-                    schedule.step()
-                total += float(loss.detach()) * len(rows)
-                seen += len(rows)
-                bar.update(1)
-                bar.set_postfix(loss=f"{total / seen:.4f}")
-        if target.type == "cuda":
-            torch.cuda.synchronize(target)
-        seconds = time.perf_counter() - started
-        val_ap = macro_average_precision(truth[split["val"]], predict_proba(net, val_store, target, config)).macro_ap
-        history.append({"epoch": epoch, "train_loss": total / max(seen, 1), "val_macro_ap": val_ap, "seconds": seconds})
-        logger.info("tags epoch %d: loss %.4f, val macro AP %.4f, %.1f s", epoch, total / max(seen, 1), val_ap, seconds)
-        if val_ap > best_ap:
-            best_ap, best_state = val_ap, copy_state(net)
+        for batch in length_bucketed_batches(np.minimum(train_lengths, config.max_crop), config.batch_size, rng):
+            rows = train_rows[batch]
+            frames_np, lengths_np = store.batch(rows, config.max_crop, rng)
+            frames = torch.from_numpy(frames_np).to(target)
+            targets = torch.from_numpy(truth[rows].astype(np.float32)).to(target)
+            frames = aug.permute_frames(frames, lengths_np, config.augment, rng)
+            frames = aug.mask_frames(frames, lengths_np, config.augment, rng)
+            frames, targets = aug.mixup(frames, targets, lengths_np, config.augment, rng)
+            with autocast(target, config.amp):
+                logits = net(frames, torch.from_numpy(lengths_np).to(target))
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), targets, weight=weights[None, :])
+            if stepper.step(loss):
+                schedule.step()
+            total += float(loss.detach()) * len(rows)
+            seen += len(rows)
+            bar.update(1)
+            bar.set_postfix(loss=f"{total / seen:.4f}")
+        return total / max(seen, 1)
 
-    net.load_state_dict(best_state)
+    def validate() -> dict[str, float]:
+        return {"val_macro_ap": macro_average_precision(truth[split["val"]], predict_proba(net, val_store, target, config)).macro_ap}
+
+    fitted = fit_epochs(
+        net, train_epoch, validate, EarlyStopping("val_macro_ap", "max"),
+        epochs=config.epochs, steps=steps_per_epoch, name="tags", device=target, optimizer=optimizer, progress=progress,
+    )
+    history = fitted.history
     test_truth = truth[split["test"]]
     scores = predict_proba(net, store.subset(split["test"]), target, config)
     model_ap = macro_average_precision(test_truth, scores)
@@ -160,8 +157,8 @@ def train_tags(catalog: Catalog, config: TagModelConfig, device: str = "cpu", pr
         "test_baseline_macro_ap": baseline_ap.macro_ap,
         "test_tags_evaluated": model_ap.n_tags,
         "test_tracks": model_ap.n_tracks,
-        "best_epoch": int(np.argmax([h["val_macro_ap"] for h in history]) + 1),
-        "best_val_macro_ap": best_ap,
+        "best_epoch": fitted.best_epoch,
+        "best_val_macro_ap": fitted.best.get("val_macro_ap", -1.0),
         "assigned_precision": hits / max(int(assigned.sum()), 1),
         "assigned_recall": hits / max(int(test_truth.sum()), 1),
         "assigned_tags_per_track": float(assigned.sum(axis=1).mean()),

@@ -152,3 +152,25 @@ def test_a_log_of_another_world_is_refused(two_day_log_path: Path, small_world_d
     same = _with_world(two_day_log_path, tmp_path / "same.duckdb", ours)
     code, output = _train("bpr_knn", "--events", str(same), *common)
     assert code == 0, output
+
+
+def test_train_top_pop_writes_an_artifact_the_registry_serves(two_day_log_path: Path, small_world_dir: Path, tmp_path: Path) -> None:
+    # top_pop is a Fittable: trained from the log it ranks by the log's listening, not by the prior.
+    import numpy as np
+
+    from contracts.catalog import Catalog
+    from recommenders import registry
+    from recommenders.builtin.top_pop import TopPopRecommender
+    from recommenders.dataset import Dataset
+
+    out = tmp_path / "top_pop"
+    result = CliRunner().invoke(main, ["train", "top_pop", "--events", str(two_day_log_path), "--world", str(small_world_dir), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    catalog = Catalog(small_world_dir)
+    served = registry.make("top_pop", catalog, artifact=out)
+    expected = TopPopRecommender(catalog).fit(Dataset.from_log(two_day_log_path))
+    # The session log keeps listen times as float32: equal up to that rounding.
+    assert served.fitted and np.allclose(served.scores, expected.scores, rtol=1e-6, atol=0) and expected.scores.sum() > 0
+    assert not np.array_equal(served.ranking()[:10], TopPopRecommender(catalog).ranking()[:10])
+    refused = CliRunner().invoke(main, ["train", "top_pop", "--events", str(two_day_log_path), "--world", str(small_world_dir), "--out", str(out), "--threads", "2"])
+    assert refused.exit_code != 0 and "takes no training config" in refused.output

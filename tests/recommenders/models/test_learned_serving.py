@@ -61,11 +61,19 @@ def test_artifacts_are_checked(artifacts: dict[str, Path], small_catalog: Catalo
 
 @pytest.mark.parametrize("name", NAMES)
 def test_answers_follow_the_session(name: str, artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    """One listener, 20 one-track sessions: the answers depend on the session.
+
+    A model that served one precomputed list per listener would answer its top track, or the
+    next one when the session just played the top track: at most 2 distinct answers. Distinct
+    answers of correct models trained with seeds 0-19 on this fixture:
+    bpr_knn 13, 9, 6, 11, 7, 6, 7, 9, 10, 9, 11, 9, 10, 10, 9, 11, 8, 11, 10, 8;
+    dssm 19, 19, 16, 20, 18, 19, 17, 19, 17, 17, 18, 19, 18, 16, 20, 19, 18, 19, 18, 17.
+    """
     model = registry.make(name, small_catalog, {}, artifacts[name])
     user = int(split_log[0].user[0])  # a listener the model was trained on
     sessions = [(int(track),) for track in range(0, small_catalog.n_tracks, 150)]
     answers = [model.recommend(Request(user=user, track=s[-1], time=1.0, history=s, times=(1.0,))).track for s in sessions]
-    assert len(set(answers)) > len(answers) // 2  # not one precomputed list per user
+    assert len(set(answers)) > 2
 
 
 @pytest.mark.parametrize("name", NAMES)

@@ -1,0 +1,150 @@
+"""Promises of training and offline evaluation that a plausible bug would break.
+
+DSSM draws fresh uniform negatives for every batch and masks accidental hits; BPR's negatives
+avoid the user's own likes; offline evaluation breaks ties at random, so a constant ranker sits
+at chance; trained models find held-out likes in the whole catalog better than chance.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contracts.catalog import Catalog
+from recommenders import registry
+from recommenders.evaluation import build_cases, evaluate
+from recommenders.models.config import DSSMConfig
+from recommenders.models.dssm import DSSMRecommender
+from recommenders.models.nn import dssm as nn_dssm
+from recommenders.models.nn.bpr import sample_negatives
+from recommenders.models.sessions import SessionLog
+
+
+def test_dssm_draws_fresh_uniform_negatives_for_every_batch(
+    split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, dssm_config: DSSMConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    drawn: list[np.ndarray] = []
+    loss = nn_dssm._Loss.__call__
+
+    def spy(self: nn_dssm._Loss, net: nn_dssm.DSSMNet, batch: dict[str, torch.Tensor], sampled: torch.Tensor) -> torch.Tensor:
+        if net.training:
+            drawn.append(sampled.numpy().copy())
+        return loss(self, net, batch, sampled)
+
+    monkeypatch.setattr(nn_dssm._Loss, "__call__", spy)
+    DSSMRecommender(small_catalog).fit(split_log[0], config=dssm_config.model_copy(update={"epochs": 2, "batch_size": 32}))
+    assert len(drawn) >= 10
+    # Two batches sharing all 128 of 3,000 tracks by chance is impossible in practice.
+    assert len({batch.tobytes() for batch in drawn}) == len(drawn)
+    # Uniform over the catalog: the mean id is (N - 1) / 2 with standard deviation N / sqrt(12) per draw.
+    pooled = np.concatenate(drawn)
+    n = small_catalog.n_tracks
+    assert pooled.min() >= 0 and pooled.max() < n
+    assert abs(pooled.mean() - (n - 1) / 2) < 4 * n / np.sqrt(12) / np.sqrt(len(pooled))
+
+
+class _FixedNet:
+    """Stands in for `DSSMNet`: fixed user and item embeddings, so the loss can be written out."""
+
+    scale = 1.0
+
+    def __init__(self, users: np.ndarray, items: np.ndarray) -> None:
+        self.users, self.items = torch.tensor(users), torch.tensor(items)
+
+    def encode_users(self, users: torch.Tensor, recent: torch.Tensor, times: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        return self.users
+
+    def encode_items(self, tracks: torch.Tensor, cold: torch.Tensor | None = None) -> torch.Tensor:
+        return self.items[tracks]
+
+
+def test_dssm_loss_masks_accidental_hits() -> None:
+    # Rows 0 and 1 both liked track 1; the sampled negatives are tracks 1 and 3. For row 0 the
+    # candidates are [1 (its positive), 1, 2, 1, 3]: the two other copies of track 1 are its own
+    # target and must not count as negatives; likewise for row 1. Row 2 (track 2) keeps them all.
+    users = np.array([[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]], dtype=np.float32)
+    items = np.array([[0.0, 0.0], [2.0, 0.5], [0.5, 2.0], [1.0, -1.0]], dtype=np.float32)
+    targets, sampled = np.array([1, 1, 2]), np.array([1, 3])
+    loss = nn_dssm._Loss(torch.zeros(4), n_tracks=4, negatives=2, correct=False)
+    batch = {name: torch.zeros((3, 1)) for name in ("recent", "times")} | {"users": torch.zeros(3, dtype=torch.int64), "first": torch.zeros(3, dtype=torch.int64)}
+    batch["targets"] = torch.from_numpy(targets)
+    got = float(loss(_FixedNet(users, items), batch, torch.from_numpy(sampled)))
+
+    candidates = np.concatenate([targets, sampled])
+    expected = []
+    for row in range(3):
+        logits = items[candidates] @ users[row]
+        keep = (candidates != targets[row]) | (np.arange(len(candidates)) == row)
+        expected.append(np.log(np.exp(logits[keep]).sum()) - logits[row])
+    assert got == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_bpr_negatives_avoid_the_users_own_likes() -> None:
+    # User 0 liked tracks 5..9 and user 1 tracks 0..4 of 10. One redraw after a liked draw leaves
+    # a liked negative with probability (5/10)^2 = 0.25 for each user; a sampler that checked the
+    # wrong user's likes would leave 0.75 for user 1.
+    n_tracks, draws = 10, 20_000
+    liked_keys = np.sort(np.concatenate([0 * n_tracks + np.arange(5, 10), 1 * n_tracks + np.arange(0, 5)]))
+    users = np.repeat(np.array([0, 1], dtype=np.int64), draws)
+    negatives = sample_negatives(users, liked_keys, n_tracks, torch.Generator().manual_seed(0))
+    liked = np.isin(users * n_tracks + negatives, liked_keys)
+    bound = 4 * np.sqrt(0.25 * 0.75 / draws)  # 4 binomial standard errors
+    for user in (0, 1):
+        assert abs(liked[users == user].mean() - 0.25) < bound
+
+
+def _chance_reciprocal_rank(candidates: int) -> tuple[float, float]:
+    reciprocal = 1.0 / np.arange(1, candidates + 1)
+    return float(reciprocal.mean()), float(reciprocal.std())
+
+
+class _Constant:
+    """A ranker that cannot tell tracks apart: every candidate scores 0."""
+
+    def score(self, requests: list, candidates: np.ndarray) -> np.ndarray:
+        return np.zeros(candidates.shape)
+
+    def rank(self, requests: list, k: int) -> np.ndarray:
+        return np.tile(np.arange(k), (len(requests), 1))
+
+
+def test_a_constant_ranker_scores_at_chance(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    # Ties are broken at random, so the positive's rank among the 51 candidates is uniform: MRR
+    # has mean H(51)/51 and standard error sd/sqrt(n). Ties broken for the positive would give 1.
+    train, test = split_log
+    cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
+    result = evaluate(_Constant(), cases)
+    mean, sd = _chance_reciprocal_rank(cases.negatives.shape[1] + 1)
+    assert abs(result["mrr"] - mean) < 4 * sd / np.sqrt(len(cases))
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            "dssm",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="known gap: the fixture's DSSM ranks well among sampled candidates (MRR 0.34) but finds no held-out like "
+                "in its whole-catalog top 10; strict, so a fix shows up here",
+            ),
+        ),
+        "bpr_knn",
+    ],
+)
+def test_trained_models_beat_chance_on_whole_catalog_recall(
+    name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, artifacts: dict[str, Path]
+) -> None:
+    # A ranker at chance puts each held-out like in its top 10 with probability at most
+    # mu = 10 / (N - played) per like, so a case's recall has mean <= mu and, lying in [0, 1],
+    # variance <= mu. Demand 4 standard errors above: a false pass below 1e-4 for a model at chance.
+    train, test = split_log
+    cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
+    longest = max(len(request.history) for request in cases.requests)
+    mu = 10 / (small_catalog.n_tracks - longest)
+    n = sum(len(relevant) > 0 for relevant in cases.relevant)
+    result = evaluate(registry.make(name, small_catalog, {}, artifacts[name]), cases)
+    assert result["recall@10"] > mu + 4 * np.sqrt(mu / n)
