@@ -1,6 +1,11 @@
 #!/usr/bin/env bash
 # Installs everything Botify Lab needs into ./.venv (and redis-server from Debian when
 # missing), so that a fresh machine can run the demo and the tests. Safe to run again.
+#
+# Python packages come from requirements.lock only: exact versions, each file checked against
+# its sha256, no resolver (regenerate the lock with ./scripts/lock.sh). The project itself is
+# then installed in editable mode without dependencies and without build isolation: its build
+# backend, setuptools, is in the lock too, so nothing unpinned or unhashed is downloaded.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,17 +16,34 @@ if ! command -v redis-server >/dev/null 2>&1; then
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
 fi
 
+LOCK=requirements.lock
 PYTHON="${PYTHON:-python3}"
 if [ ! -x .venv/bin/python ]; then
     echo "setup: creating .venv"
     "$PYTHON" -m venv .venv
 fi
-# The stamp skips pip when pyproject.toml has not changed since the last install.
-stamp=.venv/.installed-$(sha1sum pyproject.toml | cut -c1-12)
+# The stamp skips pip when neither the lock nor pyproject.toml has changed since the last install.
+stamp=.venv/.installed-$(cat "$LOCK" pyproject.toml | sha1sum | cut -c1-12)
 if [ ! -f "$stamp" ]; then
-    echo "setup: installing Python packages (torch is the CPU build, pinned)"
+    echo "setup: installing Python packages from $LOCK (torch is the CPU build, pinned)"
     pip_log=$(mktemp)
-    if ! { .venv/bin/pip install -q --upgrade pip && .venv/bin/pip install -q -e ".[ml,dev]"; } >"$pip_log" 2>&1; then
+    pip=(.venv/bin/python -m pip --disable-pip-version-check)
+    # Packages installed earlier that the lock no longer lists (pip, setuptools and wheel stay).
+    stale() {
+        .venv/bin/python - "$LOCK" <<'EOF'
+import importlib.metadata, re, sys
+norm = lambda name: re.sub(r"[-_.]+", "-", name).lower()
+with open(sys.argv[1]) as lock:
+    locked = {norm(m.group(1)) for m in re.finditer(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==", lock.read(), re.M)}
+installed = {norm(d.metadata["Name"]) for d in importlib.metadata.distributions()}
+print(" ".join(sorted(installed - locked - {"pip", "setuptools", "wheel", "botify-lab"})))
+EOF
+    }
+    if ! {
+        "${pip[@]}" install -q --require-hashes --no-deps -r "$LOCK" &&
+        "${pip[@]}" install -q --no-deps --no-build-isolation -e . &&
+        extra=$(stale) && { [ -z "$extra" ] || "${pip[@]}" uninstall -q -y $extra; }
+    } >"$pip_log" 2>&1; then
         cat "$pip_log" >&2
         echo "setup: pip install failed (output above)" >&2
         exit 1
