@@ -168,7 +168,7 @@ class TagRecommender(SpaceRecommender):
     def tag_scores(self, tracks: np.ndarray, device: str = "cpu") -> np.ndarray:
         """Predicted tag probabilities of `tracks` (catalog ids), (len, n_tags); needs torch."""
         require_torch()
-        from recommenders.models.frames import FrameStore
+        from recommenders.models.frame_store import FrameStore
         from recommenders.models.nn.tags import load_net, predict_proba
         from recommenders.models.nn.training import resolve_device
 

@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 import numpy as np
 import torch
 
-from recommenders.models.frames import FrameStore
+from recommenders.models.frame_store import FrameStore
 
 
 def seed_everything(seed: int) -> np.random.Generator:

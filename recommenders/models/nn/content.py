@@ -34,11 +34,11 @@ from contracts.catalog import Catalog
 from recommenders.evaluation.content import f2_scores, recall_at_k
 from recommenders.models.colisten import CoListening, co_listened_neighbours
 from recommenders.models.content_config import ContentModelConfig
-from recommenders.models.frames import FrameStore, length_bucketed_batches
+from recommenders.models.frame_store import FrameStore, length_bucketed_batches
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
 from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
-from recommenders.models.nn.frames import TwoTower, info_nce
+from recommenders.models.nn.encoders import TwoTower, info_nce
 from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import margin_select
 from recommenders.models.space import normalise_rows

@@ -25,11 +25,11 @@ from tqdm import tqdm
 from contracts.catalog import Catalog
 from recommenders.evaluation.content import frequency_baseline, macro_average_precision
 from recommenders.models.content_config import TagModelConfig
-from recommenders.models.frames import FrameStore, length_bucketed_batches
+from recommenders.models.frame_store import FrameStore, length_bucketed_batches
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
 from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
-from recommenders.models.nn.frames import TagNet
+from recommenders.models.nn.encoders import TagNet
 from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import assign_tags
 

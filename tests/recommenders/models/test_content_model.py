@@ -23,7 +23,7 @@ from recommenders.models.content_config import ContentModelConfig, EncoderConfig
 from recommenders.models.mix import ColdMixRecommender, cold_mask
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn.content import retrieval_metrics
-from recommenders.models.nn.frames import TwoTower, info_nce
+from recommenders.models.nn.encoders import TwoTower, info_nce
 from recommenders.models.sessions import SessionLog
 
 QUICK = ContentModelConfig(

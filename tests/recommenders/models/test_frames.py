@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from recommenders.models.content_config import AugmentConfig, EncoderConfig
-from recommenders.models.frames import FrameStore, length_bucketed_batches
+from recommenders.models.frame_store import FrameStore, length_bucketed_batches
 from recommenders.models.nn.augment import mask_frames, mixup, permute_frames
-from recommenders.models.nn.frames import AttentionPooling, FrameEncoder, TagNet, padding_mask
+from recommenders.models.nn.encoders import AttentionPooling, FrameEncoder, TagNet, padding_mask
 
 
 @pytest.fixture
