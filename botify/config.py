@@ -41,10 +41,11 @@ class HistoryConfig(Strict):
 
 
 class EventLogConfig(Strict):
-    """How often each worker seals its buffered events into a segment."""
+    """How often each worker seals its events into a segment, and syncs its write-ahead file to disk."""
 
     flush_window: float = Field(1.0, gt=0.0, le=3600.0)  # seconds
     flush_events: int = Field(50_000, ge=1)  # flush earlier when a worker holds this many
+    fsync_window: float = Field(1.0, ge=0.0, le=3600.0)  # seconds a power loss may take; 0: sync every write
 
 
 class LimitsConfig(Strict):

@@ -101,7 +101,7 @@ ENGINES = {"granian": run_granian, "gunicorn": run_gunicorn}
 @click.option("--server", "engine", type=click.Choice(sorted(ENGINES)), default=None, help="WSGI server (config: server.engine; default granian, the faster on our figures).")
 @click.option("--history", type=click.Choice(["memory", "redis"]), default=None, help="Listen-history store: memory (one worker) or redis (shared by all workers) (config: history.store).")
 @click.option("--redis-url", default=None, help="Redis for --history redis (config: history.redis_url; default redis://127.0.0.1:6390/0, see scripts/redis.sh).")
-@click.option("--flush-window", type=click.FloatRange(min=0.001, max=3600), default=None, help="Seconds between event-log seals per worker; the most a killed worker loses (config: eventlog.flush_window; default 1).")
+@click.option("--flush-window", type=click.FloatRange(min=0.001, max=3600), default=None, help="Seconds between event-log seals per worker; answered events are written ahead first, so a killed worker loses none (config: eventlog.flush_window; default 1).")
 def serve_command(
     config_path: Path | None,
     world: Path | None,
