@@ -13,8 +13,9 @@ from botify import errors, eventlog
 from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
 from contracts.eventlog.writer import world_row
 from botify.experiments import build_experiments, describe, load_experiments
-from botify.history import make_history
+from botify.history import make_history, service_namespace
 from botify.service import Service
+from botify.validation import AsciiIntegerConverter
 from botify.views import catalog, experiments, health, recommend
 from contracts.catalog import Catalog, CatalogError
 
@@ -45,12 +46,14 @@ def create_app(config: ServiceConfig | Mapping[str, Any] | None = None, *, start
         config = config_from_mapping(config)
     started = time.perf_counter()
     app = Flask(__name__)
+    app.url_map.converters["int"] = AsciiIntegerConverter
     app.config.from_mapping(BOTIFY=config, MAX_CONTENT_LENGTH=max(config.limits.max_body, config.limits.max_batch_body))
 
     catalog_ = load_catalog(config)
     experiments_config = load_experiments(config.experiments)
     experiments_ = build_experiments(experiments_config, catalog_)
-    history = make_history(config.history)
+    namespace = service_namespace(catalog_.fingerprint, experiments_config.model_dump_json(), config.seed)
+    history = make_history(config.history, namespace)
     history.check()
     writer = eventlog.init_app(
         app, config.log, config.eventlog, experiments_.names, describe(experiments_config), started_us, world_row(catalog_)

@@ -27,7 +27,8 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(5001, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # processes
-    threads: int = Field(1, ge=1, le=64)  # request threads per worker
+    threads: int = Field(8, ge=1, le=64)  # request threads per worker: a slow client holds only one
+    header_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds a client may take to send its headers (granian)
 
 
 class HistoryConfig(Strict):
@@ -38,13 +39,15 @@ class HistoryConfig(Strict):
     max_length: int = Field(200, ge=1, le=100_000)  # most recent tracks kept per session
     ttl: int = Field(3600, ge=1)  # seconds an idle session's history is kept (redis)
     max_sessions: int = Field(1_000_000, ge=1)  # memory store: least recently used dropped beyond
+    max_bytes: int = Field(2 << 30, ge=1 << 16)  # memory store: least recently used dropped beyond (estimated bytes)
 
 
 class EventLogConfig(Strict):
-    """How often each worker seals its buffered events into a segment."""
+    """How often each worker seals its events into a segment, and syncs its write-ahead file to disk."""
 
     flush_window: float = Field(1.0, gt=0.0, le=3600.0)  # seconds
     flush_events: int = Field(50_000, ge=1)  # flush earlier when a worker holds this many
+    fsync_window: float = Field(1.0, ge=0.0, le=3600.0)  # seconds a power loss may take; 0: sync every write
 
 
 class LimitsConfig(Strict):

@@ -46,7 +46,7 @@ def init_app(
     """Create or check LOG, record this start (experiments and `world`), and attach a writer and the `init-db` command."""
     layout = init_log(log)
     record_start(layout, start_rows, started_us if started_us is not None else time.time_ns() // 1000, world)
-    writer = EventWriter(layout, experiment_names, settings.flush_window, settings.flush_events)
+    writer = EventWriter(layout, experiment_names, settings.flush_window, settings.flush_events, settings.fsync_window)
     app.extensions[EXTENSION] = writer
     app.cli.add_command(init_db_command)
     return writer

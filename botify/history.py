@@ -7,9 +7,12 @@ starts an empty one. Each step appends the track just played and returns the his
 and including it, so two steps of one session in one batch see what a sequence of single
 requests would see.
 
-Two stores: `MemoryHistory` (one process; the single-worker default) and `RedisHistory`
-(shared by every worker). Redis holds plain strings "track:time" in one list per session,
-never pickles; one Lua script call serves a whole batch in a single round trip.
+Two stores: `MemoryHistory` (one process; the single-worker default, bounded in bytes) and
+`RedisHistory` (shared by every worker). Redis holds plain strings "track:time" in one list per
+session, never pickles; one Lua script call serves a whole batch in a single round trip. Its keys
+carry the service's identity (`service_namespace`: the world and the experiments), so two services
+with different worlds or experiments on one Redis database never share or delete each other's
+sessions. A Redis URL's password never appears in a message (`mask_url`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from botify.config import ConfigError, HistoryConfig
 
@@ -27,6 +31,43 @@ if TYPE_CHECKING:
     import redis
 
 KEY_PREFIX = "botify:h:"
+# Estimated bytes a memory-store session costs (CPython 3.11, 64-bit): the key tuple, the two
+# lists and the OrderedDict entry; and each step: two list slots, an int and a float.
+SESSION_BYTES = 400
+STEP_BYTES = 72
+
+
+def service_namespace(world_fingerprint: str, experiments: str, seed: int = 0) -> str:
+    """A short hash of what a service serves (its world, its experiments' configuration, its
+    seed), the part of its Redis keys that keeps other services' sessions apart."""
+    text = f"{world_fingerprint}\n{experiments}\n{seed}"
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def mask_url(url: str) -> str:
+    """`url` with its password (if any) replaced by `***`, for messages."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        port = f":{parts.port}" if parts.port is not None else ""
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}{port}"))
+    except ValueError:  # not a URL we can take apart: say nothing of it
+        return "<the configured URL>"
+
+
+def _mask_secret(text: str, url: str) -> str:
+    """`text` with every occurrence of `url` and of its password masked."""
+    text = text.replace(url, mask_url(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
 
 
 class Step(NamedTuple):
@@ -59,11 +100,14 @@ class HistoryStore(Protocol):
 
 
 class MemoryHistory:
-    """In-process store: a dict of sessions, least recently used dropped beyond `max_sessions`."""
+    """In-process store: a dict of sessions, least recently used dropped beyond `max_sessions`
+    or beyond `max_bytes` (estimated: `SESSION_BYTES` per session plus `STEP_BYTES` per step)."""
 
-    def __init__(self, max_length: int = 200, max_sessions: int = 1_000_000) -> None:
+    def __init__(self, max_length: int = 200, max_sessions: int = 1_000_000, max_bytes: int = 2 << 30) -> None:
         self.max_length = max_length
         self.max_sessions = max_sessions
+        self.max_bytes = max_bytes
+        self.bytes = 0  # the estimate of what the sessions hold now
         self._sessions: OrderedDict[tuple[int, int | None], tuple[list[int], list[float]]] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -80,14 +124,15 @@ class MemoryHistory:
             for user, session, track, time, end in steps:
                 key = (user, session)
                 if end:
-                    sessions.pop(key, None)
+                    entry = sessions.pop(key, None)
+                    if entry is not None:
+                        self.bytes -= SESSION_BYTES + STEP_BYTES * len(entry[0])
                     out.append(None)
                     continue
                 entry = sessions.get(key)
                 if entry is None:
                     entry = sessions[key] = ([], [])
-                    if len(sessions) > self.max_sessions:
-                        sessions.popitem(last=False)
+                    self.bytes += SESSION_BYTES
                 else:
                     sessions.move_to_end(key)
                 tracks, times = entry
@@ -95,6 +140,11 @@ class MemoryHistory:
                 times.append(time)
                 if len(tracks) > self.max_length:
                     del tracks[0], times[0]
+                else:
+                    self.bytes += STEP_BYTES
+                while (len(sessions) > self.max_sessions or self.bytes > self.max_bytes) and len(sessions) > 1:
+                    _, (old_tracks, _) = sessions.popitem(last=False)
+                    self.bytes -= SESSION_BYTES + STEP_BYTES * len(old_tracks)
                 out.append(History(tuple(tracks), tuple(times)))
         return out
 
@@ -140,10 +190,11 @@ class RedisHistory:
     Connections are opened lazily per process (a forked worker never reuses its parent's).
     """
 
-    def __init__(self, url: str, max_length: int = 200, ttl: int = 3600) -> None:
+    def __init__(self, url: str, max_length: int = 200, ttl: int = 3600, namespace: str = "") -> None:
         self.url = url
         self.max_length = max_length
         self.ttl = ttl
+        self.prefix = f"{KEY_PREFIX}{namespace}:" if namespace else KEY_PREFIX
         self._sha = hashlib.sha1(_UPDATE_SCRIPT.encode(), usedforsecurity=False).hexdigest()  # the name Redis gives it
         self._pool: redis.ConnectionPool | None = None
         self._pool_pid = 0
@@ -174,8 +225,8 @@ class RedisHistory:
             client.close()
         except (redis.RedisError, ValueError) as error:
             raise ConfigError(
-                f"history.redis_url: cannot reach Redis at {self.url} ({error}); start one with `scripts/redis.sh start` "
-                "or use history.store: memory with one worker"
+                f"history.redis_url: cannot reach Redis at {mask_url(self.url)} ({_mask_secret(str(error), self.url)}); "
+                "start one with `scripts/redis.sh start` or use history.store: memory with one worker"
             ) from None
 
     def close(self) -> None:
@@ -189,7 +240,7 @@ class RedisHistory:
         if not steps:
             return []
         command: list[object] = ["EVALSHA", self._sha, len(steps)]
-        command.extend(f"{KEY_PREFIX}{step.user}:{'' if step.session is None else step.session}" for step in steps)
+        command.extend(f"{self.prefix}{step.user}:{'' if step.session is None else step.session}" for step in steps)
         command.extend((self.ttl, self.max_length))
         command.extend("" if step.end else f"{step.track}:{step.time!r}" for step in steps)
         results = self._call(command)
@@ -221,8 +272,8 @@ class RedisHistory:
             return connection.read_response()
 
 
-def make_history(config: HistoryConfig) -> MemoryHistory | RedisHistory:
-    """The store `config` asks for (not yet connected)."""
+def make_history(config: HistoryConfig, namespace: str = "") -> MemoryHistory | RedisHistory:
+    """The store `config` asks for (not yet connected); `namespace` (see `service_namespace`) goes into Redis keys."""
     if config.store == "redis":
-        return RedisHistory(config.redis_url, config.max_length, config.ttl)
-    return MemoryHistory(config.max_length, config.max_sessions)
+        return RedisHistory(config.redis_url, config.max_length, config.ttl, namespace)
+    return MemoryHistory(config.max_length, config.max_sessions, config.max_bytes)

@@ -13,8 +13,10 @@ writes headers and body separately but sets TCP_NODELAY, so neither stalls keep-
 
 from __future__ import annotations
 
+import errno
 import logging
 import multiprocessing.util
+import socket
 import time
 from pathlib import Path
 from typing import Any
@@ -46,6 +48,8 @@ def run_granian(app: Flask, config: ServiceConfig) -> None:
         _close_in_worker(app)
         return app
 
+    from granian.http import HTTP1Settings
+
     server = MPServer(
         target="botify.app:create_app",
         address=config.server.host,
@@ -53,6 +57,9 @@ def run_granian(app: Flask, config: ServiceConfig) -> None:
         interface=Interfaces.WSGI,
         workers=config.server.workers,
         blocking_threads=config.server.threads,
+        # A client that sends its headers slowly is cut off after this; a body read has no
+        # timeout in granian, so a slow body holds one request thread (docs/botify.md).
+        http1_settings=HTTP1Settings(header_read_timeout=int(config.server.header_timeout * 1000)),
         log_access=False,
         respawn_failed_workers=True,
     )
@@ -89,6 +96,28 @@ def run_gunicorn(app: Flask, config: ServiceConfig) -> None:
 ENGINES = {"granian": run_granian, "gunicorn": run_gunicorn}
 
 
+def check_port_free(host: str, port: int) -> None:
+    """Raise `click.ClickException` naming the port when something listens on it already.
+
+    granian binds with SO_REUSEPORT, so a second service on a busy port would otherwise start
+    and share the traffic with the first. A bind without SO_REUSEPORT (SO_REUSEADDR only lets
+    it pass over connections in TIME_WAIT) fails while anything listens there.
+    """
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as error:
+        raise click.ClickException(f"server.host {host!r} is not an address to listen on: {error.strerror}") from None
+    family, kind, proto, _name, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind(address)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise click.ClickException(f"port {port} on {host} is already in use (another botify serve?); choose another --port") from None
+            raise click.ClickException(f"cannot listen on {host}:{port}: {error.strerror}") from None
+
+
 @click.command("serve")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None, help="Service config YAML (default: config/botify.yml when present, else built-in defaults).")
 @click.option("--world", type=click.Path(path_type=Path), default=None, help="World directory whose public catalog is served (config: world; default data/world).")
@@ -97,11 +126,11 @@ ENGINES = {"granian": run_granian, "gunicorn": run_gunicorn}
 @click.option("--host", default=None, help="Address to listen on (config: server.host; default 127.0.0.1, loopback only).")
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (config: server.port; default 5001).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (config: server.workers; default 1). More than one needs --history redis.")
-@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Request threads per worker (config: server.threads; default 1).")
+@click.option("--threads", type=click.IntRange(1, 64), default=None, help="Request threads per worker; a slow client holds one (config: server.threads; default 8).")
 @click.option("--server", "engine", type=click.Choice(sorted(ENGINES)), default=None, help="WSGI server (config: server.engine; default granian, the faster on our figures).")
 @click.option("--history", type=click.Choice(["memory", "redis"]), default=None, help="Listen-history store: memory (one worker) or redis (shared by all workers) (config: history.store).")
 @click.option("--redis-url", default=None, help="Redis for --history redis (config: history.redis_url; default redis://127.0.0.1:6390/0, see scripts/redis.sh).")
-@click.option("--flush-window", type=click.FloatRange(min=0.001, max=3600), default=None, help="Seconds between event-log seals per worker; the most a killed worker loses (config: eventlog.flush_window; default 1).")
+@click.option("--flush-window", type=click.FloatRange(min=0.001, max=3600), default=None, help="Seconds between event-log seals per worker; answered events are written ahead first, so a killed worker loses none (config: eventlog.flush_window; default 1).")
 def serve_command(
     config_path: Path | None,
     world: Path | None,
@@ -140,10 +169,14 @@ def serve_command(
                 "eventlog.flush_window": flush_window,
             },
         )
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    server = config.server
+    check_port_free(server.host, server.port)  # before anything is loaded or recorded in the log
+    try:
         app = create_app(config, started_us=time.time_ns() // 1000)
     except (ConfigError, LogError) as error:
         raise click.ClickException(str(error)) from None
-    server = config.server
     click.echo(
         f"botify: serving {config.world} on http://{server.host}:{server.port} with {server.engine} "
         f"({server.workers} worker{'s' if server.workers > 1 else ''}, history {config.history.store}), "

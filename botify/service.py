@@ -15,9 +15,9 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from botify.config import LimitsConfig
-from contracts.eventlog.writer import EventWriter, Row
+from contracts.eventlog.writer import EventWriter, Row, make_row
 from botify.experiments import Experiments
 from botify.history import History, HistoryStore, Step
 from contracts.seeds import request_seed
@@ -134,5 +134,18 @@ class Service:
     def _row(
         self, item: Item, now_us: int, answer: int | None, treatment: int, latency: float, assignments: tuple[int, ...], propensity: float | None
     ) -> Row:
-        ts = now_us if item.ts is None else item.ts * 1000
-        return (ts, item.user, item.session, item.message, item.track, item.time, answer, self._names[treatment], latency, assignments, propensity)
+        return make_row(
+            {
+                Columns.TS: now_us if item.ts is None else item.ts * 1000,
+                Columns.USER: item.user,
+                Columns.SESSION: item.session,
+                Columns.MESSAGE: item.message,
+                Columns.TRACK: item.track,
+                Columns.TIME: item.time,
+                Columns.RECOMMENDATION: answer,
+                Columns.RECOMMENDER: self._names[treatment],
+                Columns.LATENCY: latency,
+                Columns.EXPERIMENTS: assignments,
+                Columns.PROPENSITY: propensity,
+            }
+        )

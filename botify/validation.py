@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any, NamedTuple
 
 import orjson
+from werkzeug.routing import IntegerConverter
 
 from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
 
@@ -48,6 +49,13 @@ class Item(NamedTuple):
     time: float
     session: int | None
     ts: int | None
+
+
+class AsciiIntegerConverter(IntegerConverter):
+    """The `int` of the routes, ASCII digits only: Python's `\\d` also matches Unicode digits
+    (`/next/١٢`, fullwidth `/next/１２`), which would be served and logged under another id."""
+
+    regex = "[0-9]+"
 
 
 def _show(value: Any) -> str:

@@ -33,15 +33,29 @@ DRAIN_CHUNK = 1 << 16  # bytes
 
 
 def _read_body(limit: int) -> bytes:
+    """The whole request body, or BadRequest: 413 beyond `limit` bytes (with a Content-Length or
+    chunked), 400 when the body ends before its Content-Length (a client that gave up)."""
     length = request.content_length
-    if length is not None and length > limit:
+    stream = request.environ["wsgi.input"]
+    if length is None:  # chunked (or no body): read at most one byte past the limit
+        chunks, total = [], 0
+        while total <= limit and (chunk := stream.read(min(DRAIN_CHUNK, limit + 1 - total))):
+            chunks.append(chunk)
+            total += len(chunk)
+        if total > limit:
+            raise BadRequest(f"body too large: more than {limit} bytes", 413)
+        return b"".join(chunks)
+    if length > limit:
         if length <= DRAIN_MAX:
             # The WSGI servers drop a keep-alive connection whose request body was left unread,
             # so a client's next request would fail; reading it keeps the connection usable.
-            while request.stream.read(DRAIN_CHUNK):
+            while stream.read(DRAIN_CHUNK):
                 pass
         raise BadRequest(f"body too large: {length} bytes, at most {limit}", 413)
-    return request.get_data(cache=False)
+    body = request.get_data(cache=False)
+    if len(body) != length:
+        raise BadRequest(f"body ended after {len(body)} of its {length} bytes (Content-Length): refused, nothing logged")
+    return body
 
 
 def _serve_single(message: str, user: int) -> int | None | ServeError | Response:

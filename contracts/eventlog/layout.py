@@ -7,6 +7,7 @@ LOG (`--log`, e.g. `data/events.duckdb`) is a small DuckDB file that holds no ro
     data/events.segments/events/        one Parquet file per worker and flush window
     data/events.segments/experiments/   one Parquet file per service start
     data/events.segments/worlds/        one Parquet file per service start
+    data/events.segments/wal/           one write-ahead file per live worker (`contracts.eventlog.wal`)
 
 A segment is written under a temporary name and renamed into place, so a reader never sees a
 half-written file. The service never opens LOG while it serves: readers open it with
@@ -83,6 +84,11 @@ class LogLayout:
         return self.segments / table
 
     @property
+    def wal(self) -> Path:
+        """The write-ahead files' directory: events answered but not yet sealed."""
+        return self.segments / "wal"
+
+    @property
     def init_lock(self) -> Path:
         return self.segments / ".init.lock"
 
@@ -99,14 +105,21 @@ class LogLayout:
         return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({sql_string(pattern)})"
 
 
-def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False) -> Path | None:
+def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:
     """Seal `table` as `directory/name` atomically (temporary file, then rename).
 
-    With `exclusive`, an existing file of that name wins and None is returned.
+    With `exclusive`, an existing file of that name wins and None is returned. With `durable`,
+    the file and its name are synced to disk before this returns (a power loss keeps it).
     """
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}{TMP_SUFFIX}"
     pq.write_table(table, tmp, compression="zstd")
+    if durable:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     if exclusive:
         try:
             os.link(tmp, final)
@@ -116,6 +129,12 @@ def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: boo
             tmp.unlink(missing_ok=True)
     else:
         os.replace(tmp, final)
+    if durable:
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
     return final
 
 
@@ -189,8 +208,9 @@ def init_log(log: str | Path, *, reset: bool = False) -> LogLayout:
     """Create LOG and its segments directory, or check and repair an existing one.
 
     Idempotent and safe to call from several processes at once. LOG is only written when its
-    views are missing or point elsewhere (the log was moved). With `reset`, every event and
-    start record is deleted.
+    views are missing or point elsewhere (the log was moved). The events that killed workers
+    left in write-ahead files are sealed into segments (`contracts.eventlog.wal.recover`). With
+    `reset`, every event and start record is deleted.
     """
     layout = LogLayout.of(log)
     bad = _GLOB_CHARACTERS.intersection(str(layout.segments))
@@ -214,7 +234,13 @@ def init_log(log: str | Path, *, reset: bool = False) -> LogLayout:
 
 def _init_locked(layout: LogLayout, reset: bool) -> None:
     """`init_log`'s work on an existing segments directory, under its init lock."""
+    from contracts.eventlog.wal import WAL_SUFFIX, recover  # wal builds on this module
+
     with file_lock(layout.init_lock):
+        layout.wal.mkdir(exist_ok=True)
+        if reset:
+            for wal in layout.wal.glob(f"*{WAL_SUFFIX}"):
+                wal.unlink(missing_ok=True)
         for table, schema in arrow_schemas().items():
             directory = layout.directory(table)
             directory.mkdir(exist_ok=True)
@@ -235,6 +261,7 @@ def _init_locked(layout: LogLayout, reset: bool) -> None:
                     "(delete that directory too, or run `botify init-db --reset`, to start empty)",
                     layout.path, layout.segments, adopted,
                 )
+        recover(layout)
         info = _info(layout) if layout.path.exists() else None
         if info != (FORMAT_VERSION, str(layout.segments)):
             _write_views(layout)

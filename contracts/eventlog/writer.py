@@ -1,71 +1,115 @@
-"""The per-process event writer: buffer rows in memory, seal them as a Parquet segment per window.
+"""The per-process event writer: every event reaches the operating system before its answer leaves.
 
-Serving appends a tuple per event (cheap, under a lock). A background thread seals the buffer
-every `flush_window` seconds, or sooner when it holds `flush_events` rows, into
-`<segments>/events/<ns>-<pid>-<seq>.parquet` (temporary file + rename). So a killed process
-loses at most the events of its last window, and a sealed segment is never changed again.
-`close()` seals what is left; the service calls it at shutdown.
+`append` and `extend` (the service calls them before it answers) write the events with one
+`os.write` to this process's write-ahead file (`contracts.eventlog.wal`) and buffer them in
+memory. A background thread seals the buffer every `flush_window` seconds, or sooner when it
+holds `flush_events` rows, into `<segments>/events/<name>.parquet`, the name of the write-ahead
+file it came from (temporary file + rename, synced), and then deletes that file. So a worker
+killed with SIGKILL loses no answered event: the next start (`init_log`), a respawned worker or
+any writer's close seals what it left, exactly once. The write-ahead file is synced every
+`fsync_window` seconds, the most a power loss can take. A sealed segment is never changed again;
+`close()` seals what is left, and the service calls it at shutdown.
 
-The writer is fork-aware: a forked child starts with an empty buffer and its own thread, so a
-server can build the app once and fork its workers.
+The writer is fork-aware: a forked child starts with an empty buffer, no write-ahead file and its
+own thread, so a server can build the app once and fork its workers.
 """
 
 from __future__ import annotations
 
 import atexit
+import fcntl
 import logging
+import operator
 import os
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
 
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
-from contracts.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.eventlog.layout import SEGMENT_SUFFIX, TMP_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.eventlog.wal import WAL_FORMAT, WAL_SUFFIX, encode_record, events_table, fsync_directory, recover, segment_name
 from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
-# One event, in column order of `Columns.ALL`, except: `ts` is epoch microseconds (UTC) and
-# `experiments` is the tuple of treatment indices in the writer's `experiment_names` order.
-Row = tuple[int, int, int | None, str, int, float, int | None, str, float, tuple[int, ...], float | None]
+# One event: its values in the order of the declared columns, `Columns.ALL`, except that `ts`
+# is epoch microseconds (UTC) and `experiments` the tuple of treatment indices in the writer's
+# `experiment_names` order. Build one with `make_row`.
+Row = tuple
+
+make_row = operator.itemgetter(*Columns.ALL)
+"""`make_row(values)`: the `Row` of a mapping from every declared column name to its value."""
+
+
+@dataclass
+class _WalFile:
+    """One open write-ahead file of this process, locked for as long as it is open."""
+
+    path: Path
+    fd: int
+    rows: list[Row]
 
 
 class EventWriter:
-    """Buffers events of one process and seals them into segments of the log at `layout`.
+    """Writes the events of one process ahead to a file, and seals them into segments of the log at `layout`.
 
     Args:
         layout: the log's paths (created by `init_log`).
         experiment_names: the keys of every event's `experiments` map, in the order of the
             treatment tuples given to `append`.
-        flush_window: seconds between seals; the most a killed process loses.
+        flush_window: seconds between seals.
         flush_events: seal sooner when this many events are buffered.
+        fsync_window: seconds between syncs of the write-ahead file to disk, the most a power
+            loss can take; 0 syncs every write before it returns (slow, for the careful).
     """
 
-    def __init__(self, layout: LogLayout, experiment_names: Sequence[str], flush_window: float = 1.0, flush_events: int = 50_000) -> None:
+    def __init__(
+        self,
+        layout: LogLayout,
+        experiment_names: Sequence[str],
+        flush_window: float = 1.0,
+        flush_events: int = 50_000,
+        fsync_window: float = 1.0,
+    ) -> None:
         self.layout = layout
         self.directory = layout.directory(EVENTS_TABLE)
         self.experiment_names = tuple(experiment_names)
         self.flush_window = flush_window
         self.flush_events = flush_events
+        self.fsync_window = fsync_window
         self.schema = arrow_schemas()[EVENTS_TABLE]
-        self.sealed_events = 0
-        self.sealed_segments = 0
+        self._header = encode_record({"format": WAL_FORMAT, "columns": list(Columns.ALL), "experiments": list(self.experiment_names)})
+        self._current: _WalFile | None = None
+        self._sealing: list[_WalFile] = []
         self._reset()
-        os.register_at_fork(after_in_child=self._reset)
+        os.register_at_fork(after_in_child=self._after_fork)
         atexit.register(self.close)
 
     def _reset(self) -> None:
-        self._rows: list[Row] = []
+        self.sealed_events = 0
+        self.sealed_segments = 0
+        self._current = None  # the file being appended to; its rows are the buffer
+        self._sealing = []  # files rotated out, oldest first, whose segments are not sealed yet
         self._lock = threading.Lock()
         self._seal_lock = threading.Lock()
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._unsynced = False
+        self._synced_file: Path | None = None
         self._seq = 0
         self._pid = os.getpid()
+
+    def _after_fork(self) -> None:
+        # The parent's files stay the parent's: drop our copies of their descriptors (the parent
+        # keeps their locks) and start afresh.
+        for wal in [*self._sealing, *([self._current] if self._current is not None else [])]:
+            os.close(wal.fd)
+        self._reset()
 
     def _start(self) -> None:
         with self._seal_lock:
@@ -74,62 +118,131 @@ class EventWriter:
                 self._thread.start()
 
     def append(self, row: Row) -> None:
-        """Buffer one event."""
-        if self._thread is None:
-            self._start()
-        with self._lock:
-            self._rows.append(row)
-            full = len(self._rows) >= self.flush_events
-        if full:
-            self._wake.set()
+        """Write one event ahead and buffer it; it is on the operating system's side when this returns."""
+        self.extend((row,))
 
     def extend(self, rows: Iterable[Row]) -> None:
-        """Buffer many events (a batch), in order."""
+        """Write many events (a batch) ahead in one record and buffer them, in order.
+
+        Raises OSError when the write-ahead file cannot take them (a full disk): then nothing
+        of the batch is written or buffered, and the caller must not answer as if it were.
+        """
+        rows = list(rows)
+        if not rows:
+            return
         if self._thread is None:
             self._start()
+        record = encode_record(rows)
         with self._lock:
-            self._rows.extend(rows)
-            full = len(self._rows) >= self.flush_events
+            wal = self._current
+            if wal is None:
+                wal = self._current = self._open()
+            _write_all(wal.fd, record)
+            if self.fsync_window == 0:
+                os.fsync(wal.fd)
+            else:
+                self._unsynced = True
+            wal.rows.extend(rows)
+            full = len(wal.rows) >= self.flush_events
         if full:
             self._wake.set()
 
     def pending(self) -> int:
-        """Events buffered and not yet sealed."""
-        return len(self._rows)
+        """Events written ahead and buffered, not yet sealed into a segment."""
+        with self._lock:
+            current = len(self._current.rows) if self._current is not None else 0
+            return current + sum(len(wal.rows) for wal in self._sealing)
+
+    def _open(self) -> _WalFile:
+        """A new write-ahead file with its header, locked; created under a hidden name so that
+        `recover` never sees it unlocked."""
+        self.layout.wal.mkdir(parents=True, exist_ok=True)
+        self._seq += 1
+        name = f"{time.time_ns():019d}-{self._pid}-{self._seq:06d}{WAL_SUFFIX}"
+        path = self.layout.wal / name
+        tmp = self.layout.wal / f".{name}{TMP_SUFFIX}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            _write_all(fd, self._header)
+            os.rename(tmp, path)
+            if self.fsync_window == 0:
+                os.fsync(fd)
+                fsync_directory(self.layout.wal)
+        except BaseException:
+            os.close(fd)
+            tmp.unlink(missing_ok=True)
+            raise
+        return _WalFile(path, fd, [])
 
     def _run(self) -> None:
+        try:
+            recover(self.layout)  # a worker that died before this one (a respawn) left its file
+        except Exception:
+            logger.exception("event log: recovering the write-ahead files in %s failed", self.layout.wal)
+        tick = min(self.flush_window, self.fsync_window) if self.fsync_window > 0 else self.flush_window
+        next_flush = time.monotonic() + self.flush_window
         while not self._closed:
-            self._wake.wait(self.flush_window)
+            woken = self._wake.wait(tick)
             self._wake.clear()
             if self._closed:
                 break
             try:
-                self.flush()
-            except Exception:  # the thread must survive a full disk; the rows stay buffered
+                self.sync()
+                if woken or time.monotonic() >= next_flush:
+                    next_flush = time.monotonic() + self.flush_window
+                    self.flush()
+            except Exception:  # the thread must survive a full disk; the rows stay buffered and written ahead
                 logger.exception("event log: sealing a segment in %s failed; retrying next window", self.directory)
 
+    def sync(self) -> None:
+        """Sync the current write-ahead file to disk (the thread does this every `fsync_window`)."""
+        with self._seal_lock:  # no seal closes the file meanwhile
+            with self._lock:
+                wal = self._current
+                if not self._unsynced or wal is None:
+                    return
+                self._unsynced = False
+            os.fsync(wal.fd)
+            if self._synced_file != wal.path:  # a new file: its name must survive too
+                fsync_directory(self.layout.wal)
+                self._synced_file = wal.path
+
     def flush(self) -> Path | None:
-        """Seal the buffered events now; returns the new segment, or None when nothing was buffered."""
+        """Seal the buffered events now; returns the last new segment, or None when nothing was buffered.
+
+        Each write-ahead file becomes one segment of the same name, then is deleted. When a seal
+        fails, its events stay buffered and written ahead, and the next flush seals them first.
+        """
         with self._seal_lock:
             with self._lock:
-                rows, self._rows = self._rows, []
-            if not rows:
-                return None
-            try:
-                table = self._table(rows)
-                self._seq += 1
-                name = f"{time.time_ns():019d}-{self._pid}-{self._seq:06d}{SEGMENT_SUFFIX}"
-                path = write_segment(self.directory, name, table)
-            except BaseException:
+                if self._current is not None:
+                    self._sealing.append(self._current)
+                    self._current = None
+                    self._unsynced = False
+            last: Path | None = None
+            while self._sealing:
+                wal = self._sealing[0]
+                last = self._seal(wal)
                 with self._lock:
-                    self._rows[:0] = rows
-                raise
-            self.sealed_events += len(rows)
-            self.sealed_segments += 1
-            return path
+                    self._sealing.pop(0)
+                    self.sealed_events += len(wal.rows)
+                    self.sealed_segments += 1
+            return last
+
+    def _seal(self, wal: _WalFile) -> Path:
+        segment = self.directory / segment_name(wal.path)
+        if wal.rows:
+            write_segment(self.directory, segment.name, self._table(wal.rows), exclusive=True, durable=True)
+        wal.path.unlink(missing_ok=True)
+        os.close(wal.fd)  # drops the lock only now: `recover` finds no file, or a sealed one
+        return segment
 
     def close(self) -> None:
-        """Seal what is left and stop the thread; idempotent, also run at interpreter exit."""
+        """Seal what is left and stop the thread; idempotent, also run at interpreter exit.
+
+        Also seals what dead writers of the same log left behind.
+        """
         if self._closed:
             return
         self._closed = True
@@ -140,26 +253,29 @@ class EventWriter:
         try:
             self.flush()
         except Exception:
-            logger.exception("event log: sealing the last segment in %s failed; %d events lost", self.directory, self.pending())
+            logger.exception(
+                "event log: sealing the last segment in %s failed; its %d events stay in %s and are sealed at the next start",
+                self.directory, self.pending(), self.layout.wal,
+            )
+        try:
+            recover(self.layout)
+        except Exception:
+            logger.exception("event log: recovering the write-ahead files in %s failed", self.layout.wal)
 
     def _table(self, rows: list[Row]) -> pa.Table:
-        columns = list(zip(*rows, strict=True))
-        schema = self.schema
-        arrays: list[pa.Array] = []
-        for index, name in enumerate(Columns.ALL):
-            field_type = schema.field(name).type
-            if name == Columns.EXPERIMENTS:
-                arrays.append(self._experiments_array(columns[index], field_type))
-            else:
-                arrays.append(pa.array(columns[index], type=field_type))
-        return pa.Table.from_arrays(arrays, schema=schema)
+        return events_table(rows, self.experiment_names)
 
-    def _experiments_array(self, assignments: Sequence[tuple[int, ...]], field_type: pa.MapType) -> pa.Array:
-        n, k = len(assignments), len(self.experiment_names)
-        offsets = pa.array(range(0, n * k + 1, k), type=pa.int32())
-        keys = pa.array(self.experiment_names * n, type=field_type.key_type)
-        items = pa.array([index for row in assignments for index in row], type=field_type.item_type)
-        return pa.MapArray.from_arrays(offsets, keys, items, type=field_type)
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`; on failure cut the file back, so that no partial record stays before later ones."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
+    try:
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.ftruncate(fd, start)
+        raise
 
 
 def experiments_table(rows: Sequence[dict[str, object]], started_us: int) -> pa.Table:

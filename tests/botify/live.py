@@ -36,6 +36,7 @@ class Server:
         self.port = free_port()
         self.url = f"http://{HOST}:{self.port}"
         self.log_file = log_file
+        self.env = env
         command = [sys.executable, "-m", "botify", "serve", "--host", HOST, "--port", str(self.port), *args]
         with open(log_file, "ab") as out:
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 
-from botify.history import KEY_PREFIX, History, MemoryHistory, RedisHistory, Step
+from botify.config import ConfigError
+from botify.history import KEY_PREFIX, History, MemoryHistory, RedisHistory, Step, mask_url, service_namespace
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -143,3 +144,49 @@ def test_redis_store_opens_a_fresh_connection_in_a_forked_worker(redis_url: str)
     assert os.waitstatus_to_exitcode(status) == 0
     assert store.update([step(1, 11)])[0] == History((10, 11), (0.5, 0.5))
     client.close()
+
+
+def test_memory_store_stays_within_its_byte_budget() -> None:
+    import tracemalloc
+
+    budget = 2_000_000
+    store = MemoryHistory(max_length=200, max_sessions=10**9, max_bytes=budget)
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    for user in range(400):  # 400 sessions of 100 steps: about 3 MB, beyond the budget
+        store.update([step(user, 1000 + i, 0.1 + i / 1000) for i in range(100)])
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+
+    assert store.bytes <= budget
+    assert len(store) < 400  # old sessions went
+    # The estimate tracks what CPython really holds (within 10% on 3.11), so the budget is real.
+    assert used <= 1.1 * budget
+    assert store.update([step(399, 7)])[0].tracks[-2:] == (1099, 7)  # the most recent session stayed
+
+
+def test_services_of_different_worlds_or_experiments_keep_apart_on_one_redis(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    first = RedisHistory(redis_url, ttl=60, namespace=service_namespace("world-a", "experiments-1"))
+    other_world = RedisHistory(redis_url, ttl=60, namespace=service_namespace("world-b", "experiments-1"))
+    other_experiments = RedisHistory(redis_url, ttl=60, namespace=service_namespace("world-a", "experiments-2"))
+    first.update([step(1, 10), step(1, 11)])
+
+    assert other_world.update([step(1, 20)])[0] == History((20,), (0.5,))
+    assert other_experiments.update([step(1, 30, end=True)]) == [None]  # ends its own session only
+    assert first.update([step(1, 12)])[0] == History((10, 11, 12), (0.5, 0.5, 0.5))
+    assert len({key.rsplit(b":", 2)[0] for key in client.keys("*")}) == 2  # one namespace per service with a session left
+    client.close()
+
+
+def test_a_redis_password_never_appears_in_a_message() -> None:
+    url = "redis://admin:s3cr3t-pw@127.0.0.1:1/0"
+
+    with pytest.raises(ConfigError) as caught:
+        RedisHistory(url).check()
+
+    assert "s3cr3t-pw" not in str(caught.value)
+    assert "redis://admin:***@127.0.0.1:1/0" in str(caught.value)
+    assert mask_url("redis://:pw@[::1]:6390/2") == "redis://:***@[::1]:6390/2"
+    assert mask_url("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
