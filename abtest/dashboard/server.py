@@ -37,7 +37,8 @@ def run_granian(app: Any, host: str, port: int, workers: int) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5002, show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="granian worker processes.")
 @click.option("--poll", type=click.FloatRange(min=0.5), default=5.0, show_default=True, help="Seconds between a page's refreshes.")
-def serve(log_path: str, host: str, port: int, workers: int, poll: float) -> None:
+@click.option("--cache-ttl", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds an answer is reused for the same URL (0: never).")
+def serve(log_path: str, host: str, port: int, workers: int, poll: float, cache_ttl: float) -> None:
     """Serve the dashboard: experiments, metrics, effects and time series of the log, live while botify writes.
 
     Every page has a JSON twin (add .json to its URL). The log is checked before the server starts.
@@ -49,6 +50,6 @@ def serve(log_path: str, host: str, port: int, workers: int, poll: float) -> Non
         raise click.ClickException(f"log {log_path!r} does not exist; pass --log PATH (the service's event log)")
     with user_errors():
         EventLog.open(log_path).close()
-        app = create_app({"LOG": log_path, "POLL_SECONDS": poll})
+        app = create_app({"LOG": log_path, "POLL_SECONDS": poll, "CACHE_TTL": cache_ttl})
     click.echo(f"dashboard of {log_path} on http://{host}:{port}/ (Ctrl-C stops it)", err=True)
     run_granian(app, host, port, workers)

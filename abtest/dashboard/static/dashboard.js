@@ -8,11 +8,11 @@ const PLOT_CONFIG = { responsive: true, displaylogo: false };
 
 function layout(title, xtitle, ytitle, extra) {
   return Object.assign({
-    title: { text: title, font: { size: 14 } },
-    margin: { l: 60, r: 20, t: 40, b: 50 },
+    title: { text: title, font: { size: 14 }, y: 0.98, yanchor: "top" },
+    margin: { l: 60, r: 20, t: 64, b: 50 },
     xaxis: { title: { text: xtitle }, automargin: true },
     yaxis: { title: { text: ytitle }, automargin: true },
-    legend: { orientation: "h", y: -0.25 },
+    legend: { orientation: "h", x: 0, y: 1.0, yanchor: "bottom" },
     hovermode: "closest",
   }, extra || {});
 }
