@@ -166,9 +166,10 @@ def _datetime(name: str, value: str | None) -> dt.datetime | None:
         raise BadRequest(f"{name} == {value!r}, must be a date or date-time such as 2026-01-01T06:00:00") from None
 
 
-def cached(compute: Callable[[], Any]) -> Any:
-    """`compute()`, reused for the same URL within the app's `CACHE_TTL`."""
-    key = (request.path.removesuffix(".json").split(".csv")[0], tuple(sorted(request.args.items(multi=True))))
+def cached(page: tuple[str, ...], compute: Callable[[], Any]) -> Any:
+    """`compute()` for `page` and the request's arguments, reused within the app's `CACHE_TTL`
+    (the HTML page, its JSON twin and its CSV tables share one answer)."""
+    key = (page, tuple(sorted(request.args.items(multi=True))))
     return current_app.extensions["dashboard_cache"].get(key, current_app.config["CACHE_TTL"], compute)
 
 
@@ -196,7 +197,7 @@ def index() -> Response:
 def experiment_list(fmt: str) -> Any:
     """Every experiment in the log, with arms, recommenders, listeners and the sample-ratio check."""
     try:
-        items = cached(lambda: data.experiments(get_log()))
+        items = cached(("experiments",), lambda: data.experiments(get_log()))
     except AbtestError as error:
         return _error(error, fmt, 400)
     payload = {"log": current_app.config["LOG"], "experiments": items}
@@ -214,7 +215,7 @@ def experiment_page(name: str, fmt: str, part: str | None = None) -> Any:
         return _error(BadRequest(f"{part}.csv: the charts' tables are {', '.join(p + '.csv' for p in CSV_PARTS)}"), "html", 404)
     try:
         options = view_options(request.args)
-        page = cached(lambda: data.experiment(get_log(), name, options))
+        page = cached(("experiment", name), lambda: data.experiment(get_log(), name, options))
     except AbtestError as error:
         return _error(error, fmt, _status(error))
     if fmt == "json":

@@ -169,3 +169,18 @@ def test_the_app_needs_a_log_and_serve_refuses_a_missing_one(tmp_path: Path) -> 
     (tmp_path / "junk.duckdb").write_text("not a log")
     result = CliRunner().invoke(main, ["serve", "--log", str(tmp_path / "junk.duckdb")])
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+
+
+def test_the_cache_reuses_an_answer_within_its_ttl_only() -> None:
+    from abtest.dashboard.app import TtlCache
+
+    cache, calls = TtlCache(), []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert cache.get("page", 3600, compute) == 1
+    assert cache.get("page", 3600, compute) == 1  # reused
+    assert cache.get("other", 3600, compute) == 2
+    assert cache.get("page", 0, compute) == 3  # expired at once
