@@ -15,6 +15,7 @@ import io
 import math
 import threading
 import time
+from importlib.metadata import entry_points
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -32,15 +33,19 @@ bp = Blueprint("experiments", __name__)
 POLL_SECONDS = 5  # how often an open page asks its JSON twin for new numbers
 CACHE_TTL = 2.0  # seconds an answer is reused for the same URL
 CSV_PARTS = ("metrics", "cumulative", "sessions", "latency")
+# Entry point group of page plugins: `register(app)` callables that add blueprints (the
+# recommender and track pages of `lens`, which `abtest` may not import by name).
+PLUGIN_GROUP = "botify_lab.dashboard"
 
 
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The dashboard app; `config` must name the event log as `LOG` (tests pass a mapping here).
 
-    Other keys: `POLL_SECONDS` (page refresh period), `CACHE_TTL` (seconds an answer is reused).
+    Other keys: `POLL_SECONDS` (page refresh period), `CACHE_TTL` (seconds an answer is reused),
+    `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
     """
     app = Flask(__name__)
-    app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE_TTL=CACHE_TTL, LOG=None)
+    app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE_TTL=CACHE_TTL, LOG=None, ARTIFACTS=None, WORLD=None)
     app.config.update(config or {})
     if not app.config["LOG"]:
         raise AbtestError("the dashboard needs an event log: pass --log PATH")
@@ -48,6 +53,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     app.teardown_appcontext(close_log)
     app.register_blueprint(bp)
     app.add_url_rule("/static/plotly.min.js", "plotly_js", plotly_js)
+    app.config.setdefault("EXTRA_NAV", [])
+    for entry in entry_points(group=PLUGIN_GROUP):
+        entry.load()(app)
     return app
 
 

@@ -117,7 +117,10 @@ function render(page) {
     sessions(page);
     latency(page);
   }
+  for (const renderer of window.dashboardRenderers || []) renderer(page);  // pages of plugins
 }
+
+window.dashboardCharts = { draw, layout, zeroLine, PALETTE };
 
 async function swapTables(url) {
   const response = await fetch(url, { cache: "no-store" });

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -33,11 +33,11 @@ WAIT_MS = 30_000  # the longest a page may take to draw or to show a new day, on
 class Dashboard:
     """`abtest serve` on a free loopback port, in its own process group."""
 
-    def __init__(self, log: Path, out: Path) -> None:
+    def __init__(self, log: Path, out: Path, extra: Sequence[str] = ()) -> None:
         self.url = f"http://{HOST}:{free_port()}"
         port = self.url.rsplit(":", 1)[1]
         self.out = out
-        command = [sys.executable, "-m", "abtest", "serve", "--log", str(log), "--port", port, "--poll", str(POLL_S)]
+        command = [sys.executable, "-m", "abtest", "serve", "--log", str(log), "--port", port, "--poll", str(POLL_S), *extra]
         with open(out, "ab") as stream:
             self.process = subprocess.Popen(command, stdout=stream, stderr=subprocess.STDOUT, start_new_session=True)
         http = urllib3.PoolManager(retries=False, timeout=2.0)
