@@ -1,7 +1,8 @@
 """Screenshots of the dashboard's pages for docs/dashboard/: `abtest serve` on a log, Debian's headless
 Chromium through Playwright, each page drawn, then shrunk to a small palette PNG (Pillow).
 
-    .venv/bin/python scripts/dashboard_screenshots.py --log data/demo/events.duckdb
+    .venv/bin/python scripts/dashboard_screenshots.py --log data/demo/events.duckdb \
+        --artifacts data/demo/artifacts --world data/world --track 12
 """
 
 from __future__ import annotations
@@ -39,13 +40,17 @@ def main() -> None:
     parser.add_argument("--log", type=Path, default=Path("data/demo/events.duckdb"))
     parser.add_argument("--experiment", default=None, help="experiment to show (default: the first listed)")
     parser.add_argument("--out", type=Path, default=Path("docs/dashboard"))
+    parser.add_argument("--artifacts", type=Path, default=None, help="also the recommender and track pages")
+    parser.add_argument("--world", type=Path, default=None)
+    parser.add_argument("--track", type=int, default=12, help="track of the track page")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen([sys.executable, "-m", "abtest", "serve", "--log", str(args.log), "--port", str(port)],
+    extra = [*(["--artifacts", str(args.artifacts)] if args.artifacts else []), *(["--world", str(args.world)] if args.world else [])]
+    server = subprocess.Popen([sys.executable, "-m", "abtest", "serve", "--log", str(args.log), "--port", str(port), *extra],
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         http = urllib3.PoolManager(retries=False, timeout=60.0)
@@ -63,12 +68,17 @@ def main() -> None:
             ("experiment.png", f"/experiments/{name}", 1280, "#latency .main-svg .trace"),
             ("experiment-phone.png", f"/experiments/{name}", 390, "#latency .main-svg .trace"),
         ]
+        if args.artifacts:
+            shots += [
+                ("recommenders.png", "/recommenders", 1280, ".history .main-svg .trace"),
+                ("track.png", f"/tracks/{args.track}", 1280, "#tags-chart .main-svg .trace" if args.world else ".neighbours"),
+            ]
         with sync_playwright() as playwright:
             browser = playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             for filename, path, width, ready in shots:
                 page = browser.new_page(viewport={"width": width, "height": 800})
                 page.goto(url + path)
-                page.wait_for_selector(ready, timeout=60_000)
+                page.wait_for_selector(ready, timeout=180_000)
                 page.wait_for_timeout(500)
                 image = shrink(page.screenshot(full_page=True), min(width, WIDTH_PX) if width > 500 else width)
                 image.save(args.out / filename, optimize=True)
