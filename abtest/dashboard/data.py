@@ -185,19 +185,25 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
-    try:
-        report = analysis.analyze(
-            log, experiment=name, control=options.control, treatments=options.treatments or None, filters=filters
-        )
-    except AbtestError as error:
-        report = None
-        out["note"] = str(error)
     strategy = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters)
-    # The sessions are grouped once per page; the charts read them from a temporary table, which a
-    # read-only connection may create (it lives in the connection's memory, not in the log).
+    # The sessions are grouped once per page, into a temporary table (a read-only connection may
+    # create one: it lives in the connection's memory, not in the log); the report and every
+    # chart read them from there.
     log.con.execute(f"CREATE OR REPLACE TEMP TABLE {SESSIONS_VIEW} AS {sessions.sql}", sessions.params)
     try:
+        try:
+            report = analysis.analyze(
+                log,
+                experiment=name,
+                control=options.control,
+                treatments=options.treatments or None,
+                filters=filters,
+                grouped=(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), strategy),
+            )
+        except AbtestError as error:
+            report = None
+            out["note"] = str(error)
         if report is None:
             arms = log.con.execute(f"SELECT count(DISTINCT {SessionColumns.ARM}) FROM {SESSIONS_VIEW}").fetchone()
             if not arms or arms[0] != 1:  # no sessions, or arms to compare that the options got wrong
@@ -337,13 +343,13 @@ def latency(log: EventLog, name: str) -> dict[str, Any]:
         SELECT {rec} AS recommender,
                to_timestamp(floor(epoch({ts}) / {width}) * {width})::TIMESTAMP AS bin,
                count(*) AS requests,
-               quantile_cont({lat}, 0.5) * 1000 AS p50_ms,
-               quantile_cont({lat}, 0.99) * 1000 AS p99_ms
+               quantile_cont({lat}, [0.5, 0.99]) AS q
         FROM ({ev.sql})
         GROUP BY ALL ORDER BY recommender, bin"""
+    # One list of quantiles sorts each group once (half the time of two separate quantiles).
     rows = [
-        {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(p50), "p99_ms": _number(p99)}
-        for r, b, n, p50, p99 in log.con.execute(sql, ev.params).fetchall()
+        {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
+        for r, b, n, q in log.con.execute(sql, ev.params).fetchall()
     ]
     return {"bin_seconds": width, "rows": rows}
 

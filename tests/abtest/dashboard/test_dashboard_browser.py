@@ -135,6 +135,7 @@ def test_the_experiment_page_draws_every_chart_and_shows_the_clis_numbers(browse
     assert verdicts["mean_request_latency", 1] == "worse" and verdicts["time", 1] == "better"
     colour = page.evaluate("() => getComputedStyle(document.querySelector('#metrics tr.worse td')).backgroundColor")
     assert colour == "rgb(255, 235, 238)"  # red for the latency regression
+    assert page.evaluate("() => document.documentElement.scrollWidth") <= 1280  # nothing overflows at 1280 px
     page.wait_for_function("() => window.dashboard.polls >= 1", timeout=WAIT_MS)  # the page polls its JSON twin
     assert errors == []
     page.close()
