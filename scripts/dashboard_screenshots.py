@@ -23,8 +23,8 @@ from playwright.sync_api import sync_playwright
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]
-WIDTH_PX = 900  # width of the saved images
-COLOURS = 96  # palette size of the saved images
+WIDTH_PX = 800  # width of the saved images
+COLOURS = 48  # palette size of the saved images (keeps each under about 150 KB)
 
 
 def shrink(png: bytes, width: int) -> Image.Image:
@@ -32,7 +32,7 @@ def shrink(png: bytes, width: int) -> Image.Image:
     image = Image.open(io.BytesIO(png)).convert("RGB")
     if image.width > width:
         image = image.resize((width, round(image.height * width / image.width)), Image.Resampling.LANCZOS)
-    return image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT)
+    return image.quantize(colors=COLOURS, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE)
 
 
 def main() -> None:
