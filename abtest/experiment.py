@@ -81,12 +81,25 @@ def plan(log: EventLog, experiment: str) -> str:
 
 
 def arm_data(
-    log: EventLog, cols: AggrCols, *, experiment: str | None = None, filters: Filters | None = None
+    log: EventLog,
+    cols: AggrCols,
+    *,
+    experiment: str | None = None,
+    filters: Filters | None = None,
+    grouped: tuple[Query, str] | None = None,
 ) -> tuple[ArmData, Query]:
-    """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query."""
+    """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query.
+
+    `grouped` is the experiment's sessions already grouped for these `filters` (a query over
+    `sessions_sql`'s output, such as a temporary table, and its strategy), used instead of
+    grouping the log's events again.
+    """
     info = log.resolve_experiment(experiment)
-    strategy = plan(log, info.name)
-    sessions = sessions_sql(info.name, strategy, filters)
+    if grouped is None:
+        strategy = plan(log, info.name)
+        sessions = sessions_sql(info.name, strategy, filters)
+    else:
+        sessions, strategy = grouped
     query = aggregates_sql(users_sql(sessions), cols)
     rows = log.con.execute(query.sql, query.params).fetchall()
     if not rows:
@@ -180,6 +193,7 @@ class Experiment:
         treatments: Sequence[int] | None = None,
         filters: Filters | None = None,
         timeseries: bool = False,
+        grouped: tuple[Query, str] | None = None,
     ) -> Report:
         """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
 
@@ -190,8 +204,9 @@ class Experiment:
             treatments: Treatment indices to compare with the control.
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
+            grouped: The sessions already grouped for these filters, and their strategy (see `arm_data`).
         """
-        data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters)
+        data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters, grouped=grouped)
         chosen = check_arms(data, control, treatments)
         users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
         srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything Botify Lab needs into ./.venv (and redis-server from Debian when
-# missing), so that a fresh machine can run the demo and the tests. Safe to run again.
+# Installs everything Botify Lab needs into ./.venv (and redis-server and Chromium from
+# Debian when missing), so that a fresh machine can run the demo and the tests. Safe to run again.
 #
 # Python packages come from requirements.lock only: exact versions, each file checked against
 # its sha256, no resolver (regenerate the lock with ./scripts/lock.sh). The project itself is
@@ -14,6 +14,13 @@ if ! command -v redis-server >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# The dashboard's browser tests drive Debian's headless Chromium (never a browser download).
+if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then
+    echo "setup: installing chromium and chromium-driver (Debian packages)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq chromium chromium-driver >/dev/null
 fi
 
 LOCK=requirements.lock

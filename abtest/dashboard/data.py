@@ -1,0 +1,355 @@
+"""The dashboard's one data layer: what each page shows, as plain JSON-ready dicts.
+
+Every figure comes from the same library calls that `abtest report` makes (`Experiment.analyze`
+for the metrics table, `session_timeseries` for sessions over time), so a page shows the numbers
+of `abtest report --format json` for the same filters. The views only render these dicts.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from abtest import stats
+from abtest.config import resolve
+from abtest.errors import AbtestError
+from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries
+from abtest.log import EventLog
+from abtest.metrics import AggrCols, MetricBaseAggregated, aggregates_sql, parse_aggregates, users_sql
+from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
+from contracts.columns import Columns, quote
+
+# Metric name -> whether a rise is an improvement, for metric objects that do not say so
+# themselves (`higher_is_better`). The one place to change when metrics carry their direction.
+FALLBACK_HIGHER_IS_BETTER = {"mean_request_latency": False}
+# Metric name -> family; each family gets its own forest plot, so a latency effect of hundreds
+# of percent does not set the scale of listening effects of a few percent.
+FAMILIES = {"mean_request_latency": "latency"}
+DEFAULT_FAMILY = "listening"
+SESSIONS_VIEW = "dashboard_sessions"  # temporary table of the experiment's sessions, one per page
+
+
+def higher_is_better(name: str, metric: MetricBaseAggregated | None = None) -> bool:
+    """Whether a rise of metric `name` is an improvement: the metric object's own word, else the fallback table."""
+    direction = getattr(metric, "higher_is_better", None)
+    if isinstance(direction, bool):
+        return direction
+    return FALLBACK_HIGHER_IS_BETTER.get(name, True)
+
+
+def family(name: str) -> str:
+    """The forest-plot family of metric `name` ('listening' or 'latency')."""
+    return FAMILIES.get(name, DEFAULT_FAMILY)
+
+
+def verdict(effect: float | None, significant: bool, higher: bool) -> str:
+    """'better', 'worse' or 'neutral': a significant move in the metric's good direction is better."""
+    if not significant or effect is None or effect == 0:
+        return "neutral"
+    return "better" if (effect > 0) == higher else "worse"
+
+
+def _number(x: Any) -> Any:
+    """JSON-safe number: NaN and infinities become None, as in `abtest report --format json`."""
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, (dt.datetime, dt.date)):
+        return value.isoformat()
+    return value
+
+
+@dataclass(frozen=True)
+class ViewOptions:
+    """What a page asks for: the arms, the session filters and the statistics options.
+
+    Attributes:
+        control: Control treatment index.
+        treatments: Treatment indices to compare (empty: every other treatment).
+        filters: Session filters, as `abtest report` takes them.
+        metrics: Metric names (empty: all five).
+        alpha: Significance level (None: the default).
+        relative: Relative interval method (None: the default).
+        estimand: 'user-mean' or 'ratio-of-sums' (None: the default).
+        correction: Multiple-testing correction (None: the default).
+    """
+
+    control: int = 0
+    treatments: tuple[int, ...] = ()
+    filters: Filters = field(default_factory=Filters)
+    metrics: tuple[str, ...] = ()
+    alpha: float | None = None
+    relative: str | None = None
+    estimand: str | None = None
+    correction: str | None = None
+
+    def experiment(self) -> Experiment:
+        """The analysis these options describe (the same object `abtest report` builds)."""
+        from abtest.metrics import default_metrics
+
+        metrics = default_metrics(
+            self.metrics or None, estimand=self.estimand, alpha=self.alpha, relative=self.relative
+        )
+        return Experiment(
+            metrics, alpha=self.alpha, relative=self.relative, estimand=self.estimand, correction=self.correction
+        )
+
+
+def experiments(log: EventLog) -> list[dict[str, Any]]:
+    """Every experiment of the log: declared treatments and recommenders, users per arm, sample-ratio check.
+
+    Users are those with a completed session, counted as `abtest report` counts them; the
+    sample-ratio check is the report's chi-square against an equal split of the declared treatments.
+    """
+    declared = log.declared() or []
+    names = list(dict.fromkeys(row[0] for row in declared))
+    serving = {row[0] for row in declared if row[3]}
+    started = {}
+    for row in declared:
+        started.setdefault(row[0], row[4])
+    for name in log.observed_experiments():
+        if name not in names:
+            names.append(name)
+    out = []
+    for name in names:
+        item: dict[str, Any] = {
+            "name": name,
+            "serving": name in serving,
+            "started": _iso(started.get(name)),
+        }
+        try:
+            data, _ = arm_data(log, AggrCols(), experiment=name)
+        except AbtestError as error:
+            info = log.resolve_experiment(name)
+            item.update(
+                arms=[_arm(i, info.recommenders.get(i), 0) for i in range(info.treatments or 0)],
+                users=0,
+                srm=None,
+                first=None,
+                last=None,
+                note=str(error),
+            )
+            out.append(item)
+            continue
+        users = [data.aggregates[i].count if i in data.aggregates else 0 for i in range(data.treatments)]
+        srm = stats.srm(users) if len(users) > 1 else None
+        item.update(
+            arms=[_arm(i, data.info.recommenders.get(i), n) for i, n in enumerate(users)],
+            users=sum(users),
+            srm=_srm(srm),
+            first=_iso(data.first),
+            last=_iso(data.last),
+        )
+        out.append(item)
+    return out
+
+
+def _arm(index: int, recommender: str | None, users: int) -> dict[str, Any]:
+    label = "C" if index == 0 else f"T{index}"
+    return {
+        "index": index,
+        "label": f"{label} ({recommender})" if recommender else label,
+        "recommender": recommender,
+        "users": users,
+    }
+
+
+def _srm(srm: stats.SrmResult | None) -> dict[str, Any] | None:
+    if srm is None:
+        return None
+    return {
+        "p_value": _number(float(srm.p_value)),
+        "mismatch": bool(srm.mismatch),
+        "alpha": resolve("srm_alpha", None),
+        "observed": list(srm.observed),
+        "expected": [float(x) for x in srm.expected],
+    }
+
+
+def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> dict[str, Any]:
+    """One experiment's page: the report's metrics with directions, forest plots per family, the
+    cumulative effect day by day, sessions over time per arm and request latency per recommender.
+
+    The metrics are `Experiment.analyze`'s rows as `Report.to_dicts` gives them (the JSON of
+    `abtest report`), each with its direction, family, verdict and treatment label added. An
+    experiment with one treatment (nothing to compare) still gets its sessions and latency.
+    """
+    options = options or ViewOptions()
+    analysis = options.experiment()
+    info = log.resolve_experiment(name)
+    filters = options.filters
+    out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
+    strategy = plan(log, info.name)
+    sessions = sessions_sql(info.name, strategy, filters)
+    # The sessions are grouped once per page, into a temporary table (a read-only connection may
+    # create one: it lives in the connection's memory, not in the log); the report and every
+    # chart read them from there.
+    log.con.execute(f"CREATE OR REPLACE TEMP TABLE {SESSIONS_VIEW} AS {sessions.sql}", sessions.params)
+    try:
+        try:
+            report = analysis.analyze(
+                log,
+                experiment=name,
+                control=options.control,
+                treatments=options.treatments or None,
+                filters=filters,
+                grouped=(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), strategy),
+            )
+        except AbtestError as error:
+            report = None
+            out["note"] = str(error)
+        if report is None:
+            arms = log.con.execute(f"SELECT count(DISTINCT {SessionColumns.ARM}) FROM {SESSIONS_VIEW}").fetchone()
+            if not arms or arms[0] != 1:  # no sessions, or arms to compare that the options got wrong
+                raise AbtestError(out["note"])
+            out.update(_arms_without_report(log, info.recommenders))
+            out["metrics"], out["forest"], out["cumulative"] = [], [], []
+        else:
+            out.update(_report_part(report, analysis))
+            out["cumulative"] = cumulative(log, analysis, report, filters)
+        out["sessions"] = _sessions_part(log, out["arms"])
+        out["latency"] = latency(log, info.name)
+    finally:
+        log.con.execute(f"DROP TABLE IF EXISTS {SESSIONS_VIEW}")
+    return out
+
+
+def _report_part(report: Any, analysis: Experiment) -> dict[str, Any]:
+    rows = []
+    for row in report.to_dicts():
+        metric = analysis.metrics.get(row["metric"])
+        higher = higher_is_better(row["metric"], metric)
+        row = {k: _number(v) for k, v in row.items()}
+        row.update(
+            treatment_label=report.arm_label(row["treatment"]),
+            direction="higher" if higher else "lower",
+            family=family(row["metric"]),
+            verdict=verdict(row["effect"], bool(row["significant"]), higher),
+        )
+        rows.append(row)
+    families: dict[str, list[dict[str, Any]]] = {}
+    for row in rows:
+        families.setdefault(row["family"], []).append(row)
+    arms = [
+        {"index": a, "label": report.arm_label(a), "recommender": report.recommenders.get(a), "users": n}
+        for a, n in sorted(report.users.items())
+    ]
+    return {
+        "experiment": report.experiment,
+        "control": report.control,
+        "treatments": list(report.treatments),
+        "arms": arms,
+        "alpha": report.alpha,
+        "srm": _srm(report.srm),
+        "warnings": list(report.warnings),
+        "header": report.header(),
+        "metrics": rows,
+        "forest": [{"family": f, "rows": r} for f, r in families.items()],
+    }
+
+
+def _arms_without_report(log: EventLog, recommenders: dict[int, str]) -> dict[str, Any]:
+    users = dict(
+        log.con.execute(f"SELECT {SessionColumns.ARM}, count(DISTINCT {quote(SessionColumns.USER)}) FROM {SESSIONS_VIEW} GROUP BY 1").fetchall()
+    )
+    arms = [_arm(int(a), recommenders.get(int(a)), int(n)) for a, n in sorted(users.items())]
+    return {"control": 0, "treatments": [], "arms": arms, "srm": None, "warnings": [], "header": [], "alpha": None}
+
+
+def day_of(ts: dt.datetime, day_zero: dt.date) -> int:
+    """The simulated day of `ts`, counted as the service counts: day d starts at midnight of day_zero + d."""
+    return (ts.date() - day_zero).days
+
+
+def cumulative(log: EventLog, analysis: Experiment, report: Any, filters: Filters) -> list[dict[str, Any]]:
+    """Every metric's effect on the sessions started up to the end of each day, with its interval.
+
+    The aggregates come from the library's per-user SQL over the experiment's sessions cut at
+    each day's end, analysed by the same metric objects; the last day's point is the report's.
+    """
+    s = SessionColumns
+    bounds = log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
+    if bounds is None or bounds[0] is None:
+        return []
+    day_zero = filters.day_zero or bounds[0].date()
+    first, last = day_of(bounds[0], day_zero), day_of(bounds[1], day_zero)
+    points = []
+    for day in range(first, last + 1):
+        end = dt.datetime.combine(day_zero + dt.timedelta(days=day + 1), dt.time())
+        users = users_sql(Query(f"SELECT * FROM {SESSIONS_VIEW} WHERE {s.START} < ?", [end]))
+        query = aggregates_sql(users, analysis.aggr_cols)
+        aggregates = parse_aggregates(log.con.execute(query.sql, query.params).fetchall(), analysis.aggr_cols)
+        for treatment in report.treatments:
+            enough = all(aggregates.get(a) is not None and aggregates[a].count > 1 for a in (report.control, treatment))
+            for name, metric in analysis.metrics.items():
+                point: dict[str, Any] = {"day": day, "metric": name, "treatment": treatment}
+                if enough:
+                    r = metric.analyze_aggregates(aggregates, report.control, treatment)
+                    point.update(
+                        effect=_number(100 * r.effect),
+                        lower=_number(100 * r.lower),
+                        upper=_number(100 * r.upper),
+                        significant=bool(r.significant),
+                        control_mean=_number(r.control_mean),
+                        treatment_mean=_number(r.treatment_mean),
+                        control_users=r.control_users,
+                        treatment_users=r.treatment_users,
+                    )
+                else:
+                    point.update(effect=None, lower=None, upper=None, significant=False, control_mean=None, treatment_mean=None,
+                                 control_users=None, treatment_users=None)
+                points.append(point)
+    return points
+
+
+def _sessions_part(log: EventLog, arms: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    s = SessionColumns
+    bounds = log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
+    if bounds is None or bounds[0] is None:
+        return {"bin_seconds": None, "rows": []}
+    frame = session_timeseries(log, Query(f"SELECT * FROM {SESSIONS_VIEW}", []), bounds[0], bounds[1])
+    labels = {arm["index"]: arm["label"] for arm in arms}
+    rows = [
+        {
+            "arm": int(r.arm),
+            "label": labels.get(int(r.arm), f"T{int(r.arm)}"),
+            "bin": r.bin.isoformat(),
+            "sessions": int(r.sessions),
+            "mean_time_per_session": _number(float(r.mean_time_per_session)),
+            "mean_tracks_per_session": _number(float(r.mean_tracks_per_session)),
+        }
+        for r in frame.itertuples()
+    ]
+    return {"bin_seconds": frame.attrs["bin_seconds"], "rows": rows}
+
+
+def latency(log: EventLog, name: str) -> dict[str, Any]:
+    """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms."""
+    ev = events_sql(name)
+    ts = quote(Columns.TS)
+    bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
+    if bounds is None or bounds[0] is None:
+        return {"bin_seconds": None, "rows": []}
+    span = max((bounds[1] - bounds[0]).total_seconds(), 1.0)
+    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
+    lat, rec = quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
+    sql = f"""
+        SELECT {rec} AS recommender,
+               to_timestamp(floor(epoch({ts}) / {width}) * {width})::TIMESTAMP AS bin,
+               count(*) AS requests,
+               quantile_cont({lat}, [0.5, 0.99]) AS q
+        FROM ({ev.sql})
+        GROUP BY ALL ORDER BY recommender, bin"""
+    # One list of quantiles sorts each group once (half the time of two separate quantiles).
+    rows = [
+        {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
+        for r, b, n, q in log.con.execute(sql, ev.params).fetchall()
+    ]
+    return {"bin_seconds": width, "rows": rows}
+

@@ -1,0 +1,186 @@
+"""The dashboard's app through Flask's test client: HTML pages and their JSON twins, the same numbers
+as `abtest report --format json`, direction-aware verdicts, CSV downloads and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from flask.testing import FlaskClient
+
+from abtest.cli import main
+from abtest.dashboard import data
+from abtest.dashboard.app import create_app
+from abtest.errors import AbtestError
+from abtest.metrics import METRIC_NAMES, default_metrics
+
+
+def cli_json(log: Path, *args: str) -> list[dict]:
+    result = CliRunner().invoke(main, ["report", "--log", str(log), "--format", "json", *args])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.output)
+
+
+def test_the_front_page_lists_the_experiment_with_arms_listeners_and_the_sample_ratio_check(client: FlaskClient, dashboard_log: Path) -> None:
+    page = client.get("/experiments.json").get_json()
+    report = cli_json(dashboard_log)
+
+    (item,) = page["experiments"]
+    assert item["name"] == "exp" and item["serving"] is True
+    assert [a["label"] for a in item["arms"]] == ["C (rec0)", "T1 (rec1)", "T2 (rec2)"]
+    by_treatment = {row["treatment"]: row for row in report}
+    assert item["arms"][0]["users"] == by_treatment[1]["control_users"]
+    assert [a["users"] for a in item["arms"][1:]] == [by_treatment[1]["treatment_users"], by_treatment[2]["treatment_users"]]
+    assert item["srm"]["p_value"] == pytest.approx(report[0]["srm_p_value"], rel=1e-12)
+    assert item["srm"]["mismatch"] is False
+    html = client.get("/experiments").get_data(as_text=True)
+    assert 'href="/experiments/exp"' in html and "T1 (rec1): " in html and "ok (p = " in html
+    assert client.get("/").headers["Location"].endswith("/experiments")
+
+
+@pytest.mark.parametrize("query, args", [
+    ("", ()),
+    ("?treatment=1&days=2:5", ("--treatment", "1", "--days", "2:5")),
+    ("?control=2&treatment=1&estimand=ratio-of-sums&metric=time&metric=mean_request_latency",
+     ("--control", "2", "--treatment", "1", "--estimand", "ratio-of-sums", "--metric", "time", "--metric", "mean_request_latency")),
+])
+def test_the_experiment_json_has_the_reports_numbers_for_the_same_filters(client: FlaskClient, dashboard_log: Path, query: str, args: tuple[str, ...]) -> None:
+    page = client.get(f"/experiments/exp.json{query}").get_json()
+    report = cli_json(dashboard_log, *args)
+
+    assert len(page["metrics"]) == len(report)
+    for row, expected in zip(page["metrics"], report, strict=True):
+        assert {k: row[k] for k in expected} == expected  # every key of the CLI's JSON, the same value
+
+
+def test_verdicts_follow_each_metrics_direction(client: FlaskClient) -> None:
+    rows = {(r["metric"], r["treatment"]): r for r in client.get("/experiments/exp.json").get_json()["metrics"]}
+
+    assert rows["time", 1]["verdict"] == "better" and rows["time", 1]["effect"] > 0
+    latency = rows["mean_request_latency", 1]
+    assert latency["effect"] > 100 and latency["direction"] == "lower" and latency["verdict"] == "worse"
+    assert rows["time", 2]["verdict"] == "neutral"  # the A/A arm
+    html = client.get("/experiments/exp").get_data(as_text=True)
+    assert re.search(r'<tr class="worse" data-metric="mean_request_latency" data-treatment="1">', html)
+    assert re.search(r'<tr class="better" data-metric="time" data-treatment="1">', html)
+
+
+def test_direction_comes_from_the_metric_object_and_falls_back_to_the_table() -> None:
+    metrics = default_metrics()
+    assert data.higher_is_better("mean_request_latency", metrics["mean_request_latency"]) is False
+    assert data.higher_is_better("time", metrics["time"]) is True
+    assert data.higher_is_better("mean_request_latency", object()) is False  # no attribute: the fallback table
+    assert data.higher_is_better("time", None) is True
+    assert data.verdict(-5.0, True, higher=False) == "better" and data.verdict(5.0, True, higher=False) == "worse"
+    assert data.verdict(5.0, False, higher=True) == "neutral"
+
+
+def test_forest_plots_keep_latency_apart_from_listening(client: FlaskClient) -> None:
+    forest = {f["family"]: f["rows"] for f in client.get("/experiments/exp.json").get_json()["forest"]}
+
+    assert {r["metric"] for r in forest["latency"]} == {"mean_request_latency"}
+    assert {r["metric"] for r in forest["listening"]} == set(METRIC_NAMES) - {"mean_request_latency"}
+
+
+def test_the_cumulative_effect_ends_at_the_reports_effect(client: FlaskClient, dashboard_log: Path) -> None:
+    page = client.get("/experiments/exp.json").get_json()
+    report = {(r["metric"], r["treatment"]): r for r in cli_json(dashboard_log)}
+
+    days = sorted({p["day"] for p in page["cumulative"]})
+    assert days[0] == 1 and days == list(range(1, days[-1] + 1)) and len(days) >= 3  # from 2026-01-01, day 1
+    last = [p for p in page["cumulative"] if p["day"] == days[-1]]
+    assert len(last) == len(report)
+    for point in last:
+        expected = report[point["metric"], point["treatment"]]
+        assert (point["effect"], point["lower"], point["upper"]) == (expected["effect"], expected["lower"], expected["upper"])
+    sessions = [p["control_mean"] for p in page["cumulative"] if p["metric"] == "sessions" and p["treatment"] == 1]
+    assert all(a < b for a, b in zip(sessions, sessions[1:], strict=False))  # sessions per listener accumulate day by day
+
+
+def test_sessions_and_latency_series_add_up_to_the_log(client: FlaskClient, dashboard_log: Path) -> None:
+    import duckdb
+
+    page = client.get("/experiments/exp.json").get_json()
+    with duckdb.connect(str(dashboard_log), read_only=True) as con:
+        sessions = con.execute("SELECT count(DISTINCT (\"user\", session)) FROM events").fetchone()[0]
+        requests = dict(con.execute("SELECT recommender, count(*) FROM events GROUP BY 1").fetchall())
+        p99 = con.execute("SELECT quantile_cont(latency, 0.99) * 1000 FROM events WHERE recommender = 'rec1'").fetchone()[0]
+
+    assert sum(r["sessions"] for r in page["sessions"]["rows"]) == sessions
+    counted: dict[str, int] = {}
+    for row in page["latency"]["rows"]:
+        counted[row["recommender"]] = counted.get(row["recommender"], 0) + row["requests"]
+        assert row["p50_ms"] <= row["p99_ms"]
+    assert counted == requests
+    rec1 = [r["p99_ms"] for r in page["latency"]["rows"] if r["recommender"] == "rec1"]
+    assert min(rec1) <= p99 <= max(rec1)
+
+
+def test_every_chart_has_its_numbers_as_csv(client: FlaskClient) -> None:
+    page = client.get("/experiments/exp.json").get_json()
+    for part, rows in (("metrics", page["metrics"]), ("cumulative", page["cumulative"]),
+                       ("sessions", page["sessions"]["rows"]), ("latency", page["latency"]["rows"])):
+        response = client.get(f"/experiments/exp/{part}.csv")
+        assert response.status_code == 200 and response.mimetype == "text/csv"
+        lines = response.get_data(as_text=True).splitlines()
+        assert set(lines[0].split(",")) == set(rows[0]) and len(lines) == len(rows) + 1
+    assert client.get("/experiments/exp/nope.csv").status_code == 404
+
+
+@pytest.mark.parametrize("query, message", [
+    ("?control=x", "control == 'x', must be an integer treatment index"),
+    ("?treatment=7", "treatment 7 is not in experiment 'exp': it has treatments 0..2"),
+    ("?days=5", "days == '5', must be FIRST:LAST such as 1:8"),
+    ("?metric=clicks", "metric == 'clicks', must be one of"),
+    ("?relative=bayes", "relative == 'bayes', must be one of fieller, delta"),
+    ("?day_zero=yesterday", "day_zero == 'yesterday', must be a date YYYY-MM-DD or 'first'"),
+])
+def test_bad_query_arguments_get_a_400_with_one_line(client: FlaskClient, query: str, message: str) -> None:
+    response = client.get(f"/experiments/exp.json{query}")
+    assert response.status_code == 400
+    assert message in response.get_json()["error"]
+    html = client.get(f"/experiments/exp{query}")
+    assert html.status_code == 400 and "Traceback" not in html.get_data(as_text=True)
+
+
+def test_an_unknown_experiment_is_a_404_that_lists_the_known_ones(client: FlaskClient) -> None:
+    response = client.get("/experiments/nope.json")
+    assert response.status_code == 404
+    assert response.get_json() == {"error": "unknown experiment 'nope'; the log has: exp"}
+
+
+def test_the_chart_library_is_served_from_the_installed_package(client: FlaskClient) -> None:
+    response = client.get("/static/plotly.min.js")
+    assert response.status_code == 200 and b"plotly.js" in response.get_data()[:2000]
+    response.close()
+    html = client.get("/experiments/exp").get_data(as_text=True)
+    scripts = re.findall(r'<script src="([^"]+)"', html)
+    assert scripts == ["/static/plotly.min.js", "/static/dashboard.js"]  # nothing from another host
+
+
+def test_the_app_needs_a_log_and_serve_refuses_a_missing_one(tmp_path: Path) -> None:
+    with pytest.raises(AbtestError, match="needs an event log"):
+        create_app({})
+    result = CliRunner().invoke(main, ["serve", "--log", str(tmp_path / "none.duckdb")])
+    assert result.exit_code == 1 and "does not exist" in result.output and "Traceback" not in result.output
+    (tmp_path / "junk.duckdb").write_text("not a log")
+    result = CliRunner().invoke(main, ["serve", "--log", str(tmp_path / "junk.duckdb")])
+    assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+
+
+def test_the_cache_reuses_an_answer_within_its_ttl_only() -> None:
+    from abtest.dashboard.app import TtlCache
+
+    cache, calls = TtlCache(), []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert cache.get("page", 3600, compute) == 1
+    assert cache.get("page", 3600, compute) == 1  # reused
+    assert cache.get("other", 3600, compute) == 2
+    assert cache.get("page", 0, compute) == 3  # expired at once
