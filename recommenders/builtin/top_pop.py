@@ -83,7 +83,7 @@ class TopPopRecommender(PooledRecommender):
         directory.mkdir(parents=True, exist_ok=True)
         nonzero = np.flatnonzero(self.scores)
         pd.DataFrame({"track": nonzero, "score": self.scores[nonzero]}).to_parquet(directory / SCORES_FILE, index=False)
-        write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks)
+        write_manifest(directory, self.name, self.catalog, n_tracks=self.catalog.n_tracks)
         return directory
 
     def load(self, directory: str | Path) -> Self:
@@ -91,7 +91,7 @@ class TopPopRecommender(PooledRecommender):
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
-        read_manifest(directory, self.name)
+        read_manifest(directory, self.name, self.catalog)
         table = read_table(directory, SCORES_FILE, {"track": "int", "score": "float"})
         tracks = table["track"].to_numpy(np.int64)
         if len(tracks) and (tracks.min() < 0 or tracks.max() >= self.catalog.n_tracks):
