@@ -30,8 +30,19 @@ from abtest.metrics import (
     users_sql,
 )
 from abtest.report import Report, ReportRow
-from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
-from contracts.columns import EVENTS_TABLE, Columns, quote
+from abtest.sessionize import (
+    Filters,
+    Quality,
+    Query,
+    SessionColumns,
+    Strategy,
+    choose_strategy,
+    parse_quality,
+    plan_sql,
+    quality_sql,
+    sessions_sql,
+)
+from contracts.columns import quote
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -57,6 +68,7 @@ class ArmData:
         first: Start of the first session analysed.
         last: Start of the last session analysed.
         strategy: How events were grouped into sessions (`sessionize.Strategy`).
+        quality: Rows read and rows left out for a NULL key or a value outside its domain.
     """
 
     info: ExperimentInfo
@@ -66,18 +78,23 @@ class ArmData:
     first: dt.datetime
     last: dt.datetime
     strategy: str
+    quality: Quality | None = None
 
 
-def plan(log: EventLog, experiment: str) -> str:
-    """The sessionizing strategy for this log: a cheap null count first, the cost estimate only if needed."""
-    nulls = log.con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {quote(Columns.SESSION)} IS NULL").fetchone()
-    if nulls is None or nulls[0] == 0:
-        return Strategy.SESSION_ID
+def plan(log: EventLog, experiment: str) -> tuple[str, Quality]:
+    """The sessionizing strategy for this log and its data quality: one counting scan first (rows
+    dropped per problem, kept rows without a session id), the cost estimate only if needed."""
+    query = quality_sql(experiment)
+    quality, nulls = parse_quality(log.con.execute(query.sql, query.params).fetchone())  # type: ignore[arg-type]
+    if quality.dropped:
+        logger.info("experiment %r: %s", experiment, quality.describe())
+    if nulls == 0:
+        return Strategy.SESSION_ID, quality
     query = plan_sql(experiment)
     events, cost = log.con.execute(query.sql, query.params).fetchone()  # type: ignore[misc]
     strategy = choose_strategy(int(events), float(cost))
     logger.info("%d events without a session id, %.1f comparisons each: sessions by %s", events, cost, strategy)
-    return strategy
+    return strategy, quality
 
 
 def arm_data(
@@ -85,7 +102,7 @@ def arm_data(
 ) -> tuple[ArmData, Query]:
     """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query."""
     info = log.resolve_experiment(experiment)
-    strategy = plan(log, info.name)
+    strategy, quality = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters)
     query = aggregates_sql(users_sql(sessions), cols)
     rows = log.con.execute(query.sql, query.params).fetchall()
@@ -97,6 +114,7 @@ def arm_data(
         raise AbtestError(
             f"experiment {info.name!r} has no completed sessions in log {log.source!r}"
             + (f" after filters ({described})" if described else "")
+            + (f"; {quality.describe()}" if quality.dropped else "")
         )
     aggregates = parse_aggregates(rows, cols)
     observed = max(aggregates) + 1
@@ -111,6 +129,7 @@ def arm_data(
         first=min(row[3] for row in rows),
         last=max(row[4] for row in rows),
         strategy=strategy,
+        quality=quality,
     )
     return data, sessions
 
@@ -227,6 +246,7 @@ class Experiment:
             srm=srm,
             filters=(filters or Filters()).describe(),
             strategy=data.strategy,
+            quality=data.quality,
             warnings=warnings,
             timeseries=series,
         )
@@ -273,7 +293,7 @@ def user_values(
     Users are far fewer than events, so this fits in memory where the events would not.
     """
     info = log.resolve_experiment(experiment)
-    strategy = plan(log, info.name)
+    strategy, _ = plan(log, info.name)
     users = users_sql(sessions_sql(info.name, strategy, filters))
     u = UserColumns
     wanted = [u.USER, u.ARM, *columns]

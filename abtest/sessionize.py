@@ -22,7 +22,7 @@ from typing import Any
 from abtest import exact
 from abtest.errors import AbtestError
 from contracts.columns import quote
-from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, Columns
+from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
 
 # The service's default `day_zero` (config/botify.yml): the date of simulated day 0. `sim.run`
 # starts day 1 on 2026-01-01, so `--days 1:8` is the simulator's first week, as the service counts.
@@ -31,6 +31,98 @@ DAY_ZERO = dt.date(2025, 12, 31)
 # The list plan compares each event with every 'last' of its user; above this many comparisons
 # per event on average the sorted window plan is used instead.
 LIST_PLAN_MAX_COST = 64
+
+
+# Serving latencies above this many seconds are taken for a logging fault, not a slow answer.
+MAX_LATENCY_S = 60.0
+
+
+class Problem:
+    """Why a row of the log is left out of the analysis: a NULL key or a value outside its domain.
+
+    A row is counted under the first problem it has, in the order of `ALL`, so counts add up.
+    A NULL `time` or `latency` is a missing value, not a problem: the metrics leave it out as
+    `avg` does. NaN counts as outside the domain.
+    """
+
+    USER = "user is NULL"
+    TS = "ts is NULL"
+    MESSAGE = f"message is NULL or not '{MESSAGE_NEXT}'/'{MESSAGE_LAST}'"
+    EXPERIMENTS = "experiments is NULL"
+    ARM = "treatment index is NULL or negative"
+    TIME = "time outside [0, 1]"
+    LATENCY = f"latency negative or above {MAX_LATENCY_S:g} s"
+
+    ALL = (USER, TS, MESSAGE, EXPERIMENTS, ARM, TIME, LATENCY)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Rows of one experiment read from the log, and those left out, by `Problem`.
+
+    Attributes:
+        rows: Rows read: the experiment's rows plus rows without an `experiments` map (which
+            cannot be told apart from the experiment's).
+        dropped: Problem -> rows left out for it (problems with no row are absent).
+    """
+
+    rows: int
+    dropped: dict[str, int]
+
+    @property
+    def total_dropped(self) -> int:
+        """Rows left out, whatever the problem."""
+        return sum(self.dropped.values())
+
+    def describe(self) -> str:
+        """One line: rows read, rows dropped and why."""
+        if not self.dropped:
+            return f"data quality: {self.rows:,} rows read, none dropped"
+        reasons = "; ".join(f"{n:,} {problem}" for problem, n in self.dropped.items())
+        return f"data quality: {self.rows:,} rows read, {self.total_dropped:,} dropped ({reasons})"
+
+
+def _checks() -> tuple[tuple[str, str], ...]:
+    """(condition, `Problem`) pairs: each condition is true (never NULL) for a row with that
+    problem. The treatment index check takes the experiment's name as a parameter twice."""
+    c = Columns
+    arm = f"{quote(c.EXPERIMENTS)}[?]"
+    return (
+        (f"{quote(c.USER)} IS NULL", Problem.USER),
+        (f"{quote(c.TS)} IS NULL", Problem.TS),
+        (f"{quote(c.MESSAGE)} IS NULL OR {quote(c.MESSAGE)} NOT IN ('{MESSAGE_NEXT}', '{MESSAGE_LAST}')", Problem.MESSAGE),
+        (f"{quote(c.EXPERIMENTS)} IS NULL", Problem.EXPERIMENTS),
+        (f"{arm} IS NULL OR {arm} < 0", Problem.ARM),
+        # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
+        (f"NOT coalesce({quote(c.TIME)} >= 0 AND {quote(c.TIME)} <= 1, true)", Problem.TIME),
+        (f"NOT coalesce({quote(c.LATENCY)} >= 0 AND {quote(c.LATENCY)} <= {MAX_LATENCY_S}, true)", Problem.LATENCY),
+    )
+
+
+ARM_CHECK_PARAMS = 2  # `?` placeholders in `_checks()`, each the experiment's name
+
+
+def quality_sql(experiment: str) -> Query:
+    """One row: rows read, rows kept that lack a session id, then rows dropped per `Problem.ALL`.
+
+    One scan of the log serves both the data-quality line and the choice of sessionizing plan.
+    """
+    checks = _checks()  # in the order of Problem.ALL; a row's problem is the index of its first
+    problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, (condition, _) in enumerate(checks)) + " END"
+    counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(checks)))
+    sql = f"""
+        SELECT count(*), count(*) FILTER (WHERE problem IS NULL AND {_SES} IS NULL), {counts}
+        FROM (
+            SELECT {_SES}, {problem} AS problem FROM {EVENTS_TABLE}
+            WHERE {quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?)
+        )"""
+    return Query(sql, [experiment] * (ARM_CHECK_PARAMS + 1))
+
+
+def parse_quality(row: tuple[Any, ...]) -> tuple[Quality, int]:
+    """`quality_sql`'s row as (`Quality`, kept rows without a session id)."""
+    dropped = {problem: int(n) for problem, n in zip(Problem.ALL, row[2:], strict=True) if n}
+    return Quality(rows=int(row[0]), dropped=dropped), int(row[1])
 
 
 class SessionColumns:
@@ -113,13 +205,15 @@ _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quot
 
 
 def events_sql(experiment: str) -> Query:
-    """The experiment's events with their treatment index as column `arm` (events without the key are dropped)."""
+    """The experiment's events with their treatment index as column `arm`; events without the
+    key, and events with a `Problem` (counted by `quality_sql`), are dropped."""
+    valid = " AND ".join(f"NOT ({condition})" for condition, _ in _checks())
     sql = f"""
         SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)},
                {quote(_C.EXPERIMENTS)}[?] AS arm
         FROM {EVENTS_TABLE}
-        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?)"""
-    return Query(sql, [experiment, experiment])
+        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}"""
+    return Query(sql, [experiment] * (2 + ARM_CHECK_PARAMS))
 
 
 def plan_sql(experiment: str) -> Query:

@@ -63,7 +63,8 @@ def read_weights(directory: Path, names: tuple[str, ...] | None = None) -> dict[
     """The arrays `names` (all of them when None) of `directory`'s `weights.npz`, loaded without pickle."""
     path = directory / WEIGHTS_FILE
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, not by np.load, which leaves its own handle open when the archive is corrupt.
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
             names = tuple(archive.files) if names is None else names
             missing = [name for name in names if name not in archive.files]
             if missing:
