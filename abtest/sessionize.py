@@ -49,24 +49,21 @@ class Problem:
     TS = "ts is NULL"
     MESSAGE = f"message is NULL or not '{MESSAGE_NEXT}'/'{MESSAGE_LAST}'"
     EXPERIMENTS = "experiments is NULL"
-    ARM = "treatment index is NULL or negative"
     TIME = "time outside [0, 1]"
     LATENCY = f"latency negative or above {MAX_LATENCY_S:g} s"
 
-    ALL = (USER, TS, MESSAGE, EXPERIMENTS, ARM, TIME, LATENCY)
+    ALL = (USER, TS, MESSAGE, EXPERIMENTS, TIME, LATENCY)
 
 
 @dataclass(frozen=True)
 class Quality:
-    """Rows of one experiment read from the log, and those left out, by `Problem`.
+    """Rows of one experiment left out of its analysis, by `Problem`.
 
     Attributes:
-        rows: Rows read: the experiment's rows plus rows without an `experiments` map (which
-            cannot be told apart from the experiment's).
-        dropped: Problem -> rows left out for it (problems with no row are absent).
+        dropped: Problem -> rows of the experiment (or without an `experiments` map, which cannot
+            be told apart from the experiment's) left out for it; problems with no row are absent.
     """
 
-    rows: int
     dropped: dict[str, int]
 
     @property
@@ -75,54 +72,51 @@ class Quality:
         return sum(self.dropped.values())
 
     def describe(self) -> str:
-        """One line: rows read, rows dropped and why."""
+        """One line: how many rows were dropped and why."""
         if not self.dropped:
-            return f"data quality: {self.rows:,} rows read, none dropped"
+            return "data quality: no rows dropped"
         reasons = "; ".join(f"{n:,} {problem}" for problem, n in self.dropped.items())
-        return f"data quality: {self.rows:,} rows read, {self.total_dropped:,} dropped ({reasons})"
+        return f"data quality: {self.total_dropped:,} rows dropped ({reasons})"
 
 
 def _checks() -> tuple[tuple[str, str], ...]:
-    """(condition, `Problem`) pairs: each condition is true (never NULL) for a row with that
-    problem. The treatment index check takes the experiment's name as a parameter twice."""
+    """(condition, `Problem`) pairs in the order of `Problem.ALL`: each condition is true (never
+    NULL) for a row with that problem. None reads the `experiments` map's values, which is the
+    costly part of a scan."""
     c = Columns
-    arm = f"{quote(c.EXPERIMENTS)}[?]"
     return (
         (f"{quote(c.USER)} IS NULL", Problem.USER),
         (f"{quote(c.TS)} IS NULL", Problem.TS),
         (f"{quote(c.MESSAGE)} IS NULL OR {quote(c.MESSAGE)} NOT IN ('{MESSAGE_NEXT}', '{MESSAGE_LAST}')", Problem.MESSAGE),
         (f"{quote(c.EXPERIMENTS)} IS NULL", Problem.EXPERIMENTS),
-        (f"{arm} IS NULL OR {arm} < 0", Problem.ARM),
         # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
         (f"NOT coalesce({quote(c.TIME)} >= 0 AND {quote(c.TIME)} <= 1, true)", Problem.TIME),
         (f"NOT coalesce({quote(c.LATENCY)} >= 0 AND {quote(c.LATENCY)} <= {MAX_LATENCY_S}, true)", Problem.LATENCY),
     )
 
 
-ARM_CHECK_PARAMS = 2  # `?` placeholders in `_checks()`, each the experiment's name
-
-
 def quality_sql(experiment: str) -> Query:
-    """One row: rows read, rows kept that lack a session id, then rows dropped per `Problem.ALL`.
+    """One row: the rows of `experiment` (or without an `experiments` map) dropped per `Problem.ALL`.
 
-    One scan of the log serves both the data-quality line and the choice of sessionizing plan.
+    The cheap checks run first, so the map is looked up only for rows that have a problem: the
+    scan costs a fraction of the analysis.
     """
-    checks = _checks()  # in the order of Problem.ALL; a row's problem is the index of its first
+    checks = _checks()
     problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, (condition, _) in enumerate(checks)) + " END"
     counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(checks)))
+    any_problem = " OR ".join(f"({condition})" for condition, _ in checks)
     sql = f"""
-        SELECT count(*), count(*) FILTER (WHERE problem IS NULL AND {_SES} IS NULL), {counts}
+        SELECT {counts}
         FROM (
-            SELECT {_SES}, {problem} AS problem FROM {EVENTS_TABLE}
-            WHERE {quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?)
+            SELECT {problem} AS problem FROM {EVENTS_TABLE}
+            WHERE ({any_problem}) AND ({quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?))
         )"""
-    return Query(sql, [experiment] * (ARM_CHECK_PARAMS + 1))
+    return Query(sql, [experiment])
 
 
-def parse_quality(row: tuple[Any, ...]) -> tuple[Quality, int]:
-    """`quality_sql`'s row as (`Quality`, kept rows without a session id)."""
-    dropped = {problem: int(n) for problem, n in zip(Problem.ALL, row[2:], strict=True) if n}
-    return Quality(rows=int(row[0]), dropped=dropped), int(row[1])
+def parse_quality(row: tuple[Any, ...]) -> Quality:
+    """`quality_sql`'s row as a `Quality`."""
+    return Quality(dropped={problem: int(n) for problem, n in zip(Problem.ALL, row, strict=True) if n})
 
 
 class SessionColumns:
@@ -213,7 +207,7 @@ def events_sql(experiment: str) -> Query:
                {quote(_C.EXPERIMENTS)}[?] AS arm
         FROM {EVENTS_TABLE}
         WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}"""
-    return Query(sql, [experiment] * (2 + ARM_CHECK_PARAMS))
+    return Query(sql, [experiment, experiment])
 
 
 def plan_sql(experiment: str) -> Query:
