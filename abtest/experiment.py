@@ -30,7 +30,18 @@ from abtest.metrics import (
     users_sql,
 )
 from abtest.report import Report, ReportRow
-from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
+from abtest.sessionize import (
+    Filters,
+    Quality,
+    Query,
+    SessionColumns,
+    Strategy,
+    choose_strategy,
+    parse_quality,
+    plan_sql,
+    quality_sql,
+    sessions_sql,
+)
 from contracts.columns import EVENTS_TABLE, Columns, quote
 
 if TYPE_CHECKING:
@@ -57,6 +68,7 @@ class ArmData:
         first: Start of the first session analysed.
         last: Start of the last session analysed.
         strategy: How events were grouped into sessions (`sessionize.Strategy`).
+        quality: Rows read and rows left out for a NULL key or a value outside its domain.
     """
 
     info: ExperimentInfo
@@ -66,18 +78,24 @@ class ArmData:
     first: dt.datetime
     last: dt.datetime
     strategy: str
+    quality: Quality | None = None
 
 
-def plan(log: EventLog, experiment: str) -> str:
-    """The sessionizing strategy for this log: a cheap null count first, the cost estimate only if needed."""
+def plan(log: EventLog, experiment: str) -> tuple[str, Quality]:
+    """The sessionizing strategy for this log and its data quality: a cheap null count and the
+    count of dropped rows first, the cost estimate only if needed."""
+    query = quality_sql(experiment)
+    quality = parse_quality(log.con.execute(query.sql, query.params).fetchone())  # type: ignore[arg-type]
+    if quality.dropped:
+        logger.info("experiment %r: %s", experiment, quality.describe())
     nulls = log.con.execute(f"SELECT count(*) FROM {EVENTS_TABLE} WHERE {quote(Columns.SESSION)} IS NULL").fetchone()
     if nulls is None or nulls[0] == 0:
-        return Strategy.SESSION_ID
+        return Strategy.SESSION_ID, quality
     query = plan_sql(experiment)
     events, cost = log.con.execute(query.sql, query.params).fetchone()  # type: ignore[misc]
     strategy = choose_strategy(int(events), float(cost))
     logger.info("%d events without a session id, %.1f comparisons each: sessions by %s", events, cost, strategy)
-    return strategy
+    return strategy, quality
 
 
 def arm_data(
@@ -95,8 +113,8 @@ def arm_data(
     grouping the log's events again.
     """
     info = log.resolve_experiment(experiment)
+    strategy, quality = plan(log, info.name)
     if grouped is None:
-        strategy = plan(log, info.name)
         sessions = sessions_sql(info.name, strategy, filters)
     else:
         sessions, strategy = grouped
@@ -110,6 +128,7 @@ def arm_data(
         raise AbtestError(
             f"experiment {info.name!r} has no completed sessions in log {log.source!r}"
             + (f" after filters ({described})" if described else "")
+            + (f"; {quality.describe()}" if quality.dropped else "")
         )
     aggregates = parse_aggregates(rows, cols)
     observed = max(aggregates) + 1
@@ -124,6 +143,7 @@ def arm_data(
         first=min(row[3] for row in rows),
         last=max(row[4] for row in rows),
         strategy=strategy,
+        quality=quality,
     )
     return data, sessions
 
@@ -242,6 +262,7 @@ class Experiment:
             srm=srm,
             filters=(filters or Filters()).describe(),
             strategy=data.strategy,
+            quality=data.quality,
             warnings=warnings,
             timeseries=series,
         )
@@ -288,7 +309,7 @@ def user_values(
     Users are far fewer than events, so this fits in memory where the events would not.
     """
     info = log.resolve_experiment(experiment)
-    strategy = plan(log, info.name)
+    strategy, _ = plan(log, info.name)
     users = users_sql(sessions_sql(info.name, strategy, filters))
     u = UserColumns
     wanted = [u.USER, u.ARM, *columns]

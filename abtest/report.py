@@ -16,6 +16,7 @@ from typing import Any
 
 from abtest.errors import AbtestError
 from abtest.metrics import MetricResult
+from abtest.sessionize import Quality
 from abtest.stats import SrmResult
 
 FORMATS = ("table", "markdown", "csv", "json", "html")
@@ -62,6 +63,7 @@ class Report:
         filters: The filters applied, in words.
         strategy: How events were grouped into sessions.
         warnings: Loud warnings (sample ratio mismatch, misassigned users).
+        quality: Rows read and rows dropped for a NULL key or a value outside its domain (None: not counted).
         timeseries: Per-arm session metrics over time (pandas DataFrame) or None.
     """
 
@@ -81,6 +83,7 @@ class Report:
     strategy: str = ""
     warnings: list[str] = field(default_factory=list)
     timeseries: Any = None
+    quality: Quality | None = None
 
     def arm_label(self, arm: int) -> str:
         """'C' for index 0, 'T{i}' otherwise, with the recommender name when known."""
@@ -115,9 +118,16 @@ class Report:
                     "method": r.method,
                     "correction": self.correction,
                     "srm_p_value": self.srm.p_value,
+                    **self._quality_fields(),
                 }
             )
         return out
+
+    def _quality_fields(self) -> dict[str, Any]:
+        """`dropped_rows` and the `data_quality` line, the same in every row (absent when not counted)."""
+        if self.quality is None:
+            return {}
+        return {"dropped_rows": self.quality.total_dropped, "data_quality": self.quality.describe()}
 
     def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
         """The rows as a pandas DataFrame (columns of `to_dicts`)."""
@@ -141,6 +151,8 @@ class Report:
         ]
         if self.filters:
             lines.append(f"filters: {self.filters}")
+        if self.quality is not None:
+            lines.append(self.quality.describe())
         if not self.srm.mismatch:
             lines.append(f"sample ratio check: ok (chi-square p = {self.srm.p_value:.3g})")
         return lines

@@ -22,7 +22,7 @@ from typing import Any
 from abtest import exact
 from abtest.errors import AbtestError
 from contracts.columns import quote
-from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, Columns
+from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
 
 # The service's default `day_zero` (config/botify.yml): the date of simulated day 0. `sim.run`
 # starts day 1 on 2026-01-01, so `--days 1:8` is the simulator's first week, as the service counts.
@@ -31,6 +31,92 @@ DAY_ZERO = dt.date(2025, 12, 31)
 # The list plan compares each event with every 'last' of its user; above this many comparisons
 # per event on average the sorted window plan is used instead.
 LIST_PLAN_MAX_COST = 64
+
+
+# Serving latencies above this many seconds are taken for a logging fault, not a slow answer.
+MAX_LATENCY_S = 60.0
+
+
+class Problem:
+    """Why a row of the log is left out of the analysis: a NULL key or a value outside its domain.
+
+    A row is counted under the first problem it has, in the order of `ALL`, so counts add up.
+    A NULL `time` or `latency` is a missing value, not a problem: the metrics leave it out as
+    `avg` does. NaN counts as outside the domain.
+    """
+
+    USER = "user is NULL"
+    TS = "ts is NULL"
+    MESSAGE = f"message is NULL or not '{MESSAGE_NEXT}'/'{MESSAGE_LAST}'"
+    EXPERIMENTS = "experiments is NULL"
+    TIME = "time outside [0, 1]"
+    LATENCY = f"latency negative or above {MAX_LATENCY_S:g} s"
+
+    ALL = (USER, TS, MESSAGE, EXPERIMENTS, TIME, LATENCY)
+
+
+@dataclass(frozen=True)
+class Quality:
+    """Rows of one experiment left out of its analysis, by `Problem`.
+
+    Attributes:
+        dropped: Problem -> rows of the experiment (or without an `experiments` map, which cannot
+            be told apart from the experiment's) left out for it; problems with no row are absent.
+    """
+
+    dropped: dict[str, int]
+
+    @property
+    def total_dropped(self) -> int:
+        """Rows left out, whatever the problem."""
+        return sum(self.dropped.values())
+
+    def describe(self) -> str:
+        """One line: how many rows were dropped and why."""
+        if not self.dropped:
+            return "data quality: no rows dropped"
+        reasons = "; ".join(f"{n:,} {problem}" for problem, n in self.dropped.items())
+        return f"data quality: {self.total_dropped:,} rows dropped ({reasons})"
+
+
+def _checks() -> tuple[tuple[str, str], ...]:
+    """(condition, `Problem`) pairs in the order of `Problem.ALL`: each condition is true (never
+    NULL) for a row with that problem. None reads the `experiments` map's values, which is the
+    costly part of a scan."""
+    c = Columns
+    return (
+        (f"{quote(c.USER)} IS NULL", Problem.USER),
+        (f"{quote(c.TS)} IS NULL", Problem.TS),
+        (f"{quote(c.MESSAGE)} IS NULL OR {quote(c.MESSAGE)} NOT IN ('{MESSAGE_NEXT}', '{MESSAGE_LAST}')", Problem.MESSAGE),
+        (f"{quote(c.EXPERIMENTS)} IS NULL", Problem.EXPERIMENTS),
+        # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
+        (f"NOT coalesce({quote(c.TIME)} >= 0 AND {quote(c.TIME)} <= 1, true)", Problem.TIME),
+        (f"NOT coalesce({quote(c.LATENCY)} >= 0 AND {quote(c.LATENCY)} <= {MAX_LATENCY_S}, true)", Problem.LATENCY),
+    )
+
+
+def quality_sql(experiment: str) -> Query:
+    """One row: the rows of `experiment` (or without an `experiments` map) dropped per `Problem.ALL`.
+
+    The cheap checks run first, so the map is looked up only for rows that have a problem: the
+    scan costs a fraction of the analysis.
+    """
+    checks = _checks()
+    problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, (condition, _) in enumerate(checks)) + " END"
+    counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(checks)))
+    any_problem = " OR ".join(f"({condition})" for condition, _ in checks)
+    sql = f"""
+        SELECT {counts}
+        FROM (
+            SELECT {problem} AS problem FROM {EVENTS_TABLE}
+            WHERE ({any_problem}) AND ({quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?))
+        )"""
+    return Query(sql, [experiment])
+
+
+def parse_quality(row: tuple[Any, ...]) -> Quality:
+    """`quality_sql`'s row as a `Quality`."""
+    return Quality(dropped={problem: int(n) for problem, n in zip(Problem.ALL, row, strict=True) if n})
 
 
 class SessionColumns:
@@ -113,12 +199,14 @@ _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quot
 
 
 def events_sql(experiment: str) -> Query:
-    """The experiment's events with their treatment index as column `arm` (events without the key are dropped)."""
+    """The experiment's events with their treatment index as column `arm`; events without the
+    key, and events with a `Problem` (counted by `quality_sql`), are dropped."""
+    valid = " AND ".join(f"NOT ({condition})" for condition, _ in _checks())
     sql = f"""
         SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)},
                {quote(_C.EXPERIMENTS)}[?] AS arm
         FROM {EVENTS_TABLE}
-        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?)"""
+        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}"""
     return Query(sql, [experiment, experiment])
 
 

@@ -57,10 +57,13 @@ def read_yaml(path: str | Path, what: str) -> Any:
         text = path.read_text()
     except OSError as error:
         raise ConfigError(f"cannot read {what} {path}: {error.strerror}") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not a text file (not UTF-8), expected YAML") from None
     try:
         return yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path}: not valid YAML: {error}") from None
+        # PyYAML's messages span lines and draw a caret; the user gets one line with the position.
+        raise ConfigError(f"{path}: not valid YAML: {' '.join(str(error).split())}") from None
 
 
 def read_mapping(path: str | Path, what: str, **overrides: Any) -> dict[str, Any]:

@@ -20,6 +20,35 @@ from typing import Any, ClassVar, NamedTuple, Self
 from contracts.catalog import Catalog
 
 
+class ArtifactError(ValueError):
+    """An artifact directory that is missing a file, corrupt, of another recommender or format
+    version, or trained on another world; the message is one line naming the file."""
+
+
+def world_record(catalog: Catalog) -> dict[str, Any]:
+    """What an artifact records of the world it was trained on: fingerprint, directory and tracks."""
+    return {"fingerprint": catalog.fingerprint, "path": str(catalog.path), "tracks": catalog.n_tracks}
+
+
+def check_world(recorded: Any, catalog: Catalog, artifact: Path) -> None:
+    """Refuse an artifact whose `world_record` names another world than `catalog`'s.
+
+    Its track ids would mean other tracks: served, it would answer wrong tracks or fail on the
+    first track it does not know. An artifact that records no world (written before the record
+    existed, or by hand) is accepted; the recommender's own size checks still apply.
+    """
+    if recorded is None:
+        return
+    if not isinstance(recorded, dict) or not isinstance(recorded.get("fingerprint"), str):
+        raise ArtifactError(f"{artifact}: the world record must be a mapping with a 'fingerprint', got {recorded!r}")
+    if recorded["fingerprint"] != catalog.fingerprint:
+        raise ArtifactError(
+            f"artifact {artifact} was trained on world {recorded.get('path', '?')} (fingerprint {recorded['fingerprint']}, "
+            f"{recorded.get('tracks', '?')} tracks), not on the world it is loaded into, {catalog.path} (fingerprint "
+            f"{catalog.fingerprint}, {catalog.n_tracks} tracks); retrain it on this world"
+        )
+
+
 class NotFittedError(RuntimeError):
     """A `Trainable` was asked to recommend, or a `Fittable` to save, before `fit` or `load`."""
 

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import click
 
-from abtest.cli.options import PERCENT, LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
+from abtest.cli.options import (
+    PERCENT,
+    LogQuery,
+    StatChoice,
+    log_options,
+    open_log,
+    refuse_dropped,
+    stat_options,
+    strict_option,
+    user_errors,
+)
 from abtest.metrics import MetricResult
 from abtest.report import Report
 
@@ -48,6 +58,7 @@ def verdict(
     help="Stricter: fail unless the interval rules out a worsening beyond --max-drop.",
 )
 @click.option("--ignore-srm", is_flag=True, help="Do not fail on a sample ratio mismatch (still warns).")
+@strict_option
 @log_options
 @stat_options
 def check(
@@ -58,13 +69,15 @@ def check(
     ignore_srm: bool,
     query: LogQuery,
     stat: StatChoice,
+    strict: bool,
 ) -> None:
     """Exit 1 when a metric of a treatment is significantly worse than --max-drop allows.
 
     By default a metric fails when its whole interval lies beyond the allowed drop (a
     significant regression); with --non-inferiority it fails unless the interval lies within
     it. Latency counts as worse when it rises. A sample ratio mismatch fails the check too,
-    unless --ignore-srm.
+    unless --ignore-srm. Rows with a NULL key or a value outside its domain are dropped and
+    counted (the data-quality line); with --strict any such row fails the check.
     """
     if max_drop < 0:
         raise click.BadParameter(f"{100 * max_drop:g}%, must be >= 0%", param_hint="--max-drop")
@@ -73,6 +86,7 @@ def check(
         result: Report = analysis.analyze(
             log, experiment=query.experiment, control=control, treatments=treatments or None, filters=query.filters
         )
+        refuse_dropped(result, strict)
     failures = []
     for row in result.rows:
         passed, line = verdict(
@@ -91,6 +105,8 @@ def check(
         click.secho(f"WARNING: {result.warnings[0]}", fg="red", bold=True, err=True)
         if not ignore_srm:
             failures.append(f"sample ratio mismatch (chi-square p = {result.srm.p_value:.3g})")
+    if result.quality is not None:
+        click.echo(result.quality.describe())
     if failures:
         raise click.ClickException(f"check failed for experiment {result.experiment!r}: " + "; ".join(failures))
     click.echo(f"check passed: {len(result.rows)} metric(s) of experiment {result.experiment!r}")

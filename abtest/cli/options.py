@@ -17,6 +17,7 @@ from abtest.errors import AbtestError
 from abtest.experiment import Experiment
 from abtest.log import EventLog, duckdb_message
 from abtest.metrics import METRIC_NAMES, MetricBaseAggregated, default_metrics
+from abtest.report import Report
 from abtest.sessionize import DAY_ZERO, Filters
 
 DEFAULT_LOG = "data/events.duckdb"
@@ -118,6 +119,22 @@ class LogQuery:
     path: str
     experiment: str | None
     filters: Filters
+
+
+strict_option = click.option(
+    "--strict",
+    is_flag=True,
+    help="Fail (exit 1) if any row of the experiment has a NULL key or a value outside its domain, "
+    "instead of dropping and counting it on the report's data-quality line.",
+)
+
+
+def refuse_dropped(report: Report, strict: bool) -> None:
+    """Under --strict, a ClickException when the analysis dropped any row (the data-quality line says why)."""
+    if strict and report.quality is not None and report.quality.dropped:
+        raise click.ClickException(
+            f"--strict: experiment {report.experiment!r} in log {report.source!r}: {report.quality.describe()}"
+        )
 
 
 def log_options(func: Callable) -> Callable:

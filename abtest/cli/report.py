@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from abtest.cli.options import LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
+from abtest.cli.options import LogQuery, StatChoice, log_options, open_log, refuse_dropped, stat_options, strict_option, user_errors
 from abtest.report import FORMATS
 
 
@@ -27,6 +27,7 @@ from abtest.report import FORMATS
     default=None,
     help="Correction over all metrics x treatments, shown beside the raw p-values  [default: holm].",
 )
+@strict_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to this file instead of stdout.")
 def report(
@@ -37,12 +38,15 @@ def report(
     correction: str | None,
     fmt: str,
     output: str | None,
+    strict: bool,
 ) -> None:
     """Compare treatments with the control: effect in % of the control mean, interval, p-value, significance.
 
     Metrics are per-user values averaged over users (the course's definitions); the unit of
     analysis is the user, never the session. A sample-ratio-mismatch check runs on every report
     and warns loudly (also on stderr) when the users per arm do not fit the configured split.
+    Rows with a NULL key or a value outside its domain are dropped and counted on the report's
+    data-quality line (JSON and CSV: `dropped_rows`, `data_quality`); --strict fails on any.
     """
     with open_log(query.path) as log, user_errors(log):
         result = stat.experiment(correction).analyze(
@@ -53,6 +57,7 @@ def report(
             filters=query.filters,
             timeseries=fmt == "html",
         )
+        refuse_dropped(result, strict)
         text = result.to_string(fmt)
     for warning in result.warnings:
         click.secho(f"WARNING: {warning}", fg="red", bold=True, err=True)

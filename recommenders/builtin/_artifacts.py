@@ -8,39 +8,48 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
+import pyarrow as pa
+
+from recommenders.base import ArtifactError, check_world, world_record
+
+if TYPE_CHECKING:
+    from contracts.catalog import Catalog
 
 MANIFEST = "manifest.json"
 FORMAT_VERSION = 1
 
 
-class ArtifactError(ValueError):
-    """An artifact directory that is missing, of another recommender, or malformed."""
+__all__ = ["ArtifactError", "read_manifest", "read_table", "write_manifest"]
 
 
-def write_manifest(directory: Path, recommender: str, **fields: Any) -> None:
-    """Write `manifest.json`: which recommender the directory belongs to, the format and `fields`."""
-    manifest = {"recommender": recommender, "format": FORMAT_VERSION, **fields}
+def write_manifest(directory: Path, recommender: str, catalog: Catalog, **fields: Any) -> None:
+    """Write `manifest.json`: which recommender the directory belongs to, the format, the world
+    trained on (`world_record` of `catalog`) and `fields`."""
+    manifest = {"recommender": recommender, "format": FORMAT_VERSION, "world": world_record(catalog), **fields}
     (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
 
 
-def read_manifest(directory: Path, recommender: str) -> dict[str, Any]:
-    """Read and check `manifest.json`; the error says what is wrong and how to make a good one."""
+def read_manifest(directory: Path, recommender: str, catalog: Catalog | None = None) -> dict[str, Any]:
+    """Read and check `manifest.json` (given `catalog`, also the world it is loaded into: `check_world`);
+    the error says what is wrong and how to make a good one."""
     path = directory / MANIFEST
     if not path.is_file():
         raise ArtifactError(f"{directory} has no {MANIFEST}: it is not a {recommender!r} artifact (write one with fit(...).save(DIR))")
     try:
         manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ArtifactError(f"{path} is not valid JSON: {error}") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ArtifactError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(manifest, dict):
         raise ArtifactError(f"{path} must hold a JSON object")
     if manifest.get("recommender") != recommender:
         raise ArtifactError(f"{path} belongs to recommender {manifest.get('recommender')!r}, not {recommender!r}")
     if manifest.get("format") != FORMAT_VERSION:
         raise ArtifactError(f"{path}: format == {manifest.get('format')!r}, this version reads format {FORMAT_VERSION}")
+    if catalog is not None:
+        check_world(manifest.get("world"), catalog, directory)
     return manifest
 
 
@@ -49,7 +58,10 @@ def read_table(directory: Path, filename: str, columns: dict[str, str]) -> pd.Da
     path = directory / filename
     if not path.is_file():
         raise ArtifactError(f"artifact {directory} is missing {filename}")
-    table = pd.read_parquet(path)
+    try:
+        table = pd.read_parquet(path)
+    except (pa.ArrowException, OSError, ValueError) as error:
+        raise ArtifactError(f"{path}: not a readable Parquet file ({' '.join(str(error).split())})") from None
     for column, kind in columns.items():
         if column not in table.columns:
             raise ArtifactError(f"{path} has no column {column!r} (columns: {', '.join(map(str, table.columns))})")

@@ -119,12 +119,12 @@ class StoredListsRecommender(Trainable):
 
     def _save(self, directory: Path) -> None:
         self._save_lists(directory)
-        write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks, params=self.get_params())
+        write_manifest(directory, self.name, self.catalog, n_tracks=self.catalog.n_tracks, params=self.get_params())
         if isinstance(self.fallback_recommender, Fittable) and self.fallback_recommender.fitted:
             self.fallback_recommender.save(directory / FALLBACK_DIR)
 
     def _load(self, directory: Path) -> None:
-        manifest = read_manifest(directory, self.name)
+        manifest = read_manifest(directory, self.name, self.catalog)
         if manifest.get("n_tracks") not in (None, self.catalog.n_tracks):
             raise ArtifactError(
                 f"{directory} was trained on a catalog of {manifest['n_tracks']} tracks, this one has {self.catalog.n_tracks}"

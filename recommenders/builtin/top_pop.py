@@ -77,11 +77,11 @@ class TopPopRecommender(PooledRecommender, Fittable):
         assert self.scores is not None  # `save` checks `fitted`, which only fit and load set
         nonzero = np.flatnonzero(self.scores)
         pd.DataFrame({"track": nonzero, "score": self.scores[nonzero]}).to_parquet(directory / SCORES_FILE, index=False)
-        write_manifest(directory, self.name, n_tracks=self.catalog.n_tracks)
+        write_manifest(directory, self.name, self.catalog, n_tracks=self.catalog.n_tracks)
 
     def _load(self, directory: Path) -> None:
         """Read scores written by `save` (tracks missing from the table score 0)."""
-        read_manifest(directory, self.name)
+        read_manifest(directory, self.name, self.catalog)
         table = read_table(directory, SCORES_FILE, {"track": "int", "score": "float"})
         tracks = table["track"].to_numpy(np.int64)
         if len(tracks) and (tracks.min() < 0 or tracks.max() >= self.catalog.n_tracks):

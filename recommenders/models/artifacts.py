@@ -10,34 +10,43 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+import zipfile
+import zlib
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from recommenders.base import ArtifactError, check_world, world_record
+
+if TYPE_CHECKING:
+    from contracts.catalog import Catalog
 
 FORMAT_VERSION = 1
 METADATA_FILE = "model.json"
 WEIGHTS_FILE = "weights.npz"
 
 
-class ArtifactError(ValueError):
-    """An artifact directory that is incomplete, of another model or of another format version."""
+__all__ = ["ArtifactError", "read_metadata", "read_weights", "write_artifact"]
 
 
-def write_artifact(directory: Path, model: str, config: dict[str, Any], data: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-    """Write `model.json` and `weights.npz` into `directory`."""
-    metadata = {"model": model, "format_version": FORMAT_VERSION, "config": config, "data": data}
+def write_artifact(
+    directory: Path, model: str, config: dict[str, Any], data: dict[str, Any], arrays: dict[str, np.ndarray], catalog: Catalog
+) -> None:
+    """Write `model.json` (with the `world_record` of `catalog`, the world trained on) and `weights.npz` into `directory`."""
+    metadata = {"model": model, "format_version": FORMAT_VERSION, "config": config, "data": data, "world": world_record(catalog)}
     np.savez(directory / WEIGHTS_FILE, **arrays)
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 
-def read_metadata(directory: Path, model: str | None = None) -> dict[str, Any]:
-    """The parsed `model.json` of `directory`, checked against `model` and the format version."""
+def read_metadata(directory: Path, model: str | None = None, catalog: Catalog | None = None) -> dict[str, Any]:
+    """The parsed `model.json` of `directory`, checked against `model`, the format version and,
+    given `catalog`, the world it is loaded into (`check_world`)."""
     path = directory / METADATA_FILE
     try:
         metadata = json.loads(path.read_text())
     except OSError:
         raise ArtifactError(f"{directory} is not a model artifact: {METADATA_FILE} is missing") from None
-    except json.JSONDecodeError as error:
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise ArtifactError(f"{path} is not valid JSON: {error}") from None
     if not isinstance(metadata, dict) or not {"model", "format_version", "config", "data"} <= set(metadata):
         raise ArtifactError(f"{path} lacks one of the keys model, format_version, config, data")
@@ -45,6 +54,8 @@ def read_metadata(directory: Path, model: str | None = None) -> dict[str, Any]:
         raise ArtifactError(f"{path} has format version {metadata['format_version']}, this code reads {FORMAT_VERSION}; retrain the model")
     if model is not None and metadata["model"] != model:
         raise ArtifactError(f"{directory} holds a {metadata['model']!r} model, not {model!r}")
+    if catalog is not None:
+        check_world(metadata.get("world"), catalog, directory)
     return metadata
 
 
@@ -52,7 +63,8 @@ def read_weights(directory: Path, names: tuple[str, ...] | None = None) -> dict[
     """The arrays `names` (all of them when None) of `directory`'s `weights.npz`, loaded without pickle."""
     path = directory / WEIGHTS_FILE
     try:
-        with np.load(path, allow_pickle=False) as archive:
+        # Opened here, not by np.load, which leaves its own handle open when the archive is corrupt.
+        with path.open("rb") as handle, np.load(handle, allow_pickle=False) as archive:
             names = tuple(archive.files) if names is None else names
             missing = [name for name in names if name not in archive.files]
             if missing:
@@ -60,10 +72,13 @@ def read_weights(directory: Path, names: tuple[str, ...] | None = None) -> dict[
             return {name: archive[name] for name in names}
     except ArtifactError:
         raise
+    except FileNotFoundError:
+        raise ArtifactError(f"{directory} is not a complete model artifact: {WEIGHTS_FILE} is missing") from None
     except OSError as error:
-        raise ArtifactError(f"cannot read {path}: {error}") from None
-    except ValueError as error:  # an object array needing pickle, or a corrupt file
-        raise ArtifactError(f"{path} is not a plain numpy archive: {error}") from None
+        raise ArtifactError(f"cannot read {path}: {' '.join(str(error).split())}") from None
+    except (ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        # An object array needing pickle, or a corrupt or truncated archive (a copy cut short).
+        raise ArtifactError(f"{path} is not a readable numpy archive (truncated or corrupt?): {' '.join(str(error).split())}") from None
 
 
 # A network's state_dict is stored beside the model's own arrays, its names prefixed.

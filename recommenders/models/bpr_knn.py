@@ -195,10 +195,10 @@ class BPRKNNRecommender(ScoringRecommender):
     # Artifacts ----------------------------------------------------------------------------
 
     def _save(self, directory: Path) -> None:
-        write_artifact(directory, self.name, self.config.model_dump(), self.data, self._arrays)
+        write_artifact(directory, self.name, self.config.model_dump(), self.data, self._arrays, self.catalog)
 
     def _load(self, directory: Path) -> None:
-        metadata = read_metadata(directory, self.name)
+        metadata = read_metadata(directory, self.name, self.catalog)
         self.config = BPRKNNConfig.model_validate(metadata["config"])
         self.data = metadata["data"]
         self.history = list(self.data.get("history", []))

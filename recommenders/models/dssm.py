@@ -165,10 +165,10 @@ class DSSMRecommender(ScoringRecommender):
     # Artifacts ----------------------------------------------------------------------------
 
     def _save(self, directory: Path) -> None:
-        write_artifact(directory, self.name, self.config.model_dump(), self.data, join_network(self._weights, self._arrays))
+        write_artifact(directory, self.name, self.config.model_dump(), self.data, join_network(self._weights, self._arrays), self.catalog)
 
     def _load(self, directory: Path) -> None:
-        metadata = read_metadata(directory, self.name)
+        metadata = read_metadata(directory, self.name, self.catalog)
         try:
             self.config = DSSMConfig.model_validate(metadata["config"])
         except ValueError as error:

@@ -101,11 +101,13 @@ class SpaceRecommender(ScoringRecommender):
     # Artifacts: the network's weights under "net.", the model's own arrays beside them --------
 
     def _save(self, directory: Path) -> None:
-        write_artifact(directory, self.name, self.config.model_dump(mode="json"), self.data, join_network(self._weights, self._arrays))
+        write_artifact(
+            directory, self.name, self.config.model_dump(mode="json"), self.data, join_network(self._weights, self._arrays), self.catalog
+        )
 
     def _read_metadata(self, directory: Path) -> None:
         """Load the artifact's config (checked against this version), training facts and history."""
-        metadata = read_metadata(directory, self.name)
+        metadata = read_metadata(directory, self.name, self.catalog)
         try:
             self.config = self.config_class.model_validate(metadata["config"])
         except ValueError as error:

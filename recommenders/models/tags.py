@@ -11,7 +11,8 @@ Training (`recommenders train tags`) fits the tag model of `nn.tags` on the cata
 labelled tracks; the event log is not used. Serving needs numpy only: the artifact carries
 the predicted tags of every unlabelled track (`weights.npz`: `predicted_tracks`,
 `predicted_indptr`, `predicted_indices`; the network as `net.*` arrays; the split as
-`split_*`). An artifact from another catalog is re-predicted at load, which needs torch.
+`split_*`). An artifact of another world is refused at load; one that records no world (older)
+and was fitted on another catalog is re-predicted at load, which needs torch.
 """
 
 from __future__ import annotations

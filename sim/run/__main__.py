@@ -158,6 +158,17 @@ def multi(options: RunOptions, processes: int) -> None:
 
 
 def _simulate(options: RunOptions, processes: int, interactive: bool) -> None:
+    """Run the simulation; a world or an artifact that fails its checks ends it with their one line."""
+    from contracts.catalog import CatalogError
+    from recommenders.base import ArtifactError
+
+    try:
+        _simulate_checked(options, processes, interactive)
+    except (CatalogError, ArtifactError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _simulate_checked(options: RunOptions, processes: int, interactive: bool) -> None:
     try:
         config = load_run_config(options)
     except ConfigError as error:
