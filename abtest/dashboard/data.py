@@ -185,7 +185,7 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
-    strategy = plan(log, info.name)
+    strategy, _ = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
     # create one: it lives in the connection's memory, not in the log); the report and every
