@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -31,6 +32,7 @@ from abtest.metrics import (
 )
 from abtest.report import Report, ReportRow
 from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
+from abtest.truth import potential_outcomes, true_effect
 from contracts.columns import EVENTS_TABLE, Columns, quote
 
 if TYPE_CHECKING:
@@ -180,6 +182,7 @@ class Experiment:
         treatments: Sequence[int] | None = None,
         filters: Filters | None = None,
         timeseries: bool = False,
+        truth: str | Path | None = None,
     ) -> Report:
         """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
 
@@ -190,6 +193,7 @@ class Experiment:
             treatments: Treatment indices to compare with the control.
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
+            truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
         """
         data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters)
         chosen = check_arms(data, control, treatments)
@@ -209,6 +213,12 @@ class Experiment:
                 f"{data.mixed_users} user(s) appear in more than one treatment; each counts in its smallest index"
             )
         series = session_timeseries(log, sessions, data.first, data.last) if timeseries else None
+        effects = None
+        if truth is not None:
+            if (filters or Filters()).describe():
+                raise AbtestError("the truth covers the whole experiment: drop the filters to compare with it")
+            outcomes = potential_outcomes(truth, data.info.name)
+            effects = {(name, t): true_effect(metric, outcomes, control, t) for name, t, _ in rows for metric in [self.metrics[name]]}
         return Report(
             source=log.source,
             experiment=data.info.name,
@@ -229,6 +239,8 @@ class Experiment:
             strategy=data.strategy,
             warnings=warnings,
             timeseries=series,
+            truth=effects,
+            truth_source=str(truth or ""),
         )
 
 

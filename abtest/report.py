@@ -63,6 +63,9 @@ class Report:
         strategy: How events were grouped into sessions.
         warnings: Loud warnings (sample ratio mismatch, misassigned users).
         timeseries: Per-arm session metrics over time (pandas DataFrame) or None.
+        truth: (metric, treatment) -> true relative effect from the potential outcomes (None where
+            the truth cannot know it), or None without a truth file (`abtest.truth`).
+        truth_source: The truth file read.
     """
 
     source: str
@@ -81,6 +84,12 @@ class Report:
     strategy: str = ""
     warnings: list[str] = field(default_factory=list)
     timeseries: Any = None
+    truth: dict[tuple[str, int], float | None] | None = None
+    truth_source: str = ""
+
+    def true_effect(self, row: ReportRow) -> float | None:
+        """The row's true effect (a fraction), or None when unknown."""
+        return None if self.truth is None else self.truth.get((row.metric, row.treatment))
 
     def arm_label(self, arm: int) -> str:
         """'C' for index 0, 'T{i}' otherwise, with the recommender name when known."""
@@ -117,6 +126,10 @@ class Report:
                     "srm_p_value": self.srm.p_value,
                 }
             )
+            if self.truth is not None:
+                truth = self.true_effect(row)
+                out[-1]["truth"] = None if truth is None else _pct(truth)
+                out[-1]["covers_truth"] = None if truth is None else bool(r.lower <= truth <= r.upper)
         return out
 
     def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
@@ -143,13 +156,15 @@ class Report:
             lines.append(f"filters: {self.filters}")
         if not self.srm.mismatch:
             lines.append(f"sample ratio check: ok (chi-square p = {self.srm.p_value:.3g})")
+        if self.truth is not None:
+            lines.append(f"truth: the effect with every listener in each arm, from the potential outcomes in {self.truth_source}")
         return lines
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
         several = len(self.treatments) > 1
         head = ["metric", *(["treatment"] if several else []), "effect", "upper", "lower", "control_mean",
                 "treatment_mean", "significant", "p_value", f"p_{self.correction}", f"significant_{self.correction}",
-                "control_users", "treatment_users"]
+                "control_users", "treatment_users", *(["truth", "covers_truth"] if self.truth is not None else [])]
         body = []
         for row in self.rows:
             r = row.result
@@ -170,6 +185,9 @@ class Report:
                     str(r.treatment_users),
                 ]
             )
+            if self.truth is not None:
+                truth = self.true_effect(row)
+                body[-1] += ["n/a", "n/a"] if truth is None else [_fmt_pct(truth), str(r.lower <= truth <= r.upper)]
         return head, body
 
     def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name

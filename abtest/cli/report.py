@@ -8,6 +8,8 @@ import click
 
 from abtest.cli.options import LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
 from abtest.report import FORMATS
+from abtest.sessionize import Filters
+from abtest.truth import find_truth
 
 
 @click.command()
@@ -28,6 +30,13 @@ from abtest.report import FORMATS
     help="Correction over all metrics x treatments, shown beside the raw p-values  [default: holm].",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Truth file (potential outcomes from `python -m sim.run ... truth`) to show each true effect beside its estimate  [default: LOG's, when it exists].",
+)
+@click.option("--no-truth", is_flag=True, help="Ignore a truth file beside the log.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to this file instead of stdout.")
 def report(
     control: int,
@@ -36,6 +45,8 @@ def report(
     stat: StatChoice,
     correction: str | None,
     fmt: str,
+    truth: Path | None,
+    no_truth: bool,
     output: str | None,
 ) -> None:
     """Compare treatments with the control: effect in % of the control mean, interval, p-value, significance.
@@ -44,6 +55,10 @@ def report(
     analysis is the user, never the session. A sample-ratio-mismatch check runs on every report
     and warns loudly (also on stderr) when the users per arm do not fit the configured split.
     """
+    if truth is not None and not truth.is_file():
+        raise click.BadParameter(f"{truth} does not exist; write it with `python -m sim.run ... truth`", param_hint="--truth")
+    if truth is None and not no_truth and not (query.filters or Filters()).describe():
+        truth = find_truth(query.path)  # the truth covers the whole experiment, so not beside filters
     with open_log(query.path) as log, user_errors(log):
         result = stat.experiment(correction).analyze(
             log,
@@ -52,6 +67,7 @@ def report(
             treatments=treatments or None,
             filters=query.filters,
             timeseries=fmt == "html",
+            truth=None if no_truth else truth,
         )
         text = result.to_string(fmt)
     for warning in result.warnings:

@@ -1,0 +1,54 @@
+"""The true effect beside each estimate: `abtest report --truth` over a simulated experiment's replay."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import duckdb
+import pytest
+from click.testing import CliRunner
+
+from abtest.cli import main as abtest_cli
+from contracts.truth import read_truth_sql, truth_path
+from sim.run.__main__ import main as run_cli
+
+
+@pytest.fixture(scope="module")
+def experiment_log(small_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 3-day in-process experiment random vs sticky_artist with returns and a 1-day pre-period, with its truth."""
+    root = tmp_path_factory.mktemp("truth")
+    (root / "env.yml").write_text(f"world: {small_world_dir}\nreturns:\n  enabled: true\n  base_rate_per_day: 3.0\n  reference: 2.0\n")
+    (root / "e.yml").write_text(
+        "experiments:\n  - name: exp\n    serving: true\n    treatments:\n      - {recommender: random}\n      - {recommender: sticky_artist}\n"
+    )
+    log = root / "exp.duckdb"
+    args = ["--episodes", "80", "--days", "3", "--seed", "2", "--config", str(root / "env.yml"), "--log", str(log), "--quiet",
+            "experiment", "--experiments", str(root / "e.yml"), "--pre-days", "1"]
+    result = CliRunner().invoke(run_cli, args)
+    assert result.exit_code == 0, result.output
+    return log
+
+
+def test_report_shows_the_true_effect_found_beside_the_log(experiment_log: Path) -> None:
+    result = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = {row["metric"]: row for row in json.loads(result.output)}
+    with duckdb.connect() as connection:
+        per_arm = dict(
+            connection.execute(
+                f"SELECT arm, avg(t) FROM (SELECT arm, user, sum(time) AS t FROM {read_truth_sql(truth_path(experiment_log))} GROUP BY ALL) GROUP BY arm"
+            ).fetchall()
+        )
+    assert rows["time"]["truth"] == pytest.approx(100 * (per_arm[1] / per_arm[0] - 1), rel=1e-9)
+    assert rows["time"]["covers_truth"] == (rows["time"]["lower"] <= rows["time"]["truth"] <= rows["time"]["upper"])
+    assert rows["mean_request_latency"]["truth"] is None
+    table = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log)])
+    assert "covers_truth" in table.output and "potential outcomes" in table.output
+
+
+def test_report_without_truth_and_with_a_missing_one(experiment_log: Path, tmp_path: Path) -> None:
+    plain = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--no-truth", "--format", "json"])
+    assert plain.exit_code == 0 and "truth" not in json.loads(plain.output)[0]
+    missing = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--truth", str(tmp_path / "none.parquet")])
+    assert missing.exit_code != 0 and "does not exist" in missing.output
