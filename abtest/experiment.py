@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from abtest import stats
+from abtest import cuped, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.log import EventLog, ExperimentInfo
@@ -24,13 +24,14 @@ from abtest.metrics import (
     AggrCols,
     Aggregates,
     MetricBaseAggregated,
+    MetricResult,
     UserColumns,
     aggregates_sql,
     default_metrics,
     parse_aggregates,
     users_sql,
 )
-from abtest.report import Report, ReportRow
+from abtest.report import AdjustedRow, Report, ReportRow
 from abtest.sessionize import Filters, Query, SessionColumns, Strategy, choose_strategy, plan_sql, sessions_sql
 from abtest.truth import potential_outcomes, true_effect
 from contracts.columns import EVENTS_TABLE, Columns, quote
@@ -183,6 +184,7 @@ class Experiment:
         filters: Filters | None = None,
         timeseries: bool = False,
         truth: str | Path | None = None,
+        adjust: Sequence[str] = (),
     ) -> Report:
         """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
 
@@ -194,6 +196,7 @@ class Experiment:
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
+            adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
         data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters)
         chosen = check_arms(data, control, treatments)
@@ -219,6 +222,10 @@ class Experiment:
                 raise AbtestError("the truth covers the whole experiment: drop the filters to compare with it")
             outcomes = potential_outcomes(truth, data.info.name)
             effects = {(name, t): true_effect(metric, outcomes, control, t) for name, t, _ in rows for metric in [self.metrics[name]]}
+        reduced = adjusted_rows(self, log, data.info.name, control, chosen, filters, adjust) if adjust else []
+        if effects is not None:
+            for row in reduced:
+                effects.setdefault((row.metric, row.treatment), true_effect(self.metrics[row.metric], outcomes, control, row.treatment))
         return Report(
             source=log.source,
             experiment=data.info.name,
@@ -240,8 +247,54 @@ class Experiment:
             warnings=warnings,
             timeseries=series,
             truth=effects,
+            adjusted=reduced,
             truth_source=str(truth or ""),
         )
+
+
+def adjusted_rows(
+    experiment: Experiment,
+    log: EventLog,
+    name: str,
+    control: int,
+    treatments: Sequence[int],
+    filters: Filters | None,
+    methods: Sequence[str],
+) -> list[AdjustedRow]:
+    """CUPED/CUPAC rows for every metric with a pre-period covariate (`abtest.cuped`), one per method and treatment."""
+    unknown = [m for m in methods if m not in cuped.METHODS]
+    if unknown:
+        raise AbtestError(f"variance reduction {', '.join(unknown)} is unknown; choose from {', '.join(cuped.METHODS)}")
+    columns = tuple(dict.fromkeys(c for metric in experiment.metrics.values() for c in cuped.metric_columns(metric) if c))
+    columns = tuple(dict.fromkeys((*columns, *cuped.PRE_VALUES)))
+    _, values = user_values(log, columns, experiment=name, filters=filters)
+    sql, params = cuped.pre_period_sql(name)
+    pre = cuped.align_pre(values[UserColumns.USER], log.con.execute(sql, params).fetchnumpy())
+    if not np.isfinite(pre[UserColumns.SESSIONS]).any():
+        raise AbtestError(
+            f"experiment {name!r} has no pre-period in log {log.source!r}: no user has a completed session before its first event "
+            "(simulate days before it, e.g. `python -m sim.run ... experiment --pre-days 7`)"
+        )
+    rows = []
+    for treatment in treatments:
+        for metric_name, metric in experiment.metrics.items():
+            numer, denom = cuped.metric_columns(metric)
+            for method in methods:
+                covariate = cuped.covariate_for(metric, pre) if method == "cuped" else cuped.cupac_covariate(metric, values, pre)
+                if covariate is None:
+                    continue
+                fit = cuped.cuped(values[numer], None if denom is None else values[denom], covariate, values[UserColumns.ARM],
+                                  control=control, treatment=treatment)
+                cmp = stats.compare(fit.control, fit.treatment, alpha=experiment.alpha, relative=experiment.relative)
+                result = MetricResult(
+                    control_mean=float(fit.control.value), treatment_mean=float(fit.treatment.value), effect=float(cmp.effect),
+                    lower=float(cmp.lower), upper=float(cmp.upper), p_value=float(cmp.p_value), significant=bool(cmp.significant),
+                    diff=float(cmp.diff), diff_lower=float(cmp.diff_lower), diff_upper=float(cmp.diff_upper),
+                    statistic=float(cmp.statistic), df=float(cmp.df), control_users=int(fit.control.df) + 1,
+                    treatment_users=int(fit.treatment.df) + 1, method=f"{method}+{experiment.relative}",
+                )
+                rows.append(AdjustedRow(metric_name, treatment, method, result, fit.variance_reduction))
+    return rows
 
 
 def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:

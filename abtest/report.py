@@ -32,6 +32,20 @@ class ReportRow:
     significant_adj: bool
 
 
+@dataclass(frozen=True)
+class AdjustedRow:
+    """One metric for one treatment after a variance reduction (CUPED or CUPAC), beside its unadjusted row.
+
+    Not part of the multiple-testing correction: it re-estimates a row's effect, it is not another test.
+    """
+
+    metric: str
+    treatment: int
+    method: str
+    result: MetricResult
+    variance_reduction: float
+
+
 def _pct(x: float) -> float:
     return x * 100.0
 
@@ -66,6 +80,7 @@ class Report:
         truth: (metric, treatment) -> true relative effect from the potential outcomes (None where
             the truth cannot know it), or None without a truth file (`abtest.truth`).
         truth_source: The truth file read.
+        adjusted: Variance-reduced re-estimates of the rows (`abtest.cuped`), shown beside them.
     """
 
     source: str
@@ -86,8 +101,9 @@ class Report:
     timeseries: Any = None
     truth: dict[tuple[str, int], float | None] | None = None
     truth_source: str = ""
+    adjusted: list[AdjustedRow] = field(default_factory=list)
 
-    def true_effect(self, row: ReportRow) -> float | None:
+    def true_effect(self, row: ReportRow | AdjustedRow) -> float | None:
         """The row's true effect (a fraction), or None when unknown."""
         return None if self.truth is None else self.truth.get((row.metric, row.treatment))
 
@@ -100,7 +116,9 @@ class Report:
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per metric and treatment; effect, lower and upper in % of the control mean."""
         out = []
-        for row in self.rows:
+        plain = [(row, row.p_value_adj, row.significant_adj, None) for row in self.rows]
+        extra = [(row, row.result.p_value, row.result.significant, row.variance_reduction) for row in self.adjusted]
+        for row, p_adj, significant_adj, reduction in plain + extra:
             r = row.result
             out.append(
                 {
@@ -114,8 +132,8 @@ class Report:
                     "upper": _pct(r.upper),
                     "p_value": r.p_value,
                     "significant": r.significant,
-                    "p_value_adj": row.p_value_adj,
-                    "significant_adj": row.significant_adj,
+                    "p_value_adj": p_adj,
+                    "significant_adj": significant_adj,
                     "control_users": r.control_users,
                     "treatment_users": r.treatment_users,
                     "diff": r.diff,
@@ -126,6 +144,8 @@ class Report:
                     "srm_p_value": self.srm.p_value,
                 }
             )
+            if self.adjusted:
+                out[-1]["variance_reduction"] = None if reduction is None else _pct(reduction)
             if self.truth is not None:
                 truth = self.true_effect(row)
                 out[-1]["truth"] = None if truth is None else _pct(truth)
@@ -190,6 +210,22 @@ class Report:
                 body[-1] += ["n/a", "n/a"] if truth is None else [_fmt_pct(truth), str(r.lower <= truth <= r.upper)]
         return head, body
 
+    def _adjusted_cells(self) -> tuple[list[str], list[list[str]]]:
+        several = len(self.treatments) > 1
+        truth = self.truth is not None
+        head = ["metric", *(["treatment"] if several else []), "method", "effect", "upper", "lower", "p_value",
+                "variance_reduction", *(["truth", "covers_truth"] if truth else [])]
+        body = []
+        for row in self.adjusted:
+            r = row.result
+            cells = [row.metric, *([self.arm_label(row.treatment)] if several else []), row.method, _fmt_pct(r.effect),
+                     _fmt_pct(r.upper), _fmt_pct(r.lower), _fmt_p(r.p_value), f"{100 * row.variance_reduction:.1f}%"]
+            if truth:
+                value = self.true_effect(row)
+                cells += ["n/a", "n/a"] if value is None else [_fmt_pct(value), str(r.lower <= value <= r.upper)]
+            body.append(cells)
+        return head, body
+
     def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
         """The report rendered as 'table', 'markdown', 'csv', 'json' or 'html'."""
         if format == "json":
@@ -215,11 +251,24 @@ class Report:
             lines.append("| " + " | ".join(head) + " |")
             lines.append("|" + "|".join(":---:" for _ in head) + "|")
             lines += ["| " + " | ".join(cells) + " |" for cells in body]
+            if self.adjusted:
+                head, body = self._adjusted_cells()
+                lines += ["", "Variance reduction with pre-period covariates (the rows above stay the unadjusted estimates):", ""]
+                lines.append("| " + " | ".join(head) + " |")
+                lines.append("|" + "|".join(":---:" for _ in head) + "|")
+                lines += ["| " + " | ".join(cells) + " |" for cells in body]
             return "\n".join(lines) + "\n"
         widths = [max(len(h), *(len(cells[i]) for cells in body)) for i, h in enumerate(head)]
         fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
         lines = [*banner, *self.header(), "", fmt.format(*head), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*cells) for cells in body]
+        if self.adjusted:
+            head, body = self._adjusted_cells()
+            widths = [max(len(h), *(len(cells[i]) for cells in body)) for i, h in enumerate(head)]
+            fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+            lines += ["", "variance reduction with pre-period covariates (rows above: unadjusted):", fmt.format(*head),
+                      fmt.format(*("-" * w for w in widths))]
+            lines += [fmt.format(*cells) for cells in body]
         lines += banner
         return "\n".join(lines) + "\n"
 

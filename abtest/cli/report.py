@@ -36,6 +36,12 @@ from abtest.truth import find_truth
     default=None,
     help="Truth file (potential outcomes from `python -m sim.run ... truth`) to show each true effect beside its estimate  [default: LOG's, when it exists].",
 )
+@click.option(
+    "--adjust",
+    type=click.Choice(["cuped", "cupac"]),
+    multiple=True,
+    help="Also show each metric variance-reduced with the users' pre-period (repeatable): CUPED on the metric's own pre-period value, CUPAC on a regression's prediction.",
+)
 @click.option("--no-truth", is_flag=True, help="Ignore a truth file beside the log.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to this file instead of stdout.")
 def report(
@@ -47,6 +53,7 @@ def report(
     fmt: str,
     truth: Path | None,
     no_truth: bool,
+    adjust: tuple[str, ...],
     output: str | None,
 ) -> None:
     """Compare treatments with the control: effect in % of the control mean, interval, p-value, significance.
@@ -68,6 +75,7 @@ def report(
             filters=query.filters,
             timeseries=fmt == "html",
             truth=None if no_truth else truth,
+            adjust=adjust,
         )
         text = result.to_string(fmt)
     for warning in result.warnings:

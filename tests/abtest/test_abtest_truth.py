@@ -52,3 +52,26 @@ def test_report_without_truth_and_with_a_missing_one(experiment_log: Path, tmp_p
     assert plain.exit_code == 0 and "truth" not in json.loads(plain.output)[0]
     missing = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--truth", str(tmp_path / "none.parquet")])
     assert missing.exit_code != 0 and "does not exist" in missing.output
+
+
+def test_cuped_rows_keep_the_unadjusted_ones_and_say_their_reduction(experiment_log: Path) -> None:
+    result = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--adjust", "cupac", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    plain = [r for r in rows if r["variance_reduction"] is None]
+    adjusted = [r for r in rows if r["variance_reduction"] is not None]
+    assert len(plain) == 5 and {r["method"].split("+")[0] for r in adjusted} == {"cuped", "cupac"}
+    cuped = [r for r in adjusted if r["method"].startswith("cuped")]
+    # CUPED needs the metric's own pre-period value, which latency (the serving machine's) has not.
+    assert {r["metric"] for r in cuped} == {"time", "sessions", "mean_time_per_session", "mean_tracks_per_session"}
+    assert all(r["variance_reduction"] < 100 and r["truth"] is not None for r in cuped)
+    table = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped"])
+    assert "variance reduction" in table.output
+
+
+def test_cuped_needs_a_pre_period(small_world_dir: Path, tmp_path: Path) -> None:
+    log = tmp_path / "local.duckdb"
+    run = CliRunner().invoke(run_cli, ["--episodes", "40", "--world", str(small_world_dir), "--recommender", "local:random", "--log", str(log), "--quiet"])
+    assert run.exit_code == 0, run.output
+    result = CliRunner().invoke(abtest_cli, ["report", "--log", str(log), "--experiment", "local", "--control", "0", "--adjust", "cuped"])
+    assert result.exit_code != 0
