@@ -83,3 +83,29 @@ def true_effect(metric: MetricBaseAggregated, outcomes: Mapping[int, Mapping[str
     if values is None or control not in values or treatment not in values:
         return None
     return values[treatment] / values[control] - 1.0
+
+
+def daily_cumulative_time(path: str | Path, experiment: str, arm: int, users: np.ndarray) -> np.ndarray:
+    """Users x days: each listener's time listened under `arm` up to the end of each day of the
+    experiment (days from the first replayed session's midnight), NaN before their first session.
+    Rows follow `users`."""
+    t = TruthColumns
+    sql = f"""
+        WITH rows AS (SELECT {quote(t.USER)} AS u, {quote(t.TIME)} AS v, {t.START} AS s
+                      FROM {read_truth_sql(path)} WHERE {t.EXPERIMENT} = ? AND {t.ARM} = ?),
+        origin AS (SELECT date_trunc('day', min(s)) AS o FROM rows)
+        SELECT u, floor((epoch(s) - epoch((SELECT o FROM origin))) / 86400)::BIGINT AS day, sum(v)
+        FROM rows GROUP BY ALL"""
+    with duckdb.connect() as connection:
+        rows = connection.execute(sql, [experiment, arm]).fetchnumpy()
+    index = {int(user): i for i, user in enumerate(np.asarray(users).tolist())}
+    days = int(np.max(rows["day"])) + 1 if len(rows["day"]) else 0
+    per_day = np.zeros((len(index), days))
+    first = np.full(len(index), days)
+    for user, day, value in zip(rows["u"].tolist(), rows["day"].tolist(), np.asarray(rows["sum(v)"]).tolist(), strict=True):
+        if user in index:
+            per_day[index[user], day] += value
+            first[index[user]] = min(first[index[user]], day)
+    cumulative = np.cumsum(per_day, axis=1)
+    cumulative[np.arange(days)[None, :] < first[:, None]] = np.nan
+    return cumulative

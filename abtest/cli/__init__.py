@@ -13,6 +13,7 @@ from abtest.cli.aa import aa
 from abtest.cli.check import check
 from abtest.cli.power import power
 from abtest.cli.report import report
+from abtest.cli.validate import validate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -25,6 +26,7 @@ def main(verbose: bool) -> None:
     abtest check --treatment 2 --max-drop 2%          exit 1 when a metric got significantly worse
     abtest aa --runs 1000 --inject 5%                 false-positive rate, p-value uniformity, coverage
     abtest power --effect 2%                          minimum detectable effect, users needed
+    abtest validate --runs 1000                       methods against the truth (python -m sim.run ... truth)
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -33,3 +35,4 @@ main.add_command(report)
 main.add_command(check)
 main.add_command(aa)
 main.add_command(power)
+main.add_command(validate_command)

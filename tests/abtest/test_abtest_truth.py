@@ -75,3 +75,17 @@ def test_cuped_needs_a_pre_period(small_world_dir: Path, tmp_path: Path) -> None
     assert run.exit_code == 0, run.output
     result = CliRunner().invoke(abtest_cli, ["report", "--log", str(log), "--experiment", "local", "--control", "0", "--adjust", "cuped"])
     assert result.exit_code != 0
+
+
+def test_validate_reports_every_method_against_the_truth(experiment_log: Path) -> None:
+    runs = 40
+    result = CliRunner().invoke(abtest_cli, ["validate", "--log", str(experiment_log), "--runs", str(runs), "--metric", "time", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    checks = {row["method"]: row for row in rows if "method" in row}
+    assert set(checks) == {"welch", "cuped", "cupac", "sequential"}
+    assert all(check["runs"] == runs and 0 <= check["coverage"] <= 1 for check in checks.values())
+    assert checks["sequential"]["width"] > checks["welch"]["width"]
+    assert checks["cuped"]["variance_reduction"] > 0
+    peeking = rows[-1]
+    assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"]
