@@ -10,10 +10,28 @@ from __future__ import annotations
 import html
 import io
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from abtest.report import Report
+
+class Report(Protocol):
+    """What the page reads of a report (`abtest.report.Report` has it); named here so that this
+    module imports nothing of the report's and the report can import it without a circle."""
+
+    experiment: str
+    control: int
+    treatments: tuple[int, ...]
+    alpha: float
+    rows: list[Any]
+    warnings: list[str]
+    timeseries: Any
+    source: str
+    strategy: str
+
+    def arm_label(self, arm: int) -> str: ...
+
+    def header(self) -> list[str]: ...
+
+    def _cells(self) -> tuple[list[str], list[list[str]]]: ...
 
 MIN_SESSIONS_PER_POINT = 20  # bins with fewer sessions in an arm are too noisy to plot their means
 

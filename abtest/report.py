@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abtest.errors import AbtestError
+from abtest.html import render_html
 from abtest.metrics import MetricResult
 from abtest.stats import SrmResult
 
@@ -239,8 +240,6 @@ class Report:
             writer.writerows(dicts)
             return buffer.getvalue()
         if format == "html":
-            from abtest.html import render_html
-
             return render_html(self)
         if format not in FORMATS:
             raise AbtestError(f"format == {format!r}, must be one of {', '.join(FORMATS)}")
