@@ -237,7 +237,8 @@ class Experiment:
             estimand=self.estimand,
             correction=self.correction,
             rows=[
-                ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej))
+                ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej),
+                          higher_is_better=self.metrics[name].higher_is_better)
                 for (name, t, r), p, rej in zip(rows, adjusted, reject, strict=True)
             ],
             users=users,

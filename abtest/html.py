@@ -40,7 +40,8 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-tr.sig td { background: #eef7ee; }
+tr.improvement td { background: #eef7ee; }
+tr.regression td { background: #fbe9e9; color: #b00020; }
 .warning { background: #b00020; color: white; padding: 1em; font-weight: bold; margin: 1em 0; }
 .meta { color: #555; }
 """
@@ -64,7 +65,7 @@ def effects_figure(report: Report):  # noqa: ANN201
         rows = [row for row in report.rows if row.treatment == treatment]
         for y, row in enumerate(rows):
             r = row.result
-            color = "#2e7d32" if r.significant and r.effect > 0 else "#c62828" if r.significant else "#555555"
+            color = {"improvement": "#2e7d32", "regression": "#c62828"}.get(row.verdict, "#555555")
             lo = r.lower if math.isfinite(r.lower) else math.nan
             hi = r.upper if math.isfinite(r.upper) else math.nan
             ax.plot([100 * lo, 100 * hi], [y, y], color=color, linewidth=2)
@@ -124,7 +125,7 @@ def render_html(report: Report) -> str:
     parts += [f'<p class="meta">{esc(line)}</p>' for line in report.header()]
     parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>")
     for row, cells in zip(report.rows, body, strict=True):
-        css = ' class="sig"' if row.result.significant else ""
+        css = f' class="{row.verdict}"' if row.verdict else ""
         parts.append(f"<tr{css}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     parts.append("</tbody></table>")
     parts.append("<h2>Effects</h2>")

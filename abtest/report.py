@@ -31,6 +31,15 @@ class ReportRow:
     result: MetricResult
     p_value_adj: float
     significant_adj: bool
+    higher_is_better: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """'improvement' or 'regression' for a significant move (after correction) by the metric's
+        direction (latency up is a regression), '' otherwise."""
+        if not self.significant_adj or not math.isfinite(self.result.effect) or self.result.effect == 0:
+            return ""
+        return "improvement" if (self.result.effect > 0) == self.higher_is_better else "regression"
 
 
 @dataclass(frozen=True)
@@ -118,6 +127,7 @@ class Report:
         """One dict per metric and treatment; effect, lower and upper in % of the control mean."""
         out = []
         plain = [(row, row.p_value_adj, row.significant_adj, None) for row in self.rows]
+        verdicts = {(row.metric, row.treatment): (row.higher_is_better, row.verdict) for row in self.rows}
         extra = [(row, row.result.p_value, row.result.significant, row.variance_reduction) for row in self.adjusted]
         for row, p_adj, significant_adj, reduction in plain + extra:
             r = row.result
@@ -143,6 +153,8 @@ class Report:
                     "method": r.method,
                     "correction": self.correction,
                     "srm_p_value": self.srm.p_value,
+                    "higher_is_better": verdicts[(row.metric, row.treatment)][0],
+                    "verdict": verdicts[(row.metric, row.treatment)][1] if reduction is None else "",
                 }
             )
             if self.adjusted:
@@ -185,7 +197,7 @@ class Report:
         several = len(self.treatments) > 1
         head = ["metric", *(["treatment"] if several else []), "effect", "upper", "lower", "control_mean",
                 "treatment_mean", "significant", "p_value", f"p_{self.correction}", f"significant_{self.correction}",
-                "control_users", "treatment_users", *(["truth", "covers_truth"] if self.truth is not None else [])]
+                "control_users", "treatment_users", "verdict", *(["truth", "covers_truth"] if self.truth is not None else [])]
         body = []
         for row in self.rows:
             r = row.result
@@ -204,6 +216,7 @@ class Report:
                     str(row.significant_adj),
                     str(r.control_users),
                     str(r.treatment_users),
+                    row.verdict.upper() if row.verdict == "regression" else row.verdict,
                 ]
             )
             if self.truth is not None:
