@@ -3,9 +3,12 @@
 CUPED (Deng, Xu, Kohavi and Walker, "Improving the Sensitivity of Online Controlled Experiments
 by Utilizing Pre-Experiment Data", WSDM 2013, https://doi.org/10.1145/2433396.2433413) replaces
 each user's value Y by Y - theta (X - mean X), with X a covariate fixed before the experiment (the
-user's pre-period value of the metric) and theta = cov(Y, X) / var(X) pooled within arms. X does
-not depend on the arm, so the difference of means keeps its expectation while its variance
-shrinks by the factor 1 - rho^2 (rho = corr(Y, X)).
+user's pre-period value of the metric) and theta = cov(Y, X) / var(X). X does not depend on the
+arm, so the difference of means keeps its expectation while its variance shrinks by the factor
+1 - rho^2 (rho = corr(Y, X)). Theta is fitted in each arm apart, around the covariate's mean over
+both arms (Lin's fully interacted adjustment, 2013): when a treatment changes how the metric
+follows its past, as a recommender that changes returns does, one pooled theta can widen one
+arm's interval, a per-arm theta never does.
 
 Ratio metrics (sum x / sum y over an arm's users) are first linearised by the delta method:
 L = (x - R y) / mean(y), whose mean-variance is the ratio's delta-method variance (Deng, Knoblich
@@ -62,7 +65,7 @@ class Adjusted(NamedTuple):
     Attributes:
         control: The control arm's adjusted estimate.
         treatment: The treatment arm's adjusted estimate.
-        theta: The pooled regression coefficient of the (linearised) metric on the covariate.
+        theta: The regression coefficient of the (linearised) metric on the covariate, averaged over the two arms.
         variance_reduction: 1 - var(adjusted difference) / var(unadjusted difference).
     """
 
@@ -112,17 +115,19 @@ def cuped(
             raise AbtestError(f"treatment {a} has {int(chosen.sum())} user(s), needs at least 2 for CUPED")
         value, lin = linearise(np.asarray(numer, dtype=float)[chosen], None if denom is None else np.asarray(denom, dtype=float)[chosen])
         parts.append((value, lin, x[chosen]))
-    sxx = sum(float(np.sum((xa - xa.mean()) ** 2)) for _, _, xa in parts)
-    sxy = sum(float(np.sum((xa - xa.mean()) * lin)) for _, lin, xa in parts)
-    theta = sxy / sxx if sxx > 0 else 0.0
     grand = float(np.mean(np.concatenate([xa for _, _, xa in parts])))
-    estimates, raw, adjusted = [], 0.0, 0.0
+    estimates, thetas, raw, adjusted = [], [], 0.0, 0.0
     for value, lin, xa in parts:
         n = len(lin)
-        residual = lin - theta * (xa - xa.mean())
+        centred = xa - xa.mean()
+        sxx = float(np.sum(centred**2))
+        theta = float(np.sum(centred * lin)) / sxx if sxx > 0 else 0.0
+        residual = lin - theta * centred
         raw += float(np.var(lin, ddof=1)) / n
         adjusted += float(np.var(residual, ddof=1)) / n
+        thetas.append(theta)
         estimates.append(stats.Estimate(value=value - theta * (xa.mean() - grand), variance=float(np.var(residual, ddof=1)) / n, df=n - 1))
+    theta = float(np.mean(thetas))
     return Adjusted(estimates[0], estimates[1], theta, 1.0 - adjusted / raw if raw > 0 else 0.0)
 
 
