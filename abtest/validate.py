@@ -193,14 +193,14 @@ def validate(
     truths = {name: true_effect(metric, outcomes, control, treatment) for name, metric in metrics.items()}
     for _ in range(runs):
         coin = rng.random(n) < 0.5
-        arm = np.where(coin, treatment, control)
+        arm = coin.astype(np.int64)  # 0: control, 1: treatment, also when both are one arm (an A/A pair)
         observed = {col: np.where(coin, outcomes[treatment][col], outcomes[control][col]) for col in outcomes[control] if col != UserColumns.USER}
         for name, metric in metrics.items():
             if truths[name] is None:
                 continue
             numer, denom = cuped.metric_columns(metric)
             y, d = observed[numer], None if denom is None else observed[denom]
-            plain = cuped.cuped(y, d, np.full(n, np.nan), arm, control=control, treatment=treatment)
+            plain = cuped.cuped(y, d, np.full(n, np.nan), arm, control=0, treatment=1)
             for method in methods:
                 if method in ("welch", "sequential"):
                     fit = plain
@@ -208,9 +208,9 @@ def validate(
                     covariate = cuped.covariate_for(metric, pre)  # type: ignore[arg-type]
                     if covariate is None:
                         continue
-                    fit = cuped.cuped(y, d, covariate, arm, control=control, treatment=treatment)
+                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1)
                 else:
-                    fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, pre), arm, control=control, treatment=treatment)  # type: ignore[arg-type]
+                    fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, pre), arm, control=0, treatment=1)  # type: ignore[arg-type]
                 if method == "sequential":
                     cmp = stats.compare(fit.control, fit.treatment, alpha=alpha, relative="delta")
                     se = (float(cmp.upper) - float(cmp.lower)) / (2 * z_crit)

@@ -37,3 +37,14 @@ def test_coverage_of_a_known_effect_is_nominal_and_cuped_reduces_variance() -> N
         assert check.coverage == pytest.approx(1 - alpha, abs=tolerance)
         assert abs(check.bias) < 4 * check.width / (2 * 1.96) / math.sqrt(runs) + 1e-4
     assert checks["cuped"].variance_reduction > 0.3 and checks["cuped"].width < checks["welch"].width
+
+
+def test_an_aa_pair_of_one_arm_has_false_positives_at_alpha() -> None:
+    runs, alpha = 400, 0.05
+    outcomes, pre = _outcomes(2000, 0.0, seed=12)
+    result = validate(outcomes, pre, {"time": Mean(UserColumns.TIME)}, control=0, treatment=0, runs=runs, seed=6,
+                      alpha=alpha, relative="fieller", methods=("welch",))
+    check = result.checks[0]
+    assert check.truth == 0.0
+    # Power is the false-positive rate here: alpha within 3 binomial standard errors.
+    assert check.power == pytest.approx(alpha, abs=3 * math.sqrt(alpha * (1 - alpha) / runs))
