@@ -15,6 +15,8 @@ they are not quite independent; the binomial intervals treat them as if they wer
 from __future__ import annotations
 
 from collections.abc import Callable
+import json
+import math
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -208,3 +210,74 @@ def run_aa(
             coverage_runs=len(covered),
         )
     return results
+
+
+@dataclass
+class Calibration:
+    """The result of `abtest aa`: every metric's calibration; render it with `to_dicts` or `to_string(format)`.
+
+    Attributes:
+        experiment: Experiment name.
+        population: Whose users were re-split ('all arms' or 'treatment I').
+        alpha: Significance level.
+        inject: The injected relative effect, or None.
+        results: Metric name -> its `AAResult`.
+    """
+
+    experiment: str
+    population: str
+    alpha: float
+    inject: float | None
+    results: dict[str, AAResult]
+
+    def to_dicts(self) -> list[dict[str, object]]:
+        """One dict per metric: `metric` and the fields of `AAResult` (NaN as None)."""
+        return [
+            {"metric": name, **{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in result._asdict().items()}}
+            for name, result in self.results.items()
+        ]
+
+    def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
+        """'table' (one line per metric) or 'json'."""
+        if format == "json":
+            return json.dumps(self.to_dicts(), indent=2) + "\n"
+        if format != "table":
+            raise AbtestError(f"format == {format!r}, must be 'table' or 'json'")
+        first = next(iter(self.results.values()))
+        lines = [
+            f"experiment {self.experiment!r}, users of {self.population}: {first.users} users, {first.runs} re-splits, "
+            f"alpha {self.alpha:g}, {100 * (1 - self.alpha):g}% binomial intervals"
+        ]
+        for name, r in self.results.items():
+            line = (
+                f"{name:<24} FPR {100 * r.false_positive_rate:5.2f}% "
+                f"[{100 * r.fpr_lower:.2f}%, {100 * r.fpr_upper:.2f}%]  KS p {r.ks_p_value:.3f}"
+            )
+            if self.inject is not None:
+                line += (
+                    f"  coverage {100 * r.coverage:.2f}% [{100 * r.coverage_lower:.2f}%, "
+                    f"{100 * r.coverage_upper:.2f}%]  power {100 * r.power:.1f}%"
+                )
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def problems(self, level: float) -> list[str]:
+        """What is off at `level` (exact binomial tests of the rates, KS of the p-values); empty when calibrated."""
+        alpha, out = self.alpha, []
+        for name, r in self.results.items():
+            lower, upper = stats.proportion_interval(r.false_positives, r.runs, level)
+            if not lower <= alpha <= upper:
+                out.append(
+                    f"{name}: false-positive rate {100 * r.false_positive_rate:.2f}% is not {100 * alpha:g}% "
+                    f"({100 * (1 - level):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
+                )
+            if r.ks_p_value < level:
+                out.append(f"{name}: p-values not uniform (KS p = {r.ks_p_value:.2g})")
+            if self.inject is not None:
+                lower, upper = stats.proportion_interval(r.covered, r.coverage_runs, level)
+                if not lower <= 1 - alpha <= upper:
+                    out.append(
+                        f"{name}: coverage {100 * r.coverage:.2f}% is not {100 * (1 - alpha):g}% "
+                        f"({100 * (1 - level):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
+                    )
+        return out

@@ -11,11 +11,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from abtest import stats
+from abtest import cuped, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.log import EventLog, ExperimentInfo
@@ -23,13 +24,14 @@ from abtest.metrics import (
     AggrCols,
     Aggregates,
     MetricBaseAggregated,
+    MetricResult,
     UserColumns,
     aggregates_sql,
     default_metrics,
     parse_aggregates,
     users_sql,
 )
-from abtest.report import Report, ReportRow
+from abtest.report import AdjustedRow, Report, ReportRow
 from abtest.sessionize import (
     Filters,
     Quality,
@@ -42,6 +44,7 @@ from abtest.sessionize import (
     quality_sql,
     sessions_sql,
 )
+from abtest.truth import potential_outcomes, true_effect
 from contracts.columns import EVENTS_TABLE, Columns, quote
 
 if TYPE_CHECKING:
@@ -214,6 +217,8 @@ class Experiment:
         filters: Filters | None = None,
         timeseries: bool = False,
         grouped: tuple[Query, str] | None = None,
+        truth: str | Path | None = None,
+        adjust: Sequence[str] = (),
     ) -> Report:
         """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
 
@@ -225,6 +230,8 @@ class Experiment:
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
             grouped: The sessions already grouped for these filters, and their strategy (see `arm_data`).
+            truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
+            adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
         data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters, grouped=grouped)
         chosen = check_arms(data, control, treatments)
@@ -244,6 +251,16 @@ class Experiment:
                 f"{data.mixed_users} user(s) appear in more than one treatment; each counts in its smallest index"
             )
         series = session_timeseries(log, sessions, data.first, data.last) if timeseries else None
+        effects = None
+        if truth is not None:
+            if (filters or Filters()).describe():
+                raise AbtestError("the truth covers the whole experiment: drop the filters to compare with it")
+            outcomes = potential_outcomes(truth, data.info.name)
+            effects = {(name, t): true_effect(metric, outcomes, control, t) for name, t, _ in rows for metric in [self.metrics[name]]}
+        reduced = adjusted_rows(self, log, data.info.name, control, chosen, filters, adjust) if adjust else []
+        if effects is not None:
+            for row in reduced:
+                effects.setdefault((row.metric, row.treatment), true_effect(self.metrics[row.metric], outcomes, control, row.treatment))
         return Report(
             source=log.source,
             experiment=data.info.name,
@@ -255,7 +272,8 @@ class Experiment:
             estimand=self.estimand,
             correction=self.correction,
             rows=[
-                ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej))
+                ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej),
+                          higher_is_better=self.metrics[name].higher_is_better)
                 for (name, t, r), p, rej in zip(rows, adjusted, reject, strict=True)
             ],
             users=users,
@@ -265,7 +283,55 @@ class Experiment:
             quality=data.quality,
             warnings=warnings,
             timeseries=series,
+            truth=effects,
+            adjusted=reduced,
+            truth_source=str(truth or ""),
         )
+
+
+def adjusted_rows(
+    experiment: Experiment,
+    log: EventLog,
+    name: str,
+    control: int,
+    treatments: Sequence[int],
+    filters: Filters | None,
+    methods: Sequence[str],
+) -> list[AdjustedRow]:
+    """CUPED/CUPAC rows for every metric with a pre-period covariate (`abtest.cuped`), one per method and treatment."""
+    unknown = [m for m in methods if m not in cuped.METHODS]
+    if unknown:
+        raise AbtestError(f"variance reduction {', '.join(unknown)} is unknown; choose from {', '.join(cuped.METHODS)}")
+    columns = tuple(dict.fromkeys(c for metric in experiment.metrics.values() for c in cuped.metric_columns(metric) if c))
+    columns = tuple(dict.fromkeys((*columns, *cuped.PRE_VALUES)))
+    _, values = user_values(log, columns, experiment=name, filters=filters)
+    sql, params = cuped.pre_period_sql(name)
+    pre = cuped.align_pre(values[UserColumns.USER], log.con.execute(sql, params).fetchnumpy())
+    if not np.isfinite(pre[UserColumns.SESSIONS]).any():
+        raise AbtestError(
+            f"experiment {name!r} has no pre-period in log {log.source!r}: no user has a completed session before its first event "
+            "(simulate days before it, e.g. `python -m sim.run ... experiment --pre-days 7`)"
+        )
+    rows = []
+    for treatment in treatments:
+        for metric_name, metric in experiment.metrics.items():
+            numer, denom = cuped.metric_columns(metric)
+            for method in methods:
+                covariate = cuped.covariate_for(metric, pre) if method == "cuped" else cuped.cupac_covariate(metric, values, pre)
+                if covariate is None:
+                    continue
+                fit = cuped.cuped(values[numer], None if denom is None else values[denom], covariate, values[UserColumns.ARM],
+                                  control=control, treatment=treatment)
+                cmp = stats.compare(fit.control, fit.treatment, alpha=experiment.alpha, relative=experiment.relative)
+                result = MetricResult(
+                    control_mean=float(fit.control.value), treatment_mean=float(fit.treatment.value), effect=float(cmp.effect),
+                    lower=float(cmp.lower), upper=float(cmp.upper), p_value=float(cmp.p_value), significant=bool(cmp.significant),
+                    diff=float(cmp.diff), diff_lower=float(cmp.diff_lower), diff_upper=float(cmp.diff_upper),
+                    statistic=float(cmp.statistic), df=float(cmp.df), control_users=int(fit.control.df) + 1,
+                    treatment_users=int(fit.treatment.df) + 1, method=f"{method}+{experiment.relative}",
+                )
+                rows.append(AdjustedRow(metric_name, treatment, method, result, fit.variance_reduction))
+    return rows
 
 
 def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:

@@ -10,10 +10,28 @@ from __future__ import annotations
 import html
 import io
 import math
-from typing import TYPE_CHECKING
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from abtest.report import Report
+
+class Report(Protocol):
+    """What the page reads of a report (`abtest.report.Report` has it); named here so that this
+    module imports nothing of the report's and the report can import it without a circle."""
+
+    experiment: str
+    control: int
+    treatments: tuple[int, ...]
+    alpha: float
+    rows: list[Any]
+    warnings: list[str]
+    timeseries: Any
+    source: str
+    strategy: str
+
+    def arm_label(self, arm: int) -> str: ...
+
+    def header(self) -> list[str]: ...
+
+    def _cells(self) -> tuple[list[str], list[list[str]]]: ...
 
 MIN_SESSIONS_PER_POINT = 20  # bins with fewer sessions in an arm are too noisy to plot their means
 
@@ -22,7 +40,8 @@ body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
 table { border-collapse: collapse; margin: 1em 0; }
 th, td { padding: 0.3em 0.7em; border-bottom: 1px solid #ddd; text-align: right; }
 th:first-child, td:first-child { text-align: left; }
-tr.sig td { background: #eef7ee; }
+tr.improvement td { background: #eef7ee; }
+tr.regression td { background: #fbe9e9; color: #b00020; }
 .warning { background: #b00020; color: white; padding: 1em; font-weight: bold; margin: 1em 0; }
 .meta { color: #555; }
 """
@@ -46,7 +65,7 @@ def effects_figure(report: Report):  # noqa: ANN201
         rows = [row for row in report.rows if row.treatment == treatment]
         for y, row in enumerate(rows):
             r = row.result
-            color = "#2e7d32" if r.significant and r.effect > 0 else "#c62828" if r.significant else "#555555"
+            color = {"improvement": "#2e7d32", "regression": "#c62828"}.get(row.verdict, "#555555")
             lo = r.lower if math.isfinite(r.lower) else math.nan
             hi = r.upper if math.isfinite(r.upper) else math.nan
             ax.plot([100 * lo, 100 * hi], [y, y], color=color, linewidth=2)
@@ -106,7 +125,7 @@ def render_html(report: Report) -> str:
     parts += [f'<p class="meta">{esc(line)}</p>' for line in report.header()]
     parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>")
     for row, cells in zip(report.rows, body, strict=True):
-        css = ' class="sig"' if row.result.significant else ""
+        css = f' class="{row.verdict}"' if row.verdict else ""
         parts.append(f"<tr{css}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     parts.append("</tbody></table>")
     parts.append("<h2>Effects</h2>")

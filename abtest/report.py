@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from abtest.errors import AbtestError
+from abtest.html import render_html
 from abtest.metrics import MetricResult
 from abtest.sessionize import Quality
 from abtest.stats import SrmResult
@@ -31,6 +32,29 @@ class ReportRow:
     result: MetricResult
     p_value_adj: float
     significant_adj: bool
+    higher_is_better: bool = True
+
+    @property
+    def verdict(self) -> str:
+        """'improvement' or 'regression' for a significant move (after correction) by the metric's
+        direction (latency up is a regression), '' otherwise."""
+        if not self.significant_adj or not math.isfinite(self.result.effect) or self.result.effect == 0:
+            return ""
+        return "improvement" if (self.result.effect > 0) == self.higher_is_better else "regression"
+
+
+@dataclass(frozen=True)
+class AdjustedRow:
+    """One metric for one treatment after a variance reduction (CUPED or CUPAC), beside its unadjusted row.
+
+    Not part of the multiple-testing correction: it re-estimates a row's effect, it is not another test.
+    """
+
+    metric: str
+    treatment: int
+    method: str
+    result: MetricResult
+    variance_reduction: float
 
 
 def _pct(x: float) -> float:
@@ -65,6 +89,10 @@ class Report:
         warnings: Loud warnings (sample ratio mismatch, misassigned users).
         quality: Rows read and rows dropped for a NULL key or a value outside its domain (None: not counted).
         timeseries: Per-arm session metrics over time (pandas DataFrame) or None.
+        truth: (metric, treatment) -> true relative effect from the potential outcomes (None where
+            the truth cannot know it), or None without a truth file (`abtest.truth`).
+        truth_source: The truth file read.
+        adjusted: Variance-reduced re-estimates of the rows (`abtest.cuped`), shown beside them.
     """
 
     source: str
@@ -84,6 +112,13 @@ class Report:
     warnings: list[str] = field(default_factory=list)
     timeseries: Any = None
     quality: Quality | None = None
+    truth: dict[tuple[str, int], float | None] | None = None
+    truth_source: str = ""
+    adjusted: list[AdjustedRow] = field(default_factory=list)
+
+    def true_effect(self, row: ReportRow | AdjustedRow) -> float | None:
+        """The row's true effect (a fraction), or None when unknown."""
+        return None if self.truth is None else self.truth.get((row.metric, row.treatment))
 
     def arm_label(self, arm: int) -> str:
         """'C' for index 0, 'T{i}' otherwise, with the recommender name when known."""
@@ -94,7 +129,10 @@ class Report:
     def to_dicts(self) -> list[dict[str, Any]]:
         """One dict per metric and treatment; effect, lower and upper in % of the control mean."""
         out = []
-        for row in self.rows:
+        plain = [(row, row.p_value_adj, row.significant_adj, None) for row in self.rows]
+        verdicts = {(row.metric, row.treatment): (row.higher_is_better, row.verdict) for row in self.rows}
+        extra = [(row, row.result.p_value, row.result.significant, row.variance_reduction) for row in self.adjusted]
+        for row, p_adj, significant_adj, reduction in plain + extra:
             r = row.result
             out.append(
                 {
@@ -108,8 +146,8 @@ class Report:
                     "upper": _pct(r.upper),
                     "p_value": r.p_value,
                     "significant": r.significant,
-                    "p_value_adj": row.p_value_adj,
-                    "significant_adj": row.significant_adj,
+                    "p_value_adj": p_adj,
+                    "significant_adj": significant_adj,
                     "control_users": r.control_users,
                     "treatment_users": r.treatment_users,
                     "diff": r.diff,
@@ -119,8 +157,16 @@ class Report:
                     "correction": self.correction,
                     "srm_p_value": self.srm.p_value,
                     **self._quality_fields(),
+                    "higher_is_better": verdicts[(row.metric, row.treatment)][0],
+                    "verdict": verdicts[(row.metric, row.treatment)][1] if reduction is None else "",
                 }
             )
+            if self.adjusted:
+                out[-1]["variance_reduction"] = None if reduction is None else _pct(reduction)
+            if self.truth is not None:
+                truth = self.true_effect(row)
+                out[-1]["truth"] = None if truth is None else _pct(truth)
+                out[-1]["covers_truth"] = None if truth is None else bool(r.lower <= truth <= r.upper)
         return out
 
     def _quality_fields(self) -> dict[str, Any]:
@@ -155,13 +201,15 @@ class Report:
             lines.append(self.quality.describe())
         if not self.srm.mismatch:
             lines.append(f"sample ratio check: ok (chi-square p = {self.srm.p_value:.3g})")
+        if self.truth is not None:
+            lines.append(f"truth: the effect with every listener in each arm, from the potential outcomes in {self.truth_source}")
         return lines
 
     def _cells(self) -> tuple[list[str], list[list[str]]]:
         several = len(self.treatments) > 1
         head = ["metric", *(["treatment"] if several else []), "effect", "upper", "lower", "control_mean",
                 "treatment_mean", "significant", "p_value", f"p_{self.correction}", f"significant_{self.correction}",
-                "control_users", "treatment_users"]
+                "control_users", "treatment_users", "verdict", *(["truth", "covers_truth"] if self.truth is not None else [])]
         body = []
         for row in self.rows:
             r = row.result
@@ -180,8 +228,28 @@ class Report:
                     str(row.significant_adj),
                     str(r.control_users),
                     str(r.treatment_users),
+                    row.verdict.upper() if row.verdict == "regression" else row.verdict,
                 ]
             )
+            if self.truth is not None:
+                truth = self.true_effect(row)
+                body[-1] += ["n/a", "n/a"] if truth is None else [_fmt_pct(truth), str(r.lower <= truth <= r.upper)]
+        return head, body
+
+    def _adjusted_cells(self) -> tuple[list[str], list[list[str]]]:
+        several = len(self.treatments) > 1
+        truth = self.truth is not None
+        head = ["metric", *(["treatment"] if several else []), "method", "effect", "upper", "lower", "p_value",
+                "variance_reduction", *(["truth", "covers_truth"] if truth else [])]
+        body = []
+        for row in self.adjusted:
+            r = row.result
+            cells = [row.metric, *([self.arm_label(row.treatment)] if several else []), row.method, _fmt_pct(r.effect),
+                     _fmt_pct(r.upper), _fmt_pct(r.lower), _fmt_p(r.p_value), f"{100 * row.variance_reduction:.1f}%"]
+            if truth:
+                value = self.true_effect(row)
+                cells += ["n/a", "n/a"] if value is None else [_fmt_pct(value), str(r.lower <= value <= r.upper)]
+            body.append(cells)
         return head, body
 
     def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
@@ -197,8 +265,6 @@ class Report:
             writer.writerows(dicts)
             return buffer.getvalue()
         if format == "html":
-            from abtest.html import render_html
-
             return render_html(self)
         if format not in FORMATS:
             raise AbtestError(f"format == {format!r}, must be one of {', '.join(FORMATS)}")
@@ -209,11 +275,24 @@ class Report:
             lines.append("| " + " | ".join(head) + " |")
             lines.append("|" + "|".join(":---:" for _ in head) + "|")
             lines += ["| " + " | ".join(cells) + " |" for cells in body]
+            if self.adjusted:
+                head, body = self._adjusted_cells()
+                lines += ["", "Variance reduction with pre-period covariates (the rows above stay the unadjusted estimates):", ""]
+                lines.append("| " + " | ".join(head) + " |")
+                lines.append("|" + "|".join(":---:" for _ in head) + "|")
+                lines += ["| " + " | ".join(cells) + " |" for cells in body]
             return "\n".join(lines) + "\n"
         widths = [max(len(h), *(len(cells[i]) for cells in body)) for i, h in enumerate(head)]
         fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
         lines = [*banner, *self.header(), "", fmt.format(*head), fmt.format(*("-" * w for w in widths))]
         lines += [fmt.format(*cells) for cells in body]
+        if self.adjusted:
+            head, body = self._adjusted_cells()
+            widths = [max(len(h), *(len(cells[i]) for cells in body)) for i, h in enumerate(head)]
+            fmt = "  ".join(f"{{:<{w}}}" if i == 0 else f"{{:>{w}}}" for i, w in enumerate(widths))
+            lines += ["", "variance reduction with pre-period covariates (rows above: unadjusted):", fmt.format(*head),
+                      fmt.format(*("-" * w for w in widths))]
+            lines += [fmt.format(*cells) for cells in body]
         lines += banner
         return "\n".join(lines) + "\n"
 

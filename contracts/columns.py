@@ -96,6 +96,38 @@ WORLDS_DUCKDB_TYPES = {
 }
 
 
+class TruthColumns:
+    """Names of the columns of a truth file: every session of an experiment's listeners replayed
+    under every arm (`python -m sim.run ... truth`), written beside the log (`contracts.truth`).
+
+    A session counts as the log counts it, so a metric computed from these rows and from the
+    log's events agrees for the arm a listener was assigned to.
+    """
+
+    EXPERIMENT = "experiment"  # VARCHAR: experiment name
+    ARM = "arm"  # INTEGER: the treatment every listener was served in this replay
+    USER = "user"  # BIGINT
+    SESSION = "session"  # BIGINT: the simulator's session id
+    START = "start"  # TIMESTAMP: the session's first event (simulated time)
+    TRACKS = "tracks"  # BIGINT: events of the session ('next' and 'last'), as `abtest` counts tracks
+    TIME = "time"  # DOUBLE: sum of the `time` of those events, as `abtest` sums time
+
+    ALL = (EXPERIMENT, ARM, USER, SESSION, START, TRACKS, TIME)
+
+
+TRUTH_TABLE = "truth"
+
+TRUTH_DUCKDB_TYPES = {
+    TruthColumns.EXPERIMENT: "VARCHAR",
+    TruthColumns.ARM: "INTEGER",
+    TruthColumns.USER: "BIGINT",
+    TruthColumns.SESSION: "BIGINT",
+    TruthColumns.START: "TIMESTAMP",
+    TruthColumns.TRACKS: "BIGINT",
+    TruthColumns.TIME: "DOUBLE",
+}
+
+
 TABLE_TYPES: dict[str, dict[str, str]] = {
     EVENTS_TABLE: DUCKDB_TYPES,
     EXPERIMENTS_TABLE: EXPERIMENTS_DUCKDB_TYPES,

@@ -14,6 +14,7 @@ from abtest.cli.check import check
 from abtest.cli.power import power
 from abtest.cli.report import report
 from abtest.dashboard.server import serve
+from abtest.cli.validate import validate_command
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -27,6 +28,7 @@ def main(verbose: bool) -> None:
     abtest aa --runs 1000 --inject 5%                 false-positive rate, p-value uniformity, coverage
     abtest power --effect 2%                          minimum detectable effect, users needed
     abtest serve --log LOG                            the live dashboard in a browser (loopback)
+    abtest validate --runs 1000                       methods against the truth (python -m sim.run ... truth)
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -36,3 +38,4 @@ main.add_command(check)
 main.add_command(aa)
 main.add_command(power)
 main.add_command(serve)
+main.add_command(validate_command)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import math
 import sys
 
 import click
 
-from abtest import stats
-from abtest.calibration import run_aa
+from abtest.calibration import Calibration, run_aa
 from abtest.cli.options import PERCENT, LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
 from abtest.config import resolve
 from abtest.experiment import user_values
@@ -81,45 +78,9 @@ def aa(
                 seed=seed,
                 progress=bar.update,
             )
-    rows = [{"metric": name, **result._asdict()} for name, result in results.items()]
-    if fmt == "json":
-        clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
-        click.echo(json.dumps(clean, indent=2))
-    else:
-        level = f"{100 * (1 - alpha):g}%"
-        first = rows[0]
-        click.echo(
-            f"experiment {info.name!r}, users of {'all arms' if arm == 'all' else 'treatment ' + arm}: "
-            f"{first['users']} users, {first['runs']} re-splits, alpha {alpha:g}, {level} binomial intervals"
-        )
-        for r in rows:
-            line = (
-                f"{r['metric']:<24} FPR {100 * r['false_positive_rate']:5.2f}% "
-                f"[{100 * r['fpr_lower']:.2f}%, {100 * r['fpr_upper']:.2f}%]  KS p {r['ks_p_value']:.3f}"
-            )
-            if inject is not None:
-                line += (
-                    f"  coverage {100 * r['coverage']:.2f}% [{100 * r['coverage_lower']:.2f}%, "
-                    f"{100 * r['coverage_upper']:.2f}%]  power {100 * r['power']:.1f}%"
-                )
-            click.echo(line)
+    calibration = Calibration(info.name, "all arms" if arm == "all" else f"treatment {arm}", alpha, inject, results)
+    click.echo(calibration.to_string(fmt), nl=False)
     if strict:
-        problems = []
-        for r in rows:
-            lower, upper = stats.proportion_interval(r["false_positives"], r["runs"], STRICT_LEVEL)
-            if not lower <= alpha <= upper:
-                problems.append(
-                    f"{r['metric']}: false-positive rate {100 * r['false_positive_rate']:.2f}% is not {100 * alpha:g}% "
-                    f"({100 * (1 - STRICT_LEVEL):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
-                )
-            if r["ks_p_value"] < STRICT_LEVEL:
-                problems.append(f"{r['metric']}: p-values not uniform (KS p = {r['ks_p_value']:.2g})")
-            if inject is not None:
-                lower, upper = stats.proportion_interval(r["covered"], r["coverage_runs"], STRICT_LEVEL)
-                if not lower <= 1 - alpha <= upper:
-                    problems.append(
-                        f"{r['metric']}: coverage {100 * r['coverage']:.2f}% is not {100 * (1 - alpha):g}% "
-                        f"({100 * (1 - STRICT_LEVEL):g}% interval {100 * lower:.2f}%..{100 * upper:.2f}%)"
-                    )
+        problems = calibration.problems(STRICT_LEVEL)
         if problems:
             raise click.ClickException("A/A calibration failed: " + "; ".join(problems))

@@ -8,6 +8,8 @@ import click
 
 from abtest.cli.options import LogQuery, StatChoice, log_options, open_log, refuse_dropped, stat_options, strict_option, user_errors
 from abtest.report import FORMATS
+from abtest.sessionize import Filters
+from abtest.truth import find_truth
 
 
 @click.command()
@@ -29,6 +31,19 @@ from abtest.report import FORMATS
 )
 @strict_option
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format.")
+@click.option(
+    "--truth",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="Truth file (potential outcomes from `python -m sim.run ... truth`) to show each true effect beside its estimate  [default: LOG's, when it exists].",
+)
+@click.option(
+    "--adjust",
+    type=click.Choice(["cuped", "cupac"]),
+    multiple=True,
+    help="Also show each metric variance-reduced with the users' pre-period (repeatable): CUPED on the metric's own pre-period value, CUPAC on a regression's prediction.",
+)
+@click.option("--no-truth", is_flag=True, help="Ignore a truth file beside the log.")
 @click.option("-o", "--output", type=click.Path(dir_okay=False, writable=True), default=None, help="Write to this file instead of stdout.")
 def report(
     control: int,
@@ -37,6 +52,9 @@ def report(
     stat: StatChoice,
     correction: str | None,
     fmt: str,
+    truth: Path | None,
+    no_truth: bool,
+    adjust: tuple[str, ...],
     output: str | None,
     strict: bool,
 ) -> None:
@@ -48,6 +66,10 @@ def report(
     Rows with a NULL key or a value outside its domain are dropped and counted on the report's
     data-quality line (JSON and CSV: `dropped_rows`, `data_quality`); --strict fails on any.
     """
+    if truth is not None and not truth.is_file():
+        raise click.BadParameter(f"{truth} does not exist; write it with `python -m sim.run ... truth`", param_hint="--truth")
+    if truth is None and not no_truth and not (query.filters or Filters()).describe():
+        truth = find_truth(query.path)  # the truth covers the whole experiment, so not beside filters
     with open_log(query.path) as log, user_errors(log):
         result = stat.experiment(correction).analyze(
             log,
@@ -56,6 +78,8 @@ def report(
             treatments=treatments or None,
             filters=query.filters,
             timeseries=fmt == "html",
+            truth=None if no_truth else truth,
+            adjust=adjust,
         )
         refuse_dropped(result, strict)
         text = result.to_string(fmt)

@@ -18,13 +18,10 @@ from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries
 from abtest.log import EventLog
-from abtest.metrics import AggrCols, MetricBaseAggregated, aggregates_sql, parse_aggregates, users_sql
+from abtest.metrics import AggrCols, aggregates_sql, parse_aggregates, users_sql
 from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
 from contracts.columns import Columns, quote
 
-# Metric name -> whether a rise is an improvement, for metric objects that do not say so
-# themselves (`higher_is_better`). The one place to change when metrics carry their direction.
-FALLBACK_HIGHER_IS_BETTER = {"mean_request_latency": False}
 # Metric name -> family; each family gets its own forest plot, so a latency effect of hundreds
 # of percent does not set the scale of listening effects of a few percent.
 FAMILIES = {"mean_request_latency": "latency"}
@@ -32,24 +29,18 @@ DEFAULT_FAMILY = "listening"
 SESSIONS_VIEW = "dashboard_sessions"  # temporary table of the experiment's sessions, one per page
 
 
-def higher_is_better(name: str, metric: MetricBaseAggregated | None = None) -> bool:
-    """Whether a rise of metric `name` is an improvement: the metric object's own word, else the fallback table."""
-    direction = getattr(metric, "higher_is_better", None)
-    if isinstance(direction, bool):
-        return direction
-    return FALLBACK_HIGHER_IS_BETTER.get(name, True)
-
-
 def family(name: str) -> str:
     """The forest-plot family of metric `name` ('listening' or 'latency')."""
     return FAMILIES.get(name, DEFAULT_FAMILY)
 
 
-def verdict(effect: float | None, significant: bool, higher: bool) -> str:
-    """'better', 'worse' or 'neutral': a significant move in the metric's good direction is better."""
-    if not significant or effect is None or effect == 0:
-        return "neutral"
-    return "better" if (effect > 0) == higher else "worse"
+TONES = {"improvement": "better", "regression": "worse"}
+
+
+def tone(verdict: str) -> str:
+    """The page's colour of a report row: 'better', 'worse' or 'neutral', from the report's own
+    verdict (a significant move in, or against, the metric's direction)."""
+    return TONES.get(verdict, "neutral")
 
 
 def _number(x: Any) -> Any:
@@ -177,7 +168,7 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     cumulative effect day by day, sessions over time per arm and request latency per recommender.
 
     The metrics are `Experiment.analyze`'s rows as `Report.to_dicts` gives them (the JSON of
-    `abtest report`), each with its direction, family, verdict and treatment label added. An
+    `abtest report`), each with its direction, family, colour (from the report's verdict) and treatment label added. An
     experiment with one treatment (nothing to compare) still gets its sessions and latency.
     """
     options = options or ViewOptions()
@@ -223,14 +214,12 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
 def _report_part(report: Any, analysis: Experiment) -> dict[str, Any]:
     rows = []
     for row in report.to_dicts():
-        metric = analysis.metrics.get(row["metric"])
-        higher = higher_is_better(row["metric"], metric)
         row = {k: _number(v) for k, v in row.items()}
         row.update(
             treatment_label=report.arm_label(row["treatment"]),
-            direction="higher" if higher else "lower",
+            direction="higher" if row["higher_is_better"] else "lower",
             family=family(row["metric"]),
-            verdict=verdict(row["effect"], bool(row["significant"]), higher),
+            tone=tone(row["verdict"]),
         )
         rows.append(row)
     families: dict[str, list[dict[str, Any]]] = {}

@@ -3,6 +3,8 @@
     python -m sim.run --episodes 2000                                   # one day, one process
     python -m sim.run --episodes 2000 --config config/env.yml multi --processes 4
     python -m sim.run --episodes 500 --recommender local:sticky_artist --log data/local.duckdb
+    python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb experiment --experiments config/experiments.yml
+    python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb truth --experiments config/experiments.yml
 """
 
 from __future__ import annotations
@@ -250,6 +252,106 @@ def _run_inline(config: EnvConfig, options: RunOptions, spec: ClientSpec, intera
         bar.close()
 
 
+def _experiment_options(command: click.Command) -> click.Command:
+    """The options shared by `experiment` and `truth` (they must match between the two)."""
+    for option in reversed([
+        click.option("--experiments", "experiments_file", type=click.Path(dir_okay=False, path_type=Path), required=True,
+                     help="Experiments file; its serving experiment is served (or replayed)."),
+        click.option("--pre-days", type=click.IntRange(min=0), default=0, show_default=True,
+                     help="Days before the experiment starts, served by its control's recommender to everyone."),
+        click.option("--service-seed", type=int, default=0, show_default=True, help="The service's seed (config/botify.yml `seed`)."),
+        click.option("--processes", type=click.IntRange(min=1, max=64), default=1, show_default=True, help="Parallel shards (processes)."),
+    ]):
+        command = option(command)
+    return command
+
+
+def _experiment_spec(options: RunOptions, experiments_file: Path, pre_days: int, service_seed: int) -> tuple[EnvConfig, object]:
+    """The run's config and `ExperimentSpec`, checked; a bad option or file is a ClickException."""
+    from sim.run.replay import ExperimentSpec
+
+    if options.log_path is None:
+        raise click.UsageError("--log is required: the experiment's event log (its truth is written beside it)")
+    days = options.days or 1
+    if pre_days >= days:
+        raise click.BadParameter(f"--pre-days == {pre_days}, must be < --days ({days}) so that the experiment runs", param_hint="--pre-days")
+    try:
+        config = load_run_config(options)
+        from botify.experiments import load_experiments
+
+        load_experiments(experiments_file)
+    except ConfigError as error:
+        raise click.ClickException(str(error)) from None
+    _ensure_world(config)
+    return config, ExperimentSpec(experiments_file, None, options.start_day + pre_days, service_seed)
+
+
+@main.command()
+@_experiment_options
+@click.option("--truth/--no-truth", default=True, show_default=True, help="Also replay every listener under every arm (the truth file).")
+@click.pass_obj
+def experiment(options: RunOptions, experiments_file: Path, pre_days: int, service_seed: int, processes: int, truth: bool) -> None:
+    """Serve an experiments file with botify's service in process and write the events to --log.
+
+    The same sessions as `botify serve --experiments FILE` with the same seeds would log. With
+    --pre-days, the first days are served by the control's recommender to everyone (experiment
+    `pre` in the log). With --truth (default), the truth file is written beside the log too.
+    """
+    from sim.run.replay import describe_experiments, simulate
+
+    config, spec = _experiment_spec(options, experiments_file, pre_days, service_seed)
+    from botify.experiments import describe, load_experiments
+
+    declared = describe(load_experiments(experiments_file))
+    if pre_days:
+        declared.append({"experiment": "pre", "treatment": 0, "recommender": declared[0]["recommender"], "serving": False})
+    _start_local_log(options.log_path, config.world, "", declared)  # type: ignore[arg-type]
+    days = range(options.start_day, options.start_day + (options.days or 1))
+    client = ClientSpec("experiment", log=options.log_path, experiment=spec)  # type: ignore[arg-type]
+    started = time.perf_counter()
+    executor = ProcessExecutor(processes) if processes > 1 else None
+    try:
+        records = simulate(config, options.seed, days, options.episodes, client, shards=processes, executor=executor)
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from None
+    wall = time.perf_counter() - started
+    _report([ShardResult(records, 0, 0)], describe_experiments(experiments_file), wall)
+    click.echo(f"events written to {options.log_path}")
+    if truth:
+        _write_truth(options, config, spec, processes, wall)
+
+
+@main.command()
+@_experiment_options
+@click.pass_obj
+def truth(options: RunOptions, experiments_file: Path, pre_days: int, service_seed: int, processes: int) -> None:
+    """Replay an experiment run's listeners under every arm; write the truth beside --log.
+
+    Give the options of the run that wrote the log (episodes, days, start day, seed, config,
+    experiments file, pre-days, service seed): `abtest report --truth` then shows each metric's
+    true effect beside its estimate.
+    """
+    config, spec = _experiment_spec(options, experiments_file, pre_days, service_seed)
+    _write_truth(options, config, spec, processes, None)
+
+
+def _write_truth(options: RunOptions, config: EnvConfig, spec: object, processes: int, simulated_s: float | None) -> None:
+    from contracts.truth import truth_path, write_truth
+    from sim.run.replay import replay
+
+    days = range(options.start_day, options.start_day + (options.days or 1))
+    started = time.perf_counter()
+    executor = ProcessExecutor(processes) if processes > 1 else None
+    try:
+        columns = replay(config, options.seed, days, options.episodes, spec, shards=processes, executor=executor)  # type: ignore[arg-type]
+    except ServiceError as error:
+        raise click.ClickException(str(error)) from None
+    wall = time.perf_counter() - started
+    path = write_truth(truth_path(options.log_path), columns)  # type: ignore[arg-type]
+    ratio = f" ({wall / simulated_s:.2f}x the experiment run)" if simulated_s else ""
+    click.echo(f"truth: {len(columns['session'])} sessions replayed under every arm in {wall:.2f} s{ratio}; written to {path}")
+
+
 def _report(results: list[ShardResult], description: dict | None, wall: float) -> None:
     records = [r for result in results for r in result.records]
     records.sort(key=lambda r: r.session)
@@ -265,14 +367,16 @@ def _report(results: list[ShardResult], description: dict | None, wall: float) -
     )
 
 
-def _start_local_log(log_path: Path, world: Path, recommender: str) -> None:
+def _start_local_log(log_path: Path, world: Path, recommender: str, declared: list[dict[str, object]] | None = None) -> None:
     """Create or check a local run's event log and record the run's start in it, as a service does
-    at its start; the shards' services then write the events. A bad --log costs no run."""
+    at its start; the shards' services then write the events. A bad --log costs no run.
+    `declared` overrides the one experiment `local` serving `recommender`."""
     from contracts.catalog import Catalog
     from contracts.eventlog import LogError, init_log
     from contracts.eventlog.writer import record_start, world_row
 
-    declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]
+    if declared is None:
+        declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": recommender, "serving": True}]
     try:
         record_start(init_log(log_path), declared, time.time_ns() // 1000, world_row(Catalog(world)))
     except LogError as error:

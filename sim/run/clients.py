@@ -25,13 +25,16 @@ from contracts.columns import MESSAGE_NEXT as NEXT
 from sim.config import ServiceOptions
 
 if TYPE_CHECKING:
+    from botify.experiments import Experiments
     from botify.service import Service
     from contracts.catalog import Catalog
     from contracts.eventlog import EventWriter
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ServiceError", "ServiceUnavailable"]
+__all__ = [
+    "LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ServiceError", "ServiceUnavailable", "SwitchClient",
+]
 
 LOCAL_EXPERIMENT = "local"  # the one experiment of an in-process run's log
 
@@ -188,6 +191,8 @@ class LocalClient:
     history, the service's request seeds and day), with one experiment, "local", of one
     treatment. So `local:<name>` and a service serving `<name>` give the same sessions for the
     same seed. With `log`, every event is written to that event log by the service's own writer.
+    With `experiments` (built by `botify.experiments.build_experiments` from an experiments
+    file), it serves those experiments as `botify serve` would, instead of `name` alone.
     """
 
     def __init__(
@@ -200,6 +205,7 @@ class LocalClient:
         log: Path | None = None,
         day_zero: dt.date,
         service_seed: int = 0,
+        experiments: Experiments | None = None,
     ) -> None:
         from botify.experiments import single_treatment
         from botify.history import MemoryHistory
@@ -208,7 +214,8 @@ class LocalClient:
         from recommenders.registry import make
 
         self.name = name
-        experiments = single_treatment(LOCAL_EXPERIMENT, name, make(name, catalog, params, artifact))
+        if experiments is None:
+            experiments = single_treatment(LOCAL_EXPERIMENT, name, make(name, catalog, params, artifact))
         self._writer: EventWriter | None = None
         if log is not None:
             self._writer = EventWriter(LogLayout.of(log), experiments.names, flush_window=3600.0)
@@ -233,3 +240,46 @@ class LocalClient:
                 self._writer.flush()
             finally:
                 self._writer.close()
+
+
+class SwitchClient:
+    """`before` answers the sessions that start before `switch_ms` (epoch ms), `after` the others.
+
+    How an experiment starts on a given day of an in-process run: the pre-period's service
+    answers until then, the experiment's from then on. A session belongs to the service it
+    started with, so no session's history is split between two services.
+    """
+
+    def __init__(self, before: Client, after: Client, switch_ms: int) -> None:
+        self.before, self.after, self.switch_ms = before, after, switch_ms
+        self._open_before: set[tuple[int, int | None]] = set()
+
+    def describe(self) -> dict[str, object] | None:
+        return self.after.describe()
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        early: list[int] = []
+        for i, item in enumerate(items):
+            key = (item.user, item.session)
+            if key in self._open_before or (item.ts is not None and item.ts < self.switch_ms):
+                early.append(i)
+                if item.message == LAST:
+                    self._open_before.discard(key)
+                else:
+                    self._open_before.add(key)
+        if not early:
+            return self.after.serve(items)
+        chosen = set(early)
+        late = [i for i in range(len(items)) if i not in chosen]
+        answers: list[int | None] = [None] * len(items)
+        for indices, client in ((early, self.before), (late, self.after)):
+            if indices:
+                for i, answer in zip(indices, client.serve([items[i] for i in indices]), strict=True):
+                    answers[i] = answer
+        return answers
+
+    def close(self) -> None:
+        try:
+            self.before.close()
+        finally:
+            self.after.close()

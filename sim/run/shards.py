@@ -13,12 +13,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sim.config import EnvConfig
 from sim.run.clients import Client, DummyClient, LocalClient, RemoteClient
 from sim.run.timeline import SessionRecord, Timeline
 from sim.world import World
+
+if TYPE_CHECKING:
+    from sim.run.replay import ExperimentSpec
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -26,14 +29,16 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """How to build a client inside a shard: 'remote', 'dummy' or 'local' (with a registry name,
-    and the event log its service writes to, if any)."""
+    """How to build a client inside a shard: 'remote', 'dummy', 'local' (with a registry name,
+    and the event log its service writes to, if any) or 'experiment' (botify's service in
+    process serving an experiments file; see `sim.run.replay.ExperimentSpec`)."""
 
     kind: str
     name: str = ""
     artifact: str | None = None
     params: dict[str, object] = field(default_factory=dict)
     log: Path | None = None
+    experiment: ExperimentSpec | None = None
 
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
@@ -46,7 +51,11 @@ class ClientSpec:
                 self.name, world.catalog, params=self.params, artifact=self.artifact, log=self.log,
                 day_zero=config.time.start - dt.timedelta(days=1),  # simulated day 1 begins at `start`
             )
-        raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy' or 'local'")
+        if self.kind == "experiment" and self.experiment is not None:
+            from sim.run.replay import experiment_client
+
+            return experiment_client(self.experiment, config, world, self.log)
+        raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy', 'local' or 'experiment' (with its spec)")
 
 
 @dataclass(frozen=True)

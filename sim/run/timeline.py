@@ -15,6 +15,10 @@ sees requests of *different* sessions within one window, never a session's own o
 Common random numbers. A session's id keys every draw of its listener (see `sim.streams`),
 and ids are planned from the seed alone, so two runs with the same seed against different
 recommenders simulate the same arrivals, listeners, interests, first tracks and budget coins.
+A returning session's id is a pure function of (seed, listener, the session it follows), so a
+listener's whole trajectory depends on what that listener was served and on nothing else: the
+replay of one listener under another recommender (`sim.run.replay`) leaves every other
+listener's sessions as they were.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ SESSION_ID_DAY = 1 << 32  # session id = day * SESSION_ID_DAY + index within the
 RETURN_INDEX = 1 << 31  # indices from here on are returning listeners' sessions
 ARRIVAL = 101  # stream purposes of the runner (the listener model's are in sim.streams)
 RETURN = 102
+RETURN_ID = 103  # the within-day index of a returning session
 _RHYTHM_GRID = 1_441  # points of the tabulated arrival-time distribution (one per minute)
 
 
@@ -79,6 +84,19 @@ def plan_day(key: int, day: int, episodes: int, n_users: int, config: EnvConfig,
     within = np.interp(streams.uniform(key, sessions, ARRIVAL), cdf, seconds)
     order = np.argsort(within, kind="stable")
     return sessions[order], pick_users(key, sessions[order], n_users), (day - 1) * DAY_S + within[order]
+
+
+def return_session(key: int, user: int, previous: int, comeback: float) -> int:
+    """The id of `user`'s session that returns at `comeback` (s) after session `previous`.
+
+    Day of the comeback, then an index drawn from (key, user, previous) in the upper half of
+    the day's indices: a pure function of the listener's own past, so a listener's returns
+    never depend on other listeners (nor on shards). Two returns of one day share an index with
+    probability 2**-31 per pair; the listener model keys its draws by (user, session), so even
+    then only one listener's two sessions would share their draws.
+    """
+    index = int(streams.uniform_scalar(key, user, previous, RETURN_ID) * RETURN_INDEX)
+    return (int(comeback // DAY_S) + 1) * SESSION_ID_DAY + RETURN_INDEX + index
 
 
 class Batcher:
@@ -141,7 +159,6 @@ class Timeline:
         self._free = list(range(self.model.n_slots - 1, -1, -1))
         self._active = 0
         self._carried: list[tuple[float, int, int]] = []  # returns due on later days: (time, user, session)
-        self._returns = 0
         self._epoch_ms = int(datetime.combine(config.time.start, time(), tzinfo=timezone.utc).timestamp() * 1000)
         self._duration = world.catalog.duration.astype(np.float64)
         self._day_end = 0.0
@@ -207,8 +224,7 @@ class Timeline:
         rate = options.base_rate_per_day * math.exp(options.sensitivity * (record.time - options.reference)) / DAY_S
         u = streams.uniform_scalar(self.key, record.user, record.session, RETURN)
         comeback = clock - math.log1p(-u) / rate
-        session = (int(comeback // DAY_S) + 1) * SESSION_ID_DAY + RETURN_INDEX + self._returns * self.n_shards + self.shard
-        self._returns += 1
+        session = return_session(self.key, record.user, record.session, comeback)
         if comeback < self._day_end:
             self._launch(session, record.user, comeback, returning=True)
         else:

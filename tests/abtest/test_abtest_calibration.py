@@ -86,3 +86,15 @@ def test_bad_arguments(users: tuple) -> None:
         run_aa(ids[:3], values, {"t": Mean(U.TIME)})
     with pytest.raises(AbtestError, match="needs per-user column 'tracks'"):
         run_aa(ids, values, {"t": Mean(U.TRACKS)})
+
+
+def test_calibration_renders_itself_and_names_its_problems() -> None:
+    from abtest.calibration import AAResult, Calibration
+
+    nan = float("nan")
+    inflated = AAResult(1000, 500, 0.12, 0.10, 0.14, 0.1, 1e-9, nan, nan, nan, nan, nan, 120, 0, 0)
+    calibration = Calibration("exp", "treatment 0", 0.05, None, {"time": inflated})
+    assert calibration.to_dicts()[0]["metric"] == "time" and calibration.to_dicts()[0]["inject"] is None
+    assert "FPR 12.00%" in calibration.to_string() and '"false_positives": 120' in calibration.to_string("json")
+    problems = calibration.problems(0.001)
+    assert len(problems) == 2 and "false-positive rate 12.00%" in problems[0] and "not uniform" in problems[1]

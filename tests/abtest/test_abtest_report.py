@@ -91,3 +91,15 @@ def test_config_rejects_bad_values() -> None:
         pass
     with pytest.raises(AbtestError, match="relative == 'bootstrap', must be one of fieller, delta"):
         Experiment(relative="bootstrap")
+
+
+@pytest.mark.parametrize(
+    ("effect", "higher_is_better", "significant", "verdict"),
+    [(0.5, True, True, "improvement"), (-0.5, True, True, "regression"), (7.0, False, True, "regression"),
+     (-0.2, False, True, "improvement"), (7.0, False, False, "")],
+)
+def test_a_significant_move_the_wrong_way_is_a_regression(effect: float, higher_is_better: bool, significant: bool, verdict: str) -> None:
+    result = MetricResult(1.0, 1.0 + effect, effect, effect - 0.1, effect + 0.1, 0.001, significant, effect, effect - 0.1,
+                          effect + 0.1, 5.0, 100.0, 50, 50, "fieller")
+    row = ReportRow("mean_request_latency", 1, result, 0.001 if significant else 0.5, significant, higher_is_better)
+    assert row.verdict == verdict

@@ -49,8 +49,8 @@ function forest(page) {
           arrayminus: rows.map((r) => r.lower === null ? null : r.effect - r.lower),
           color: "#555",
         },
-        marker: { size: 11, color: rows.map((r) => COLORS[r.verdict]) },
-        customdata: rows.map((r) => [r.lower, r.upper, r.p_value, r.verdict]),
+        marker: { size: 11, color: rows.map((r) => COLORS[r.tone]) },
+        customdata: rows.map((r) => [r.lower, r.upper, r.p_value, r.tone]),
         hovertemplate: "%{y}: %{x:+.2f}% [%{customdata[0]:+.2f}, %{customdata[1]:+.2f}], p = %{customdata[2]:.3g}, %{customdata[3]}<extra>%{fullData.name}</extra>",
       };
     });

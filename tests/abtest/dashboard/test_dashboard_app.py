@@ -15,7 +15,7 @@ from abtest.cli import main
 from abtest.dashboard import data
 from abtest.dashboard.app import create_app
 from abtest.errors import AbtestError
-from abtest.metrics import METRIC_NAMES, default_metrics
+from abtest.metrics import METRIC_NAMES
 
 
 def cli_json(log: Path, *args: str) -> list[dict]:
@@ -59,23 +59,17 @@ def test_the_experiment_json_has_the_reports_numbers_for_the_same_filters(client
 def test_verdicts_follow_each_metrics_direction(client: FlaskClient) -> None:
     rows = {(r["metric"], r["treatment"]): r for r in client.get("/experiments/exp.json").get_json()["metrics"]}
 
-    assert rows["time", 1]["verdict"] == "better" and rows["time", 1]["effect"] > 0
+    assert rows["time", 1]["tone"] == "better" and rows["time", 1]["effect"] > 0
     latency = rows["mean_request_latency", 1]
-    assert latency["effect"] > 100 and latency["direction"] == "lower" and latency["verdict"] == "worse"
-    assert rows["time", 2]["verdict"] == "neutral"  # the A/A arm
+    assert latency["effect"] > 100 and latency["direction"] == "lower" and latency["tone"] == "worse"
+    assert rows["time", 2]["tone"] == "neutral"  # the A/A arm
     html = client.get("/experiments/exp").get_data(as_text=True)
     assert re.search(r'<tr class="worse" data-metric="mean_request_latency" data-treatment="1">', html)
     assert re.search(r'<tr class="better" data-metric="time" data-treatment="1">', html)
 
 
-def test_direction_comes_from_the_metric_object_and_falls_back_to_the_table() -> None:
-    metrics = default_metrics()
-    assert data.higher_is_better("mean_request_latency", metrics["mean_request_latency"]) is False
-    assert data.higher_is_better("time", metrics["time"]) is True
-    assert data.higher_is_better("mean_request_latency", object()) is False  # no attribute: the fallback table
-    assert data.higher_is_better("time", None) is True
-    assert data.verdict(-5.0, True, higher=False) == "better" and data.verdict(5.0, True, higher=False) == "worse"
-    assert data.verdict(5.0, False, higher=True) == "neutral"
+def test_the_page_colours_a_row_by_the_reports_verdict() -> None:
+    assert data.tone("improvement") == "better" and data.tone("regression") == "worse" and data.tone("") == "neutral"
 
 
 def test_forest_plots_keep_latency_apart_from_listening(client: FlaskClient) -> None:

@@ -1,0 +1,47 @@
+"""CUPED against its textbook variance reduction, 1 - rho^2 (Deng et al. 2013)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from abtest.cuped import cuped, linearise
+from abtest.stats import ratio_variance
+
+
+@pytest.mark.parametrize("rho", [0.3, 0.6, 0.9])
+def test_cuped_reduces_variance_by_rho_squared(rho: float) -> None:
+    rng = np.random.default_rng(20130204)
+    n = 40_000
+    x = rng.normal(size=n)
+    y = 5.0 + rho * x + math.sqrt(1 - rho**2) * rng.normal(size=n)
+    arm = rng.integers(0, 2, size=n)
+    fit = cuped(y, None, x, arm, control=0, treatment=1)
+    # The sample correlation has standard error (1 - rho^2)/sqrt(n), so rho^2 has 2 rho times that.
+    tolerance = 4 * 2 * rho * (1 - rho**2) / math.sqrt(n)
+    assert fit.variance_reduction == pytest.approx(rho**2, abs=tolerance)
+    assert fit.theta == pytest.approx(rho, abs=4 * math.sqrt(1 - rho**2) / math.sqrt(n))
+
+
+def test_cuped_keeps_the_effect_and_covariates_without_value_adjust_nothing() -> None:
+    rng = np.random.default_rng(7)
+    n = 20_000
+    x = rng.normal(size=n)
+    arm = rng.integers(0, 2, size=n)
+    y = 10.0 + 0.8 * x + 0.6 * rng.normal(size=n) + 0.5 * arm
+    fit = cuped(y, None, x, arm, control=0, treatment=1)
+    se = math.sqrt(fit.control.variance + fit.treatment.variance)
+    assert fit.treatment.value - fit.control.value == pytest.approx(0.5, abs=4 * se)
+    missing = cuped(y, None, np.full(n, np.nan), arm, control=0, treatment=1)
+    assert missing.variance_reduction == 0.0 and missing.control.value == pytest.approx(y[arm == 0].mean())
+
+
+def test_linearised_ratio_variance_is_the_delta_method() -> None:
+    rng = np.random.default_rng(3)
+    y = rng.poisson(3, size=5000) + 1.0
+    x = y * rng.gamma(2.0, 1.0, size=5000)
+    value, lin = linearise(x, y)
+    delta = ratio_variance(x.mean(), y.mean(), x.var(ddof=1), y.var(ddof=1), np.cov(x, y)[0, 1])
+    assert value == pytest.approx(x.sum() / y.sum()) and np.var(lin, ddof=1) == pytest.approx(delta, rel=1e-9)

@@ -1,0 +1,50 @@
+"""`abtest.validate` on synthetic potential outcomes with a known effect: coverage at the nominal rate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from abtest.metrics import Mean, UserColumns
+from abtest.validate import validate
+
+
+def _outcomes(n: int, effect: float, seed: int) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+    pre = rng.gamma(4.0, 2.5, size=n)
+    base = 0.7 * pre + rng.gamma(2.0, 2.0, size=n)
+    users = np.arange(n)
+    outcomes = {0: {UserColumns.USER: users, UserColumns.TIME: base}, 1: {UserColumns.USER: users, UserColumns.TIME: base * (1 + effect)}}
+    pre_columns = {name: np.full(n, np.nan) for name in (UserColumns.SESSIONS, UserColumns.TRACKS, UserColumns.MEAN_TIME_PER_SESSION, UserColumns.MEAN_TRACKS_PER_SESSION)}
+    pre_columns[UserColumns.TIME] = pre
+    pre_columns[UserColumns.SESSIONS] = np.ones(n)
+    return outcomes, pre_columns
+
+
+def test_coverage_of_a_known_effect_is_nominal_and_cuped_reduces_variance() -> None:
+    runs, alpha = 600, 0.05
+    outcomes, pre = _outcomes(2000, 0.03, seed=11)
+    result = validate(outcomes, pre, {"time": Mean(UserColumns.TIME)}, control=0, treatment=1, runs=runs, seed=5,
+                      alpha=alpha, relative="fieller", methods=("welch", "cuped"))
+    checks = {c.method: c for c in result.checks}
+    assert checks["welch"].truth == pytest.approx(0.03)
+    # A constant multiplicative effect: Neyman's variance is exact, so coverage is nominal within
+    # the binomial spread of `runs` runs (3.5 standard errors: two methods checked).
+    tolerance = 3.5 * math.sqrt(alpha * (1 - alpha) / runs)
+    for check in checks.values():
+        assert check.coverage == pytest.approx(1 - alpha, abs=tolerance)
+        assert abs(check.bias) < 4 * check.width / (2 * 1.96) / math.sqrt(runs) + 1e-4
+    assert checks["cuped"].variance_reduction > 0.3 and checks["cuped"].width < checks["welch"].width
+
+
+def test_an_aa_pair_of_one_arm_has_false_positives_at_alpha() -> None:
+    runs, alpha = 400, 0.05
+    outcomes, pre = _outcomes(2000, 0.0, seed=12)
+    result = validate(outcomes, pre, {"time": Mean(UserColumns.TIME)}, control=0, treatment=0, runs=runs, seed=6,
+                      alpha=alpha, relative="fieller", methods=("welch",))
+    check = result.checks[0]
+    assert check.truth == 0.0
+    # Power is the false-positive rate here: alpha within 3 binomial standard errors.
+    assert check.power == pytest.approx(alpha, abs=3 * math.sqrt(alpha * (1 - alpha) / runs))
