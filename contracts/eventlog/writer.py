@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 # One event, in column order of `Columns.ALL`, except: `ts` is epoch microseconds (UTC) and
 # `experiments` is the tuple of treatment indices in the writer's `experiment_names` order.
-Row = tuple[int, int, int | None, str, int, float, int | None, str, float, tuple[int, ...], float | None]
+Row = tuple[int, int, int | None, str, int, float, int | None, str, float, tuple[int, ...], float | None, str | None, str | None]
 
 
 class EventWriter:
@@ -148,7 +148,9 @@ class EventWriter:
         arrays: list[pa.Array] = []
         for index, name in enumerate(Columns.ALL):
             field_type = schema.field(name).type
-            if name == Columns.EXPERIMENTS:
+            if index >= len(columns) and name in Columns.ADDED:  # a row of an older format: NULL
+                arrays.append(pa.nulls(len(rows), type=field_type))
+            elif name == Columns.EXPERIMENTS:
                 arrays.append(self._experiments_array(columns[index], field_type))
             else:
                 arrays.append(pa.array(columns[index], type=field_type))

@@ -26,14 +26,17 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """How to build a client inside a shard: 'remote', 'dummy' or 'local' (with a registry name,
-    and the event log its service writes to, if any)."""
+    """How to build a client inside a shard: 'remote', 'dummy' or 'local' (with a registry name, its
+    parameters, artifact and fallback, its latency budget in seconds, and the event log its
+    service writes to, if any)."""
 
     kind: str
     name: str = ""
     artifact: str | None = None
     params: dict[str, object] = field(default_factory=dict)
     log: Path | None = None
+    fallback: str | None = None
+    latency_budget: float | None = None
 
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
@@ -45,6 +48,7 @@ class ClientSpec:
             return LocalClient(
                 self.name, world.catalog, params=self.params, artifact=self.artifact, log=self.log,
                 day_zero=config.time.start - dt.timedelta(days=1),  # simulated day 1 begins at `start`
+                fallback=self.fallback, latency_budget=self.latency_budget,
             )
         raise ValueError(f"client kind == {self.kind!r}, must be 'remote', 'dummy' or 'local'")
 

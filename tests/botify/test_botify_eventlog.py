@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from botify.cli import main
 from contracts.columns import (
     DUCKDB_TYPES,
+    FORMAT_VERSION,
     EVENTS_TABLE,
     EXPERIMENTS_DUCKDB_TYPES,
     EXPERIMENTS_TABLE,
@@ -262,7 +263,7 @@ def test_a_log_of_the_previous_format_gains_the_worlds_view(log: Path) -> None:
     init_log(log)
 
     assert read(log, "SELECT count(*) FROM worlds") == [(0,)]
-    assert read(log, "SELECT format_version FROM log_info") == [(2,)]
+    assert read(log, "SELECT format_version FROM log_info") == [(FORMAT_VERSION,)]
 
 
 def test_export_writes_parquet_partitioned_by_date(log: Path, writer: EventWriter, tmp_path: Path) -> None:
