@@ -25,6 +25,7 @@ from abtest.metrics import (
     MetricBaseAggregated,
     UserColumns,
     aggregates_sql,
+    ERROR_METRICS,
     default_metrics,
     parse_aggregates,
     users_sql,
@@ -86,7 +87,7 @@ def arm_data(
     """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query."""
     info = log.resolve_experiment(experiment)
     strategy = plan(log, info.name)
-    sessions = sessions_sql(info.name, strategy, filters)
+    sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     query = aggregates_sql(users_sql(sessions), cols)
     rows = log.con.execute(query.sql, query.params).fetchall()
     if not rows:
@@ -161,7 +162,18 @@ class Experiment:
         self.estimand = resolve("estimand", estimand)
         self.correction = resolve("correction", correction)
         self.srm_alpha = resolve("srm_alpha", srm_alpha)
+        self.defaulted = not metrics
         self.metrics = metrics or default_metrics(estimand=self.estimand, alpha=self.alpha, relative=self.relative)
+
+    def _metrics_for(self, log: EventLog) -> dict[str, MetricBaseAggregated]:
+        """The metrics to report on `log`: by default error_rate and slow_rate join when the log records any error."""
+        if not self.defaulted or Columns.ERROR not in log.columns:
+            return self.metrics
+        found = log.con.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE {quote(Columns.ERROR)} IS NOT NULL LIMIT 1").fetchone()
+        if found is None:
+            return self.metrics
+        extra = default_metrics(ERROR_METRICS, estimand=self.estimand, alpha=self.alpha, relative=self.relative)
+        return {**self.metrics, **extra}
 
     @property
     def aggr_cols(self) -> AggrCols:
@@ -191,13 +203,17 @@ class Experiment:
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
         """
-        data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters)
+        metrics = self._metrics_for(log)
+        cols = AggrCols()
+        for metric in metrics.values():
+            cols = cols | metric.aggr_cols
+        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters)
         chosen = check_arms(data, control, treatments)
         users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
         srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)
         rows = []
         for treatment in chosen:
-            for name, metric in self.metrics.items():
+            for name, metric in metrics.items():
                 result = metric.analyze_aggregates(data.aggregates, control, treatment)
                 rows.append((name, treatment, result))
         adjusted, reject = stats.adjust([r[2].p_value for r in rows], method=self.correction, alpha=self.alpha)
@@ -274,7 +290,7 @@ def user_values(
     """
     info = log.resolve_experiment(experiment)
     strategy = plan(log, info.name)
-    users = users_sql(sessions_sql(info.name, strategy, filters))
+    users = users_sql(sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns))
     u = UserColumns
     wanted = [u.USER, u.ARM, *columns]
     sql = f"SELECT {', '.join(quote(c) for c in wanted)} FROM ({users.sql}) ORDER BY {quote(u.USER)}"
