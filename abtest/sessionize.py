@@ -117,7 +117,7 @@ _C = Columns
 _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quote(_C.TS)
 
 
-def events_sql(experiment: str, errors: bool = True) -> Query:
+def events_sql(experiment: str, errors: bool = False) -> Query:
     """The experiment's events with their treatment index as column `arm` (events without the key are dropped).
 
     `errors`: whether the log has the `error` column (format 3); older logs read it as NULL.
@@ -151,7 +151,7 @@ def choose_strategy(events_without_session: int, cost_per_event: float) -> str:
     return Strategy.LAST_LIST if cost_per_event <= LIST_PLAN_MAX_COST else Strategy.LAST_WINDOW
 
 
-def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None, *, errors: bool = True) -> Query:
+def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None, *, errors: bool = False) -> Query:
     """One row per session of `experiment`, with the columns of `SessionColumns`.
 
     Args:
