@@ -27,6 +27,7 @@ from abtest.metrics import (
     MetricResult,
     UserColumns,
     aggregates_sql,
+    ERROR_METRICS,
     default_metrics,
     parse_aggregates,
     users_sql,
@@ -118,7 +119,7 @@ def arm_data(
     info = log.resolve_experiment(experiment)
     strategy, quality = plan(log, info.name)
     if grouped is None:
-        sessions = sessions_sql(info.name, strategy, filters)
+        sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     else:
         sessions, strategy = grouped
     query = aggregates_sql(users_sql(sessions), cols)
@@ -197,7 +198,18 @@ class Experiment:
         self.estimand = resolve("estimand", estimand)
         self.correction = resolve("correction", correction)
         self.srm_alpha = resolve("srm_alpha", srm_alpha)
+        self.defaulted = not metrics
         self.metrics = metrics or default_metrics(estimand=self.estimand, alpha=self.alpha, relative=self.relative)
+
+    def _metrics_for(self, log: EventLog) -> dict[str, MetricBaseAggregated]:
+        """The metrics to report on `log`: by default error_rate and slow_rate join when the log records any error."""
+        if not self.defaulted or Columns.ERROR not in log.columns:
+            return self.metrics
+        found = log.con.execute(f"SELECT 1 FROM {EVENTS_TABLE} WHERE {quote(Columns.ERROR)} IS NOT NULL LIMIT 1").fetchone()
+        if found is None:
+            return self.metrics
+        extra = default_metrics(ERROR_METRICS, estimand=self.estimand, alpha=self.alpha, relative=self.relative)
+        return {**self.metrics, **extra}
 
     @property
     def aggr_cols(self) -> AggrCols:
@@ -233,13 +245,17 @@ class Experiment:
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
             adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
-        data, sessions = arm_data(log, self.aggr_cols, experiment=experiment, filters=filters, grouped=grouped)
+        metrics = self._metrics_for(log)
+        cols = AggrCols()
+        for metric in metrics.values():
+            cols = cols | metric.aggr_cols
+        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters, grouped=grouped)
         chosen = check_arms(data, control, treatments)
         users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
         srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)
         rows = []
         for treatment in chosen:
-            for name, metric in self.metrics.items():
+            for name, metric in metrics.items():
                 result = metric.analyze_aggregates(data.aggregates, control, treatment)
                 rows.append((name, treatment, result))
         adjusted, reject = stats.adjust([r[2].p_value for r in rows], method=self.correction, alpha=self.alpha)
@@ -256,11 +272,11 @@ class Experiment:
             if (filters or Filters()).describe():
                 raise AbtestError("the truth covers the whole experiment: drop the filters to compare with it")
             outcomes = potential_outcomes(truth, data.info.name)
-            effects = {(name, t): true_effect(metric, outcomes, control, t) for name, t, _ in rows for metric in [self.metrics[name]]}
+            effects = {(name, t): true_effect(metric, outcomes, control, t) for name, t, _ in rows for metric in [metrics[name]]}
         reduced = adjusted_rows(self, log, data.info.name, control, chosen, filters, adjust) if adjust else []
         if effects is not None:
             for row in reduced:
-                effects.setdefault((row.metric, row.treatment), true_effect(self.metrics[row.metric], outcomes, control, row.treatment))
+                effects.setdefault((row.metric, row.treatment), true_effect(metrics[row.metric], outcomes, control, row.treatment))
         return Report(
             source=log.source,
             experiment=data.info.name,
@@ -273,7 +289,7 @@ class Experiment:
             correction=self.correction,
             rows=[
                 ReportRow(metric=name, treatment=t, result=r, p_value_adj=float(p), significant_adj=bool(rej),
-                          higher_is_better=self.metrics[name].higher_is_better)
+                          higher_is_better=metrics[name].higher_is_better)
                 for (name, t, r), p, rej in zip(rows, adjusted, reject, strict=True)
             ],
             users=users,
@@ -376,7 +392,7 @@ def user_values(
     """
     info = log.resolve_experiment(experiment)
     strategy, _ = plan(log, info.name)
-    users = users_sql(sessions_sql(info.name, strategy, filters))
+    users = users_sql(sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns))
     u = UserColumns
     wanted = [u.USER, u.ARM, *columns]
     sql = f"SELECT {', '.join(quote(c) for c in wanted)} FROM ({users.sql}) ORDER BY {quote(u.USER)}"

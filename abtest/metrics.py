@@ -54,6 +54,9 @@ class UserColumns:
     MEAN_TRACKS_PER_SESSION = "mean_tracks_per_session"
     MEAN_REQUEST_LATENCY = "mean_request_latency"  # mean over sessions of the session's mean latency, ms
     LATENCY_TOTAL = "latency_total_ms"  # summed latency over all requests, ms
+    REQUESTS = "requests"  # requests asked of the recommender ('next' events)
+    ERRORS = "errors"  # requests on which the recommender failed or broke a rule (fallback or 500)
+    SLOW = "slow"  # requests answered over the recommender's latency budget
     FIRST = "first_start"  # start of the user's first session
     LAST = "last_start"  # start of the user's last session
 
@@ -65,6 +68,9 @@ class UserColumns:
         MEAN_TRACKS_PER_SESSION,
         MEAN_REQUEST_LATENCY,
         LATENCY_TOTAL,
+        REQUESTS,
+        ERRORS,
+        SLOW,
     )
 
 
@@ -80,6 +86,8 @@ def users_sql(sessions: Query) -> Query:
                sum({s.TRACKS}) / count(*) AS {u.MEAN_TRACKS_PER_SESSION},
                {exact.mean(s.LATENCY)} AS {u.MEAN_REQUEST_LATENCY},
                sum({s.LATENCY_TOTAL})::DOUBLE AS {u.LATENCY_TOTAL},
+               sum({s.REQUESTS})::DOUBLE AS {u.REQUESTS}, sum({s.ERRORS})::DOUBLE AS {u.ERRORS},
+               sum({quote(s.SLOW)})::DOUBLE AS {quote(u.SLOW)},
                min({s.START}) AS {u.FIRST}, max({s.START}) AS {u.LAST}
         FROM ({sessions.sql})
         GROUP BY {quote(s.USER)}"""
@@ -347,7 +355,12 @@ class Mean(RatioOfSums):
         return f"Mean({self.value!r})"
 
 
-METRIC_NAMES = ("time", "sessions", "mean_time_per_session", "mean_tracks_per_session", "mean_request_latency")
+METRIC_NAMES = (
+    "time", "sessions", "mean_time_per_session", "mean_tracks_per_session", "mean_request_latency", "error_rate", "slow_rate",
+)
+# The rows of a report by default; error_rate and slow_rate join them when the log records any error.
+REPORT_METRICS = METRIC_NAMES[:5]
+ERROR_METRICS = ("error_rate", "slow_rate")
 
 
 def default_metrics(
@@ -363,7 +376,7 @@ def default_metrics(
     and the latency differ (ratio-of-sums: total over all sessions or requests of the arm).
     """
     estimand = resolve("estimand", estimand)
-    names = tuple(names) if names else METRIC_NAMES
+    names = tuple(names) if names else REPORT_METRICS
     unknown = [name for name in names if name not in METRIC_NAMES]
     if unknown:
         raise AbtestError(f"unknown metric(s) {', '.join(unknown)}; known metrics: {', '.join(METRIC_NAMES)}")
@@ -376,6 +389,8 @@ def default_metrics(
             "mean_time_per_session": lambda: Mean(u.MEAN_TIME_PER_SESSION, **kw),
             "mean_tracks_per_session": lambda: Mean(u.MEAN_TRACKS_PER_SESSION, **kw),
             "mean_request_latency": lambda: Mean(u.MEAN_REQUEST_LATENCY, higher_is_better=False, **kw),
+            "error_rate": lambda: RatioOfSums(u.ERRORS, u.REQUESTS, higher_is_better=False, **kw),
+            "slow_rate": lambda: RatioOfSums(u.SLOW, u.REQUESTS, higher_is_better=False, **kw),
         }
     else:
         build = {
@@ -384,5 +399,7 @@ def default_metrics(
             "mean_time_per_session": lambda: RatioOfSums(u.TIME, u.SESSIONS, **kw),
             "mean_tracks_per_session": lambda: RatioOfSums(u.TRACKS, u.SESSIONS, **kw),
             "mean_request_latency": lambda: RatioOfSums(u.LATENCY_TOTAL, u.TRACKS, higher_is_better=False, **kw),
+            "error_rate": lambda: RatioOfSums(u.ERRORS, u.REQUESTS, higher_is_better=False, **kw),
+            "slow_rate": lambda: RatioOfSums(u.SLOW, u.REQUESTS, higher_is_better=False, **kw),
         }
     return {name: build[name]() for name in names}

@@ -32,6 +32,8 @@ DAY_ZERO = dt.date(2025, 12, 31)
 # per event on average the sorted window plan is used instead.
 LIST_PLAN_MAX_COST = 64
 
+SLOW_ERROR = "slow"  # the `error` of an answer over its latency budget (served, so not a failure)
+
 
 # Serving latencies above this many seconds are taken for a logging fault, not a slow answer.
 MAX_LATENCY_S = 60.0
@@ -129,6 +131,9 @@ class SessionColumns:
     TIME = Columns.TIME  # sum of the fractions listened, in tracks
     LATENCY = "latency_ms"  # mean serving latency over the session's requests, milliseconds
     LATENCY_TOTAL = "latency_total_ms"  # summed serving latency of the session, milliseconds
+    REQUESTS = "requests"  # 'next' events: the requests the recommender was asked
+    ERRORS = "errors"  # requests on which the recommender broke a rule other than the latency budget
+    SLOW = "slow"  # requests answered over the recommender's latency budget
 
 
 class Strategy:
@@ -198,12 +203,16 @@ _C = Columns
 _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quote(_C.TS)
 
 
-def events_sql(experiment: str) -> Query:
+def events_sql(experiment: str, errors: bool = False) -> Query:
     """The experiment's events with their treatment index as column `arm`; events without the
-    key, and events with a `Problem` (counted by `quality_sql`), are dropped."""
+    key, and events with a `Problem` (counted by `quality_sql`), are dropped.
+
+    `errors`: whether the log has the `error` column (format 3); older logs read it as NULL.
+    """
     valid = " AND ".join(f"NOT ({condition})" for condition, _ in _checks())
+    error = quote(_C.ERROR) if errors else f"NULL::VARCHAR AS {quote(_C.ERROR)}"
     sql = f"""
-        SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)},
+        SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error},
                {quote(_C.EXPERIMENTS)}[?] AS arm
         FROM {EVENTS_TABLE}
         WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}"""
@@ -230,20 +239,21 @@ def choose_strategy(events_without_session: int, cost_per_event: float) -> str:
     return Strategy.LAST_LIST if cost_per_event <= LIST_PLAN_MAX_COST else Strategy.LAST_WINDOW
 
 
-def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None) -> Query:
+def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None, *, errors: bool = False) -> Query:
     """One row per session of `experiment`, with the columns of `SessionColumns`.
 
     Args:
         experiment: Experiment name; its treatment index becomes the session's arm.
         strategy: One of `Strategy.ALL` (use `choose_strategy`; all give the same sessions).
         filters: Session filters; None keeps every completed session.
+        errors: Whether the log has the `error` column (logs before format 3 do not: no errors).
     """
     if strategy not in Strategy.ALL:
         raise AbtestError(f"strategy == {strategy!r}, must be one of {', '.join(Strategy.ALL)}")
     filters = filters or Filters()
-    ev = events_sql(experiment)
+    ev = events_sql(experiment, errors)
     params: list[Any] = list(ev.params)
-    cols = f"{_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, arm"
+    cols = f"{_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {quote(_C.ERROR)}, arm"
     is_last = f"{_MSG} = '{MESSAGE_LAST}'"
     keyed = f"SELECT {cols}, NULL::BIGINT AS seq FROM ev WHERE {_SES} IS NOT NULL"
     if strategy == Strategy.LAST_LIST:
@@ -290,7 +300,10 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None)
         SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, {start} AS {s.START},
                count(*) AS {s.TRACKS}, {exact.total(quote(_C.TIME))} AS {quote(s.TIME)},
                {exact.mean(quote(_C.LATENCY))} * 1000 AS {s.LATENCY},
-               {exact.total(quote(_C.LATENCY))} * 1000 AS {s.LATENCY_TOTAL}
+               {exact.total(quote(_C.LATENCY))} * 1000 AS {s.LATENCY_TOTAL},
+               count(*) FILTER (WHERE {_MSG} <> '{MESSAGE_LAST}') AS {s.REQUESTS},
+               count(*) FILTER (WHERE {quote(_C.ERROR)} IS NOT NULL AND {quote(_C.ERROR)} <> '{SLOW_ERROR}') AS {s.ERRORS},
+               count(*) FILTER (WHERE {quote(_C.ERROR)} = '{SLOW_ERROR}') AS {quote(s.SLOW)}
         FROM keyed
         GROUP BY {_U}, {_SES}{"" if strategy == Strategy.SESSION_ID else ", seq"}
         {"HAVING " + " AND ".join(having) if having else ""}"""

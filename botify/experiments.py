@@ -29,12 +29,31 @@ MAX_TREATMENTS = 10
 ASSIGNMENT_CACHE = 1 << 16  # users whose assignments are remembered
 
 
-class TreatmentConfig(Strict):
-    """One arm: the recommender that serves it."""
+class RecommenderConfig(Strict):
+    """A recommender as the registry builds it: name, parameters, artifact."""
 
     recommender: str = Field(min_length=1)
     params: dict[str, Any] = Field(default_factory=dict)
     artifact: Path | None = None
+
+
+class TreatmentConfig(RecommenderConfig):
+    """One arm: the recommender that serves it, what answers when it fails, and its latency budget.
+
+    `fallback` (a registry name, or a mapping like the treatment's own) answers the requests on
+    which the recommender raises or breaks a rule of its answers (`recommenders.answers`); each
+    such request is logged with the broken rule in the event's `error`. Without a fallback those
+    requests fail (HTTP 500) and are still logged. An answer slower than `latency_budget_ms`
+    (its share of the batch) is served and logged with error `slow`.
+    """
+
+    fallback: RecommenderConfig | None = None
+    latency_budget_ms: float | None = Field(None, gt=0.0)
+
+    @field_validator("fallback", mode="before")
+    @classmethod
+    def _fallback_by_name(cls, value: Any) -> Any:
+        return {"recommender": value} if isinstance(value, str) else value
 
 
 class ExperimentConfig(Strict):
@@ -98,6 +117,9 @@ class Experiments:
         serving: the position of the serving experiment in `names`.
         recommenders: the serving experiment's recommender per treatment index.
         recommender_names: their registry names, same order.
+        fallbacks: the recommender that answers when a treatment's fails, or None; same order.
+        fallback_names: their registry names (None where there is no fallback).
+        latency_budgets: seconds an answer may take per treatment, or None for no budget.
     """
 
     config: ExperimentsConfig | None
@@ -106,6 +128,15 @@ class Experiments:
     serving: int
     recommenders: tuple[Recommender, ...]
     recommender_names: tuple[str, ...]
+    fallbacks: tuple[Recommender | None, ...] = ()
+    fallback_names: tuple[str | None, ...] = ()
+    latency_budgets: tuple[float | None, ...] = ()
+
+    def __post_init__(self) -> None:
+        n = len(self.recommenders)
+        for name in ("fallbacks", "fallback_names", "latency_budgets"):
+            if not getattr(self, name):
+                object.__setattr__(self, name, (None,) * n)
 
     def assignments(self, user: int) -> tuple[int, ...]:
         """`user`'s treatment index in every experiment, in `names` order."""
@@ -127,15 +158,12 @@ def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiment
     `ConfigError` naming the experiment and the treatment, so the service fails at start-up.
     """
     serving_config = config.serving
-    recommenders = []
+    recommenders: list[Recommender] = []
+    fallbacks: list[Recommender | None] = []
     for index, treatment in enumerate(serving_config.treatments):
         where = f"experiment {serving_config.name!r}, treatment {index} ({treatment_label(index)})"
-        if treatment.artifact is not None and not treatment.artifact.exists():
-            raise ConfigError(f"{where}: artifact {treatment.artifact} of recommender {treatment.recommender!r} does not exist")
-        try:
-            recommenders.append(registry.make(treatment.recommender, catalog, dict(treatment.params), treatment.artifact))
-        except (LookupError, ValueError, TypeError, OSError) as error:
-            raise ConfigError(f"{where}: {error}") from error
+        recommenders.append(_build(treatment, catalog, where))
+        fallbacks.append(None if treatment.fallback is None else _build(treatment.fallback, catalog, f"{where}, fallback"))
     for experiment in config.experiments:
         if experiment is serving_config:
             continue
@@ -151,14 +179,37 @@ def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiment
         serving=config.experiments.index(serving_config),
         recommenders=tuple(recommenders),
         recommender_names=tuple(treatment.recommender for treatment in serving_config.treatments),
+        fallbacks=tuple(fallbacks),
+        fallback_names=tuple(None if t.fallback is None else t.fallback.recommender for t in serving_config.treatments),
+        latency_budgets=tuple(None if t.latency_budget_ms is None else t.latency_budget_ms / 1e3 for t in serving_config.treatments),
     )
 
 
-def single_treatment(experiment: str, name: str, recommender: Recommender) -> Experiments:
+def _build(config: RecommenderConfig, catalog: Catalog, where: str) -> Recommender:
+    """`registry.make` for one configured recommender; `ConfigError` naming `where` when it cannot be built."""
+    if config.artifact is not None and not config.artifact.exists():
+        raise ConfigError(f"{where}: artifact {config.artifact} of recommender {config.recommender!r} does not exist")
+    try:
+        return registry.make(config.recommender, catalog, dict(config.params), config.artifact)
+    except (LookupError, ValueError, TypeError, OSError) as error:
+        raise ConfigError(f"{where}: {error}") from error
+
+
+def single_treatment(
+    experiment: str,
+    name: str,
+    recommender: Recommender,
+    *,
+    fallback: tuple[str, Recommender] | None = None,
+    latency_budget: float | None = None,
+) -> Experiments:
     """One experiment of one treatment, served by `recommender` (registered as `name`): how the
-    simulator's in-process runs are served; it has no experiments file."""
+    simulator's in-process runs are served; it has no experiments file. `fallback` is (name,
+    recommender) answering where `recommender` fails; `latency_budget` is in seconds."""
     return Experiments(
-        config=None, names=(experiment,), sizes=(1,), serving=0, recommenders=(recommender,), recommender_names=(name,)
+        config=None, names=(experiment,), sizes=(1,), serving=0, recommenders=(recommender,), recommender_names=(name,),
+        fallbacks=(None if fallback is None else fallback[1],), fallback_names=(None if fallback is None else fallback[0],),
+        latency_budgets=(latency_budget,),
     )
 
 

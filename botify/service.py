@@ -22,12 +22,14 @@ from botify.experiments import Experiments
 from botify.history import History, HistoryStore, Step
 from contracts.seeds import request_seed
 from botify.validation import Item
-from recommenders.base import Recommendation, Request
+from recommenders.answers import SLOW, BrokenRule, Outcome, ask_all
+from recommenders.base import Request
 from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 
 MS_PER_DAY = 86_400_000
+MAX_ERROR_MESSAGE = 500  # characters of a broken rule's message kept in the log
 
 
 class ServeError(RuntimeError):
@@ -61,6 +63,9 @@ class Service:
         self._n_tracks = self.catalog.n_tracks
         self._serving = self.experiments.serving
         self._names = self.experiments.recommender_names
+        self._fallbacks = self.experiments.fallbacks
+        self._fallback_names = self.experiments.fallback_names
+        self._budgets = self.experiments.latency_budgets
 
     def request_seed(self, item: Item) -> int:
         """The seed of a request (`contracts.seeds.request_seed` with this service's seed)."""
@@ -85,55 +90,82 @@ class Service:
         answers: list[int | None | ServeError] = [None] * n
         propensities: list[float | None] = [None] * n
         latencies = [0.0] * n
+        errors: list[BrokenRule | None] = [None] * n
+        served_by = [self._names[assignment[serving]] for assignment in assignments]
         for treatment, indices in groups.items():
-            tick = time.perf_counter()
             try:
                 requests = [self._request(items[i], histories[i]) for i in indices]  # type: ignore[arg-type]
-                recommender = self.experiments.recommenders[treatment]
-                # The plugin contract makes both forms agree; the single one is cheaper for one request.
-                recommendations = recommender.recommend_batch(requests) if len(requests) > 1 else [recommender.recommend(requests[0])]
-                if len(recommendations) != len(requests):
-                    raise ServeError(f"answered {len(recommendations)} of {len(requests)} requests")
-                checked = [self._checked(recommendation) for recommendation in recommendations]
             except Exception as error:
                 failure = self._failure(error, treatment, len(indices))
                 for i in indices:
                     answers[i] = failure
                 continue
-            share = (time.perf_counter() - tick) / len(indices)
-            for i, (track, propensity) in zip(indices, checked, strict=True):
-                answers[i] = track
-                propensities[i] = propensity
-                latencies[i] = share
+            outcomes = ask_all(
+                self.experiments.recommenders[treatment], self._names[treatment], self._n_tracks, requests, budget=self._budgets[treatment]
+            )
+            failed = [k for k, outcome in enumerate(outcomes) if outcome.track is None]
+            rescued = self._fallback(treatment, [requests[k] for k in failed]) if failed else []
+            for k, rescue in zip(failed, rescued, strict=True):
+                outcomes[k] = outcomes[k]._replace(track=rescue.track, propensity=rescue.propensity, seconds=outcomes[k].seconds + rescue.seconds)
+            for i, outcome in zip(indices, outcomes, strict=True):
+                latencies[i] = outcome.seconds
+                errors[i] = outcome.error
+                if outcome.track is None:
+                    logger.error("%s; no fallback answered", outcome.error)
+                    answers[i] = ServeError(str(outcome.error))
+                    continue
+                if outcome.error is not None and outcome.error.kind != SLOW:
+                    logger.warning("%s; the fallback %r answered", outcome.error, self._fallback_names[treatment])
+                answers[i] = outcome.track
+                propensities[i] = outcome.propensity
+                if outcome.error is not None and outcome.error.kind != SLOW:
+                    served_by[i] = self._fallback_names[treatment] or served_by[i]
         if self.writer is None:
             return answers
         common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
         self.writer.extend(
             [
-                self._row(item, now_us, answer, assignment[serving], latency + common, assignment, propensity)
-                for item, answer, assignment, latency, propensity in zip(items, answers, assignments, latencies, propensities, strict=True)
-                if not isinstance(answer, ServeError)
+                self._row(item, now_us, answer, name, latency + common, assignment, propensity, error)
+                for item, answer, name, assignment, latency, propensity, error in zip(
+                    items, answers, served_by, assignments, latencies, propensities, errors, strict=True
+                )
+                if error is not None or not isinstance(answer, ServeError)  # a fault of ours is logged, not recorded
             ]
         )
         return answers
 
+    def _fallback(self, treatment: int, requests: list[Request]) -> list[Outcome]:
+        """The treatment's fallback answers for `requests` its recommender failed; no track where there is none."""
+        fallback = self._fallbacks[treatment]
+        if fallback is None:
+            return [Outcome(None, None, 0.0, None)] * len(requests)
+        outcomes = ask_all(fallback, self._fallback_names[treatment], self._n_tracks, requests)
+        for outcome in outcomes:
+            if outcome.track is None:
+                logger.error("the fallback failed too: %s", outcome.error)
+        return outcomes
+
     def _request(self, item: Item, history: History) -> Request:
         day = None if item.ts is None else (item.ts - self._day_zero_ms) // MS_PER_DAY
         return Request(item.user, item.track, item.time, history.tracks, history.times, self.request_seed(item), day)
-
-    def _checked(self, recommendation: Recommendation) -> tuple[int, float | None]:
-        track = int(recommendation.track)
-        if not 0 <= track < self._n_tracks:
-            raise ServeError(f"recommended track {track}, which is not in the catalog")
-        return track, None if recommendation.propensity is None else float(recommendation.propensity)
 
     def _failure(self, error: Exception, treatment: int, n: int) -> ServeError:
         logger.error("recommender %r (treatment %d) failed on %d requests", self._names[treatment], treatment, n, exc_info=error)
         return error if isinstance(error, ServeError) else ServeError(f"recommender {self._names[treatment]!r} failed")
 
     def _row(
-        self, item: Item, now_us: int, answer: int | None, treatment: int, latency: float, assignments: tuple[int, ...], propensity: float | None
+        self,
+        item: Item,
+        now_us: int,
+        answer: int | None | ServeError,
+        recommender: str,
+        latency: float,
+        assignments: tuple[int, ...],
+        propensity: float | None,
+        error: BrokenRule | None,
     ) -> Row:
+        track = None if isinstance(answer, ServeError) else answer
+        kind, message = (None, None) if error is None else (error.kind, str(error)[:MAX_ERROR_MESSAGE])
         return make_row(
             {
                 Columns.TS: now_us if item.ts is None else item.ts * 1000,
@@ -142,10 +174,12 @@ class Service:
                 Columns.MESSAGE: item.message,
                 Columns.TRACK: item.track,
                 Columns.TIME: item.time,
-                Columns.RECOMMENDATION: answer,
-                Columns.RECOMMENDER: self._names[treatment],
+                Columns.RECOMMENDATION: track,
+                Columns.RECOMMENDER: recommender,
                 Columns.LATENCY: latency,
                 Columns.EXPERIMENTS: assignments,
                 Columns.PROPENSITY: propensity,
+                Columns.ERROR: kind,
+                Columns.ERROR_MESSAGE: message,
             }
         )

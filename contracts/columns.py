@@ -7,7 +7,7 @@ DDL (`create_table_sql`) and the Arrow schemas of the segments are derived from 
 
 from __future__ import annotations
 
-FORMAT_VERSION = 2  # 2: the worlds table
+FORMAT_VERSION = 3  # 2: the worlds table; 3: events.error, events.error_message (nullable; older logs lack them)
 
 
 class Columns:
@@ -24,8 +24,12 @@ class Columns:
     LATENCY = "latency"  # DOUBLE: seconds spent serving
     EXPERIMENTS = "experiments"  # MAP(VARCHAR, INTEGER): experiment name -> treatment index
     PROPENSITY = "propensity"  # DOUBLE, nullable: probability of the recommended track
+    ERROR = "error"  # VARCHAR, nullable: the rule the treatment's recommender broke (`recommenders.answers.ERROR_KINDS`)
+    ERROR_MESSAGE = "error_message"  # VARCHAR, nullable: that broken rule's message
 
-    ALL = (TS, USER, SESSION, MESSAGE, TRACK, TIME, RECOMMENDATION, RECOMMENDER, LATENCY, EXPERIMENTS, PROPENSITY)
+    ALL = (TS, USER, SESSION, MESSAGE, TRACK, TIME, RECOMMENDATION, RECOMMENDER, LATENCY, EXPERIMENTS, PROPENSITY, ERROR, ERROR_MESSAGE)
+    # Columns added after the first format: readers must accept logs without them (read as NULL).
+    ADDED = (ERROR, ERROR_MESSAGE)
 
 
 EVENTS_TABLE = "events"
@@ -45,6 +49,8 @@ DUCKDB_TYPES = {
     Columns.LATENCY: "DOUBLE",
     Columns.EXPERIMENTS: "MAP(VARCHAR, INTEGER)",
     Columns.PROPENSITY: "DOUBLE",
+    Columns.ERROR: "VARCHAR",
+    Columns.ERROR_MESSAGE: "VARCHAR",
 }
 
 

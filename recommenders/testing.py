@@ -48,15 +48,22 @@ import pandas as pd
 
 from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from contracts import catalog as public_format
+from recommenders.answers import ERROR_KINDS, BrokenRule, ContractError, ask, exception_rule, validate
 from recommenders.base import NotFittedError, Recommendation, Recommender, Request, Trainable
 from contracts.catalog import Catalog
 
+__all__ = [
+    "DEFAULT_LATENCY_BUDGET", "BrokenRule", "ContractError", "ContractReport", "check_recommender",
+    "make_events", "make_requests", "write_catalog",
+]
+
 DEFAULT_LATENCY_BUDGET = 0.010  # seconds: median of one `recommend` call
 UNKNOWN_PARAMETER = "no_such_parameter"
+LATENCY_PROBE = 20  # the first calls timed before any other rule, so that a slow plugin fails in seconds
+QUICK_REQUESTS = 50  # requests of a quick check (editing loops)
+QUICK_EVENTS = {"users": 20, "sessions_per_user": 2}  # the synthetic log a quick check fits on
 
-
-class ContractError(AssertionError):
-    """A recommender broke the plugin contract; the message names the check and the request."""
+Progress = Callable[[str, "ContractError | None"], None]
 
 
 @dataclass
@@ -71,6 +78,7 @@ class ContractReport:
         batch_latency_s: seconds per request of a `recommend_batch` call over all requests (best of 3).
         distinct_tracks: distinct tracks among the answers (0 or 1 hints at a constant answer).
         checks: the checks that passed, in order.
+        failures: the broken rules, in order (more than one only with `keep_going`).
     """
 
     name: str
@@ -80,6 +88,7 @@ class ContractReport:
     batch_latency_s: float = float("nan")
     distinct_tracks: int = 0
     checks: list[str] = field(default_factory=list)
+    failures: list[ContractError] = field(default_factory=list)
 
     def __str__(self) -> str:
         return (
@@ -232,6 +241,8 @@ def make_events(
             Columns.LATENCY: 0.0005,
             Columns.EXPERIMENTS: [{"cold_start": 0}] * total,
             Columns.PROPENSITY: pd.array(np.full(total, 1.0 / len(pool)), dtype="Float64"),
+            Columns.ERROR: pd.array([None] * total, dtype="string"),
+            Columns.ERROR_MESSAGE: pd.array([None] * total, dtype="string"),
         }
     )
     frame.loc[last, [Columns.RECOMMENDATION, Columns.PROPENSITY]] = pd.NA
@@ -240,32 +251,39 @@ def make_events(
 
 # -- the checks ----------------------------------------------------------------------------------
 
+# The rules of one pass over the requests, in the order they are reported.
+ANSWER_RULES = ("answers without raising", "answers are Recommendations", "valid track ids", "propensity in (0, 1]")
+BEHAVIOUR_RULES = ("released tracks only", "no repeats when avoidable")
+
 
 def _fail(name: str, check: str, detail: str) -> ContractError:
     return ContractError(f"recommender {name!r} fails '{check}': {detail}")
 
 
-def _answers(recommender: Recommender, requests: Sequence[Request]) -> list[Recommendation]:
-    return [recommender.recommend(request) for request in requests]
+def _answers(name: str, catalog: Catalog, recommender: Recommender, requests: Sequence[Request]) -> list[tuple[int, float | None]]:
+    """Every request asked alone, through the one validator (`recommenders.answers.ask`)."""
+    return [ask(recommender, name, catalog.n_tracks, request) for request in requests]
 
 
-def _check_answers(name: str, catalog: Catalog, requests: Sequence[Request], answers: Sequence[Any]) -> None:
+def _batch_answers(name: str, catalog: Catalog, recommender: Recommender, requests: Sequence[Request]) -> list[tuple[int, float | None]]:
+    """One `recommend_batch` call over `requests`, each answer validated."""
+    try:
+        batch = list(recommender.recommend_batch(requests))
+    except Exception as error:
+        raise exception_rule(name, requests[0], error) from error
+    if len(batch) != len(requests):
+        raise _fail(name, "batch agrees with single", f"{len(batch)} answers for {len(requests)} requests")
+    return [validate(name, catalog.n_tracks, request, answer) for request, answer in zip(requests, batch, strict=True)]
+
+
+def _check_behaviour(name: str, catalog: Catalog, requests: Sequence[Request], answers: Sequence[tuple[int, float | None]]) -> None:
     first_day = int(catalog.release_day.min())
-    for request, answer in zip(requests, answers, strict=True):
-        if not isinstance(answer, Recommendation):
-            raise _fail(name, "answers are Recommendations", f"got {answer!r} for {request}")
-        track = answer.track
-        if isinstance(track, bool) or not isinstance(track, int | np.integer) or not catalog.contains(int(track)):
-            detail = f"track {track!r} is not a track id of the catalog (0..{catalog.n_tracks - 1}); request {request}"
-            raise _fail(name, "valid track ids", detail)
-        propensity = answer.propensity
-        if propensity is not None and not (isinstance(propensity, float | int) and 0.0 < propensity <= 1.0):
-            raise _fail(name, "propensity in (0, 1]", f"propensity {propensity!r} for {request}")
+    for request, (track, _) in zip(requests, answers, strict=True):
         if request.day is not None and request.day >= first_day and catalog.release_day[track] > request.day:
             detail = f"track {track} is released on day {catalog.release_day[track]}, after day {request.day} of {request}"
             raise _fail(name, "released tracks only", detail)
         played = set(request.history) | {request.track}
-        if int(track) in played:
+        if track in played:
             day = max(request.day, first_day) if request.day is not None else int(catalog.release_day.max())
             released = catalog.release_day <= day
             if int(released.sum()) > len(played):
@@ -284,6 +302,40 @@ def _has_artifacts(recommender: Recommender) -> bool:
     return all(callable(getattr(recommender, method, None)) for method in ("fit", "save", "load"))
 
 
+class _Rules:
+    """Runs rules in order, reporting each to `progress`; stops at the first broken one unless `keep_going`."""
+
+    def __init__(self, report: ContractReport, progress: Progress | None, keep_going: bool) -> None:
+        self.report = report
+        self.progress = progress
+        self.keep_going = keep_going
+
+    def passed(self, *rules: str) -> None:
+        for rule in rules:
+            self.report.checks.append(rule)
+            if self.progress is not None:
+                self.progress(rule, None)
+
+    def broken(self, rule: str, error: ContractError) -> None:
+        self.report.failures.append(error)
+        if self.progress is not None:
+            self.progress(rule, error)
+        if not self.keep_going:
+            raise error
+
+
+def _rule_of(error: ContractError) -> str:
+    """The rule an error names: a `BrokenRule`'s own, else the quoted name after "fails"."""
+    if isinstance(error, BrokenRule):
+        return ERROR_KINDS.get(error.kind, error.kind)
+    text, marker = str(error), "fails '"
+    at = text.find(marker)
+    if at < 0:
+        return "contract"
+    start = at + len(marker)
+    return text[start : text.find("'", start)]
+
+
 def check_recommender(
     factory: Callable[[], Recommender],
     catalog: Catalog,
@@ -292,66 +344,140 @@ def check_recommender(
     events: pd.DataFrame | None = None,
     latency_budget: float = DEFAULT_LATENCY_BUDGET,
     tmp_dir: str | Path | None = None,
+    quick: bool = False,
+    keep_going: bool = False,
+    progress: Progress | None = None,
 ) -> ContractReport:
     """Run the contract checks (see the module docstring) and return what was measured.
+
+    The rules run in order and each is reported to `progress` as it passes or breaks; the
+    latency budget is probed on the first calls before anything else, so a slow plugin fails in
+    seconds, not after every other rule.
 
     Args:
         factory: builds a fresh recommender over `catalog`, e.g. `lambda: MyRecommender(catalog)`.
             A trainable one may come unfitted: the kit fits it on `events`.
         catalog: the catalog the recommender serves.
-        requests: the requests to ask; default `make_requests(catalog, 200)`.
-        events: the log to fit on; default `make_events(catalog)`.
+        requests: the requests to ask; default `make_requests(catalog, 200)` (50 when `quick`).
+        events: the log to fit on; default `make_events(catalog)` (a smaller one when `quick`).
         latency_budget: the most seconds the median `recommend` call may take.
         tmp_dir: where to save artifacts (a temporary directory by default).
+        quick: fewer requests, a smaller log and one timed batch: the same rules, for editing loops.
+        keep_going: run every rule that can run and raise one error listing all the broken ones.
+        progress: called with (rule, None) when a rule passes and (rule, error) when it breaks.
 
     Raises:
-        ContractError: the first check that failed, with the request and the answer.
+        ContractError: the first check that failed, with the request and the answer (with
+            `keep_going`, all of them in one message).
     """
-    requests = list(requests) if requests is not None else make_requests(catalog)
+    requests = list(requests) if requests is not None else make_requests(catalog, QUICK_REQUESTS if quick else 200)
+    if events is None:
+        events = make_events(catalog, **QUICK_EVENTS) if quick else make_events(catalog)
     first = factory()
     name = type(first).name
     report = ContractReport(name=name, requests=len(requests))
-    trainable = isinstance(first, Trainable)
+    rules = _Rules(report, progress, keep_going)
     with tempfile.TemporaryDirectory() as scratch:
-        artifact = Path(tmp_dir if tmp_dir is not None else scratch) / f"{name}-artifact"
+        _run_rules(factory, catalog, requests, events, latency_budget, Path(tmp_dir if tmp_dir is not None else scratch), quick, first, rules)
+    if report.failures:
+        if len(report.failures) == 1:
+            raise report.failures[0]
+        raise ContractError(f"recommender {name!r} breaks {len(report.failures)} rules:\n" + "\n".join(str(e) for e in report.failures))
+    return report
 
-        def build(fitted: bool = True) -> Recommender:
-            recommender = factory()
-            if fitted and trainable and not recommender.fitted:  # type: ignore[attr-defined]
-                recommender.fit(events if events is not None else make_events(catalog))  # type: ignore[attr-defined]
-            return recommender
 
-        if trainable and not first.fitted:  # type: ignore[attr-defined]
+def _run_rules(
+    factory: Callable[[], Recommender],
+    catalog: Catalog,
+    requests: list[Request],
+    events: pd.DataFrame,
+    latency_budget: float,
+    scratch: Path,
+    quick: bool,
+    first: Recommender,
+    rules: _Rules,
+) -> None:
+    report = rules.report
+    name = report.name
+    trainable = isinstance(first, Trainable)
+    artifact = scratch / f"{name}-artifact"
+
+    def build(fitted: bool = True) -> Recommender:
+        recommender = factory()
+        if fitted and trainable and not recommender.fitted:  # type: ignore[attr-defined]
+            recommender.fit(events)  # type: ignore[attr-defined]
+        return recommender
+
+    def attempt(rule: str, check: Callable[[], None]) -> None:
+        try:
+            check()
+        except ContractError as error:
+            rules.broken(_rule_of(error), error)
+        else:
+            rules.passed(rule)
+
+    if trainable and not first.fitted:  # type: ignore[attr-defined]
+        def not_fitted() -> None:
             try:
                 first.recommend(requests[0])
             except NotFittedError:
-                pass
-            else:
-                raise _fail(name, "NotFittedError before fit", "an unfitted trainable recommender answered")
-            report.checks.append("NotFittedError before fit")
-        recommender = build()
-        answers = _answers(recommender, requests)
-        _check_answers(name, catalog, requests, answers)
-        report.checks += ["answers are Recommendations", "valid track ids", "released tracks only", "no repeats when avoidable"]
-        report.distinct_tracks = len({answer.track for answer in answers})
+                return
+            except Exception as error:
+                raise _fail(name, "NotFittedError before fit", f"raised {type(error).__name__}: {error} instead") from error
+            raise _fail(name, "NotFittedError before fit", "an unfitted trainable recommender answered")
 
-        _compare(name, "same answers when asked again", requests, answers, _answers(recommender, requests))
-        _compare(name, "deterministic across instances", requests, answers, _answers(build(), requests))
-        report.checks += ["same answers when asked again", "deterministic across instances"]
+        attempt("NotFittedError before fit", not_fitted)
+    recommender = build()
 
-        batch_timings = []
-        for _ in range(3):  # the best of three: one call is at the mercy of a busy machine
+    # The first pass: every request asked alone, the first calls timed against the budget.
+    answers: list[tuple[int, float | None]] = []
+    probe: list[float] = []
+    try:
+        for request in requests:
             started = time.perf_counter()
-            batch = recommender.recommend_batch(requests)
-            batch_timings.append(time.perf_counter() - started)
-        report.batch_latency_s = min(batch_timings) / max(len(requests), 1)
-        _compare(name, "batch agrees with single", requests, answers, batch)
+            answers.append(ask(recommender, name, catalog.n_tracks, request))
+            if len(probe) < LATENCY_PROBE:
+                probe.append(time.perf_counter() - started)
+                if len(probe) == min(LATENCY_PROBE, len(requests)) and float(np.median(probe)) > latency_budget:
+                    median = float(np.median(probe)) * 1e3
+                    detail = f"median of the first {len(probe)} recommend() calls took {median:.2f} ms, budget {latency_budget * 1e3:.2f} ms"
+                    raise _fail(name, "latency budget", detail)
+    except ContractError as error:
+        rules.broken(_rule_of(error), error)
+        return  # with keep_going: every later rule needs valid answers
+    rules.passed(*ANSWER_RULES)
+    try:
+        _check_behaviour(name, catalog, requests, answers)
+    except ContractError as error:
+        rules.broken(_rule_of(error), error)
+    else:
+        rules.passed(*BEHAVIOUR_RULES)
+    report.distinct_tracks = len({track for track, _ in answers})
+
+    attempt("same answers when asked again", lambda: _compare(name, "same answers when asked again", requests, answers, _answers(name, catalog, recommender, requests)))
+    attempt("deterministic across instances", lambda: _compare(name, "deterministic across instances", requests, answers, _answers(name, catalog, build(), requests)))
+
+    def batch() -> None:
+        timings = []
+        for _ in range(1 if quick else 3):  # the best of three: one call is at the mercy of a busy machine
+            started = time.perf_counter()
+            got = _batch_answers(name, catalog, recommender, requests)
+            timings.append(time.perf_counter() - started)
+        report.batch_latency_s = min(timings) / max(len(requests), 1)
+        _compare(name, "batch agrees with single", requests, answers, got)
+
+    attempt("batch agrees with single", batch)
+
+    def empty_batch() -> None:
         if list(recommender.recommend_batch([])) != []:
             raise _fail(name, "empty batch", "recommend_batch([]) must return []")
-        report.checks += ["batch agrees with single", "empty batch"]
 
-        params = recommender.get_params()
-        cls = type(recommender)
+    attempt("empty batch", empty_batch)
+
+    params = recommender.get_params()
+    cls = type(recommender)
+
+    def unknown_parameters() -> None:
         try:
             cls(catalog, **params, **{UNKNOWN_PARAMETER: 1})
         except TypeError as error:
@@ -359,23 +485,26 @@ def check_recommender(
                 raise _fail(name, "unknown parameters raise TypeError", f"the message does not name the parameter: {error}") from error
         else:
             raise _fail(name, "unknown parameters raise TypeError", f"{cls.__name__}(catalog, {UNKNOWN_PARAMETER}=1) was accepted")
-        report.checks.append("unknown parameters raise TypeError")
 
-        if _has_artifacts(recommender):
+    attempt("unknown parameters raise TypeError", unknown_parameters)
+
+    if _has_artifacts(recommender):
+        def round_trip() -> None:
+            expected = answers
             if not trainable:
-                recommender.fit(events if events is not None else make_events(catalog))  # type: ignore[attr-defined]
-                answers = _answers(recommender, requests)
-                _check_answers(name, catalog, requests, answers)
+                recommender.fit(events)  # type: ignore[attr-defined]
+                expected = _answers(name, catalog, recommender, requests)
+                _check_behaviour(name, catalog, requests, expected)
             recommender.save(artifact)  # type: ignore[attr-defined]
             loaded = cls(catalog, **params)
             loaded.load(artifact)  # type: ignore[attr-defined]
-            _compare(name, "save / load round trip", requests, answers, _answers(loaded, requests))
-            report.checks.append("save / load round trip")
-        else:
-            rebuilt = cls(catalog, **params)
-            _compare(name, "get_params round trip", requests, answers, _answers(rebuilt, requests))
-            report.checks.append("get_params round trip")
+            _compare(name, "save / load round trip", requests, expected, _answers(name, catalog, loaded, requests))
 
+        attempt("save / load round trip", round_trip)
+    else:
+        attempt("get_params round trip", lambda: _compare(name, "get_params round trip", requests, answers, _answers(name, catalog, cls(catalog, **params), requests)))
+
+    def latency() -> None:
         timings = []
         for request in requests:
             started = time.perf_counter()
@@ -386,5 +515,5 @@ def check_recommender(
         if report.median_latency_s > latency_budget:
             detail = f"median recommend() took {report.median_latency_s * 1e3:.2f} ms, budget {latency_budget * 1e3:.2f} ms"
             raise _fail(name, "latency budget", detail)
-        report.checks.append("latency budget")
-    return report
+
+    attempt("latency budget", latency)

@@ -222,7 +222,7 @@ class StatChoice:
     def experiment(self, correction: str | None) -> Experiment:
         """The analysis these options describe, with a multiple-testing `correction`."""
         return Experiment(
-            self.chosen(), alpha=self.alpha, relative=self.relative, estimand=self.estimand, correction=correction
+            self.chosen() if self.metrics else None, alpha=self.alpha, relative=self.relative, estimand=self.estimand, correction=correction
         )
 
 

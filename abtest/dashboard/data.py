@@ -177,7 +177,7 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
     strategy, _ = plan(log, info.name)
-    sessions = sessions_sql(info.name, strategy, filters)
+    sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
     # create one: it lives in the connection's memory, not in the log); the report and every
     # chart read them from there.

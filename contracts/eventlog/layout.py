@@ -102,7 +102,8 @@ class LogLayout:
 
     def view_sql(self, table: str) -> str:
         pattern = str(self.directory(table) / f"*{SEGMENT_SUFFIX}")
-        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({sql_string(pattern)})"
+        # union_by_name: segments sealed before a column was added read it as NULL.
+        return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({sql_string(pattern)}, union_by_name = true)"
 
 
 def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:

@@ -41,8 +41,15 @@ logger = logging.getLogger(__name__)
 # `experiment_names` order. Build one with `make_row`.
 Row = tuple
 
-make_row = operator.itemgetter(*Columns.ALL)
-"""`make_row(values)`: the `Row` of a mapping from every declared column name to its value."""
+_REQUIRED = operator.itemgetter(*Columns.ALL)
+
+
+def make_row(values: Mapping[str, object]) -> Row:
+    """The `Row` of a mapping from every declared column name to its value; the columns added
+    after the first format (`Columns.ADDED`, nullable) may be left out and are then None."""
+    if all(name in values for name in Columns.ADDED):
+        return _REQUIRED(values)
+    return _REQUIRED({**dict.fromkeys(Columns.ADDED), **values})
 
 
 @dataclass

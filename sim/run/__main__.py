@@ -5,6 +5,7 @@
     python -m sim.run --episodes 500 --recommender local:sticky_artist --log data/local.duckdb
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb experiment --experiments config/experiments.yml
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb truth --experiments config/experiments.yml
+    python -m sim.run --episodes 500 --recommender local:top_pop --param k=10 --fallback random
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ class RunOptions:
     start_day: int
     log_path: Path | None
     quiet: bool
+    pairs: tuple[str, ...] = ()
+    fallback: str | None = None
 
 
 def load_run_config(options: RunOptions) -> EnvConfig:
@@ -108,8 +111,15 @@ def client_spec(options: RunOptions) -> ClientSpec:
         return ClientSpec("remote")
     if recommender == "dummy":
         return ClientSpec("dummy")
+    if (options.pairs or options.fallback) and not recommender.startswith("local:"):
+        raise click.BadParameter("--param and --fallback are for local:<name> runs; botify reads its experiments file", param_hint="--param")
     if recommender.startswith("local:") and len(recommender) > len("local:"):
-        return ClientSpec("local", recommender.removeprefix("local:"), options.artifact, log=options.log_path)
+        from recommenders.commands.common import parse_params
+
+        return ClientSpec(
+            "local", recommender.removeprefix("local:"), options.artifact, params=parse_params(options.pairs), log=options.log_path,
+            fallback=options.fallback,
+        )
     raise click.BadParameter(
         f"{recommender!r}: use remote, console, dummy or local:<registry name> (e.g. local:sticky_artist)", param_hint="--recommender"
     )
@@ -128,6 +138,8 @@ def client_spec(options: RunOptions) -> ClientSpec:
 @click.option("--start-day", type=click.IntRange(min=1), default=1, show_default=True, help="Number of the first simulated day (continue a timeline after a redeploy).")
 @click.option("--log", "log_path", type=click.Path(path_type=Path), default=None, help="local:<name> only: write the events to this event log (created, or appended to).")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option("--param", "pairs", multiple=True, metavar="KEY=VALUE", help="local:<name> only: a construction parameter (repeatable), as in the experiments file.")
+@click.option("--fallback", default=None, metavar="NAME", help="local:<name> only: the registry name that answers where the recommender fails (logged as errors).")
 @click.pass_context
 def main(ctx: click.Context, **options: object) -> None:
     """Simulate listeners arriving over simulated days and asking botify for tracks.

@@ -193,6 +193,9 @@ class LocalClient:
     same seed. With `log`, every event is written to that event log by the service's own writer.
     With `experiments` (built by `botify.experiments.build_experiments` from an experiments
     file), it serves those experiments as `botify serve` would, instead of `name` alone.
+    `params` are the recommender's construction parameters, `fallback` a registry name that
+    answers where it breaks a rule, `latency_budget` the seconds an answer may take (as an
+    experiments file's treatment has them).
     """
 
     def __init__(
@@ -206,6 +209,8 @@ class LocalClient:
         day_zero: dt.date,
         service_seed: int = 0,
         experiments: Experiments | None = None,
+        fallback: str | None = None,
+        latency_budget: float | None = None,
     ) -> None:
         from botify.experiments import single_treatment
         from botify.history import MemoryHistory
@@ -215,7 +220,10 @@ class LocalClient:
 
         self.name = name
         if experiments is None:
-            experiments = single_treatment(LOCAL_EXPERIMENT, name, make(name, catalog, params, artifact))
+            rescue = None if fallback is None else (fallback, make(fallback, catalog))
+            experiments = single_treatment(
+                LOCAL_EXPERIMENT, name, make(name, catalog, params, artifact), fallback=rescue, latency_budget=latency_budget
+            )
         self._writer: EventWriter | None = None
         if log is not None:
             self._writer = EventWriter(LogLayout.of(log), experiments.names, flush_window=3600.0)
@@ -230,7 +238,7 @@ class LocalClient:
         answers = self.service.serve(items)
         for item, answer in zip(items, answers, strict=True):
             if isinstance(answer, ServeError):
-                raise ServiceError(f"recommender {self.name!r} failed for user {item.user}, session {item.session}: {answer}")
+                raise ServiceError(f"user {item.user}, session {item.session}: {answer}")
         return answers  # type: ignore[return-value]
 
     def close(self) -> None:

@@ -29,9 +29,10 @@ R = TypeVar("R")
 
 @dataclass(frozen=True)
 class ClientSpec:
-    """How to build a client inside a shard: 'remote', 'dummy', 'local' (with a registry name,
-    and the event log its service writes to, if any) or 'experiment' (botify's service in
-    process serving an experiments file; see `sim.run.replay.ExperimentSpec`)."""
+    """How to build a client inside a shard: 'remote', 'dummy', 'local' (with a registry name, its
+    parameters, artifact and fallback, its latency budget in seconds, and the event log its service
+    writes to, if any) or 'experiment' (botify's service in process serving an experiments file;
+    see `sim.run.replay.ExperimentSpec`)."""
 
     kind: str
     name: str = ""
@@ -39,6 +40,8 @@ class ClientSpec:
     params: dict[str, object] = field(default_factory=dict)
     log: Path | None = None
     experiment: ExperimentSpec | None = None
+    fallback: str | None = None
+    latency_budget: float | None = None
 
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
@@ -50,6 +53,7 @@ class ClientSpec:
             return LocalClient(
                 self.name, world.catalog, params=self.params, artifact=self.artifact, log=self.log,
                 day_zero=config.time.start - dt.timedelta(days=1),  # simulated day 1 begins at `start`
+                fallback=self.fallback, latency_budget=self.latency_budget,
             )
         if self.kind == "experiment" and self.experiment is not None:
             from sim.run.replay import experiment_client

@@ -47,6 +47,7 @@ def event(
     latency: float = 0.002,
     recommender: str = "random",
     experiments: dict[str, int] | None = None,
+    error: str | None = None,
 ) -> dict[str, Any]:
     """One event row, `minute` minutes after T0."""
     return {
@@ -61,6 +62,8 @@ def event(
         Columns.LATENCY: latency,
         Columns.EXPERIMENTS: experiments if experiments is not None else {"exp": user % 2},
         Columns.PROPENSITY: None,
+        Columns.ERROR: error,
+        Columns.ERROR_MESSAGE: None if error is None else f"recommender {recommender!r} fails: {error}",
     }
 
 

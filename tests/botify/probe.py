@@ -22,7 +22,7 @@ class HistoryProbe(Recommender):
 
 
 class Broken(Recommender):
-    """Always raises: the service must answer 500 and log nothing."""
+    """Always raises: without a fallback the service answers 500 and logs an error event."""
 
     name = "broken"
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow.parquet as pq
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -205,9 +206,9 @@ def test_histories_of_users_are_apart(probe_client: FlaskClient) -> None:
     assert probe_client.post("/next/2", json=COURSE_BODY).get_json()["track"] == 1
 
 
-@pytest.mark.parametrize("name", ["broken", "out_of_catalog"])
-def test_a_failing_recommender_gives_500_without_details_and_logs_nothing(
-    make_app: Callable[..., Flask], tmp_path: Path, name: str, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(("name", "kind"), [("broken", "exception"), ("out_of_catalog", "out_of_range")])
+def test_a_failing_recommender_without_fallback_gives_500_without_details_and_logs_an_error_event(
+    make_app: Callable[..., Flask], tmp_path: Path, name: str, kind: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     app = make_app(experiments=write_experiments(tmp_path / "x.yml", experiment("e", name, name, serving=True)))
 
@@ -215,8 +216,12 @@ def test_a_failing_recommender_gives_500_without_details_and_logs_nothing(
 
     assert response.status_code == 500
     assert response.get_json() == {"error": "internal error while recommending (see the service log)"}
-    assert app.extensions[eventlog.EXTENSION].pending() == 0
-    assert any(record.levelname == "ERROR" for record in caplog.records)
+    segment = app.extensions[eventlog.EXTENSION].flush()
+    assert segment is not None
+    events = pq.read_table(segment).to_pylist()
+    assert [(e["recommendation"], e["recommender"], e["error"]) for e in events] == [(None, name, kind)]
+    assert events[0]["error_message"].startswith(f"recommender {name!r} fails ")
+    assert any(record.levelname == "ERROR" and name in record.getMessage() for record in caplog.records)
 
 
 # --- batch -------------------------------------------------------------------------------

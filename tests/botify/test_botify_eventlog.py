@@ -14,6 +14,7 @@ from click.testing import CliRunner
 from botify.cli import main
 from contracts.columns import (
     DUCKDB_TYPES,
+    FORMAT_VERSION,
     EVENTS_TABLE,
     EXPERIMENTS_DUCKDB_TYPES,
     EXPERIMENTS_TABLE,
@@ -39,7 +40,7 @@ def describe(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str
 
 def row(user: int, ts_us: int = JAN_1_2024_US, message: str = "next") -> Row:
     recommendation = None if message == "last" else user + 1
-    return (ts_us, user, None, message, user, 0.5, recommendation, "random", 0.001, (1, 0), 0.25)
+    return (ts_us, user, None, message, user, 0.5, recommendation, "random", 0.001, (1, 0), 0.25, None, None)
 
 
 def read(log: Path, sql: str = "SELECT * FROM events") -> list[tuple]:
@@ -262,7 +263,7 @@ def test_a_log_of_the_previous_format_gains_the_worlds_view(log: Path) -> None:
     init_log(log)
 
     assert read(log, "SELECT count(*) FROM worlds") == [(0,)]
-    assert read(log, "SELECT format_version FROM log_info") == [(2,)]
+    assert read(log, "SELECT format_version FROM log_info") == [(FORMAT_VERSION,)]
 
 
 def test_export_writes_parquet_partitioned_by_date(log: Path, writer: EventWriter, tmp_path: Path) -> None:

@@ -37,11 +37,12 @@ def test_list_shows_origin_and_artifact_needs(runner: CliRunner) -> None:
     assert result.output.splitlines()[0].split() == ["NAME", "ORIGIN", "ARTIFACT", "STATUS", "TARGET"]
 
 
-def test_list_json_marks_unloadable_entries(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_list_json_marks_unloadable_entries_and_exits_1(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(registry, "_extra", {"ghost": "no_such_package.model:Ghost"})
     result = runner.invoke(main, ["list", "--format", "json"])
-    assert result.exit_code == 0, result.output
-    rows = {row["name"]: row for row in json.loads(result.output)}
+    assert result.exit_code == 1, result.output
+    assert result.stderr.strip() == "Error: 1 registered recommender(s) cannot be loaded: ghost"
+    rows = {row["name"]: row for row in json.loads(result.stdout)}
     assert rows["ghost"]["origin"] == "runtime" and rows["ghost"]["artifact"] == "-"
     assert rows["ghost"]["status"] == "unavailable: No module named 'no_such_package'"
     assert rows["sticky_artist"]["status"] == "ok"
@@ -50,7 +51,7 @@ def test_list_json_marks_unloadable_entries(runner: CliRunner, monkeypatch: pyte
 def test_check_runs_the_contract_kit(runner: CliRunner, small_world_dir: Path) -> None:
     result = runner.invoke(main, ["check", "sticky_artist", "--world", str(small_world_dir), "--param", "fallback=top_pop", "--requests", "50"])
     assert result.exit_code == 0, result.output
-    assert "sticky_artist: 11 checks passed over 50 requests" in result.output
+    assert "sticky_artist: 13 checks passed over 50 requests" in result.output
     assert "  ok  batch agrees with single" in result.output
 
 

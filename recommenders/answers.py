@@ -1,0 +1,181 @@
+"""The one validator of a recommender's answers: what `recommenders check`, the service and local runs accept.
+
+Every caller asks through `ask` (one request) or `ask_all` (many, through `recommend_batch`),
+so the same answer gets the same verdict everywhere. An answer is accepted when it is a
+`Recommendation` whose track is an integer id of the catalog (a Python or numpy integer, never
+a bool or a float) and whose propensity is None or a real number in (0, 1] (a Python or numpy
+number, never a bool). Accepted answers come back as plain Python `int` / `float`.
+
+A broken rule raises (or, in `ask_all`, is returned as) `BrokenRule`, whose message names the
+recommender, the rule and the request::
+
+    recommender 'mine' fails 'valid track ids': track 12.0 is a float, must be an integer track id
+    of the catalog (0..99); request user 7, track 3, 2 tracks in the session, day 1
+
+Each rule has a short `kind`, the value of the event log's `error` column when the service
+meets it (see `ERROR_KINDS`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from recommenders.base import Recommendation, Recommender, Request
+
+# error kind -> the rule it breaks (the name `recommenders check` prints).
+ERROR_KINDS: dict[str, str] = {
+    "exception": "answers without raising",
+    "wrong_type": "answers are Recommendations",
+    "out_of_range": "valid track ids",
+    "bad_propensity": "propensity in (0, 1]",
+    "slow": "latency budget",
+}
+SLOW = "slow"
+
+
+class ContractError(AssertionError):
+    """A recommender broke the plugin contract; the message names the check and the request."""
+
+
+class BrokenRule(ContractError):
+    """One answer (or the lack of one) that breaks a rule of the contract.
+
+    Attributes:
+        recommender: the registry name of the recommender.
+        kind: the rule's short name (a key of `ERROR_KINDS`), logged as the event's `error`.
+        detail: what was wrong, with the request.
+    """
+
+    def __init__(self, recommender: str, kind: str, detail: str) -> None:
+        self.recommender = recommender
+        self.kind = kind
+        self.detail = detail
+        super().__init__(f"recommender {recommender!r} fails '{ERROR_KINDS.get(kind, kind)}': {detail}")
+
+
+def describe_request(request: Request) -> str:
+    """A request in a few words, for messages: user, track, session length and day."""
+    day = "" if request.day is None else f", day {request.day}"
+    return f"request user {request.user}, track {request.track}, {len(request.history)} tracks in the session{day}"
+
+
+def _is_integer(value: object) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool | np.bool_)
+
+
+def _is_real(value: object) -> bool:
+    return isinstance(value, int | float | np.integer | np.floating) and not isinstance(value, bool | np.bool_)
+
+
+def _type_name(value: object) -> str:
+    return type(value).__name__ if type(value).__module__ == "builtins" else f"{type(value).__module__}.{type(value).__qualname__}"
+
+
+def validate(name: str, n_tracks: int, request: Request, answer: Any) -> tuple[int, float | None]:
+    """The accepted (track, propensity) of `answer` to `request`, as plain Python values.
+
+    Raises:
+        BrokenRule: `answer` is not a `Recommendation`, its track is not an integer id below
+            `n_tracks`, or its propensity is not None nor a number in (0, 1].
+    """
+    where = describe_request(request)
+    if not isinstance(answer, Recommendation):
+        raise BrokenRule(name, "wrong_type", f"got {answer!r} ({_type_name(answer)}), must be a Recommendation(track, propensity); {where}")
+    track, propensity = answer.track, answer.propensity
+    if not _is_integer(track):
+        raise BrokenRule(
+            name, "wrong_type",
+            f"track {track!r} is a {_type_name(track)}, must be an integer track id of the catalog (0..{n_tracks - 1}); {where}",
+        )
+    if not 0 <= int(track) < n_tracks:
+        raise BrokenRule(name, "out_of_range", f"track {int(track)} is not a track id of the catalog (0..{n_tracks - 1}); {where}")
+    if propensity is None:
+        return int(track), None
+    if not _is_real(propensity) or not (0.0 < float(propensity) <= 1.0) or math.isnan(float(propensity)):
+        raise BrokenRule(name, "bad_propensity", f"propensity {propensity!r} ({_type_name(propensity)}), must be None or a number in (0, 1]; {where}")
+    return int(track), float(propensity)
+
+
+def exception_rule(name: str, request: Request, error: BaseException) -> BrokenRule:
+    """The broken rule of a `recommend` call that raised `error`."""
+    return BrokenRule(name, "exception", f"raised {type(error).__name__}: {error}; {describe_request(request)}")
+
+
+def slow_rule(name: str, request: Request, seconds: float, budget: float) -> BrokenRule:
+    """The broken rule of an answer that took `seconds`, over its `budget`."""
+    detail = f"the answer took {seconds * 1e3:.2f} ms, budget {budget * 1e3:.2f} ms; {describe_request(request)}"
+    return BrokenRule(name, SLOW, detail)
+
+
+def ask(recommender: Recommender, name: str, n_tracks: int, request: Request) -> tuple[int, float | None]:
+    """`recommender.recommend(request)`, validated: (track, propensity), or `BrokenRule` (an exception included)."""
+    try:
+        answer = recommender.recommend(request)
+    except Exception as error:
+        raise exception_rule(name, request, error) from error
+    return validate(name, n_tracks, request, answer)
+
+
+class Outcome(NamedTuple):
+    """One request's answer as `ask_all` found it.
+
+    Attributes:
+        track: the accepted track, or None when a rule other than the latency budget was broken.
+        propensity: the accepted propensity (None when the recommender cannot say, or no track).
+        seconds: this request's share of the time spent asking.
+        error: the broken rule, or None. With kind `slow`, `track` is still the (valid) answer.
+    """
+
+    track: int | None
+    propensity: float | None
+    seconds: float
+    error: BrokenRule | None
+
+
+def ask_all(
+    recommender: Recommender, name: str, n_tracks: int, requests: Sequence[Request], *, budget: float | None = None
+) -> list[Outcome]:
+    """Ask `recommender` for every request at once (`recommend_batch`; `recommend` for one) and validate.
+
+    When the batch call raises, or answers another number of requests, each request is asked
+    alone, so that only the requests that fail get a broken rule. An answer whose share of the
+    time is over `budget` seconds keeps its track and gets the `slow` rule.
+    """
+    if not requests:
+        return []
+    started = time.perf_counter()
+    answers: list[Any] | None
+    try:
+        answers = list(recommender.recommend_batch(requests)) if len(requests) > 1 else [recommender.recommend(requests[0])]
+    except Exception as error:
+        if len(requests) == 1:
+            return [Outcome(None, None, time.perf_counter() - started, exception_rule(name, requests[0], error))]
+        answers = None
+    if answers is not None and len(answers) == len(requests):
+        share = (time.perf_counter() - started) / len(requests)
+        return [_outcome(name, n_tracks, request, answer, share, budget) for request, answer in zip(requests, answers, strict=True)]
+    # Isolate the failing requests: the rest are answered as `recommend` would.
+    outcomes = []
+    for request in requests:
+        tick = time.perf_counter()
+        try:
+            answer = recommender.recommend(request)
+        except Exception as error:
+            outcomes.append(Outcome(None, None, time.perf_counter() - tick, exception_rule(name, request, error)))
+            continue
+        outcomes.append(_outcome(name, n_tracks, request, answer, time.perf_counter() - tick, budget))
+    return outcomes
+
+
+def _outcome(name: str, n_tracks: int, request: Request, answer: Any, seconds: float, budget: float | None) -> Outcome:
+    try:
+        track, propensity = validate(name, n_tracks, request, answer)
+    except BrokenRule as broken:
+        return Outcome(None, None, seconds, broken)
+    slow = slow_rule(name, request, seconds, budget) if budget is not None and seconds > budget else None
+    return Outcome(track, propensity, seconds, slow)
