@@ -186,9 +186,9 @@ def test_options_and_arguments_reach_the_model(small_world: World) -> None:
         ListenerModel(small_world, 1, 0, max_steps=0)
 
 
-def test_many_slots_at_once_equal_one_slot_at_a_time(small_world: World) -> None:
+@pytest.mark.parametrize("n", [2, 12])
+def test_many_slots_at_once_equal_one_slot_at_a_time(small_world: World, n: int) -> None:
     """The vectorised paths (several slots) give each session exactly what it gets alone."""
-    n = 12
     users, episodes = (np.arange(n) * 31) % small_world.n_users, np.arange(n) + 100
     together = _model(small_world, n)
     first = together.start(np.arange(n), users, episodes)
@@ -256,8 +256,10 @@ def test_growing_keeps_the_sessions_in_progress(small_world: World) -> None:
     for model in (grown, fixed):
         model.start(np.arange(2), np.array([1, 2]), np.arange(2))
         model.respond(np.array([7, 8]), np.arange(2))
+    grown.grow(3)  # one more slot
+    assert grown.n_slots == 3 and grown.history.shape == (3, grown.max_steps + 1)
     grown.grow(5)
-    grown.grow(3)  # never shrinks
+    grown.grow(4)  # never shrinks
     for model in (grown, fixed):
         model.start(np.array([4]), np.array([3]), np.array([9]))
 
