@@ -10,6 +10,7 @@ Usage:
     scripts/mutation.sh                                   # every module, 20 minutes each
     scripts/mutation.sh abtest/stats.py --budget 600      # one module, 10 minutes
     scripts/mutation.sh --report                          # only the table of the last runs
+    scripts/mutation.sh sim/listener.py --fresh           # after changing tests: check every mutant again
 """
 
 from __future__ import annotations
@@ -103,6 +104,7 @@ def main() -> int:
     parser.add_argument("modules", nargs="*", help="module paths from [tool.mutation.modules] (default: all)")
     parser.add_argument("--budget", type=float, default=1200.0, help="seconds per module (default 1200)")
     parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
+    parser.add_argument("--fresh", action="store_true", help="forget earlier results (mutmut re-checks changed code, not changed tests)")
     parser.add_argument("--survivors", action="store_true", help="also list the surviving mutants")
     parser.add_argument("--fail-under", type=float, default=None, help="exit 1 when a module's score is below this percentage")
     args = parser.parse_args()
@@ -115,6 +117,8 @@ def main() -> int:
     rows, survivors = [], []
     for module in args.modules or list(table):
         copy = prepare(module, table[module]) if not args.report else SCRATCH / module.replace("/", "_").removesuffix(".py")
+        if args.fresh and not args.report:
+            shutil.rmtree(copy / "mutants", ignore_errors=True)
         finished = None if args.report else run(copy, args.budget)
         found = verdicts(copy)
         rows.append((module, Counter(found.values()), finished))
