@@ -30,7 +30,7 @@ import duckdb
 import numpy as np
 import pandas as pd
 import yaml
-from demo import BIN, Service, _echo_run, _experiments
+from demo import Service, _echo_run, _experiments, module, use_checkout
 
 from contracts.columns import EVENTS_TABLE, Columns
 from contracts.catalog import Catalog
@@ -50,7 +50,7 @@ def _world(world: Path, tracks: int, users: int, new_per_day: int, release_days:
     world.mkdir(parents=True, exist_ok=True)
     config_path = world.parent / f"{world.name}-config.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    _echo_run([str(BIN / "python"), "-m", "sim.world", "--config", str(config_path), "--out", str(world), "--force", "--quiet"])
+    _echo_run([*module("sim.world"), "--config", str(config_path), "--out", str(world), "--force", "--quiet"])
     (world / "cold_start.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     return world
 
@@ -98,7 +98,8 @@ def main(episodes: int, workdir: Path, tracks: int, users: int, new_per_day: int
          port: int, seed: int) -> None:
     """Run the cold-start experiment: growing world, day-1 log, training, day-2 A/B with new-track mixing."""
     started = time.perf_counter()
-    python = str(BIN / "python")
+    use_checkout()
+    python = sys.executable
     workdir.mkdir(parents=True, exist_ok=True)
     world = _world(workdir / "world", tracks, users, new_per_day, release_days, seed)
     for stale in ("artifacts", "day1.duckdb", "day1.segments", "day2.duckdb", "day2.segments"):  # a log keeps its events in <log>.segments/
@@ -118,7 +119,7 @@ def main(episodes: int, workdir: Path, tracks: int, users: int, new_per_day: int
     artifacts = workdir / "artifacts"
     configs = {"tags": TAG_TRAINING, "content": CONTENT_TRAINING}
     for name in (behaviour, "tags", "content"):
-        command = [str(BIN / "recommenders"), "train", name, "--events", str(day1), "--world", str(world), "--out", str(artifacts / name), "--quiet"]
+        command = [*module("recommenders"), "train", name, "--events", str(day1), "--world", str(world), "--out", str(artifacts / name), "--quiet"]
         if name in configs:
             command += ["--config", str(_write_yaml(workdir / f"{name}.yml", configs[name]))]
         _echo_run(command)
@@ -143,7 +144,7 @@ def main(episodes: int, workdir: Path, tracks: int, users: int, new_per_day: int
     for index in (1, 2):
         out = workdir / f"report-T{index}.md"
         with out.open("w") as handle:
-            _echo_run([str(BIN / "abtest"), "report", "--log", str(day2), "--experiment", EXPERIMENT,
+            _echo_run([*module("abtest"), "report", "--log", str(day2), "--experiment", EXPERIMENT,
                        "--control", "0", "--treatment", str(index), "--format", "markdown"], stdout=handle)
         click.echo(f"### {labels[index]} against {labels[0]}\n")
         click.echo(out.read_text())

@@ -26,7 +26,19 @@ import urllib3
 import yaml
 from urllib3.exceptions import HTTPError
 
-BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[1]
+
+
+def module(name: str) -> list[str]:
+    """The command line that runs package `name` of this checkout: `python -m NAME` with the checkout
+    first on PYTHONPATH, so the demo runs the code it sits beside, never an installed script."""
+    return [sys.executable, "-m", name]
+
+
+def use_checkout() -> None:
+    """Put this checkout first on the PYTHONPATH that the commands started from here inherit."""
+    os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
+
 TRAINED: dict[str, dict[str, object]] = {  # registry name -> training config (write-up defaults where empty)
     "dssm": {},
     "bpr_knn": {},
@@ -58,7 +70,7 @@ class Service:
 
     def __init__(self, world: Path, experiments: Path, log: Path, port: int, workers: int) -> None:
         self.command = [
-            str(BIN / "botify"), "serve", "--world", str(world), "--experiments", str(experiments),
+            *module("botify"), "serve", "--world", str(world), "--experiments", str(experiments),
             "--log", str(log), "--port", str(port), "--workers", str(workers),
         ]
         if workers > 1:  # workers share listen history through Redis (scripts/redis.sh)
@@ -98,7 +110,8 @@ def _experiments(path: Path, name: str, treatments: list[dict[str, object]]) -> 
 def main(episodes: int, workdir: Path, world: Path, port: int, workers: int, seed: int) -> None:
     """Run the whole loop: world, day 1 cold start, training, day 2 experiment, A/B reports."""
     started = time.perf_counter()
-    python = str(BIN / "python")
+    use_checkout()
+    python = sys.executable
     if not (world / "public").is_dir():
         _echo_run([python, "-m", "sim.world", "--out", str(world)])
     shutil.rmtree(workdir, ignore_errors=True)
@@ -122,7 +135,7 @@ def main(episodes: int, workdir: Path, world: Path, port: int, workers: int, see
             config_path = workdir / f"train-{name}.yml"
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             extra = ["--config", str(config_path)]
-        _echo_run([str(BIN / "recommenders"), "train", name, "--events", str(log), "--world", str(world), "--out", str(out), *extra])
+        _echo_run([*module("recommenders"), "train", name, "--events", str(log), "--world", str(world), "--out", str(out), *extra])
         artifacts[name] = out
 
     click.secho("\nday 2: sticky_artist against the trained recommenders", bold=True)
@@ -137,7 +150,7 @@ def main(episodes: int, workdir: Path, world: Path, port: int, workers: int, see
         for fmt, suffix in (("markdown", "md"), ("html", "html")):
             out = workdir / f"report-T{index}-{name}.{suffix}"
             with out.open("w") as handle:
-                _echo_run([str(BIN / "abtest"), "report", "--log", str(log), "--experiment", "personalised",
+                _echo_run([*module("abtest"), "report", "--log", str(log), "--experiment", "personalised",
                            "--control", "0", "--treatment", str(index), "--format", fmt], stdout=handle)
             reports.append(out)
         click.echo((workdir / f"report-T{index}-{name}.md").read_text())

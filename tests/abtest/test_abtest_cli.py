@@ -11,13 +11,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pytest
+import scipy.stats
 from click.testing import CliRunner, Result
 
+from abtest.calibration import run_aa
 from abtest.cli import main
+from abtest.experiment import user_values
+from abtest.log import EventLog
+from abtest.metrics import UserColumns, default_metrics
 from contracts.columns import EXPERIMENTS_TABLE
 from contracts.columns import Columns
-from tests.abtest.conftest import event
+from tests.abtest.conftest import event, within
 
 REPORT_KEYS = {
     "metric", "control_mean", "treatment_mean", "effect", "lower", "upper",
@@ -162,17 +168,30 @@ def test_sample_ratio_mismatch_warns_loudly_and_fails_check(srm_log: Path) -> No
 
 
 def test_aa_reports_false_positive_rate_coverage_and_power(synthetic_log: Path) -> None:
-    result = run("aa", "--log", synthetic_log, "--runs", "200", "--inject", "5%", "--format", "json", "--strict")
+    result = run("aa", "--log", synthetic_log, "--runs", "200", "--inject", "20%", "--format", "json", "--strict")
 
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
     assert {row["metric"] for row in rows} == {
         "time", "sessions", "mean_time_per_session", "mean_tracks_per_session", "mean_request_latency",
     }
+    with EventLog.open(synthetic_log) as log:
+        _, values = user_values(log, list(UserColumns.VALUES), experiment="exp")
+    control = {name: array[values[UserColumns.ARM] == 0] for name, array in values.items()}
+    library = run_aa(control[UserColumns.USER], control, default_metrics(), runs=200, inject=0.2, salt="exp")
     for row in rows:
-        assert row["runs"] == 200 and row["inject"] == pytest.approx(0.05)
+        assert row["runs"] == 200 and row["inject"] == pytest.approx(0.2)
         assert row["fpr_lower"] <= 0.05 <= row["fpr_upper"]
-        assert 0.0 <= row["power"] <= 1.0
+        assert {key: row[key] for key in ("false_positive_rate", "coverage", "power")} == pytest.approx(
+            {key: getattr(library[row["metric"]], key) for key in ("false_positive_rate", "coverage", "power")}
+        )
+    # +20% on the mean time of the control arm's ~400 users, split in two halves: the normal-
+    # approximation power of Welch's test (treated half's spread scaled by 1.2; about 0.6), within
+    # the binomial band of 200 runs.
+    time = control[UserColumns.TIME]
+    z = 0.2 * time.mean() / (time.std(ddof=1) * np.sqrt((1 + 1.2**2) / (len(time) / 2)))
+    expected = scipy.stats.norm.cdf(z - scipy.stats.norm.ppf(0.975)) + scipy.stats.norm.cdf(-z - scipy.stats.norm.ppf(0.975))
+    assert within(float(expected), next(row["power"] for row in rows if row["metric"] == "time"), 200)
 
 
 def test_aa_strict_fails_a_miscalibrated_test(synthetic_log: Path, monkeypatch: pytest.MonkeyPatch) -> None:

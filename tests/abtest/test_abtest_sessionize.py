@@ -121,20 +121,30 @@ def test_filters_by_time_days_and_recommender(make_log: Callable[..., Path]) -> 
     dated = sessions(path, Strategy.LAST_LIST, Filters(days=(2, 3), day_zero=(T0 - dt.timedelta(days=1)).date()))
     service = sessions(path, Strategy.LAST_LIST, Filters(days=(1, 4)))  # the default day zero, 2025-12-31
     served_by_a = sessions(path, Strategy.LAST_LIST, Filters(recommenders=("a",)))
+    served_by_either = sessions(path, Strategy.LAST_WINDOW, Filters(recommenders=("b", "a")))
 
     assert len(since) == 2 and len(until) == 1
     assert days[S.START].tolist() == [pd.Timestamp(T0 + dt.timedelta(days=1, minutes=10))]
     assert dated[S.START].tolist() == days[S.START].tolist()
     assert len(service) == 0  # this log's ts are in 2024, long before the service's day 1
     assert served_by_a[S.TRACKS].tolist() == [1, 2]
+    assert served_by_either[S.TRACKS].tolist() == [1, 1, 2]
 
 
 def test_filters_validate_their_ranges() -> None:
     with pytest.raises(AbtestError, match="since"):
         Filters(since=T0, until=T0)
-    with pytest.raises(AbtestError, match="days"):
+    with pytest.raises(AbtestError, match="days == 3:1, the first day must be before the last"):
         Filters(days=(3, 1))
+    with pytest.raises(AbtestError, match="days == 2:2"):
+        Filters(days=(2, 2))  # [2, 2) is empty
     assert Filters(days=(1, 8), recommenders=("dssm",)).describe() == "days 1:8 (day 0 = 2025-12-31); recommender dssm"
+    assert Filters().describe() == ""
+    everything = Filters(since=T0, until=T0 + dt.timedelta(hours=36), days=(0.5, 2), day_zero=None, recommenders=("a", "b"), include_open=True)
+    assert everything.describe() == (
+        "since 2024-01-01 00:00:00; until 2024-01-02 12:00:00; days 0.5:2 (day 0 = the first event's day); "
+        "recommender a, b; open sessions included"
+    )
 
 
 def test_default_day_zero_is_the_services() -> None:
@@ -147,7 +157,7 @@ def test_choose_strategy() -> None:
     assert choose_strategy(0, 0.0) == Strategy.SESSION_ID
     assert choose_strategy(10, LIST_PLAN_MAX_COST) == Strategy.LAST_LIST
     assert choose_strategy(10, LIST_PLAN_MAX_COST + 1) == Strategy.LAST_WINDOW
-    with pytest.raises(AbtestError, match="strategy"):
+    with pytest.raises(AbtestError, match="strategy == 'by-magic', must be one of session-id, last-list, last-window"):
         sessions_sql("exp", "by-magic")
 
 

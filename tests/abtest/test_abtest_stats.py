@@ -214,9 +214,10 @@ def test_mde_and_users_needed_agree_with_statsmodels_power() -> None:
 
 @pytest.mark.parametrize("relative", ["fieller", "delta"])
 def test_relative_interval_covers_known_effect_at_nominal_rate(relative: str) -> None:
-    """4,000 seeded experiments with a true +8% effect on skewed per-user values."""
+    """5,000 seeded experiments with a true +8% effect on skewed per-user values (binomial band:
+    a 2-point miscalibration fails with probability >= 0.98, docs/testing.md)."""
     rng = np.random.default_rng(2024)
-    runs, n = 4000, 400
+    runs, n = 5000, 400
     c = rng.gamma(2.0, 1.0, (runs, n))  # mean 2
     t = rng.gamma(2.0, 1.08, (runs, n))  # mean 2.16: +8% exactly
     est = [stats.Estimate(x.mean(1), x.var(1, ddof=1) / n, np.full(runs, n - 1.0)) for x in (c, t)]
@@ -229,7 +230,7 @@ def test_relative_interval_covers_known_effect_at_nominal_rate(relative: str) ->
 
 def test_false_positive_rate_is_alpha_without_effect() -> None:
     rng = np.random.default_rng(7)
-    runs, n = 4000, 300
+    runs, n = 5000, 300
     c, t = rng.exponential(3.0, (runs, n)), rng.exponential(3.0, (runs, n))
     est = [stats.Estimate(x.mean(1), x.var(1, ddof=1) / n, np.full(runs, n - 1.0)) for x in (c, t)]
 
@@ -242,7 +243,7 @@ def test_false_positive_rate_is_alpha_without_effect() -> None:
 def test_ratio_of_sums_interval_covers_known_ratio() -> None:
     """Per-user sessions y and time x = y * g: true time per session is E[g], +10% in treatment."""
     rng = np.random.default_rng(99)
-    runs, n = 3000, 300
+    runs, n = 5000, 300
     estimates = []
     for gain in (1.0, 1.1):
         y = rng.poisson(4.0, (runs, n)) + 1.0
@@ -263,3 +264,72 @@ def test_proportion_interval_is_clopper_pearson() -> None:
 
     assert lower == pytest.approx(scipy.stats.beta.ppf(0.025, 50, 951), rel=1e-9)
     assert upper == pytest.approx(scipy.stats.beta.ppf(0.975, 51, 950), rel=1e-9)
+
+
+def test_fieller_uses_the_alpha_it_is_given() -> None:
+    rng = np.random.default_rng(6)
+    ec, et = mean_estimate(rng.normal(10, 4, 300)), mean_estimate(rng.normal(10.8, 5, 250))
+    df = stats.satterthwaite_df(et.variance, et.df, ec.variance, ec.df)
+
+    lower, upper, _, _ = stats.fieller_interval(ec, et, alpha=0.2)
+
+    assert (float(lower), float(upper)) == pytest.approx(fieller_roots(ec, et, scipy.stats.t.ppf(0.9, df)), rel=RTOL)
+
+
+def test_fieller_with_a_linear_equation_keeps_the_ray_of_the_ratio() -> None:
+    """c² = q² var(c): Fieller's quadratic is linear, its one finite end (t² - q² var(t)) / (2 t c)."""
+    q = float(scipy.stats.t.ppf(0.975, stats.satterthwaite_df(1.0, 1e6, 1.0, 1e6)))
+    control, treatment = stats.Estimate(q, 1.0, 1e6), stats.Estimate(30.0, 1.0, 1e6)
+
+    lower, upper, p, _ = stats.fieller_interval(control, treatment, alpha=0.05)
+
+    assert float(p) < 0.05
+    assert float(lower) == pytest.approx((30.0**2 - q * q) / (2 * 30.0 * q), rel=1e-9) and float(upper) == math.inf
+
+
+@pytest.mark.parametrize("relative", ["fieller", "delta"])
+def test_no_spread_gives_exact_answers_with_either_interval(relative: str) -> None:
+    same = stats.compare(stats.Estimate(2.0, 0.0, 9.0), stats.Estimate(2.0, 0.0, 9.0), alpha=0.05, relative=relative)
+    other = stats.compare(stats.Estimate(2.0, 0.0, 9.0), stats.Estimate(3.0, 0.0, 9.0), alpha=0.05, relative=relative)
+
+    assert (float(same.p_value), float(same.lower), float(same.upper)) == (1.0, 0.0, 0.0)
+    assert float(other.p_value) == 0.0 and float(other.lower) == float(other.upper) == pytest.approx(0.5)
+
+
+def test_srm_edge_cases_and_its_threshold() -> None:
+    nothing = stats.srm([0, 0])
+    one = stats.srm([1, 0])
+    p = float(scipy.stats.chisquare([5000, 4800]).pvalue)
+
+    assert (nothing.observed, nothing.expected, nothing.mismatch) == ((0, 0), (0.0, 0.0), False)
+    assert math.isnan(nothing.statistic) and math.isnan(nothing.p_value)
+    assert one.observed == (1, 0) and one.statistic == pytest.approx(1.0)
+    assert stats.srm([5000, 4800], srm_alpha=p).mismatch is False  # strictly below the threshold only
+    assert stats.srm([5000, 4800], srm_alpha=p * 1.01).mismatch is True
+    assert stats.srm([5000, 4800]).mismatch is False and stats.srm([5000, 4800], srm_alpha=0.05).mismatch is True  # p = 0.043
+    with pytest.raises(AbtestError, match=r"observed has 1 arm\(s\), a sample ratio check needs at least 2"):
+        stats.srm([10])
+
+
+def test_mde_and_users_needed_use_their_alpha_power_and_ratio() -> None:
+    mde = stats.mde(sd=2.0, mean=5.0, n_control=1000, n_treatment=3000, alpha=0.1, power=0.9)
+    achieved = TTestIndPower().power(effect_size=mde * 5.0 / 2.0, nobs1=1000, alpha=0.1, ratio=3.0)
+    need_c, need_t = stats.users_needed(0.04, sd=2.0, mean=5.0, ratio=3.0, alpha=0.1, power=0.9)
+    n1 = TTestIndPower().solve_power(effect_size=0.04 * 5.0 / 2.0, alpha=0.1, power=0.9, ratio=3.0)
+
+    assert achieved == pytest.approx(0.9, rel=1e-4)  # statsmodels solves to about 1e-5
+    assert (need_c, need_t) == (math.ceil(n1), math.ceil(3.0 * n1))
+    assert stats.mde(sd=2.0, mean=5.0, n_control=2, n_treatment=2) > 0
+    for n_control, n_treatment in ((1, 50), (50, 1)):
+        with pytest.raises(AbtestError, match=f"arms have {n_control} and {n_treatment} users, need at least 2 each"):
+            stats.mde(sd=2.0, mean=5.0, n_control=n_control, n_treatment=n_treatment)
+    with pytest.raises(AbtestError, match="effect == 0, must be non-zero"):
+        stats.users_needed(0.0, sd=2.0, mean=5.0)
+    assert stats.users_needed(1.0, sd=2.0, mean=5.0)[0] >= 2  # an effect of 100% is not "no effect"
+
+
+def test_proportion_interval_uses_its_alpha() -> None:
+    lower, upper = stats.proportion_interval(50, 1000, alpha=0.2)
+
+    assert lower == pytest.approx(scipy.stats.beta.ppf(0.1, 50, 951), rel=1e-9)
+    assert upper == pytest.approx(scipy.stats.beta.ppf(0.9, 51, 950), rel=1e-9)

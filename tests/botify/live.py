@@ -19,6 +19,7 @@ import duckdb
 import urllib3
 
 HOST = "127.0.0.1"
+REPO = Path(__file__).resolve().parents[2]  # `python -m botify` from here runs this checkout
 START_TIMEOUT = 60.0  # seconds; start-up takes about 2 s, more on a loaded machine
 
 
@@ -39,7 +40,7 @@ class Server:
         self.env = env
         command = [sys.executable, "-m", "botify", "serve", "--host", HOST, "--port", str(self.port), *args]
         with open(log_file, "ab") as out:
-            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+            self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO, start_new_session=True)
 
     def output(self) -> str:
         return self.log_file.read_text(errors="replace")

@@ -55,10 +55,14 @@ def test_last_answers_the_user_only(client: FlaskClient) -> None:
     assert response.data == b'{"user": 7}\n'
 
 
-def test_body_without_content_type_is_still_json(client: FlaskClient) -> None:
+def test_body_without_content_type_is_still_json(client: FlaskClient, app: Flask) -> None:
     response = client.post("/next/1", data=b'{"track": 10, "time": 0.3}')
 
     assert response.status_code == 200
+    track = response.get_json()["track"]
+    assert response.data == b'{"user": 1, "track": %d}\n' % track
+    [row] = events(app)
+    assert (row["user"], row["message"], row["track"], row["time"], row["recommendation"]) == (1, "next", 10, 0.3, track)
 
 
 def test_served_requests_are_logged_with_every_assignment(client: FlaskClient, app: Flask) -> None:
@@ -71,11 +75,9 @@ def test_served_requests_are_logged_with_every_assignment(client: FlaskClient, a
     first, last = rows
     assert (first["user"], first["track"], first["time"], first["recommendation"]) == (3, 10, 0.3, answer["track"])
     assert first["session"] is None
-    assert set(first["experiments"]) == {"cold_start", "recorded"}
-    experiments = app.extensions["botify"].experiments
-    expected = experiments.assignments(3)
-    assert [first["experiments"][name] for name in experiments.names] == list(expected)
-    assert first["recommender"] == ["random", "sticky_artist"][expected[0]]
+    # MurmurHash3 x86_32 (unsigned): "cold_start:3" -> 2277861799, % 2 = 1; "recorded:3" -> 806908633, % 3 = 1.
+    assert first["experiments"] == {"cold_start": 1, "recorded": 1}
+    assert first["recommender"] == "sticky_artist"
     assert 0 < first["propensity"] <= 1 and first["latency"] > 0
     assert last["recommendation"] is None and last["propensity"] is None
     assert last["session"] == 77
@@ -98,11 +100,13 @@ def test_unknown_track_is_404(client: FlaskClient, track: int) -> None:
     assert "not in the catalog" in response.get_json()["error"]
 
 
-def test_experiments_endpoint_shows_a_users_assignments(client: FlaskClient, app: Flask) -> None:
+def test_experiments_endpoint_shows_a_users_assignments(client: FlaskClient) -> None:
     response = client.get("/experiments/3")
+    other = client.get("/experiments/7")
 
-    experiments = app.extensions["botify"].experiments
-    assert response.get_json()["experiments"]["cold_start"]["treatment"] == experiments.assignments(3)[0]
+    # MurmurHash3 x86_32 (unsigned) % 2: "cold_start:3" -> 2277861799 -> 1, "cold_start:7" -> 390436836 -> 0.
+    assert response.get_json()["experiments"]["cold_start"]["treatment"] == 1
+    assert other.get_json()["experiments"]["cold_start"]["treatment"] == 0
     assert client.get("/experiments").get_json()["experiments"][0]["name"] == "cold_start"
 
 

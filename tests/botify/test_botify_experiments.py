@@ -133,4 +133,6 @@ def test_built_experiments_assign_every_experiment(small_world_dir: Path) -> Non
 
     assert experiments.names == ("recorded", "serving") and experiments.serving == 1
     assert experiments.recommender_names == ("random", "sticky_artist")
-    assert experiments.assignments(42) == (assign("recorded", 42, 3), assign("serving", 42, 2))
+    # MurmurHash3 x86_32 (unsigned): "recorded:42" -> 4256242442, % 3 = 2; "serving:42" -> 1822884022, % 2 = 0.
+    assert experiments.assignments(42) == (2, 0)
+    assert experiments.assignments(3) == (1, 1)  # "recorded:3" -> 806908633, "serving:3" -> 804637307

@@ -25,7 +25,7 @@ from sim.config import env_config_from_mapping
 from sim.run.shards import ClientSpec, ShardJob, run_shard
 
 EPISODES = 300
-BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[2]  # `python -m botify` from here runs this checkout
 
 
 def _free_port() -> int:
@@ -55,8 +55,8 @@ def _serving(world_dir: Path, tmp_path: Path, recommenders: list[str]) -> Iterat
     experiments = tmp_path / "experiments.yml"
     treatments = [{"recommender": name} for name in recommenders]
     experiments.write_text(yaml.safe_dump({"experiments": [{"name": "e2e", "serving": True, "treatments": treatments}]}))
-    command = [str(BIN / "botify"), "serve", "--world", str(world_dir), "--experiments", str(experiments), "--log", str(log), "--port", str(port), "--workers", "1"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = [sys.executable, "-m", "botify", "serve", "--world", str(world_dir), "--experiments", str(experiments), "--log", str(log), "--port", str(port), "--workers", "1"]
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 60
     while True:
         try:

@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from sim import streams
 from sim.listener import ListenerModel
@@ -128,13 +129,35 @@ def test_budget_ends_the_session(small_world: World) -> None:
     assert ended[0] and model.budget[0] == 0
 
 
-def test_popular_start_extension(small_world: World) -> None:
-    model = ListenerModel(small_world, 2000, 5, popular_start=1.0)
-    first = model.start(np.arange(2000), np.arange(2000) % small_world.n_users, np.arange(2000))
-    popularity = small_world.catalog.popularity
-    # Started from the charts: first tracks are much more popular than interest neighbours.
-    baseline = _model(small_world, 2000).start(np.arange(2000), np.arange(2000) % small_world.n_users, np.arange(2000))
-    assert popularity[first].mean() > 2 * popularity[baseline].mean()
+def _popularity_bins(popularity: np.ndarray, bins: int = 10) -> tuple[np.ndarray, np.ndarray]:
+    """Each track's bin among `bins` bins of about equal prior mass (tracks sorted by popularity), and each bin's mass."""
+    order = np.argsort(popularity, kind="stable")
+    edges = np.searchsorted(np.cumsum(popularity[order]), np.linspace(0, 1, bins + 1)[1:-1] * popularity.sum())
+    bin_of = np.empty(len(popularity), dtype=np.int64)
+    bin_of[order] = np.searchsorted(edges, np.arange(len(popularity)), side="right")
+    return bin_of, np.bincount(bin_of, weights=popularity, minlength=bins) / popularity.sum()
+
+
+def test_popular_start_draws_first_tracks_from_the_popularity_prior(small_world: World) -> None:
+    """With popular_start=1 first tracks are draws from the popularity prior: counts in ten bins
+    of equal prior mass pass a chi-square test (false alarm 1e-4); interest starts fail it. With
+    popular_start=0.5 each session starts where one of the two would, the chart in a share
+    within the binomial band around 0.5. Over keys 0-19 the chi-square p-values of chart starts
+    were 0.004-0.84, those of interest starts below 1e-300.
+    """
+    n = 2000
+    slots, users = np.arange(n), np.arange(n) % small_world.n_users
+    bin_of, mass = _popularity_bins(small_world.catalog.popularity)
+    charted = ListenerModel(small_world, n, 5, popular_start=1.0).start(slots, users, slots)
+    interest = _model(small_world, n, 5).start(slots, users, slots)
+    half = ListenerModel(small_world, n, 5, popular_start=0.5).start(slots, users, slots)
+
+    assert stats.chisquare(np.bincount(bin_of[charted], minlength=10), mass * n).pvalue > 1e-4
+    assert stats.chisquare(np.bincount(bin_of[interest], minlength=10), mass * n).pvalue < 1e-4
+    assert ((half == charted) | (half == interest)).all()
+    differ = charted != interest
+    lower, upper = stats.binom.interval(1 - 1e-4, differ.sum(), 0.5)
+    assert lower <= (half[differ] == charted[differ]).sum() <= upper
 
 
 def test_uniform_streams_are_uniform_and_independent() -> None:
@@ -145,7 +168,104 @@ def test_uniform_streams_are_uniform_and_independent() -> None:
     assert abs(u.mean() - 0.5) < 5 * np.sqrt(1 / 12 / n)
     assert abs(np.corrcoef(u, v)[0, 1]) < 5 / np.sqrt(n)
     counts = np.bincount((u * 10).astype(int), minlength=10)
-    from scipy.stats import chisquare
-
-    assert chisquare(counts).pvalue > 1e-4
+    assert stats.chisquare(counts).pvalue > 1e-4
     assert streams.uniform_scalar(key, 17, 5, streams.BUDGET, 1) == v[17]
+
+
+def test_options_and_arguments_reach_the_model(small_world: World) -> None:
+    from sim.config import ListenerOptions
+
+    model = ListenerModel.from_options(small_world, 3, 9, ListenerOptions(max_session_steps=7, popular_start=0.25, interest_drift=0.5))
+
+    assert (model.n_slots, model.key, model.max_steps, model.popular_start, model.interest_drift) == (3, 9, 7, 0.25, 0.5)
+    assert ListenerModel(small_world, 1, 0).max_steps == 250  # the course's time limit
+    assert ListenerModel(small_world, 1, 0, max_steps=1).max_steps == 1
+    with pytest.raises(ValueError, match="n_slots == 0, must be >= 1"):
+        ListenerModel(small_world, 0, 0)
+    with pytest.raises(ValueError, match="max_steps == 0, must be >= 1"):
+        ListenerModel(small_world, 1, 0, max_steps=0)
+
+
+@pytest.mark.parametrize("n", [2, 12])
+def test_many_slots_at_once_equal_one_slot_at_a_time(small_world: World, n: int) -> None:
+    """The vectorised paths (several slots) give each session exactly what it gets alone."""
+    users, episodes = (np.arange(n) * 31) % small_world.n_users, np.arange(n) + 100
+    together = _model(small_world, n)
+    first = together.start(np.arange(n), users, episodes)
+    actions = np.random.default_rng(3).integers(small_world.n_tracks, size=(4, n))
+    responses = [together.respond(step) for step in actions]
+    for i in range(n):
+        alone = _model(small_world)
+        assert alone.start(np.array([0]), users[i : i + 1], episodes[i : i + 1])[0] == first[i]
+        for step, (fractions, ended) in zip(actions, responses):
+            got, done = alone.respond(step[i : i + 1])
+            assert (got[0], done[0]) == (fractions[i], ended[i])
+        assert alone.budget[0] == together.budget[i]
+
+
+def test_only_tracks_played_in_the_session_count_as_repeats(small_world: World) -> None:
+    """Track 1 and artist 1 were not played: they get the full formula, not a repeat's 0 or a fatigue discount."""
+    catalog, listeners = small_world.catalog, small_world.listeners
+    by_artist_1 = int(catalog.tracks_of_artist(1)[0])
+    for track in (1, by_artist_1):
+        model = _model(small_world)
+        for user in range(small_world.n_users):  # a listener who did not start with artist 1 and likes `track` a little
+            first = model.start(np.array([0]), np.array([user]), np.array([0]))[0]
+            params = (float(listeners.consume_bias[user]), float(listeners.consume_sharpness[user]), float(listeners.artist_discount_gamma[user]))
+            expected = _course_fraction(float(small_world.taste[track].astype(np.float64) @ model._interest[0]), *params, 0)
+            if catalog.artist[first] not in (catalog.artist[track], 1) and expected > 0:
+                break
+        model.start(np.array([0]), np.array([user]), np.array([0]))  # a reused slot starts clean
+
+        fractions, _ = model.respond(np.array([track]))
+
+        assert fractions[0] == expected > 0
+
+
+def test_a_session_can_run_to_the_time_limit(small_world: World) -> None:
+    model = ListenerModel(small_world, 1, 11, max_steps=3)
+    first = int(model.start(np.array([0]), np.array([0]), np.array([0]))[0])
+    model.budget[0] = 100  # nothing ends it but the limit
+    tracks = [t for t in range(small_world.n_tracks) if t != first][:3]
+
+    for track in tracks:
+        model.respond(np.array([track]))
+
+    assert model.step[0] == 3 and model.history[0].tolist() == [first, *tracks]
+
+
+def test_interest_drift_pulls_the_interest_towards_what_was_listened(small_world: World) -> None:
+    """interest <- |interest| * unit(interest + drift * fraction * (track - interest)), norm kept."""
+    drifting, still = (ListenerModel(small_world, 2, 11, interest_drift=drift) for drift in (0.5, 0.0))
+    for model in (drifting, still):
+        model.start(np.arange(2), np.array([4, 5]), np.arange(2))
+    before = drifting._interest.copy()
+    tracks = np.array([10, 20])
+
+    fractions, _ = drifting.respond(tracks)
+    still.respond(tracks)
+
+    moved = before + (0.5 * fractions)[:, None] * (small_world.taste[tracks].astype(np.float64) - before)
+    expected = np.linalg.norm(before, axis=1, keepdims=True) * moved / np.linalg.norm(moved, axis=1, keepdims=True)
+    np.testing.assert_allclose(drifting._interest, expected, rtol=1e-12)
+    np.testing.assert_array_equal(still._interest, before)
+
+
+def test_growing_keeps_the_sessions_in_progress(small_world: World) -> None:
+    grown, fixed = _model(small_world, 2), _model(small_world, 5)
+    for model in (grown, fixed):
+        model.start(np.arange(2), np.array([1, 2]), np.arange(2))
+        model.respond(np.array([7, 8]), np.arange(2))
+    grown.grow(3)  # one more slot
+    assert grown.n_slots == 3 and grown.history.shape == (3, grown.max_steps + 1)
+    grown.grow(5)
+    grown.grow(4)  # never shrinks
+    for model in (grown, fixed):
+        model.start(np.array([4]), np.array([3]), np.array([9]))
+
+    results = [model.respond(np.array([30, 31, 0, 0, 32]), np.arange(5)) for model in (grown, fixed)]
+
+    assert grown.n_slots == 5
+    np.testing.assert_array_equal(results[0][0][[0, 1, 4]], results[1][0][[0, 1, 4]])
+    for name in ("user", "episode", "step", "budget", "track", "history", "_history_artist", "_interest", "_bias", "_sharpness", "_gamma"):
+        np.testing.assert_array_equal(getattr(grown, name)[[0, 1, 4]], getattr(fixed, name)[[0, 1, 4]], err_msg=name)

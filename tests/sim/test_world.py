@@ -57,12 +57,38 @@ def test_catalog_structure(small_world: World) -> None:
 
 
 def test_tracks_cluster_by_artist(small_world: World) -> None:
-    taste, artist = small_world.taste, small_world.catalog.artist
+    """A track's taste is unit(artist direction + track_spread * z / sqrt(d)), z standard normal.
+
+    So the cosine of two tracks of one artist has a known mean (a Monte Carlo estimate of that
+    formula, computed here), and each artist's mean over its pairs is an independent estimate of
+    it: their average must lie within 5 standard errors. Tracks of different artists are far less
+    alike. Over world seeds 0-19 the artists' average cosine was 0.7336-0.7434 against 0.7390,
+    z-scores -2.69..+2.45 (tolerance 5); cross-artist cosines averaged 0.035-0.079.
+    """
+    config = small_world.config
+    unit_taste = small_world.taste.astype(np.float64) / config.taste_scale
     rng = np.random.default_rng(0)
-    a, b = rng.integers(len(taste), size=(2, 5000))
-    same = artist[a] == artist[b]
-    dots = np.einsum("ij,ij->i", taste[a], taste[b])
-    assert dots[same & (a != b)].mean() > dots[~same].mean() + 3.0
+    m, d = 100_000, config.taste_dim
+    centre = rng.standard_normal((m, d))
+    centre /= np.linalg.norm(centre, axis=1, keepdims=True)
+    pair = [centre + config.track_spread * rng.standard_normal((m, d)) / np.sqrt(d) for _ in range(2)]
+    model = np.einsum("ij,ij->i", *pair) / np.linalg.norm(pair[0], axis=1) / np.linalg.norm(pair[1], axis=1)
+
+    per_artist = []
+    for artist in range(small_world.catalog.n_artists):
+        tracks = small_world.catalog.tracks_of_artist(artist)
+        if len(tracks) > 1:
+            gram = unit_taste[tracks] @ unit_taste[tracks].T
+            per_artist.append((gram.sum() - np.trace(gram)) / (len(tracks) * (len(tracks) - 1)))
+    same = np.array(per_artist)
+    se = np.hypot(same.std(ddof=1) / np.sqrt(len(same)), model.std() / np.sqrt(m))
+    assert abs(same.mean() - model.mean()) < 5 * se
+
+    a, b = rng.integers(len(unit_taste), size=(2, 20_000))
+    other = small_world.catalog.artist[a] != small_world.catalog.artist[b]
+    cross = np.einsum("ij,ij->i", unit_taste[a[other]], unit_taste[b[other]])
+    assert same.mean() - cross.mean() > 5 * np.hypot(se, cross.std() / np.sqrt(len(cross)))
+    assert cross.mean() < same.mean() / 2
 
 
 def test_tags_are_long_tailed_and_partly_observed(small_world: World) -> None:

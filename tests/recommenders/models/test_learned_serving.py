@@ -26,7 +26,7 @@ from recommenders.models.dssm import DSSMRecommender
 from recommenders.models.sessions import SessionLog
 
 NAMES = ("dssm", "bpr_knn")
-BIN = Path(sys.executable).parent
+REPO = Path(__file__).resolve().parents[3]  # `python -m botify` from here runs this checkout
 
 
 def _test_requests(split_log: tuple[SessionLog, SessionLog], catalog: Catalog) -> list[Request]:
@@ -109,9 +109,9 @@ def test_the_service_starts_with_the_artifacts_and_answers(artifacts: dict[str, 
     experiments.write_text(yaml.safe_dump({"experiments": [{"name": "learned", "serving": True, "treatments": treatments}]}))
     log = tmp_path / "events.duckdb"
     port = _free_port()
-    command = [str(BIN / "botify"), "serve", "--world", str(small_world_dir), "--experiments", str(experiments), "--log", str(log),
+    command = [sys.executable, "-m", "botify", "serve", "--world", str(small_world_dir), "--experiments", str(experiments), "--log", str(log),
                "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
-    process = subprocess.Popen(command, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(command, cwd=REPO, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_alive(url, process)

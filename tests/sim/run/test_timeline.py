@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from pathlib import Path
 
 import duckdb
@@ -11,9 +13,10 @@ from click.testing import CliRunner
 from scipy import stats
 
 from contracts.catalog import Catalog
+from sim import streams
 from sim.config import EnvConfig, env_config_from_mapping
 from sim.run.__main__ import main as run_cli
-from sim.run.clients import DummyClient
+from sim.run.clients import DummyClient, Item
 from sim.run.shards import ClientSpec, InlineExecutor, ShardJob, run_shard
 from sim.run.timeline import DAY_S, SESSION_ID_DAY, Timeline, plan_day
 from sim.world import World
@@ -62,16 +65,68 @@ def test_same_seed_same_sessions(small_world: World, small_world_dir: Path) -> N
     assert first != other
 
 
+class _RecordingClient(DummyClient):
+    """The dummy recommender, remembering which tracks it sent to each session, in order."""
+
+    def __init__(self, n_tracks: int, seed: int) -> None:
+        super().__init__(n_tracks, seed)
+        self.sent: dict[int, list[int]] = {}
+        self.first: dict[int, int] = {}  # the track a session's first message says it played
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        answers = super().serve(items)
+        for item, answer in zip(items, answers):
+            self.first.setdefault(item.session, item.track)
+            if answer is not None:
+                self.sent.setdefault(item.session, []).append(answer)
+        return answers
+
+
+def _replay(world: World, key: int, user: int, session: int, recommended: list[int]) -> tuple[int, int, float, float]:
+    """The course's listener model, written out for one session with plain floats (independent of
+    `ListenerModel`): first track, then per recommendation the fraction and the budget coin.
+
+    Returns (first track, recommendations listened, sum of fractions, seconds listened).
+    """
+    listeners, artist = world.listeners, world.catalog.artist
+    start, stop = int(listeners.interest_offsets[user]), int(listeners.interest_offsets[user + 1])
+    interest = start + min(int(streams.uniform_scalar(key, user, session, streams.INTEREST) * (stop - start)), stop - start - 1)
+    k = int(listeners.interest_neighbours[user])
+    first = int(listeners.interest_nearest[interest, min(int(streams.uniform_scalar(key, user, session, streams.FIRST_TRACK) * k), k - 1)])
+    bias, sharpness = float(listeners.consume_bias[user]), float(listeners.consume_sharpness[user])
+    gamma, budget = float(listeners.artist_discount_gamma[user]), int(listeners.session_budget[user])
+    vector = listeners.interests[interest].astype(np.float64)
+    history, total, seconds = [first], 0.0, 0.0
+    for step, track in enumerate(recommended):
+        plays = sum(int(artist[h]) == int(artist[track]) for h in history)
+        dot = float(world.taste[track].astype(np.float64) @ vector)
+        fraction = 0.0 if track in history else round(gamma**plays / (1.0 + math.exp(-(dot - bias) * sharpness)), 2)
+        total += fraction
+        seconds += fraction * float(world.catalog.duration[track])
+        history.append(track)
+        budget -= streams.uniform_scalar(key, user, session, streams.BUDGET, step) < 1.0 - fraction
+        if budget <= 0:
+            return first, step + 1, total, seconds
+    raise AssertionError(f"session {session}: the model would go on after {len(recommended)} recommendations")
+
+
 def test_sessions_are_what_the_listener_model_says(small_world: World, small_world_dir: Path) -> None:
-    records = _run(small_world, _config(small_world_dir), episodes=400).records
+    """Replay the listener model by hand for sessions of a run: each session's first track, its
+    length, the fractions listened and its clock follow from the tracks it was sent."""
+    config, seed = _config(small_world_dir), 0
+    client = _RecordingClient(small_world.n_tracks, seed)
+    timeline = Timeline(small_world, config, client, seed)
+    records = timeline.run_day(1, 400)
     assert len(records) == 400 and len({r.session for r in records}) == 400
-    for record in records:
-        assert record.tracks >= 1 and 0.0 <= record.time <= record.tracks
-        assert record.end_ts >= record.start_ts
-    # Random recommendations are rarely liked: sessions last about the budget (5).
-    assert 5.0 <= np.mean([r.tracks for r in records]) < 6.5
-
-
+    assert sorted(client.sent) == sorted(r.session for r in records)
+    for record in records[:40]:
+        first, tracks, total, seconds = _replay(small_world, timeline.key, record.user, record.session, client.sent[record.session])
+        assert client.first[record.session] == first
+        assert (record.tracks, len(client.sent[record.session])) == (tracks, tracks)
+        assert record.time == pytest.approx(total, abs=1e-9)
+        assert record.listened_s == pytest.approx(seconds, rel=1e-9)
+        assert record.end_ts - record.start_ts == pytest.approx(seconds * 1000.0, abs=1.0)  # ms, rounded at both ends
+    assert len({client.first[r.session] for r in records[:40]}) > 1  # the sessions replayed really differ
 def test_batch_window_changes_nothing_but_the_batches(small_world: World, small_world_dir: Path) -> None:
     """Session clocks are exact whatever the window: with a recommender whose answers depend
     only on the session (not on the order of requests, as the dummy's do), sessions are equal."""

@@ -1,0 +1,5 @@
+"""`python -m recommenders ...` is the `recommenders` command."""
+
+from recommenders.cli import main
+
+main()
