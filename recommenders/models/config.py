@@ -92,6 +92,8 @@ class SequentialConfig(LikeConfig):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     batch_size: int = Field(128, ge=1)  # sessions per batch
     sampled_negatives: int = Field(256, ge=1)  # uniform catalog negatives per batch, shared by every position
+    in_batch_negatives: bool = False  # the batch's other liked targets are negatives too (mixed negatives)
+    track_ids: bool = True  # learn an embedding per track id besides its features (off: a track is its features)
     lr: float = Field(0.001, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     epochs: int = Field(30, ge=1, le=10_000)
@@ -120,7 +122,7 @@ class HSTUConfig(SequentialConfig):
 class SequentialServing(Strict):
     """Serving parameters of `sasrec` and `hstu`."""
 
-    artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
 class DSSMServing(Strict):

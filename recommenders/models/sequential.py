@@ -12,7 +12,7 @@ serving rules of `CatalogScorer` then drop played and unreleased tracks. Serving
 
 Cold start: a user is only their session, so a listener unseen in training is served like
 any other; a track never played in training keeps a small random id embedding and is placed
-by its artist's and tags' embeddings.
+by its artist, tags, content and popularity.
 """
 
 from __future__ import annotations
@@ -25,9 +25,9 @@ import numpy as np
 import pandas as pd
 
 from contracts.catalog import Catalog
-from recommenders.models.artifacts import read_metadata, read_weights, write_artifact
+from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
 from recommenders.models.config import SequentialConfig, SequentialServing, serving_params
-from recommenders.models.features import tag_table
+from recommenders.models.features import TrackInputs, feature_statistics, mean_content
 from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
@@ -79,6 +79,7 @@ class SequentialRecommender(ScoringRecommender):
         self.data: dict[str, Any] = {}
         self._weights: dict[str, np.ndarray] = {}
         self._net: Any = None
+        self._stats: dict[str, np.ndarray] = {}
 
     def get_params(self) -> dict[str, Any]:
         return self._params.model_dump()
@@ -87,11 +88,12 @@ class SequentialRecommender(ScoringRecommender):
         """The torch network of this model over the catalog's `TrackTables`."""
         raise NotImplementedError
 
-    def _tables(self, n_artists: int, n_tags: int) -> Any:
-        """The catalog's `TrackTables`, with embedding tables of `n_artists` artists and `n_tags` tags."""
+    def _tables(self, n_artists: int, n_tags: int, content: np.ndarray | None = None) -> Any:
+        """The catalog's `TrackTables` under the feature statistics in `self._stats` (`content`: `mean_content`, if at hand)."""
         from recommenders.models.nn.sequential import TrackTables
 
-        return TrackTables(self.catalog.artist.astype(np.int64), tag_table(self.catalog, n_tags), n_artists, n_tags)
+        inputs = TrackInputs.build(self.catalog, np.arange(self.catalog.n_tracks), n_artists, n_tags, self._stats, content)
+        return TrackTables(inputs.artist_index, inputs.tags, inputs.content, inputs.popularity, n_artists, n_tags)
 
     # Training -----------------------------------------------------------------------------
 
@@ -113,7 +115,9 @@ class SequentialRecommender(ScoringRecommender):
         n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
         validation = sessions >= log.n_sessions - n_validation  # sessions are ordered by start: the latest validate
         n_tracks = self.catalog.n_tracks
-        tables = self._tables(self.catalog.n_artists, self.catalog.n_tags)
+        content = mean_content(self.catalog)
+        self._stats = feature_statistics(self.catalog, content)
+        tables = self._tables(self.catalog.n_artists, self.catalog.n_tags, content)
         weights, history = build_and_train(
             lambda: self._build(tables, config), self.name, n_tracks,
             windows.subset(np.flatnonzero(~validation)), windows.subset(np.flatnonzero(validation)), config, device, progress,
@@ -131,12 +135,12 @@ class SequentialRecommender(ScoringRecommender):
             "seconds": time.perf_counter() - started,
             "history": history,
         }
-        self._set_weights(weights)
+        self._set_weights(weights, tables)
 
     # Artifacts ----------------------------------------------------------------------------
 
     def _save(self, directory: Path) -> None:
-        write_artifact(directory, self.name, self.config.model_dump(), self.data, self._weights)
+        write_artifact(directory, self.name, self.config.model_dump(), self.data, join_network(self._weights, self._stats))
 
     def _load(self, directory: Path) -> None:
         metadata = read_metadata(directory, self.name)
@@ -148,14 +152,15 @@ class SequentialRecommender(ScoringRecommender):
         if int(self.data.get("n_tracks", -1)) != self.catalog.n_tracks:
             raise TypeError(f"{directory}: trained on a catalog of {self.data.get('n_tracks')} tracks, this one has {self.catalog.n_tracks}")
         self.history = list(self.data.get("history", []))
-        self._set_weights(read_weights(directory))
+        weights, self._stats = split_network(read_weights(directory))
+        self._set_weights(weights, self._tables(int(self.data["n_artists"]), int(self.data["n_tags"])))
 
-    def _set_weights(self, weights: dict[str, np.ndarray]) -> None:
-        """Keep `weights` and rebuild the network from them, in inference mode."""
+    def _set_weights(self, weights: dict[str, np.ndarray], tables: Any) -> None:
+        """Keep `weights` and rebuild the network over `tables` from them, in inference mode."""
         torch = require_torch()
         self._weights = weights
         with torch.random.fork_rng(devices=[]):  # building initialises weights that are replaced: leave the global RNG alone
-            net = self._build(self._tables(int(self.data["n_artists"]), int(self.data["n_tags"])), self.config)
+            net = self._build(tables, self.config)
         try:
             net.load_state_dict({name: torch.from_numpy(np.asarray(value)) for name, value in weights.items()})
         except RuntimeError as error:

@@ -10,8 +10,9 @@ between input and output, and a sampled softmax over uniform catalog negatives.
 
 Shapes: B sessions, L `history` positions, D `embedding_dim`, N catalog tracks. Tokens are
 external track ids plus one; token 0 is padding. A track's embedding sums its id's, its
-artist's and the mean of its observed tags' (RecTools' `CatFeaturesItemNet`): ids alone learn
-little from a log where most tracks are played a handful of times. Each input position also carries the
+artist's, the mean of its observed tags', a projection of its mean content frame and a
+popularity direction (RecTools' id plus feature item nets): ids alone learn little from a log
+where most tracks are never played. Each input position also carries the
 fraction of the track listened (a skip is a play heard briefly): the input is
 `e(track) sqrt(D) + t w_like + (1 - t) w_skip` (+ the position for SASRec).
 """
@@ -53,14 +54,20 @@ def attention_mask(tokens: torch.Tensor) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class TrackTables:
-    """The catalog's side features by external track id: `artist` (N,) and `tags` (N, T), tag id + 1, 0 as padding.
+    """The catalog's side features by external track id (see `recommenders.models.features.TrackInputs`).
 
-    `n_artists` and `n_tags` fix the embedding tables' sizes (recorded in the artifact); ids
-    beyond them map to padding.
+    Attributes:
+        artist: (N,) int64 artist id + 1, 0 for an artist beyond `n_artists`.
+        tags: (N, T) int64 tag id + 1 of the observed tags, 0 as padding.
+        content: (N, F) float32 standardised mean content frame.
+        popularity: (N, 1) float32 standardised log popularity prior.
+        n_artists, n_tags: the embedding tables' sizes (recorded in the artifact).
     """
 
     artist: np.ndarray
     tags: np.ndarray
+    content: np.ndarray
+    popularity: np.ndarray
     n_artists: int
     n_tags: int
 
@@ -68,14 +75,9 @@ class TrackTables:
     def n_tracks(self) -> int:
         return len(self.artist)
 
-    def artist_tokens(self) -> np.ndarray:
-        """(N + 1,) int64 artist id + 1 by token (token 0, padding, has artist 0)."""
-        artist = np.where(self.artist < self.n_artists, self.artist + 1, 0)
-        return np.concatenate([[0], artist]).astype(np.int64)
-
-    def tag_tokens(self) -> np.ndarray:
-        """(N + 1, T) int64 tags by token (token 0 has none)."""
-        return np.concatenate([np.zeros((1, self.tags.shape[1]), np.int64), self.tags]).astype(np.int64)
+    def by_token(self, table: np.ndarray) -> np.ndarray:
+        """`table` with a zero row in front, so that token t (external id t - 1) reads row t and padding reads zeros."""
+        return np.concatenate([np.zeros((1, *table.shape[1:]), table.dtype), table])
 
 
 class SequenceNet(nn.Module):
@@ -95,8 +97,15 @@ class SequenceNet(nn.Module):
             nn.init.normal_(embedding.weight, std=EMBEDDING_INIT_STD)
             with torch.no_grad():
                 embedding.weight[0].zero_()
-        self.register_buffer("artist_table", torch.from_numpy(tracks.artist_tokens()), persistent=False)
-        self.register_buffer("tag_table", torch.from_numpy(tracks.tag_tokens()), persistent=False)
+        self.track_ids = config.track_ids
+        self.content = nn.Linear(tracks.content.shape[1], dim)
+        nn.init.normal_(self.content.weight, std=EMBEDDING_INIT_STD)  # start as small as the embeddings
+        nn.init.zeros_(self.content.bias)
+        self.popularity = nn.Parameter(torch.zeros(dim))
+        self.register_buffer("artist_table", torch.from_numpy(tracks.by_token(tracks.artist.astype(np.int64))), persistent=False)
+        self.register_buffer("tag_table", torch.from_numpy(tracks.by_token(tracks.tags.astype(np.int64))), persistent=False)
+        self.register_buffer("content_table", torch.from_numpy(tracks.by_token(tracks.content.astype(np.float32))), persistent=False)
+        self.register_buffer("popularity_table", torch.from_numpy(tracks.by_token(tracks.popularity.astype(np.float32))), persistent=False)
         self.like = nn.Parameter(torch.zeros(dim))
         self.skip = nn.Parameter(torch.zeros(dim))
         self.dropout = nn.Dropout(config.dropout)
@@ -107,11 +116,15 @@ class SequenceNet(nn.Module):
         raise NotImplementedError
 
     def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
-        """(*,) tokens -> (*, D): id embedding + artist embedding + mean of the observed tags' embeddings
-        (RecTools' sum of id and categorical-feature embeddings); zero for padding."""
+        """(*,) tokens -> (*, D): the sum of the id's, the artist's, the observed tags' mean, the
+        projected content's and the popularity's embeddings (RecTools' sum of id and feature
+        embeddings); zero for padding."""
         tags = self.tag_table[tokens]
         count = (tags > 0).sum(-1, keepdim=True).clamp(min=1)
-        return self.items(tokens) + self.artists(self.artist_table[tokens]) + self.tags(tags).sum(-2) / count
+        features = self.content(self.content_table[tokens]) + self.popularity_table[tokens] * self.popularity
+        features = features * (tokens > 0).unsqueeze(-1).to(features.dtype)
+        ids = self.items(tokens) if self.track_ids else 0.0
+        return ids + self.artists(self.artist_table[tokens]) + self.tags(tags).sum(-2) / count + features
 
     def embed(self, tokens: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens and listen fractions -> (B, L, D) block inputs (zero at padding)."""
@@ -264,19 +277,22 @@ def _tensors(data: Sequences, index: np.ndarray, device: torch.device) -> tuple[
     return tokens[:, :-1], times[:, :-1], tokens[:, 1:], torch.from_numpy(data.weights[index]).to(device)
 
 
-def sampled_softmax(net: SequenceNet, batch: tuple[torch.Tensor, ...], negatives: torch.Tensor) -> torch.Tensor:
-    """Weighted mean cross-entropy of each liked target against shared uniform negatives.
+def sampled_softmax(net: SequenceNet, batch: tuple[torch.Tensor, ...], negatives: torch.Tensor, in_batch: bool = False) -> torch.Tensor:
+    """Mean cross-entropy of each liked target against shared negatives.
 
-    Every position with a liked next play scores its target against the same M sampled
-    catalog tracks (RecTools' "sampled_softmax"); a negative equal to the target is masked.
+    Every position with a liked next play scores its target against the same M uniformly
+    sampled catalog tracks (RecTools' "sampled_softmax") and, with `in_batch`, against the
+    other targets of the batch too (popular tracks are then negatives as often as they are
+    targets, as in DSSM's mixed negatives); a negative equal to the target is masked.
     """
     tokens, times, targets, weights = batch
     keep = weights > 0
     states = net(tokens, times)[keep]  # (P, D)
     positives = targets[keep] - 1
+    candidates = torch.cat([positives, negatives]) if in_batch else negatives
     positive_logits = (states * net.catalog(positives)).sum(-1, keepdim=True)
-    negative_logits = states @ net.catalog(negatives).T
-    negative_logits = negative_logits.masked_fill(positives.unsqueeze(1) == negatives.unsqueeze(0), float("-inf"))
+    negative_logits = states @ net.catalog(candidates).T
+    negative_logits = negative_logits.masked_fill(positives.unsqueeze(1) == candidates.unsqueeze(0), float("-inf"))
     logits = torch.cat([positive_logits, negative_logits], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
 
@@ -317,7 +333,7 @@ def train_sequential(
                 bar.update(1)
                 continue
             sampled = torch.randint(n_tracks, (negatives,), generator=rng).to(torch_device)
-            loss = sampled_softmax(net, _tensors(train, index, torch_device), sampled)
+            loss = sampled_softmax(net, _tensors(train, index, torch_device), sampled, config.in_batch_negatives)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -336,7 +352,7 @@ def train_sequential(
                 count = float(validation.weights[index].sum())
                 sampled = torch.randint(n_tracks, (negatives,), generator=fixed).to(torch_device)
                 if count:
-                    total += float(sampled_softmax(net, _tensors(validation, index, torch_device), sampled)) * count
+                    total += float(sampled_softmax(net, _tensors(validation, index, torch_device), sampled, config.in_batch_negatives)) * count
                     weight += count
         return {"val_loss": total / weight}
 

@@ -57,7 +57,11 @@ def test_attention_mask_is_causal_and_skips_padding() -> None:
 def test_no_position_sees_the_future(name: str) -> None:
     _, config = MODELS[name]
     torch.manual_seed(0)
-    tables = TrackTables(artist=np.arange(20) % 4, tags=np.zeros((20, 2), np.int64), n_artists=4, n_tags=1)
+    rng = np.random.default_rng(0)
+    tables = TrackTables(
+        artist=np.arange(20) % 4 + 1, tags=np.zeros((20, 2), np.int64), content=rng.normal(size=(20, 3)).astype(np.float32),
+        popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
+    )
     net = (SASRecNet if name == "sasrec" else HSTUNet)(tables, config.model_copy(update={"history": 6})).eval()
     tokens = torch.tensor([[0, 0, 3, 5, 7, 2]])
     times = torch.tensor([[0.0, 0.0, 1.0, 0.2, 0.9, 0.6]])
