@@ -8,7 +8,7 @@ import click
 
 from botify.config import ConfigError, load_config
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE
-from contracts.eventlog.export import compact, export_parquet
+from contracts.eventlog.export import RECTOOLS_FILE, compact, export_parquet, export_rectools
 from contracts.eventlog.layout import LogError, LogLayout
 
 
@@ -26,16 +26,23 @@ _log_option = click.option("--log", type=click.Path(dir_okay=False, path_type=Pa
 @click.command("export")
 @_config_option
 @_log_option
-@click.option("--format", "fmt", type=click.Choice(["parquet"]), default="parquet", show_default=True, help="Output format.")
+@click.option("--format", "fmt", type=click.Choice(["parquet", "rectools"]), default="parquet", show_default=True,
+              help="parquet: every table, partitioned by date; rectools: interactions.csv in RecTools' columns.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True, help="New (or empty) output directory.")
 def export_command(config_path: Path | None, log: Path | None, fmt: str, out: Path) -> None:
-    """Export the event log as Parquet partitioned by date, for Spark, Polars, pandas and friends.
+    """Export the event log for other engines: Parquet for Spark, Polars and pandas, or CSV for RecTools.
 
-    Writes OUT/events/date=YYYY-MM-DD/*.parquet, OUT/experiments.parquet and OUT/worlds.parquet.
+    parquet writes OUT/events/date=YYYY-MM-DD/*.parquet, OUT/experiments.parquet and
+    OUT/worlds.parquet; rectools writes OUT/interactions.csv with the columns user_id, item_id,
+    weight (fraction listened) and datetime, which RecTools' `Dataset.construct` reads.
     Safe while the service runs (it reads what is sealed so far).
     """
     path = _log_path(config_path, log)
     try:
+        if fmt == "rectools":
+            rows = export_rectools(path, out)[EVENTS_TABLE]
+            click.echo(f"Exported {rows} events of {path} to {out / RECTOOLS_FILE} (rectools: user_id, item_id, weight, datetime).")
+            return
         counts = export_parquet(path, out)
     except LogError as error:
         raise click.ClickException(str(error)) from None

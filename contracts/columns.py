@@ -32,6 +32,21 @@ class Columns:
     ADDED = (ERROR, ERROR_MESSAGE)
 
 
+class RecToolsColumns:
+    """Names of the interactions table RecTools' `Dataset.construct` reads (its `rectools.Columns`).
+
+    `botify export --format rectools` writes the log's playbacks under these names: a user, a
+    track, the fraction listened as the weight and the time of the event.
+    """
+
+    USER = "user_id"  # the log's `user`
+    ITEM = "item_id"  # the log's `track`
+    WEIGHT = "weight"  # the log's `time`: fraction listened, 0..1
+    DATETIME = "datetime"  # the log's `ts`
+
+    ALL = (USER, ITEM, WEIGHT, DATETIME)
+
+
 EVENTS_TABLE = "events"
 MESSAGE_NEXT = "next"
 MESSAGE_LAST = "last"

@@ -29,6 +29,8 @@ BUILTINS: dict[str, str] = {
     "i2i": "recommenders.builtin.i2i:I2IRecommender",
     "dssm": "recommenders.models.dssm:DSSMRecommender",
     "bpr_knn": "recommenders.models.bpr_knn:BPRKNNRecommender",
+    "sasrec": "recommenders.models.sasrec:SASRecRecommender",
+    "hstu": "recommenders.models.hstu:HSTURecommender",
     "tags": "recommenders.models.tags:TagRecommender",
     "content": "recommenders.models.content:ContentRecommender",
     "cold_mix": "recommenders.models.mix:ColdMixRecommender",

@@ -52,7 +52,9 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
     return min(timings)
 
 
-def build(name: str, catalog: Catalog, events_users: int) -> Recommender:
+def build(name: str, catalog: Catalog, events_users: int, artifact: Path | None = None) -> Recommender:
+    if artifact is not None:
+        return registry.make(name, catalog, {}, artifact)
     cls = registry.get_class(name)
     recommender = cls(catalog)
     if hasattr(recommender, "fit") and name != "top_pop":
@@ -70,8 +72,13 @@ def build(name: str, catalog: Catalog, events_users: int) -> Recommender:
 )
 @click.option("--repeat", type=click.IntRange(1, 20), default=5, show_default=True, help="Runs per figure; the best is reported.")
 @click.option("--name", "names", multiple=True, default=DEFAULT_NAMES, show_default=True, help="Recommenders to measure.")
-def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...]) -> None:
+@click.option("--artifact", "artifacts", multiple=True, metavar="NAME=DIR", help="Serve NAME from a trained artifact instead of fitting it on a synthetic log.")
+def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...], artifacts: tuple[str, ...]) -> None:
     """Time recommend() and recommend_batch() per request for each recommender."""
+    bad = [item for item in artifacts if "=" not in item]
+    if bad:
+        raise click.ClickException(f"--artifact {bad[0]!r} must look like NAME=DIR")
+    trained = {name: Path(directory) for name, _, directory in (item.partition("=") for item in artifacts)}
     try:
         catalog = Catalog(world)
     except CatalogError as error:
@@ -84,8 +91,8 @@ def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int
     click.echo(header)
     for name in names:
         try:
-            recommender = build(name, catalog, events_users=2000)
-        except registry.RegistryError as error:
+            recommender = build(name, catalog, events_users=2000, artifact=trained.get(name))
+        except (registry.RegistryError, ValueError, FileNotFoundError) as error:
             click.echo(f"{name:<15}skipped: {error}")
             continue
         recommender.recommend_batch(requests[:100])  # warm the caches (pools are built on first use)

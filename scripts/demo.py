@@ -44,6 +44,8 @@ TRAINED: dict[str, dict[str, object]] = {  # registry name -> training config (w
     "bpr_knn": {},
     "tags": {"epochs": 4, "max_train_tracks": 6000},  # a quick tag model: seconds, not minutes, on 2 cores
     "content": {"epochs": 15},
+    "sasrec": {},
+    "hstu": {},
 }
 
 

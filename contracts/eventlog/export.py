@@ -1,6 +1,6 @@
-"""The log as date-partitioned Parquet for other engines (`export_parquet`), and the merge of
-many small segments into one, offline (`compact`). The `botify export` and `botify compact`
-commands call these."""
+"""The log as date-partitioned Parquet for other engines (`export_parquet`), as RecTools'
+interactions table (`export_rectools`), and the merge of many small segments into one, offline
+(`compact`). The `botify export` and `botify compact` commands call these."""
 
 from __future__ import annotations
 
@@ -10,10 +10,11 @@ from pathlib import Path
 
 import duckdb
 
-from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, sql_string
+from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, RecToolsColumns, sql_string
 from contracts.eventlog.layout import SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, connect, file_lock, init_log
 
 PARTITION_COLUMN = "date"
+RECTOOLS_FILE = "interactions.csv"
 
 
 def _quote(path: Path) -> str:
@@ -24,9 +25,7 @@ def export_parquet(log: str | Path, out: str | Path) -> dict[str, int]:
     """Write the log to `out`: `events/date=YYYY-MM-DD/*.parquet` (hive partitioning by the
     event's UTC date), `experiments.parquet` and `worlds.parquet`. Returns the row count of each table."""
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
-        raise LogError(f"{out} exists and is not empty; choose a new --out directory")
-    out.mkdir(parents=True, exist_ok=True)
+    _empty_out(out)
     connection = connect(log)
     try:
         present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
@@ -41,6 +40,35 @@ def export_parquet(log: str | Path, out: str | Path) -> dict[str, int]:
     finally:
         connection.close()
     return counts
+
+
+def _empty_out(out: Path) -> None:
+    if out.exists() and any(out.iterdir()):
+        raise LogError(f"{out} exists and is not empty; choose a new --out directory")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def export_rectools(log: str | Path, out: str | Path) -> dict[str, int]:
+    """Write the log's playbacks to `out/interactions.csv` in RecTools' columns (`RecToolsColumns`).
+
+    One row per event, oldest first: `user_id, item_id, weight, datetime` from the log's `user,
+    track, time, ts`, ready for `rectools.dataset.Dataset.construct(pd.read_csv(path,
+    parse_dates=["datetime"]))`. Returns the row count under the events table's name.
+    """
+    out = Path(out)
+    _empty_out(out)
+    connection = connect(log)
+    try:
+        select = ", ".join(
+            f"{source} AS {target}"
+            for source, target in zip((Columns.USER, Columns.TRACK, Columns.TIME, Columns.TS), RecToolsColumns.ALL, strict=True)
+        )
+        query = f"SELECT {select} FROM {EVENTS_TABLE} ORDER BY {Columns.TS}, {Columns.USER}"
+        count = int(connection.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()[0])
+        connection.execute(f"COPY ({query}) TO {_quote(out / RECTOOLS_FILE)} (FORMAT csv, HEADER true)")
+    finally:
+        connection.close()
+    return {EVENTS_TABLE: count}
 
 
 def compact(log: str | Path) -> tuple[int, int]:

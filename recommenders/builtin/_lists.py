@@ -1,13 +1,15 @@
 """Ranked lists keyed by an id (a user, or a track), and co-listening similarity to build them.
 
 `RankedLists` holds, for each key, tracks best first, in CSR form (`keys`, `indptr`, `tracks`,
-`scores`), reads and writes them as a Parquet table (key, rank, track, score), and scans a
-list for the first track a session may still play. `co_listening` and `top_k_rows` build such
+`scores`), reads and writes them as a Parquet table (key, rank, track, score), reads the JSON
+lines that RecTools users and the course write (`read_jsonl`), and scans a list for the first
+track a session may still play. `co_listening` and `top_k_rows` build such
 lists from the event log with sparse matrices, without Python loops over users or tracks.
 """
 
 from __future__ import annotations
 
+import json
 from array import array
 from collections.abc import Container, Mapping, Sequence
 from pathlib import Path
@@ -126,6 +128,51 @@ class RankedLists:
         if frame.duplicated([key, "rank"]).any():
             raise ArtifactError(f"{directory / filename}: ({key}, rank) pairs must be unique")
         return cls.from_frame(frame, key)
+
+
+    @classmethod
+    def read_jsonl(cls, path: Path, key: str, n_tracks: int) -> Self:
+        """Lists from a JSON-lines file, one `{key: id, "tracks": [track, ...]}` object per line, best first.
+
+        This is what the course's notebooks write from RecTools' recommendations (`{"user": u,
+        "tracks": [...]}`; `{"track": t, "tracks": [...]}` for track-to-tracks lists). Blank
+        lines are skipped; anything else that is not such an object, a track id outside the
+        catalog, a repeated key or a track listed twice raises `ArtifactError` naming the file
+        and the line.
+        """
+        lists: dict[int, list[int]] = {}
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as error:
+            raise ArtifactError(f"cannot read {path}: {error}") from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            where = f"{path} line {number}"
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ArtifactError(f"{where}: not JSON ({error.msg})") from None
+            if not isinstance(entry, dict) or set(entry) != {key, "tracks"}:
+                raise ArtifactError(f'{where}: must be an object with exactly the keys "{key}" and "tracks", got {line.strip()[:80]}')
+            owner, tracks = entry[key], entry["tracks"]
+            if not _is_int(owner):
+                raise ArtifactError(f"{where}: {key} == {owner!r}, must be an integer id")
+            if not isinstance(tracks, list) or not all(_is_int(track) for track in tracks):
+                raise ArtifactError(f"{where}: tracks must be a list of integer track ids")
+            outside = [track for track in tracks if not 0 <= track < n_tracks]
+            if outside:
+                raise ArtifactError(f"{where}: track {outside[0]} is not in the catalog (ids 0..{n_tracks - 1}; another world's list?)")
+            if len(set(tracks)) != len(tracks):
+                raise ArtifactError(f"{where}: a track is listed twice")
+            if owner in lists:
+                raise ArtifactError(f"{where}: {key} {owner} already has a list")
+            lists[owner] = tracks
+        return cls.from_mapping(lists)
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def top_k_rows(matrix: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -5,6 +5,10 @@ event log (`_fit_lists`) and reads / writes them (`_save_lists` / `_load_lists`)
 answers with the `fallback` recommender when the lists have nothing (an unknown user, a session
 that liked nothing, every listed track already played), fits that fallback on the same log when
 it learns from one (`top_pop`), and keeps it in the artifact's `fallback/` folder.
+
+An artifact directory may also hold only a JSON-lines file of lists (`jsonl_file`, one
+`{jsonl_key: id, "tracks": [...]}` per line, as RecTools users and the course write them):
+`load` then reads that, checked line by line, and the fallback answers from its prior.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from recommenders.base import Fittable, Recommendation, Recommender, Request, Trainable
-from recommenders.builtin._artifacts import ArtifactError, read_manifest, write_manifest
+from recommenders.builtin._artifacts import MANIFEST, ArtifactError, read_manifest, write_manifest
 from recommenders.builtin._lists import RankedLists
 from recommenders.builtin._params import check_choice, check_int
 from contracts.catalog import Catalog
@@ -47,6 +51,8 @@ class StoredListsRecommender(Trainable):
     """
 
     default_fallback: ClassVar[str] = "top_pop"
+    jsonl_file: ClassVar[str] = "lists.jsonl"  # lists written by other tools, read when there is no manifest
+    jsonl_key: ClassVar[str] = "user"  # the id each JSON line's list belongs to
 
     def __init__(self, catalog: Catalog, *, fallback: str | None = None, seed: int = 0) -> None:
         super().__init__(catalog)
@@ -124,6 +130,9 @@ class StoredListsRecommender(Trainable):
             self.fallback_recommender.save(directory / FALLBACK_DIR)
 
     def _load(self, directory: Path) -> None:
+        if not (directory / MANIFEST).is_file() and (directory / self.jsonl_file).is_file():
+            self.lists = RankedLists.read_jsonl(directory / self.jsonl_file, self.jsonl_key, self.catalog.n_tracks)
+            return
         manifest = read_manifest(directory, self.name, self.catalog)
         if manifest.get("n_tracks") not in (None, self.catalog.n_tracks):
             raise ArtifactError(

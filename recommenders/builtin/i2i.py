@@ -29,7 +29,9 @@ class I2IRecommender(StoredListsRecommender):
     `rank` (0 = best) and `track` (the neighbour), and an optional float `score`. Write one
     with `I2IRecommender.from_lists(catalog, {anchor: [tracks]}).save(DIR)`, or with
     `fit(events).save(DIR)`: cosine similarity of tracks by the sessions that liked both
-    (see `recommenders.builtin._lists.co_listening`), the `neighbours` best per track.
+    (see `recommenders.builtin._lists.co_listening`), the `neighbours` best per track. A
+    directory holding only `neighbours.jsonl` (`{"track": t, "tracks": [...]}` per line, as the
+    course writes track-to-tracks lists) loads too.
 
     Args:
         catalog: the public catalog.
@@ -42,6 +44,8 @@ class I2IRecommender(StoredListsRecommender):
 
     name = "i2i"
     default_fallback = "random"
+    jsonl_file = "neighbours.jsonl"
+    jsonl_key = "track"
 
     def __init__(
         self,

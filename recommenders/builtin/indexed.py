@@ -29,6 +29,8 @@ class IndexedRecommender(StoredListsRecommender):
     (`time >= like_threshold`), of their co-listening similarity (`i2i`'s, `neighbours` per
     track) plus 1 for the liked track itself; the best `length` tracks form the list. Users
     without a list (cold users) and exhausted lists get the `fallback` (fitted on the same log).
+    A directory holding only `lists.jsonl` (`{"user": u, "tracks": [...]}` per line, what the
+    course writes from RecTools' recommendations) loads too; its fallback answers from its prior.
 
     Args:
         catalog: the public catalog.

@@ -78,6 +78,53 @@ class BPRKNNConfig(LikeConfig):
         return self
 
 
+class SequentialConfig(LikeConfig):
+    """Training configuration shared by the sequential transformers (SASRec, HSTU).
+
+    `history` is the longest session prefix the model reads (RecTools' `session_max_len`);
+    defaults are those of RecTools' SASRecModel scaled to a session of a few dozen plays.
+    """
+
+    history: int = Field(32, ge=2, le=256)  # most recent session tracks the model attends to
+    embedding_dim: int = Field(64, ge=2, le=4096)  # n_factors: item and hidden width
+    blocks: int = Field(2, ge=1, le=16)  # transformer blocks
+    heads: int = Field(2, ge=1, le=64)  # attention heads (embedding_dim must divide by them)
+    dropout: float = Field(0.2, ge=0.0, lt=1.0)
+    batch_size: int = Field(128, ge=1)  # sessions per batch
+    sampled_negatives: int = Field(256, ge=1)  # uniform catalog negatives per batch, shared by every position
+    in_batch_negatives: bool = False  # the batch's other liked targets are negatives too (mixed negatives)
+    track_ids: bool = True  # learn an embedding per track id besides its features (off: a track is its features)
+    lr: float = Field(0.001, gt=0.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    epochs: int = Field(30, ge=1, le=10_000)
+    validation_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # latest sessions held out for early stopping
+    early_stopping_min_delta: float = Field(0.001, ge=0.0)
+    early_stopping_patience: int = Field(2, ge=1)  # epochs without improvement before training stops
+
+    @model_validator(mode="after")
+    def _check_heads(self) -> SequentialConfig:
+        if self.embedding_dim % self.heads:
+            raise ValueError(f"embedding_dim == {self.embedding_dim}, must be a multiple of heads == {self.heads}")
+        return self
+
+
+class SASRecConfig(SequentialConfig):
+    """Training configuration of SASRec (Kang & McAuley 2018)."""
+
+
+class HSTUConfig(SequentialConfig):
+    """Training configuration of HSTU (Zhai et al. 2024): SASRec's fields plus the width of the gated value path."""
+
+    linear_dim: int = Field(32, ge=1, le=4096)  # per-head width of the U and V projections
+    attention_dim: int = Field(32, ge=1, le=4096)  # per-head width of Q and K
+
+
+class SequentialServing(Strict):
+    """Serving parameters of `sasrec` and `hstu`."""
+
+    artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+
+
 class DSSMServing(Strict):
     """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
 

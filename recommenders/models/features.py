@@ -26,6 +26,19 @@ def vocabulary_index(ids: np.ndarray, vocabulary: np.ndarray) -> np.ndarray:
     return np.where(vocabulary[position] == ids, position + 1, 0).astype(np.int64)
 
 
+def tag_table(catalog: Catalog, n_tags: int) -> np.ndarray:
+    """(n_tracks, MAX_TAGS) int64: tag id + 1 of each track's observed tags (below `n_tags`), 0 as padding."""
+    tags = np.zeros((catalog.n_tracks, MAX_TAGS), dtype=np.int64)
+    matrix = catalog.tag_matrix()
+    indptr, indices = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64)
+    counts = np.diff(indptr)
+    owner = np.repeat(np.arange(catalog.n_tracks), counts)
+    slot = np.arange(len(indices)) - np.repeat(indptr[:-1], counts)
+    keep = (slot < MAX_TAGS) & (indices < n_tags)
+    tags[owner[keep], slot[keep]] = indices[keep] + 1
+    return tags
+
+
 def mean_content(catalog: Catalog) -> np.ndarray:
     """(n_tracks, frame_dim) float32: the mean content frame of every track (zeros without frames)."""
     out = np.zeros((catalog.n_tracks, catalog.frame_dim), dtype=np.float32)
@@ -61,14 +74,7 @@ class TrackInputs:
         `content` is `mean_content(catalog)` when the caller already has it.
         """
         artist = catalog.artist.astype(np.int64)
-        tags = np.zeros((catalog.n_tracks, MAX_TAGS), dtype=np.int64)
-        matrix = catalog.tag_matrix()
-        indptr, indices = matrix.indptr.astype(np.int64), matrix.indices.astype(np.int64)
-        counts = np.diff(indptr)
-        owner = np.repeat(np.arange(catalog.n_tracks), counts)
-        slot = np.arange(len(indices)) - np.repeat(indptr[:-1], counts)
-        keep = (slot < MAX_TAGS) & (indices < n_tags)
-        tags[owner[keep], slot[keep]] = indices[keep] + 1
+        tags = tag_table(catalog, n_tags)
         content = mean_content(catalog) if content is None else content
         content = (content - stats["content_mean"]) / stats["content_std"]
         log_pop = np.log(catalog.popularity + 1e-9)

@@ -1,0 +1,185 @@
+"""What the sequential recommenders (`sasrec`, `hstu`) share: the session windows, training, artifacts and serving.
+
+Training cuts every session of the log into left-padded windows of `history + 1` plays; each
+play after the first is a target when it was liked (listened at least `like_threshold`), and
+every play, liked or skipped, is input with its listen fraction. The latest sessions validate.
+
+Serving reads the request's session (`Request.history`, `Request.times`, the current track
+with `Request.time`), runs one forward pass per chunk of requests and scores every catalog
+track by the dot product of the last position's state with the track's embedding; the
+serving rules of `CatalogScorer` then drop played and unreleased tracks. Serving needs torch
+(the `ml` extra), unlike `dssm`: the network runs as trained, in inference mode on one thread.
+
+Cold start: a user is only their session, so a listener unseen in training is served like
+any other; a track never played in training keeps a small random id embedding and is placed
+by its artist, tags, content and popularity.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+
+from contracts.catalog import Catalog
+from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
+from recommenders.models.config import SequentialConfig, SequentialServing, serving_params
+from recommenders.models.features import TrackInputs, feature_statistics, mean_content
+from recommenders.models.nn import TrainingError, require_torch
+from recommenders.models.ranking import Context, ScoringRecommender
+from recommenders.models.sessions import SessionLog, as_session_log, describe
+
+
+def session_windows(log: SessionLog, history: int, like_threshold: float) -> tuple[np.ndarray, Any]:
+    """(session of each window, `Sequences`): every session of two or more plays, cut from its end
+    into windows of `history + 1` plays that overlap by one, so each target is counted once."""
+    from recommenders.models.nn.sequential import Sequences
+
+    width = history + 1
+    starts: list[int] = []
+    stops: list[int] = []
+    owners: list[int] = []
+    for session, (first, last) in enumerate(zip(log.offsets[:-1], log.offsets[1:], strict=True)):
+        stop = int(last)
+        while stop - first >= 2:
+            starts.append(max(int(first), stop - width))
+            stops.append(stop)
+            owners.append(session)
+            stop -= history
+    n = len(starts)
+    tokens = np.zeros((n, width), dtype=np.int64)
+    times = np.zeros((n, width), dtype=np.float32)
+    for row, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+        length = stop - start
+        tokens[row, width - length :] = log.track[start:stop] + 1
+        times[row, width - length :] = log.time[start:stop]
+    weights = ((tokens[:, :-1] > 0) & (times[:, 1:] >= like_threshold)).astype(np.float32)  # a target needs a play before it
+    return np.asarray(owners, dtype=np.int64), Sequences(tokens, times, weights)
+
+
+class SequentialRecommender(ScoringRecommender):
+    """A causal transformer over the session (see the module docstring); subclasses name the network.
+
+    Parameters (serving, from the experiment config): `artist_penalty` (default 0), subtracted
+    from a track's score for each earlier play of its artist in the session.
+    """
+
+    config_class: ClassVar[type[SequentialConfig]] = SequentialConfig
+
+    def __init__(self, catalog: Catalog, **params: Any) -> None:
+        serving = serving_params(SequentialServing, params, self.name)
+        super().__init__(catalog)
+        self._params = serving
+        self.artist_penalty = serving.artist_penalty
+        self.config = self.config_class()
+        self.history: list[dict[str, float]] = []
+        self.data: dict[str, Any] = {}
+        self._weights: dict[str, np.ndarray] = {}
+        self._net: Any = None
+        self._stats: dict[str, np.ndarray] = {}
+
+    def get_params(self) -> dict[str, Any]:
+        return self._params.model_dump()
+
+    def _build(self, tracks: Any, config: SequentialConfig) -> Any:
+        """The torch network of this model over the catalog's `TrackTables`."""
+        raise NotImplementedError
+
+    def _tables(self, n_artists: int, n_tags: int, content: np.ndarray | None = None) -> Any:
+        """The catalog's `TrackTables` under the feature statistics in `self._stats` (`content`: `mean_content`, if at hand)."""
+        from recommenders.models.nn.sequential import TrackTables
+
+        inputs = TrackInputs.build(self.catalog, np.arange(self.catalog.n_tracks), n_artists, n_tags, self._stats, content)
+        return TrackTables(inputs.artist_index, inputs.tags, inputs.content, inputs.popularity, n_artists, n_tags)
+
+    # Training -----------------------------------------------------------------------------
+
+    def _fit(
+        self, events: pd.DataFrame | SessionLog, config: SequentialConfig | None = None, device: str = "cpu", progress: bool = False, **options: Any
+    ) -> None:
+        """Train on `events` (a DataFrame of the log's columns, or a `SessionLog`)."""
+        if options:
+            raise TypeError(f"{self.name}.fit got unknown option(s): {', '.join(sorted(options))}")
+        require_torch()
+        from recommenders.models.nn.sequential import build_and_train
+
+        config = config or self.config_class()
+        started = time.perf_counter()
+        log = as_session_log(events, self.catalog.n_tracks)
+        if log.n_sessions < 2:
+            raise TrainingError(f"{self.name} needs at least 2 sessions to train and validate, the log has {log.n_sessions}")
+        sessions, windows = session_windows(log, config.history, config.like_threshold)
+        n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
+        validation = sessions >= log.n_sessions - n_validation  # sessions are ordered by start: the latest validate
+        n_tracks = self.catalog.n_tracks
+        content = mean_content(self.catalog)
+        self._stats = feature_statistics(self.catalog, content)
+        tables = self._tables(self.catalog.n_artists, self.catalog.n_tags, content)
+        weights, history = build_and_train(
+            lambda: self._build(tables, config), self.name, n_tracks,
+            windows.subset(np.flatnonzero(~validation)), windows.subset(np.flatnonzero(validation)), config, device, progress,
+        )
+        self.config = config
+        self.history = history
+        self.data = {
+            **describe(log),
+            "windows": len(windows),
+            "targets": windows.targets,
+            "validation_targets": windows.subset(np.flatnonzero(validation)).targets,
+            "n_tracks": n_tracks,
+            "n_artists": self.catalog.n_artists,
+            "n_tags": self.catalog.n_tags,
+            "seconds": time.perf_counter() - started,
+            "history": history,
+        }
+        self._set_weights(weights, tables)
+
+    # Artifacts ----------------------------------------------------------------------------
+
+    def _save(self, directory: Path) -> None:
+        write_artifact(directory, self.name, self.config.model_dump(), self.data, join_network(self._weights, self._stats), self.catalog)
+
+    def _load(self, directory: Path) -> None:
+        metadata = read_metadata(directory, self.name, self.catalog)
+        try:
+            self.config = self.config_class.model_validate(metadata["config"])
+        except ValueError as error:
+            raise TypeError(f"{directory}: config does not fit this version of {self.name}: {error}") from None
+        self.data = metadata["data"]
+        if int(self.data.get("n_tracks", -1)) != self.catalog.n_tracks:
+            raise TypeError(f"{directory}: trained on a catalog of {self.data.get('n_tracks')} tracks, this one has {self.catalog.n_tracks}")
+        self.history = list(self.data.get("history", []))
+        weights, self._stats = split_network(read_weights(directory))
+        self._set_weights(weights, self._tables(int(self.data["n_artists"]), int(self.data["n_tags"])))
+
+    def _set_weights(self, weights: dict[str, np.ndarray], tables: Any) -> None:
+        """Keep `weights` and rebuild the network over `tables` from them, in inference mode."""
+        torch = require_torch()
+        self._weights = weights
+        with torch.random.fork_rng(devices=[]):  # building initialises weights that are replaced: leave the global RNG alone
+            net = self._build(tables, self.config)
+        try:
+            net.load_state_dict({name: torch.from_numpy(np.asarray(value)) for name, value in weights.items()})
+        except RuntimeError as error:
+            raise TypeError(f"{self.name}: the weights do not fit the network of the config: {error}") from None
+        self._net = net.eval()
+        with torch.inference_mode():
+            self._catalog = net.catalog()  # (N, D), fixed once trained: computed once for serving
+        self.history_length = self.config.history
+
+    # Serving ------------------------------------------------------------------------------
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        """(B, N) scores: one forward pass over the batch's sessions, newest play last."""
+        import torch
+
+        from recommenders.models.nn.training import cpu_threads
+
+        tokens = np.ascontiguousarray(context.recent[:, ::-1] + 1)  # PAD (-1) becomes token 0
+        times = np.ascontiguousarray(context.recent_times[:, ::-1])
+        with cpu_threads(1), torch.inference_mode():
+            scores = self._net.score_last(torch.from_numpy(tokens), torch.from_numpy(times), self._catalog)
+        return scores.numpy().astype(np.float32, copy=True)

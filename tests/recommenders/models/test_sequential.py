@@ -1,0 +1,151 @@
+"""The sequential recommenders (sasrec, hstu): causal masking, deterministic training, offline quality, serving."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from contracts.catalog import Catalog
+from recommenders import registry
+from recommenders.base import Request
+from recommenders.evaluation import build_cases, evaluate
+from recommenders.models.config import HSTUConfig, SASRecConfig, SequentialConfig
+from recommenders.models.hstu import HSTURecommender
+from recommenders.models.nn.sequential import HSTUNet, SASRecNet, TrackTables, attention_mask
+from recommenders.models.sasrec import SASRecRecommender
+from recommenders.models.sequential import SequentialRecommender, session_windows
+from recommenders.models.sessions import SessionLog
+from recommenders.testing import make_events
+
+# Small enough to train in a few seconds on one core, large enough to learn the world's signal.
+FAST = {"history": 16, "embedding_dim": 32, "heads": 2, "blocks": 1, "batch_size": 64, "sampled_negatives": 128, "epochs": 4, "lr": 0.003, "dropout": 0.1}
+MODELS: dict[str, tuple[type[SequentialRecommender], SequentialConfig]] = {
+    "sasrec": (SASRecRecommender, SASRecConfig(**FAST)),
+    "hstu": (HSTURecommender, HSTUConfig(**FAST, linear_dim=16, attention_dim=16)),
+}
+
+
+@pytest.fixture(scope="module")
+def sequential(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> dict[str, SequentialRecommender]:
+    """`sasrec` and `hstu` trained on day 1 of the two-day log."""
+    return {name: cls(small_catalog).fit(split_log[0], config=config) for name, (cls, config) in MODELS.items()}
+
+
+@pytest.fixture(scope="module")
+def sequential_artifacts(sequential: dict[str, SequentialRecommender], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("sequential")
+    return {name: model.save(root / name) for name, model in sequential.items()}
+
+
+def test_attention_mask_is_causal_and_skips_padding() -> None:
+    mask = attention_mask(torch.tensor([[0, 0, 4, 9]]))[0]
+    expected = torch.tensor(
+        [
+            [True, False, False, False],  # padding attends to itself only
+            [False, True, False, False],
+            [False, False, True, False],
+            [False, False, True, True],
+        ]
+    )
+    assert torch.equal(mask, expected)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_no_position_sees_the_future(name: str) -> None:
+    _, config = MODELS[name]
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    tables = TrackTables(
+        artist=np.arange(20) % 4 + 1, tags=np.zeros((20, 2), np.int64), content=rng.normal(size=(20, 3)).astype(np.float32),
+        popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
+    )
+    net = (SASRecNet if name == "sasrec" else HSTUNet)(tables, config.model_copy(update={"history": 6})).eval()
+    tokens = torch.tensor([[0, 0, 3, 5, 7, 2]])
+    times = torch.tensor([[0.0, 0.0, 1.0, 0.2, 0.9, 0.6]])
+    changed_tokens, changed_times = tokens.clone(), times.clone()
+    changed_tokens[0, 4], changed_times[0, 4] = 11, 0.1  # a later play, heard differently
+    with torch.no_grad():
+        before, after = net(tokens, times), net(changed_tokens, changed_times)
+    torch.testing.assert_close(before[:, :4], after[:, :4], rtol=0, atol=1e-6)
+    assert not torch.allclose(before[:, 4:], after[:, 4:])  # ... while the change does reach its own and later positions
+    assert torch.equal(before[0, :2], torch.zeros_like(before[0, :2]))  # padded positions output nothing
+
+
+def test_windows_count_each_liked_target_once() -> None:
+    # One session of tracks 10..15 (tokens 11..16); history 3 cuts it into windows of plays 2..5 and 0..2.
+    log = SessionLog(
+        user=np.zeros(6, np.int64), track=np.arange(10, 16), time=np.array([1.0, 0.9, 0.1, 0.8, 0.3, 1.0], np.float32),
+        ts=np.arange(6), offsets=np.array([0, 6]),
+    )
+    sessions, windows = session_windows(log, history=3, like_threshold=0.5)
+    assert sessions.tolist() == [0, 0]
+    assert windows.tokens.tolist() == [[13, 14, 15, 16], [0, 11, 12, 13]]
+    assert windows.weights.tolist() == [[1, 0, 1], [0, 1, 0]]  # liked targets: tracks 13 (0.8), 15 (1.0); 11 (0.9)
+    assert windows.targets == int((log.time[1:] >= 0.5).sum())
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_training_is_deterministic_and_the_loss_falls(name: str, sequential: dict[str, SequentialRecommender], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    cls, config = MODELS[name]
+    model = sequential[name]
+    again = cls(small_catalog).fit(split_log[0], config=config)
+    assert model._weights.keys() == again._weights.keys()
+    assert all(np.array_equal(model._weights[key], again._weights[key]) for key in model._weights)
+    train_loss = [record["train_loss"] for record in model.history]
+    val_loss = [record["val_loss"] for record in model.history]
+    assert train_loss[-1] < train_loss[0] - 0.1
+    assert min(val_loss) < val_loss[0]
+    # Chance level of a softmax over the positive and the sampled negatives.
+    assert min(val_loss) < np.log(config.sampled_negatives + 1)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_trained_sequential_models_beat_random_offline(
+    name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, sequential_artifacts: dict[str, Path]
+) -> None:
+    train, test = split_log
+    model = registry.make(name, small_catalog, {}, sequential_artifacts[name])
+    cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
+    assert len(cases) >= 100
+    result = evaluate(model, cases)
+    # At chance the positive's rank among 51 candidates is uniform: MRR has mean H(51)/51 and
+    # standard error sd/sqrt(n); demand 4 standard errors above it (false pass below 1e-4).
+    candidates = cases.negatives.shape[1] + 1
+    reciprocal = 1.0 / np.arange(1, candidates + 1)
+    assert result["mrr"] > reciprocal.mean() + 4 * reciprocal.std() / np.sqrt(len(cases))
+    hit = 10 / candidates
+    assert result["hit@10"] > hit + 4 * np.sqrt(hit * (1 - hit) / len(cases))
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_serving_follows_the_session_without_repeats(
+    name: str, sequential: dict[str, SequentialRecommender], sequential_artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    loaded = registry.make(name, small_catalog, {}, sequential_artifacts[name])
+    batch = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:200]
+    assert np.array_equal(sequential[name].rank(batch, 10), loaded.rank(batch, 10))
+    answers = [r.track for r in loaded.recommend_batch(batch)]
+    assert answers == [loaded.recommend(r).track for r in batch]
+    assert all(track not in request.history for track, request in zip(answers, batch, strict=True))
+    # The answer is read from the session: the same listener with another history gets another track.
+    first = batch[0]
+    other = Request(user=first.user, track=(first.track + 1) % small_catalog.n_tracks, time=1.0)
+    assert loaded.rank([first], 5).tolist() != loaded.rank([other], 5).tolist()
+
+
+def test_unreleased_tracks_are_never_served(release_catalog: Catalog) -> None:
+    config = SASRecConfig(**{**FAST, "epochs": 1})
+    model = SASRecRecommender(release_catalog).fit(make_events(release_catalog, users=40), config=config)
+    unreleased = set(release_catalog.released_after(0).tolist())
+    requests = [Request(user=u, track=u, time=1.0, day=0) for u in range(50)]
+    assert unreleased and not unreleased & set(model.rank(requests, 60).ravel().tolist())
+
+
+def test_bad_sequential_configs_and_params_are_named(small_catalog: Catalog) -> None:
+    with pytest.raises(ValueError, match="embedding_dim == 30, must be a multiple of heads == 4"):
+        SASRecConfig(embedding_dim=30, heads=4)
+    with pytest.raises(TypeError, match="unknown parameter"):
+        HSTURecommender(small_catalog, wrong=1)
