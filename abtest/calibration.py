@@ -14,9 +14,9 @@ they are not quite independent; the binomial intervals treat them as if they wer
 
 from __future__ import annotations
 
-from collections.abc import Callable
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -237,7 +237,7 @@ class Calibration:
             for name, result in self.results.items()
         ]
 
-    def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
+    def to_string(self, format: str = "table") -> str:
         """'table' (one line per metric) or 'json'."""
         if format == "json":
             return json.dumps(self.to_dicts(), indent=2) + "\n"

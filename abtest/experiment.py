@@ -21,13 +21,13 @@ from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.log import EventLog, ExperimentInfo
 from abtest.metrics import (
+    ERROR_METRICS,
     AggrCols,
     Aggregates,
     MetricBaseAggregated,
     MetricResult,
     UserColumns,
     aggregates_sql,
-    ERROR_METRICS,
     default_metrics,
     parse_aggregates,
     users_sql,

@@ -47,14 +47,14 @@ tr.regression td { background: #fbe9e9; color: #b00020; }
 """
 
 
-def _svg(fig) -> str:  # noqa: ANN001 - a matplotlib Figure
+def _svg(fig) -> str:
     buffer = io.StringIO()
     fig.savefig(buffer, format="svg", bbox_inches="tight")
     text = buffer.getvalue()
     return text[text.index("<svg") :]
 
 
-def effects_figure(report: Report):  # noqa: ANN201
+def effects_figure(report: Report):
     """Forest plot: every metric's relative effect (%) with its interval, one panel per treatment."""
     from matplotlib.figure import Figure
 
@@ -80,7 +80,7 @@ def effects_figure(report: Report):  # noqa: ANN201
     return fig
 
 
-def timeseries_figure(report: Report):  # noqa: ANN201
+def timeseries_figure(report: Report):
     """Sessions started, mean time and mean tracks per session per time bin, one line per arm."""
     from matplotlib.figure import Figure
 
@@ -113,7 +113,7 @@ def timeseries_figure(report: Report):  # noqa: ANN201
 
 def render_html(report: Report) -> str:
     """The whole report as one HTML page with inline SVG plots."""
-    head, body = report._cells()  # noqa: SLF001 - same report, another rendering
+    head, body = report._cells()
     esc = html.escape
     parts = [
         "<!DOCTYPE html>",

@@ -37,8 +37,8 @@ import numpy as np
 from abtest import exact, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from contracts.columns import quote
 from abtest.sessionize import Query, SessionColumns
+from contracts.columns import quote
 
 
 class UserColumns:

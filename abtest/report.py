@@ -175,7 +175,7 @@ class Report:
             return {}
         return {"dropped_rows": self.quality.total_dropped, "data_quality": self.quality.describe()}
 
-    def to_frame(self):  # noqa: ANN201 - pandas is imported lazily
+    def to_frame(self):
         """The rows as a pandas DataFrame (columns of `to_dicts`)."""
         import pandas as pd
 
@@ -252,7 +252,7 @@ class Report:
             body.append(cells)
         return head, body
 
-    def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
+    def to_string(self, format: str = "table") -> str:
         """The report rendered as 'table', 'markdown', 'csv', 'json' or 'html'."""
         if format == "json":
             rows = [{k: _json_number(v) for k, v in d.items()} for d in self.to_dicts()]

@@ -21,8 +21,7 @@ from typing import Any
 
 from abtest import exact
 from abtest.errors import AbtestError
-from contracts.columns import quote
-from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns, quote
 
 # The service's default `day_zero` (config/botify.yml): the date of simulated day 0. `sim.run`
 # starts day 1 on 2026-01-01, so `--days 1:8` is the simulator's first week, as the service counts.

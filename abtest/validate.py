@@ -107,7 +107,7 @@ class Validation:
             out.append({"check": "daily peeking (A/A)", **asdict(self.peeking)})
         return out
 
-    def to_string(self, format: str = "table") -> str:  # noqa: A002 - the CLI option's name
+    def to_string(self, format: str = "table") -> str:
         """'table', 'markdown' or 'json'."""
         if format == "json":
             return json.dumps(self.to_dicts(), indent=2)

@@ -11,13 +11,13 @@ from flask import Flask
 
 from botify import errors, eventlog
 from botify.config import ConfigError, ServiceConfig, config_from_mapping, load_config
-from contracts.eventlog.writer import world_row
 from botify.experiments import build_experiments, describe, load_experiments
 from botify.history import make_history, service_namespace
 from botify.service import Service
 from botify.validation import AsciiIntegerConverter
 from botify.views import catalog, experiments, health, recommend
 from contracts.catalog import Catalog, CatalogError
+from contracts.eventlog.writer import world_row
 
 logger = logging.getLogger(__name__)
 

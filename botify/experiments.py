@@ -19,10 +19,10 @@ from typing import Any
 from pydantic import Field, ValidationError, field_validator, model_validator
 
 from contracts.assignment import assign, treatment_label
+from contracts.catalog import Catalog
 from contracts.config import ConfigError, Strict, describe_validation_error, read_yaml
 from recommenders import registry
 from recommenders.base import Recommender
-from contracts.catalog import Catalog
 
 MIN_TREATMENTS = 2
 MAX_TREATMENTS = 10

@@ -15,16 +15,16 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from botify.config import LimitsConfig
-from contracts.eventlog.writer import EventWriter, Row, make_row
 from botify.experiments import Experiments
 from botify.history import History, HistoryStore, Step
-from contracts.seeds import request_seed
 from botify.validation import Item
+from contracts.catalog import Catalog
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
+from contracts.eventlog.writer import EventWriter, Row, make_row
+from contracts.seeds import request_seed
 from recommenders.answers import SLOW, BrokenRule, Outcome, ask_all
 from recommenders.base import Request
-from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 

@@ -133,7 +133,7 @@ def parse_batch_item(data: Any, n_tracks: int) -> Item:
     if type(data) is dict and len(data) == 4:
         message, user, track, time = data.get("message"), data.get("user"), data.get("track"), data.get("time")
         if (
-            (message == MESSAGE_NEXT or message == MESSAGE_LAST)  # noqa: PLR1714 - faster than a tuple lookup
+            (message == MESSAGE_NEXT or message == MESSAGE_LAST)
             and type(user) is int
             and 0 <= user <= MAX_ID
             and type(track) is int

@@ -180,7 +180,7 @@ def read_manifest(world_dir: str | Path) -> dict[str, Any] | None:
     import yaml  # only the manifest is YAML
 
     try:
-        manifest = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))  # noqa: S506 - a safe loader
+        manifest = yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except OSError as error:
         raise CatalogError(f"{path}: cannot read: {error.strerror}") from None
     except UnicodeDecodeError:

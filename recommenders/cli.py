@@ -12,9 +12,9 @@ from pathlib import Path
 
 import click
 
+from contracts.catalog import Catalog, CatalogError
 from recommenders import registry
 from recommenders.base import Fittable, Recommender
-from contracts.catalog import Catalog, CatalogError
 from recommenders.commands.common import parse_params
 from recommenders.testing import DEFAULT_LATENCY_BUDGET, QUICK_REQUESTS, ContractError, check_recommender, make_requests
 

@@ -16,8 +16,8 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from recommenders.base import Fittable, Recommender
 from contracts.catalog import Catalog
+from recommenders.base import Fittable, Recommender
 
 ENTRY_POINT_GROUP = "botify.recommenders"
 

@@ -46,11 +46,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from contracts import catalog as public_format
-from recommenders.answers import ERROR_KINDS, BrokenRule, ContractError, ask, exception_rule, validate
-from recommenders.base import NotFittedError, Recommendation, Recommender, Request, Trainable
 from contracts.catalog import Catalog
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
+from recommenders.answers import ERROR_KINDS, BrokenRule, ContractError, ask, exception_rule, validate
+from recommenders.base import NotFittedError, Recommender, Request, Trainable
 
 __all__ = [
     "DEFAULT_LATENCY_BUDGET", "BrokenRule", "ContractError", "ContractReport", "check_recommender",

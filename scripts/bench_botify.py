@@ -205,7 +205,7 @@ CLIENTS = {"wrk": wrk_client, "python": python_client}
 # --- servers -------------------------------------------------------------------------------
 
 
-def bare_app():  # noqa: ANN201 - a Flask app; imported lazily so the client side stays light
+def bare_app():
     """The floor: a bare Flask route that parses the JSON body and answers, nothing else."""
     from flask import Flask, jsonify, request
 
@@ -213,7 +213,7 @@ def bare_app():  # noqa: ANN201 - a Flask app; imported lazily so the client sid
 
     @app.post("/next/<int:user>")
     @app.post("/last/<int:user>")
-    def answer(user: int):  # noqa: ANN202
+    def answer(user: int):
         body = request.get_json(force=True)
         return jsonify(user=user, track=body["track"])
 
@@ -229,7 +229,7 @@ def serve_bare(engine: str, port: int, workers: int) -> None:
     ENGINES[engine](bare_app(), config)
 
 
-def _wsgi_call(app, path: str, body: bytes) -> bytes:  # noqa: ANN001 - a Flask app
+def _wsgi_call(app, path: str, body: bytes) -> bytes:
     environ = {
         "REQUEST_METHOD": "POST",
         "PATH_INFO": path,
@@ -245,7 +245,7 @@ def _wsgi_call(app, path: str, body: bytes) -> bytes:  # noqa: ANN001 - a Flask 
     return b"".join(app.wsgi_app(environ, lambda _status, _headers: None))
 
 
-def _per_request(app, requests: list[tuple[str, bytes]], duration: float) -> float:  # noqa: ANN001
+def _per_request(app, requests: list[tuple[str, bytes]], duration: float) -> float:
     """Seconds per request of `app` called as WSGI in this process: the best of several rounds."""
     best = float("inf")
     deadline = time.perf_counter() + duration

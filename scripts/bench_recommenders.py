@@ -19,9 +19,9 @@ from pathlib import Path
 import click
 import numpy as np
 
+from contracts.catalog import Catalog, CatalogError
 from recommenders import registry
 from recommenders.base import Recommender, Request
-from contracts.catalog import Catalog, CatalogError
 from recommenders.testing import make_events
 
 DEFAULT_NAMES = ("random", "sticky_artist", "top_pop", "indexed", "i2i")

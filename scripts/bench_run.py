@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import BIN, Service, _experiments  # noqa: E402 - the demo's service helpers
+from demo import BIN, Service, _experiments
 
 COURSE_SINGLE_S = (18.0, 24.0)
 COURSE_MULTI_S = 14.0

@@ -32,8 +32,8 @@ import pandas as pd
 import yaml
 from demo import Service, _echo_run, _experiments, module, use_checkout
 
-from contracts.columns import EVENTS_TABLE, Columns
 from contracts.catalog import Catalog
+from contracts.columns import EVENTS_TABLE, Columns
 
 EXPERIMENT = "cold_start"
 TAG_TRAINING = {"epochs": 4, "max_train_tracks": 6000}  # a quick tag model: minutes, not hours, on a CPU

@@ -13,8 +13,8 @@ from abtest.cli.aa import aa
 from abtest.cli.check import check
 from abtest.cli.power import power
 from abtest.cli.report import report
-from abtest.dashboard.server import serve
 from abtest.cli.validate import validate_command
+from abtest.dashboard.server import serve
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

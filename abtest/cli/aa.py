@@ -12,7 +12,6 @@ from abtest.config import resolve
 from abtest.experiment import user_values
 from abtest.metrics import UserColumns
 
-
 # --strict fails only when a figure is off at this level, so a calibrated procedure fails it
 # about once in 1,000 checks per figure (the table's intervals use alpha and would fail 1 in 20).
 STRICT_LEVEL = 0.001

@@ -15,8 +15,8 @@ import io
 import math
 import threading
 import time
-from importlib.metadata import entry_points
 from collections.abc import Callable, Mapping
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 

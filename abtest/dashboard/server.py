@@ -9,7 +9,6 @@ import click
 
 from abtest.cli.options import DEFAULT_LOG, user_errors
 
-
 THREADS = 4  # threads per worker: a page and its polls; DuckDB parallelises each query itself
 
 

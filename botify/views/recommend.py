@@ -20,10 +20,10 @@ from __future__ import annotations
 import orjson
 from flask import Blueprint, Response, current_app, request
 
-from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
 from botify.errors import JSON, error_response
 from botify.service import ServeError
 from botify.validation import BadRequest, Item, parse_batch, parse_batch_item, parse_single
+from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT
 
 bp = Blueprint("recommend", __name__)
 

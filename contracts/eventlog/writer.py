@@ -29,10 +29,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from contracts.catalog import Catalog
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from contracts.eventlog.layout import SEGMENT_SUFFIX, TMP_SUFFIX, LogLayout, arrow_schemas, write_segment
 from contracts.eventlog.wal import WAL_FORMAT, WAL_SUFFIX, encode_record, events_table, fsync_directory, recover, segment_name
-from contracts.catalog import Catalog
 
 logger = logging.getLogger(__name__)
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from contracts.catalog import Catalog
 from recommenders.base import Recommendation, Recommender, Request
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pools import (
@@ -28,7 +29,6 @@ from recommenders.builtin._pools import (
     pick_one,
     request_key,
 )
-from contracts.catalog import Catalog
 
 
 class PooledRecommender(Recommender):

@@ -18,11 +18,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from contracts.catalog import Catalog
 from recommenders.base import Fittable, Recommendation, Recommender, Request, Trainable
 from recommenders.builtin._artifacts import MANIFEST, ArtifactError, read_manifest, write_manifest
 from recommenders.builtin._lists import RankedLists
 from recommenders.builtin._params import check_choice, check_int
-from contracts.catalog import Catalog
 from recommenders.dataset import Dataset, EventsLike
 
 FALLBACKS = ("random", "top_pop", "sticky_artist")

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from contracts.catalog import Catalog
 from recommenders.base import Request
 from recommenders.builtin._lists import RankedLists, co_listening
 from recommenders.builtin._params import check_float, check_int
 from recommenders.builtin._stored import StoredListsRecommender
-from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 
 NEIGHBOURS_FILE = "neighbours.parquet"

@@ -7,12 +7,12 @@ from typing import Any
 
 import scipy.sparse as sp
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders.base import Request
 from recommenders.builtin._lists import RankedLists, co_listening, top_k_rows
 from recommenders.builtin._params import check_float, check_int
 from recommenders.builtin._stored import StoredListsRecommender
-from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 
 LISTS_FILE = "lists.parquet"

@@ -10,8 +10,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from recommenders.base import Recommendation, Recommender, Request
 from contracts.catalog import Catalog
+from recommenders.base import Recommendation, Recommender, Request
 
 CACHE_SESSIONS = 4_096  # rankings kept for sessions in flight
 

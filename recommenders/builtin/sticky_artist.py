@@ -7,13 +7,13 @@ from typing import Any
 
 import numpy as np
 
+from contracts.catalog import Catalog
 from recommenders.base import Recommendation, Recommender, Request
 from recommenders.builtin._params import check_choice
 from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Batch, Pool
 from recommenders.builtin.random import RandomRecommender
 from recommenders.builtin.top_pop import TopPopRecommender
-from contracts.catalog import Catalog
 
 FALLBACKS = ("random", "top_pop")
 

@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders.base import Fittable, Recommendation, Request
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, read_table, write_manifest
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Pool, ReleasedPools
-from contracts.catalog import Catalog
 from recommenders.dataset import EventsLike, as_interactions
 
 logger = logging.getLogger(__name__)

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from recommenders.builtin.top_pop import TopPopRecommender
 from contracts.catalog import Catalog
+from recommenders.builtin.top_pop import TopPopRecommender
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.models.sessions import SessionLog
 

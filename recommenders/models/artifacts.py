@@ -9,9 +9,9 @@ needs (the last session start it saw, so the test period never overlaps training
 from __future__ import annotations
 
 import json
-from pathlib import Path
 import zipfile
 import zlib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np

@@ -41,7 +41,7 @@ def model_behaviour(catalog: Catalog, source: str, artifact: str, tracks: np.nda
         return np.asarray(DSSMRecommender(catalog).load(artifact).item_embeddings[tracks], dtype=np.float32)
     from recommenders.models.bpr_knn import BPRKNNRecommender
 
-    return np.asarray(BPRKNNRecommender(catalog).load(artifact)._items[tracks], dtype=np.float32)  # noqa: SLF001
+    return np.asarray(BPRKNNRecommender(catalog).load(artifact)._items[tracks], dtype=np.float32)
 
 
 class ContentRecommender(SpaceRecommender):

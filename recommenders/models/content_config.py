@@ -13,7 +13,6 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from contracts.config import Strict
-
 from recommenders.models.selection import DEFAULT_CAP, DEFAULT_MARGIN, DEFAULT_THRESHOLDS, check_thresholds
 
 

@@ -27,11 +27,11 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
+from contracts.catalog import Catalog
+from contracts.config import Strict
 from recommenders import registry
 from recommenders.base import Recommendation, Recommender, Request
-from contracts.catalog import Catalog
 from recommenders.models.config import serving_params
-from contracts.config import Strict
 
 
 class MixParams(Strict):

@@ -16,8 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from recommenders.base import NotFittedError, Recommendation, Request, Trainable
 from contracts.catalog import Catalog
+from recommenders.base import NotFittedError, Recommendation, Request, Trainable
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
 PAD = -1  # padding of track arrays

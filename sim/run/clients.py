@@ -7,9 +7,9 @@ for 'last'.
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import time
-import datetime as dt
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol

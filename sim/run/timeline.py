@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
-from datetime import datetime, time, timezone
+from datetime import UTC, datetime, time
 
 import numpy as np
 import simpy
@@ -159,7 +159,7 @@ class Timeline:
         self._free = list(range(self.model.n_slots - 1, -1, -1))
         self._active = 0
         self._carried: list[tuple[float, int, int]] = []  # returns due on later days: (time, user, session)
-        self._epoch_ms = int(datetime.combine(config.time.start, time(), tzinfo=timezone.utc).timestamp() * 1000)
+        self._epoch_ms = int(datetime.combine(config.time.start, time(), tzinfo=UTC).timestamp() * 1000)
         self._duration = world.catalog.duration.astype(np.float64)
         self._day_end = 0.0
         self._idle: simpy.Event | None = None

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
 from contracts import catalog as public_format
 from contracts.catalog import Catalog, CatalogError, one_line
 from sim.world.config import ConfigError, WorldConfig, world_config_from_mapping

@@ -12,10 +12,10 @@ import scipy.stats
 from click.testing import CliRunner
 
 from abtest.cli import main
+from contracts.assignment import assign
 from contracts.eventlog import EventWriter, init_log
 from contracts.eventlog.layout import LogLayout
 from contracts.eventlog.writer import Row, record_start
-from contracts.assignment import assign
 
 DAY_ONE_US = int(dt.datetime(2026, 1, 1, tzinfo=dt.UTC).timestamp() * 1_000_000)  # sim.run's simulated day 1
 MINUTE_US = 60_000_000

@@ -21,8 +21,7 @@ from abtest.cli import main
 from abtest.experiment import user_values
 from abtest.log import EventLog
 from abtest.metrics import UserColumns, default_metrics
-from contracts.columns import EXPERIMENTS_TABLE
-from contracts.columns import Columns
+from contracts.columns import EXPERIMENTS_TABLE, Columns
 from tests.abtest.conftest import event, within
 
 REPORT_KEYS = {

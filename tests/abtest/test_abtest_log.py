@@ -11,8 +11,7 @@ import pytest
 
 from abtest.errors import AbtestError
 from abtest.log import EventLog
-from contracts.columns import EXPERIMENTS_TABLE
-from contracts.columns import Columns
+from contracts.columns import EXPERIMENTS_TABLE, Columns
 from tests.abtest.conftest import event
 
 

@@ -14,10 +14,10 @@ from click.testing import CliRunner
 from botify.cli import main
 from contracts.columns import (
     DUCKDB_TYPES,
-    FORMAT_VERSION,
     EVENTS_TABLE,
     EXPERIMENTS_DUCKDB_TYPES,
     EXPERIMENTS_TABLE,
+    FORMAT_VERSION,
     WORLDS_DUCKDB_TYPES,
     WORLDS_TABLE,
     Columns,

@@ -146,8 +146,8 @@ def test_a_recovered_torn_file_keeps_every_complete_record(log: Path) -> None:
     writer.extend([row(3)])
     (wal,) = wal_files(log)
     torn = wal.read_bytes()[:-3]
-    os.close(writer._current.fd)  # noqa: SLF001 - the process "dies": its lock goes, its file stays
-    writer._current = None  # noqa: SLF001
+    os.close(writer._current.fd)
+    writer._current = None
     wal.write_bytes(torn)
 
     recover(LogLayout.of(log))
@@ -227,7 +227,7 @@ def test_a_flush_during_an_append_seals_the_appended_rows_exactly_once(log: Path
     writer = new_writer(log)
     writer.append(row(0))  # the file exists: the next append only writes a record
     inside, release = threading.Event(), threading.Event()
-    real = writer_module._write_all  # noqa: SLF001
+    real = writer_module._write_all
 
     def slow_write(fd: int, data: bytes) -> None:
         real(fd, data)

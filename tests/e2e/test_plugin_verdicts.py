@@ -21,7 +21,7 @@ from botify.service import ServeError, Service
 from botify.validation import Item
 from contracts.catalog import Catalog
 from contracts.config import ConfigError
-from contracts.eventlog import EventWriter, LogLayout, init_log, open_log
+from contracts.eventlog import EventWriter, init_log, open_log
 from contracts.eventlog.writer import record_start
 from recommenders import registry
 from recommenders.base import Recommendation, Recommender, Request

@@ -10,7 +10,7 @@ import pytest
 from playwright.sync_api import Browser
 
 from contracts.catalog import Catalog
-from tests.abtest.dashboard.test_dashboard_browser import Dashboard, browser, open_page, trace_names  # noqa: F401 - fixture
+from tests.abtest.dashboard.test_dashboard_browser import Dashboard, browser, open_page, trace_names
 
 __all__ = ["browser"]
 

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders import registry
 from recommenders.base import Recommendation, Request
@@ -17,7 +18,6 @@ from recommenders.builtin._pools import Pool, ReleasedPools
 from recommenders.builtin.random import RandomRecommender
 from recommenders.builtin.sticky_artist import StickyArtistRecommender
 from recommenders.builtin.top_pop import TopPopRecommender
-from contracts.catalog import Catalog
 
 
 def _request(history: tuple[int, ...], seed: int = 0, user: int = 1, day: int | None = None) -> Request:

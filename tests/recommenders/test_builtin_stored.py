@@ -8,13 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders import registry
 from recommenders.base import NotFittedError, Recommendation, Request
 from recommenders.builtin._artifacts import ArtifactError
 from recommenders.builtin.i2i import I2IRecommender
 from recommenders.builtin.indexed import IndexedRecommender
-from contracts.catalog import Catalog
 from recommenders.testing import write_catalog
 
 

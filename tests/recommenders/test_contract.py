@@ -11,8 +11,8 @@ import logging
 import pandas as pd
 import pytest
 
-from recommenders import registry
 from contracts.catalog import Catalog
+from recommenders import registry
 from recommenders.testing import check_recommender, make_requests
 
 logger = logging.getLogger(__name__)

@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from contracts.columns import DUCKDB_TYPES, Columns
 from contracts.catalog import Catalog
+from contracts.columns import DUCKDB_TYPES, Columns
 from recommenders.dataset import Dataset, DatasetError
 from recommenders.testing import make_events
 

@@ -6,8 +6,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from recommenders import registry
 from contracts.catalog import Catalog
+from recommenders import registry
 from recommenders.testing import check_recommender
 from tests.example_plugin import EXAMPLE_DISTRIBUTION, EXAMPLE_NAME, installed_example_plugin
 

@@ -10,9 +10,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders.base import Recommendation, Recommender, Request, Trainable
-from contracts.catalog import Catalog
 from recommenders.testing import ContractError, check_recommender, make_events, make_requests, write_catalog
 
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import numpy as np
 
-from recommenders.base import Recommendation, Recommender, Request
 from contracts.catalog import Catalog
+from recommenders.base import Recommendation, Recommender, Request
 
 MASK64 = (1 << 64) - 1
 

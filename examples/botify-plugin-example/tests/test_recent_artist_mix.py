@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from botify_plugin_example import RecentArtistMixRecommender
 
-from recommenders.base import Request
 from contracts.catalog import Catalog
+from recommenders.base import Request
 from recommenders.testing import check_recommender, write_catalog
 
 # Twelve tracks: artist 0 has 0-2, artist 1 has 3-5, artist 2 has 6-8, artist 3 has 9-11.

@@ -15,7 +15,7 @@ from abtest.cli import main
 from abtest.dashboard import data
 from abtest.dashboard.app import create_app
 from abtest.errors import AbtestError
-from abtest.metrics import METRIC_NAMES, REPORT_METRICS
+from abtest.metrics import REPORT_METRICS
 
 
 def cli_json(log: Path, *args: str) -> list[dict]:

@@ -12,9 +12,9 @@ import torch
 import yaml
 from click.testing import CliRunner
 
+from contracts.catalog import Catalog
 from recommenders import registry
 from recommenders.base import Request
-from contracts.catalog import Catalog
 from recommenders.cli import main
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.colisten import co_listened_neighbours, co_listening, liked_matrix, ppmi

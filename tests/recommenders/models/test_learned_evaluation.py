@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from contracts.catalog import Catalog
 from contracts.columns import Columns
 from recommenders import registry
 from recommenders.base import Request
-from contracts.catalog import Catalog
 from recommenders.evaluation import Cases, RandomRanker, StickyArtistRanker, TopPopRanker, build_cases, evaluate
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.models.sessions import SessionLog

@@ -16,9 +16,9 @@ import pytest
 import requests
 import yaml
 
+from contracts.catalog import Catalog
 from recommenders import registry
 from recommenders.base import NotFittedError, Request
-from contracts.catalog import Catalog
 from recommenders.evaluation import build_cases
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.bpr_knn import BPRKNNRecommender

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from recommenders.base import Request
 from contracts.catalog import Catalog
+from recommenders.base import Request
 from recommenders.models.ranking import CatalogScorer, Context
 from recommenders.testing import write_catalog
 

@@ -9,8 +9,8 @@ import pytest
 from scipy import stats
 from sklearn.metrics import average_precision_score
 
-from recommenders.base import Request
 from contracts.catalog import Catalog
+from recommenders.base import Request
 from recommenders.evaluation.content import frequency_baseline
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.content_config import EncoderConfig, TagModelConfig
