@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Sets everything up (./scripts/setup.sh), checks the floors (lint-imports, docs/architecture.md)
-# and runs the test suite. Extra arguments go to pytest.
+# Sets everything up (./scripts/setup.sh), then the static checks (ruff; mypy on the ground floor;
+# lint-imports: the floors of docs/architecture.md) and the test suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
+.venv/bin/ruff check --quiet .
+.venv/bin/mypy contracts
 .venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest "$@"

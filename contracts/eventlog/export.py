@@ -17,6 +17,13 @@ PARTITION_COLUMN = "date"
 RECTOOLS_FILE = "interactions.csv"
 
 
+def _count(connection: duckdb.DuckDBPyConnection, sql: str) -> int:
+    """The single number a `SELECT count(*) ...` returns."""
+    row = connection.execute(sql).fetchone()
+    assert row is not None  # an aggregate always returns one row
+    return int(row[0])
+
+
 def _quote(path: Path) -> str:
     return sql_string(str(path))  # COPY takes no parameters for its target
 
@@ -30,7 +37,7 @@ def export_parquet(log: str | Path, out: str | Path) -> dict[str, int]:
     try:
         present = {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}
         tables = [table for table in (EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE) if table in present]  # worlds: since format 2
-        counts = {table: int(connection.execute(f"SELECT count(*) FROM {table}").fetchone()[0]) for table in tables}
+        counts = {table: _count(connection, f"SELECT count(*) FROM {table}") for table in tables}
         connection.execute(
             f"COPY (SELECT *, CAST({Columns.TS} AS DATE) AS {PARTITION_COLUMN} FROM {EVENTS_TABLE} ORDER BY {Columns.TS}) "
             f"TO {_quote(out / EVENTS_TABLE)} (FORMAT parquet, PARTITION_BY ({PARTITION_COLUMN}), COMPRESSION zstd)"
@@ -64,7 +71,7 @@ def export_rectools(log: str | Path, out: str | Path) -> dict[str, int]:
             for source, target in zip((Columns.USER, Columns.TRACK, Columns.TIME, Columns.TS), RecToolsColumns.ALL, strict=True)
         )
         query = f"SELECT {select} FROM {EVENTS_TABLE} ORDER BY {Columns.TS}, {Columns.USER}"
-        count = int(connection.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()[0])
+        count = _count(connection, f"SELECT count(*) FROM {EVENTS_TABLE}")
         connection.execute(f"COPY ({query}) TO {_quote(out / RECTOOLS_FILE)} (FORMAT csv, HEADER true)")
     finally:
         connection.close()
@@ -88,13 +95,13 @@ def compact(log: str | Path) -> tuple[int, int]:
         try:
             segments = [path for path in layout.segment_files(EVENTS_TABLE) if path.name != TEMPLATE_NAME]
             if len(segments) < 2:
-                return len(segments), int(guard.execute(f"SELECT count(*) FROM {EVENTS_TABLE}").fetchone()[0])
+                return len(segments), _count(guard, f"SELECT count(*) FROM {EVENTS_TABLE}")
             directory = layout.directory(EVENTS_TABLE)
             name = f"{time.time_ns():019d}-{os.getpid()}-compacted{SEGMENT_SUFFIX}"
             tmp = directory / f".{name}.tmp"
             files = "[" + ", ".join(_quote(path) for path in segments) + "]"
             guard.execute(f"COPY (SELECT * FROM read_parquet({files}) ORDER BY {Columns.TS}) TO {_quote(tmp)} (FORMAT parquet, COMPRESSION zstd)")
-            rows = int(guard.execute(f"SELECT count(*) FROM read_parquet({_quote(tmp)})").fetchone()[0])
+            rows = _count(guard, f"SELECT count(*) FROM read_parquet({_quote(tmp)})")
             os.replace(tmp, directory / name)
             for path in segments:
                 path.unlink()
