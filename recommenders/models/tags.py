@@ -39,8 +39,9 @@ PREDICTED = ("predicted_tracks", "predicted_indptr", "predicted_indices")
 SPLITS = ("train", "val", "test")
 
 
-def catalog_fingerprint(catalog: Catalog) -> str:
-    """A short hash of the catalog's size, frame lengths and observed tags: do per-track arrays fit it?"""
+def catalog_layout(catalog: Catalog) -> str:
+    """A short hash of the catalog's size, frame lengths and observed tags: do the artifact's
+    per-track arrays fit it? (Not the world's identity: that is `Catalog.fingerprint`.)"""
     digest = hashlib.sha1()
     digest.update(np.int64(catalog.n_tracks).tobytes())
     digest.update(np.ascontiguousarray(catalog.frame_lengths(), dtype=np.int64).tobytes())
@@ -123,7 +124,7 @@ class TagRecommender(SpaceRecommender):
             "n_tracks": self.catalog.n_tracks,
             "frame_dim": self.catalog.frame_dim,
             "tag_names": list(self.catalog.tag_names),
-            "catalog_fingerprint": catalog_fingerprint(self.catalog),
+            "catalog_layout": catalog_layout(self.catalog),
             "seconds": time.perf_counter() - started,
         }
         self._build()
@@ -138,7 +139,8 @@ class TagRecommender(SpaceRecommender):
         missing = [name for name in PREDICTED if name not in self._arrays]
         if missing:
             raise ArtifactError(f"{directory / WEIGHTS_FILE} lacks array(s) {', '.join(missing)}")
-        if self.data.get("catalog_fingerprint") != catalog_fingerprint(self.catalog):
+        # Artifacts written before the key was renamed call it catalog_fingerprint.
+        if self.data.get("catalog_layout", self.data.get("catalog_fingerprint")) != catalog_layout(self.catalog):
             logger.warning("%s was trained on another catalog: predicting the tags of this one (needs torch)", directory)
             require_torch()
             from recommenders.models.nn.tags import predict_tracks
