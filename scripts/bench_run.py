@@ -21,7 +21,7 @@ from pathlib import Path
 import click
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from demo import BIN, Service, _experiments
+from demo import Service, _experiments, use_checkout
 
 COURSE_SINGLE_S = (18.0, 24.0)
 COURSE_MULTI_S = 14.0
@@ -57,7 +57,8 @@ def timed(command: list[str]) -> dict[str, float]:
 @click.option("--port", type=int, default=5011, show_default=True)
 def main(episodes: int, world: Path, port: int) -> None:
     """Time the simulator against botify and in-process."""
-    python = str(BIN / "python")
+    use_checkout()
+    python = sys.executable
     base = [python, "-m", "sim.run", "--episodes", str(episodes), "--days", "1", "--quiet", "--port", str(port)]
     results: dict[str, object] = {"cpu_calibration_s": calibration_s()}
     with tempfile.TemporaryDirectory() as tmp:
