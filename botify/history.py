@@ -214,7 +214,7 @@ class RedisHistory:
                 self._pool_pid = pid
             connection = self._pool.make_connection()
         local.connection, local.pid = connection, pid
-        return connection
+        return connection  # type: ignore[return-value]  # redis types make_connection loosely
 
     def check(self) -> None:
         import redis

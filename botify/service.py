@@ -139,7 +139,7 @@ class Service:
         fallback = self._fallbacks[treatment]
         if fallback is None:
             return [Outcome(None, None, 0.0, None)] * len(requests)
-        outcomes = ask_all(fallback, self._fallback_names[treatment], self._n_tracks, requests)
+        outcomes = ask_all(fallback, self._fallback_names[treatment] or "fallback", self._n_tracks, requests)
         for outcome in outcomes:
             if outcome.track is None:
                 logger.error("the fallback failed too: %s", outcome.error)

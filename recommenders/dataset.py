@@ -124,7 +124,7 @@ class Dataset:
         if not 0.0 <= threshold <= 1.0:
             raise ValueError(f"threshold == {threshold!r}, must lie in [0, 1]")
         liked = self.interactions.loc[self.interactions[Columns.TIME] >= threshold, [Columns.USER, Columns.TRACK, Columns.TIME]]
-        return liked.groupby([Columns.USER, Columns.TRACK], as_index=False, sort=True)[Columns.TIME].max()
+        return liked.groupby([Columns.USER, Columns.TRACK], as_index=False, sort=True)[Columns.TIME].max()  # type: ignore[return-value]  # as_index=False: a frame
 
     def like_matrix(self, n_tracks: int, threshold: float = 0.5) -> tuple[np.ndarray, sp.csr_matrix]:
         """Likes as a binary (n_users, n_tracks) CSR matrix, with the user id of each row.

@@ -109,7 +109,7 @@ class SessionEnv(gym.Env[dict[str, Any], int]):
         options = self.config.listener
         self.max_steps = options.max_session_steps
         self.observation_space = observation_space(self.world, self.max_steps)
-        self.action_space = spaces.Discrete(self.world.n_tracks)
+        self.action_space = spaces.Discrete(self.world.n_tracks)  # type: ignore[assignment]
         self._model: ListenerModel | None = None
         self._key = 0
         self._next_episode = 0

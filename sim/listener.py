@@ -183,9 +183,9 @@ class ListenerModel:
         dot = np.einsum("ij,ij->i", self._taste[actions].astype(np.float64), interest)
         fractions = self.fraction(dot, self._bias[rows], self._sharpness[rows], self._gamma[rows], artist_plays, repeated)
 
-        if len(pairs) == 1:  # the single environment's hot path: skip numpy's per-call overhead
-            row = int(pairs[0])
-            coin = streams.uniform_scalar(self.key, int(self.user[row]), int(self.episode[row]), streams.BUDGET, int(step[0]))
+        if len(pairs) == 1:  # type: ignore[arg-type]  # the single environment's hot path: skip numpy's per-call overhead
+            row = int(pairs[0])  # type: ignore[index]
+            coin: float | np.ndarray = streams.uniform_scalar(self.key, int(self.user[row]), int(self.episode[row]), streams.BUDGET, int(step[0]))
         else:
             coin = streams.uniform(self.key, self.user[rows], self.episode[rows], streams.BUDGET, step)
         self.budget[rows] -= coin < 1.0 - fractions

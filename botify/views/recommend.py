@@ -74,7 +74,7 @@ def next_track(user: int) -> Response:
     answer = _serve_single(MESSAGE_NEXT, user)
     if isinstance(answer, Response):
         return answer
-    if isinstance(answer, ServeError):
+    if isinstance(answer, ServeError) or answer is None:
         return error_response(INTERNAL, 500)
     return Response(b'{"user": %d, "track": %d}\n' % (user, answer), mimetype=JSON)
 

@@ -14,6 +14,7 @@ import itertools
 import logging
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -264,7 +265,7 @@ def _run_inline(config: EnvConfig, options: RunOptions, spec: ClientSpec, intera
         bar.close()
 
 
-def _experiment_options(command: click.Command) -> click.Command:
+def _experiment_options(command: Callable[..., None]) -> Callable[..., None]:
     """The options shared by `experiment` and `truth` (they must match between the two)."""
     for option in reversed([
         click.option("--experiments", "experiments_file", type=click.Path(dir_okay=False, path_type=Path), required=True,

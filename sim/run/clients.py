@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -131,7 +131,7 @@ class RemoteClient:
         assert answer is not None  # single endpoints always exist
         return int(orjson.loads(answer)["track"]) if item.message == NEXT else None
 
-    def _post(self, path: str, payload: dict[str, object], items: Sequence[Item]) -> bytes | None:
+    def _post(self, path: str, payload: Mapping[str, object], items: Sequence[Item]) -> bytes | None:
         """The answer's body, None when POST /batch does not exist; raises ServiceError on failure."""
         data = orjson.dumps(payload)
         delay, failure = self.options.backoff_s, ""

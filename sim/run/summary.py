@@ -20,7 +20,7 @@ def treatment_labels(description: dict[str, object] | None, users: np.ndarray) -
     if "recommender" in description:
         return np.full(len(users), str(description["recommender"]), dtype=object)
     experiments = description.get("experiments") or []
-    serving = [e for e in experiments if isinstance(e, dict) and e.get("serving")]  # type: ignore[union-attr]
+    serving = [e for e in experiments if isinstance(e, dict) and e.get("serving")]  # type: ignore[attr-defined]
     if not serving:
         return np.full(len(users), "service", dtype=object)
     experiment = serving[0]

@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from typing import cast
 
 import numpy as np
 import simpy
@@ -199,7 +200,7 @@ class Timeline:
         tracks, total, listened = 0, 0.0, 0.0
         while True:
             answer = yield self.batcher.ask(slot, Item(NEXT, user, track, fraction, session, self._ms(clock)))
-            track, fraction, ended = answer  # type: ignore[misc]
+            track, fraction, ended = cast(tuple[int, float, bool], answer)
             seconds = fraction * float(self._duration[track])
             tracks, total, listened, clock = tracks + 1, total + fraction, listened + seconds, clock + seconds
             yield self.env.timeout(max(0.0, clock - self.env.now))
