@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy import stats as scipy_stats
+from scipy.special import ndtri
 
 from abtest import cuped, sequential, stats
 from abtest.errors import AbtestError
@@ -187,7 +187,7 @@ def validate(
     if pre is None:
         methods = [m for m in methods if m not in ("cuped", "cupac")]
     rng = np.random.default_rng(seed)
-    z_crit = float(scipy_stats.norm.ppf(1 - alpha / 2))
+    z_crit = float(ndtri(1 - alpha / 2))
     n = len(users)
     records: dict[tuple[str, str], list[tuple[float, float, float, bool, float]]] = {}
     truths = {name: true_effect(metric, outcomes, control, treatment) for name, metric in metrics.items()}
@@ -242,7 +242,7 @@ def peeking_check(daily: np.ndarray, *, runs: int, seed: int, alpha: float) -> P
     last look's number of listeners.
     """
     rng = np.random.default_rng(seed + 1)
-    z_crit = float(scipy_stats.norm.ppf(1 - alpha / 2))
+    z_crit = float(ndtri(1 - alpha / 2))
     n_users, looks = daily.shape
     seen = np.isfinite(daily)
     values = np.nan_to_num(daily)
