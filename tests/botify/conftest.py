@@ -158,3 +158,12 @@ def serve(tmp_path: Path, probe_site: Path) -> Iterator[Callable[..., Server]]:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def fresh_redis(redis_url: str) -> str:
+    """The session's Redis, emptied: no history left over from an earlier test's users."""
+    client = redis.Redis.from_url(redis_url)
+    client.flushdb()
+    client.close()
+    return redis_url

@@ -24,7 +24,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import redis
 
 from tests.botify.live import HOST, Server, count_events, logged
 
@@ -117,14 +116,6 @@ def assert_answered_are_logged_once(log: Path, players: Players) -> Counter:
     assert not extra - Counter(players.unanswered), "the log holds events that were never sent"
     assert all(count == 1 for count in rows.values()), "an event is logged twice"
     return rows
-
-
-@pytest.fixture
-def fresh_redis(redis_url: str) -> str:
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    return redis_url
 
 
 def two_workers(world: Path, experiments: Path, log: Path, redis_url: str) -> list[str | Path]:

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import duckdb
 import pytest
-import redis
 from click.testing import CliRunner
 
 from botify.cli import main
@@ -31,15 +30,6 @@ def mixed_experiments(tmp_path: Path) -> Path:
         experiment("serving", "history_probe", "sticky_artist", serving=True),
         experiment("recorded", "random", "random", "random"),
     )
-
-
-@pytest.fixture
-def fresh_redis(redis_url: str) -> str:
-    """The session's Redis, emptied: no history left over from an earlier test's users."""
-    client = redis.Redis.from_url(redis_url)
-    client.flushdb()
-    client.close()
-    return redis_url
 
 
 def server_args(world: Path, experiments: Path, log: Path, redis_url: str, *extra: str) -> list[str | Path]:
