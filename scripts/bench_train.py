@@ -1,4 +1,4 @@
-"""Training time per epoch of the learned recommenders (`dssm`, `bpr_knn`) on CPU or GPU.
+"""Training time per epoch of the learned recommenders (`dssm`, `bpr_knn`, `sasrec`, `hstu`) on CPU or GPU.
 
 Trains each model for a fixed number of epochs (early stopping off, so every run does the same
 work) with the write-up defaults and prints the seconds of each epoch, the median of the epochs
@@ -28,12 +28,15 @@ import click
 from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
 from recommenders.models.bpr_knn import BPRKNNRecommender
-from recommenders.models.config import BPRKNNConfig, DSSMConfig
+from recommenders.models.config import BPRKNNConfig, DSSMConfig, HSTUConfig, LikeConfig, SASRecConfig
 from recommenders.models.dssm import DSSMRecommender
+from recommenders.models.hstu import HSTURecommender
 from recommenders.models.nn import TrainingError
+from recommenders.models.sasrec import SASRecRecommender
 from recommenders.models.sessions import as_session_log
 
-MODELS = ("dssm", "bpr_knn")
+MODELS = ("dssm", "bpr_knn", "sasrec", "hstu")
+RECOMMENDERS = {"dssm": DSSMRecommender, "bpr_knn": BPRKNNRecommender, "sasrec": SASRecRecommender, "hstu": HSTURecommender}
 
 
 def simulate(world: Path, episodes: int, out: Path, seed: int) -> Path:
@@ -45,11 +48,14 @@ def simulate(world: Path, episodes: int, out: Path, seed: int) -> Path:
     return out
 
 
-def configs(epochs: int, seed: int, threads: int) -> dict[str, DSSMConfig | BPRKNNConfig]:
+def configs(epochs: int, seed: int, threads: int) -> dict[str, LikeConfig]:
     """Write-up defaults with `epochs` epochs, `threads` torch threads and no early stopping (nor learning-rate drops)."""
+    common: dict[str, Any] = {"seed": seed, "threads": threads, "epochs": epochs, "early_stopping_patience": epochs + 1}
     return {
-        "dssm": DSSMConfig(seed=seed, threads=threads, epochs=epochs, early_stopping_patience=epochs + 1, lr_reduce_patience=epochs + 1),
-        "bpr_knn": BPRKNNConfig(seed=seed, threads=threads, epochs=epochs, early_stopping_patience=epochs + 1),
+        "dssm": DSSMConfig(**common, lr_reduce_patience=epochs + 1),
+        "bpr_knn": BPRKNNConfig(**common),
+        "sasrec": SASRecConfig(**common),
+        "hstu": HSTUConfig(**common),
     }
 
 
@@ -105,7 +111,7 @@ def time_fit(name: str, model: Any, data: object, config: object, device: str) -
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True, help="torch CPU threads of training (the config's `threads`).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 def main(device: str, world: Path, events: Path | None, episodes: int, epochs: int, models: str, threads: int, seed: int) -> None:
-    """Print training seconds per epoch of dssm and bpr_knn on --device."""
+    """Print training seconds per epoch of the learned models (dssm, bpr_knn, sasrec, hstu) on --device."""
     wanted = setup(models, MODELS, device, world)
     catalog = Catalog(world)
     with tempfile.TemporaryDirectory() as scratch:
@@ -114,7 +120,7 @@ def main(device: str, world: Path, events: Path | None, episodes: int, epochs: i
     click.echo(f"log: {len(log)} events, {log.n_sessions} sessions; world: {catalog.n_tracks} tracks; {hardware(device, threads)}")
     click.echo(HEADER)
     for name in wanted:
-        model = DSSMRecommender(catalog) if name == "dssm" else BPRKNNRecommender(catalog)
+        model = RECOMMENDERS[name](catalog)
         time_fit(name, model, log, configs(epochs, seed, threads)[name], device)
     click.echo("total s includes data preparation (and, for bpr_knn, the KNN pairing) besides the epochs")
 
