@@ -78,3 +78,11 @@ def test_generated_package_installs_and_passes_check_and_its_tests(runner: CliRu
     )
     assert tests.returncode == 0, tests.stdout + tests.stderr
     assert "6 passed" in tests.stdout
+
+
+def test_the_example_plugins_workflow_is_the_scaffolds() -> None:
+    # The example documents the CI gate; it must stay what `recommenders new` writes for its name.
+    from recommenders.scaffold import WORKFLOW, _fill, names_of
+
+    example = Path(__file__).resolve().parents[2] / "examples" / "botify-plugin-example" / ".github" / "workflows" / "ci.yml"
+    assert example.read_text() == _fill(WORKFLOW, names_of("recent_artist_mix"))
