@@ -274,6 +274,8 @@ def main(
         median_ms = probe_ms(name, catalog, params, artifact)
     except (ConfigError, CatalogError, RegistryError, ArtifactError) as error:
         raise click.ClickException(str(error)) from None
+    except Exception as error:  # the plugin's own constructor or loader failed: one line naming it
+        raise click.ClickException(f"recommender {name!r} cannot be built: {type(error).__name__}: {error}") from None
     if median_ms > max_p99_ms:
         raise click.ClickException(
             f"gate failed: {name!r} takes {median_ms:.2f} ms per recommend() call (median of {PROBE_REQUESTS} probe requests), "

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner, Result
 
+from contracts.catalog import Catalog
 from recommenders import registry
 from recommenders.base import Recommendation, Recommender, Request
 from sim.gate import main
@@ -25,10 +26,23 @@ class SlowProbe(Recommender):
         return Recommendation(0, 1.0)
 
 
+class UnbuildableProbe(Recommender):
+    """Fails in its constructor with an exception the registry does not translate."""
+
+    name = "gate_unbuildable"
+
+    def __init__(self, catalog: Catalog) -> None:
+        raise KeyError("no such column")
+
+    def _recommend(self, request: Request) -> Recommendation:
+        raise AssertionError("never built")
+
+
 @pytest.fixture(autouse=True)
 def probes() -> None:
     registry.register("gate_broken", "tests.botify.probe:Broken")
     registry.register("gate_slow", "tests.sim.test_gate:SlowProbe")
+    registry.register("gate_unbuildable", "tests.sim.test_gate:UnbuildableProbe")
 
 
 def gate(world: Path, *args: str) -> Result:
@@ -82,6 +96,7 @@ def test_a_slow_recommender_fails_before_simulating(small_world_dir: Path) -> No
         (["stiky_artist"], "no recommender named 'stiky_artist'. Did you mean 'sticky_artist'?"),
         (["sticky_artist", "--param", "fallback=nothing"], "bad parameters: fallback == 'nothing'"),
         (["sticky_artist", "--param", "oops"], "must look like key=value"),
+        (["gate_unbuildable"], "recommender 'gate_unbuildable' cannot be built: KeyError: 'no such column'"),
     ],
 )
 def test_bad_input_is_one_line(small_world_dir: Path, args: list[str], message: str) -> None:
