@@ -112,7 +112,8 @@ def run_arm(
     from sim.run.shards import ClientSpec
 
     declared = [{"experiment": LOCAL_EXPERIMENT, "treatment": 0, "recommender": name, "serving": True}]
-    record_start(init_log(log), declared, time.time_ns() // 1000, world_row(Catalog(config.world)))
+    # The gate owns its logs: a kept log of an earlier run is replaced, never appended to.
+    record_start(init_log(log, reset=True), declared, time.time_ns() // 1000, world_row(Catalog(config.world)))
     spec = ClientSpec("local", name, artifact, params=params, log=log, fallback=fallback)
     started = time.perf_counter()
     records = simulate(config, seed, range(1, days + 1), episodes, spec)
@@ -261,6 +262,7 @@ def main(
     NAME's p99 latency and error rate against their budgets, then passes or fails.
     """
     from contracts.catalog import Catalog, CatalogError
+    from contracts.eventlog import LogError
     from recommenders.base import ArtifactError
     from recommenders.commands.common import parse_params
     from recommenders.registry import RegistryError
@@ -288,7 +290,7 @@ def main(
         try:
             base = run_arm(config, seed, episodes, days, baseline, baseline_params, baseline_artifact, None, logs / "baseline.duckdb")
             plugin = run_arm(config, seed, episodes, days, name, params, artifact, baseline, logs / "plugin.duckdb")
-        except (RegistryError, ArtifactError, ServiceError) as error:
+        except (RegistryError, ArtifactError, ServiceError, LogError) as error:
             raise click.ClickException(str(error)) from None
     width = max(10, len(name), len(baseline))
     verdicts = judge(plugin, base, alpha=alpha, max_drop=max_drop / 100, max_p99_ms=max_p99_ms, max_error_rate=max_error_rate, width=width)

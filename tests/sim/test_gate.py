@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from contracts.catalog import Catalog
+from contracts.eventlog import open_log
 from recommenders import registry
 from recommenders.base import Recommendation, Recommender, Request
 from sim.gate import main
@@ -55,6 +56,16 @@ def test_a_better_recommender_passes(small_world_dir: Path, tmp_path: Path) -> N
     assert "gate passed: sticky_artist against random" in result.output
     assert "FAIL" not in result.output
     assert (tmp_path / "logs" / "plugin.duckdb").exists() and (tmp_path / "logs" / "baseline.duckdb").exists()
+    first = _events(tmp_path / "logs" / "plugin.duckdb")
+    again = gate(small_world_dir, "sticky_artist", "--baseline", "random", "--keep-logs", str(tmp_path / "logs"))
+    assert again.exit_code == 0, again.output
+    assert _events(tmp_path / "logs" / "plugin.duckdb") == first > 0  # a kept log is replaced, not appended to
+
+
+def _events(log: Path) -> int:
+    with open_log(log) as connection:
+        (count,) = connection.execute("SELECT count(*) FROM events").fetchone()
+    return int(count)
 
 
 def test_the_same_recommender_has_exactly_no_effect(small_world_dir: Path) -> None:
