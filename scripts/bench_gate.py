@@ -17,6 +17,7 @@ the environment), then:
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -57,7 +58,9 @@ def main(world: Path, episodes: int, baseline: str, repeat: int) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-gate-") as scratch:
         site = Path(scratch) / "site"
         pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "install", "-q", "--no-deps", "--no-build-isolation", "--no-index"]
-        subprocess.run([*pip, "--target", str(site), str(EXAMPLE)], check=True, capture_output=True, timeout=600)
+        source = Path(scratch) / "source"  # pip builds in the source tree: build a copy, keep examples/ clean
+        shutil.copytree(EXAMPLE, source, ignore=shutil.ignore_patterns("build", "*.egg-info", "__pycache__"))
+        subprocess.run([*pip, "--target", str(site), str(source)], check=True, capture_output=True, timeout=600)
         env = {**os.environ, "PYTHONPATH": str(site)}
         gate = [sys.executable, "-m", "sim.gate", PLUGIN, "--world", str(world), "--episodes", str(episodes), "--baseline", baseline]
         check = [sys.executable, "-m", "recommenders", "check", PLUGIN, "--world", str(world), "--quick"]
