@@ -38,7 +38,7 @@ nothing for them.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -187,7 +187,7 @@ def pre_period_sql(experiment: str) -> tuple[str, list[object]]:
     return sql, [experiment, experiment]
 
 
-def align_pre(users: np.ndarray, pre: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+def align_pre(users: np.ndarray, pre: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """The pre-period columns in the order of `users` (NaN for users without a pre-period)."""
     index = {int(user): i for i, user in enumerate(np.asarray(pre[UserColumns.USER]).tolist())}
     where = np.array([index.get(int(user), -1) for user in users], dtype=np.int64)

@@ -126,8 +126,8 @@ class SessionColumns:
     USER = Columns.USER
     ARM = "arm"  # treatment index of the session's events (the smallest, if they disagree)
     START = "start"  # TIMESTAMP of the session's first event
-    TRACKS = "tracks"  # number of events (tracks played) in the session
-    TIME = Columns.TIME  # sum of the fractions listened, in tracks
+    TRACKS = "tracks"  # number of events (tracks played, the first included: contracts.sessions) in the session
+    TIME = Columns.TIME  # sum of the fractions listened, in tracks (the first track's 1.0 included)
     LATENCY = "latency_ms"  # mean serving latency over the session's requests, milliseconds
     LATENCY_TOTAL = "latency_total_ms"  # summed serving latency of the session, milliseconds
     REQUESTS = "requests"  # 'next' events: the requests the recommender was asked

@@ -189,7 +189,7 @@ def compare(
     relative = resolve("relative", relative)
     diff, diff_lower, diff_upper, w_stat, w_df, w_p = welch(control, treatment, alpha)
     with np.errstate(divide="ignore", invalid="ignore"):
-        effect = np.asarray(treatment.value, dtype=float) / control.value - 1
+        effect: ArrayLike = np.asarray(treatment.value, dtype=float) / control.value - 1
     if relative == "fieller":
         ratio_lower, ratio_upper, p_value, df = fieller_interval(control, treatment, alpha)
         lower, upper, statistic = ratio_lower - 1, ratio_upper - 1, w_stat

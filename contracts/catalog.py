@@ -209,7 +209,9 @@ class Catalog:
 
     Attributes are numpy arrays indexed by track id: `artist` (int32), `title` and
     `artist_name` (object), `duration` (float32, seconds), `popularity` (float64, sums to 1),
-    `release_day` (int32, 0 for the initial catalog).
+    `release_day` (int32, 0 for the initial catalog). Besides them: `path` (the world
+    directory), `n_tracks` (track ids are 0..n_tracks-1), `n_artists` (artist ids are
+    0..n_artists-1) and `tag_names` (the observed tags' names, indexed by tag id).
     """
 
     def __init__(self, world_dir: str | Path) -> None:
@@ -285,10 +287,12 @@ class Catalog:
 
     @property
     def n_tags(self) -> int:
+        """Number of tags in the vocabulary (tag ids are 0..n_tags-1)."""
         return len(self.tag_names)
 
     @property
     def frame_dim(self) -> int:
+        """Dimension of every content frame."""
         return int(self._frames.shape[1])
 
     def contains(self, track: int) -> bool:

@@ -171,13 +171,16 @@ class Fittable(Recommender):
         return self
 
     @abstractmethod
-    def _fit(self, events: Any, **options: Any) -> None: ...
+    def _fit(self, events: Any, **options: Any) -> None:
+        """Subclasses learn from `events` here (a DataFrame of the log, or a `Dataset`); `options` are `fit`'s."""
 
     @abstractmethod
-    def _save(self, directory: Path) -> None: ...
+    def _save(self, directory: Path) -> None:
+        """Subclasses write what they learned into the existing `directory`, in plain formats (never pickle)."""
 
     @abstractmethod
-    def _load(self, directory: Path) -> None: ...
+    def _load(self, directory: Path) -> None:
+        """Subclasses read back what `_save` wrote into `directory`."""
 
 
 class Trainable(Fittable):

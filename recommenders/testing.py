@@ -61,7 +61,7 @@ DEFAULT_LATENCY_BUDGET = 0.010  # seconds: median of one `recommend` call
 UNKNOWN_PARAMETER = "no_such_parameter"
 LATENCY_PROBE = 20  # the first calls timed before any other rule, so that a slow plugin fails in seconds
 QUICK_REQUESTS = 50  # requests of a quick check (editing loops)
-QUICK_EVENTS = {"users": 20, "sessions_per_user": 2}  # the synthetic log a quick check fits on
+QUICK_EVENTS: dict[str, Any] = {"users": 20, "sessions_per_user": 2}  # the synthetic log a quick check fits on
 
 Progress = Callable[[str, "ContractError | None"], None]
 

@@ -125,12 +125,13 @@ def replay(
 
     Runs the same days, seed and arrivals once per arm of the serving experiment with every
     listener served that arm (the pre-period as in the experiment run), and keeps the sessions
-    that start on or after `spec.first_day`. Sessions are counted as the log counts them: the
-    listener's own first track is an event with time 1.0, so `tracks` and `time` are the
-    simulator's listened recommendations plus one.
+    that start on or after `spec.first_day`. Sessions are counted as the log counts them
+    (`contracts.sessions`): the listener's own first track is an event with time 1.0, so
+    `tracks` and `time` are the simulator's listened recommendations plus one.
     """
     from botify.experiments import load_experiments
     from contracts.columns import TruthColumns as T
+    from contracts.sessions import logged_time, logged_tracks
 
     serving = load_experiments(spec.experiments_file).serving
     start_ms = switch_ms(config, spec.first_day)
@@ -142,7 +143,7 @@ def replay(
                 continue
             for name, value in (
                 (T.EXPERIMENT, serving.name), (T.ARM, arm), (T.USER, record.user), (T.SESSION, record.session),
-                (T.START, record.start_ts), (T.TRACKS, record.tracks + 1), (T.TIME, record.time + 1.0),
+                (T.START, record.start_ts), (T.TRACKS, logged_tracks(record.tracks)), (T.TIME, logged_time(record.time)),
             ):
                 columns[name].append(value)
     return columns

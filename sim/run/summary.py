@@ -1,5 +1,6 @@
 """The end-of-run table: sessions, mean session time and tracks per session (with standard errors)
-per simulated day and treatment."""
+per simulated day and treatment, sessions counted as the log and `abtest` count them
+(`contracts.sessions`: the listener's own first track included, as one track listened in full)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from contracts.assignment import assign, treatment_label
+from contracts.sessions import logged_time, logged_tracks
 from sim.run.timeline import SessionRecord
 
 
@@ -52,10 +54,11 @@ def _mean_se(values: np.ndarray) -> tuple[float, float]:
 
 def summarize(records: Sequence[SessionRecord], labels: np.ndarray) -> list[SummaryRow]:
     """One row per (day, treatment), sorted: sessions, mean +- SE of session time and of tracks
-    per session. Plain numpy: the run's start-up time matters, and pandas costs a quarter second."""
+    per session, as the log counts them (`contracts.sessions`), so that the summary's effects are
+    `abtest`'s. Plain numpy: the run's start-up time matters, and pandas costs a quarter second."""
     days = np.array([r.day for r in records], dtype=np.int64)
-    times = np.array([r.time for r in records], dtype=np.float64)
-    tracks = np.array([r.tracks for r in records], dtype=np.float64)
+    times = logged_time(np.array([r.time for r in records], dtype=np.float64))
+    tracks = logged_tracks(np.array([r.tracks for r in records], dtype=np.int64)).astype(np.float64)
     returning = np.array([r.returning for r in records], dtype=bool)
     labels = np.asarray(labels, dtype=object)
     rows = []
@@ -77,4 +80,5 @@ def render(rows: Sequence[SummaryRow]) -> str:
         for r in rows
     ]
     widths = [max(len(header[i]), *(len(c[i]) for c in cells)) for i in range(len(header))]
-    return "\n".join(" ".join(value.rjust(width) for value, width in zip(line, widths)) for line in [header, *cells])
+    table = "\n".join(" ".join(value.rjust(width) for value, width in zip(line, widths)) for line in [header, *cells])
+    return table + "\n(session time and tracks count the listener's own first track as one track listened in full, as abtest does)"
