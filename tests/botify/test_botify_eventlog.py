@@ -291,7 +291,8 @@ def test_start_records_are_written_once_per_start(log: Path) -> None:
     world = {"fingerprint": "0123456789abcdef", "path": "/worlds/a", "tracks": 50}
 
     assert record_start(layout, rows, JAN_1_2024_US, world) is not None
-    assert record_start(layout, rows, JAN_1_2024_US, world) is None
+    # Another worker of the same start, from another path: the first record stays.
+    assert record_start(layout, rows, JAN_1_2024_US, {**world, "path": "/worlds/b"}) is None
 
     jan_1 = read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]
     assert read(log, "SELECT experiment, treatment, recommender, serving, started FROM experiments ORDER BY treatment") == [
