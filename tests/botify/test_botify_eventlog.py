@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -130,6 +131,53 @@ def test_a_full_buffer_seals_before_the_window(log: Path) -> None:
     writer.close()
 
 
+def test_each_full_buffer_becomes_durable_before_the_window_and_only_full_ones(log: Path) -> None:
+    # Windows of an hour: the thread wakes only when a buffer fills. Two rows stay buffered; the
+    # third fills the buffer again, and the five rows make exactly two segments.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, flush_events=3, fsync_window=3600)
+    writer.extend([row(u) for u in range(3)])
+    deadline = time.monotonic() + 30
+    while len(read(log)) < 3 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert sorted(r[1] for r in read(log)) == [0, 1, 2] and writer.pending() == 0
+
+    writer.extend([row(3), row(4)])
+    time.sleep(0.2)  # room for a thread that wrongly seals a buffer short of full
+    assert writer.pending() == 2
+    writer.append(row(5))
+    deadline = time.monotonic() + 30
+    while len(read(log)) < 6 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert sorted(r[1] for r in read(log)) == list(range(6))
+    assert writer.sealed_segments == 2 and writer.pending() == 0
+    writer.close()
+
+
+def test_close_waits_for_the_thread_and_leaves_every_row_durable(log: Path) -> None:
+    # The thread is held in a sync when close is called: close must wait for it to end, so that
+    # no thread of a closed writer still touches the log, and must seal every row.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, fsync_window=0.01)
+    syncing = threading.Event()
+    sync = writer.sync
+
+    def slow_sync() -> None:
+        syncing.set()
+        time.sleep(0.5)
+        sync()
+
+    writer.sync = slow_sync  # type: ignore[method-assign]
+    writer.extend([row(u) for u in range(4)])
+    assert syncing.wait(30)
+    thread = writer._thread
+
+    writer.close()
+
+    assert thread is not None and not thread.is_alive()
+    assert sorted(r[1] for r in read(log)) == [0, 1, 2, 3]
+    assert writer.pending() == 0 and not list(LogLayout.of(log).wal.glob("*"))
+
+
 def test_close_seals_the_rest_and_is_idempotent(log: Path) -> None:
     writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600)
     writer.extend([row(u) for u in range(5)])
@@ -243,7 +291,8 @@ def test_start_records_are_written_once_per_start(log: Path) -> None:
     world = {"fingerprint": "0123456789abcdef", "path": "/worlds/a", "tracks": 50}
 
     assert record_start(layout, rows, JAN_1_2024_US, world) is not None
-    assert record_start(layout, rows, JAN_1_2024_US, world) is None
+    # Another worker of the same start, from another path: the first record stays.
+    assert record_start(layout, rows, JAN_1_2024_US, {**world, "path": "/worlds/b"}) is None
 
     jan_1 = read(log, "SELECT TIMESTAMP '2024-01-01'")[0][0]
     assert read(log, "SELECT experiment, treatment, recommender, serving, started FROM experiments ORDER BY treatment") == [

@@ -156,6 +156,30 @@ def test_a_recovered_torn_file_keeps_every_complete_record(log: Path) -> None:
     writer.close()
 
 
+def test_sync_syncs_written_rows_once_and_a_new_files_name_once(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Windows of an hour: only the test calls sync. A power loss keeps what was synced, so a sync
+    # after a write must sync the file, a sync with nothing new must not, and the directory
+    # (the file's name) is synced once per file.
+    writer = new_writer(log, fsync_window=3600.0)
+    synced: list[int] = []
+    directories: list[Path] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(writer_module.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(writer_module, "fsync_directory", directories.append)
+
+    writer.extend([row(0), row(1)])
+    fd = writer._current.fd  # type: ignore[union-attr]
+    writer.sync()
+    assert synced.count(fd) == 1 and directories == [LogLayout.of(log).wal]
+    writer.sync()
+    assert synced.count(fd) == 1
+    writer.append(row(2))
+    writer.sync()
+
+    assert synced.count(fd) == 2 and directories == [LogLayout.of(log).wal]
+    writer.close()
+
+
 def test_a_failed_seal_keeps_its_rows_and_the_next_flush_seals_them(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     writer = new_writer(log)
     writer.extend([row(u) for u in range(10)])

@@ -12,10 +12,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import binom
 
 from contracts.catalog import Catalog
 from recommenders import registry
-from recommenders.evaluation import build_cases, evaluate
+from recommenders.evaluation import Cases, build_cases, evaluate
 from recommenders.models.config import DSSMConfig
 from recommenders.models.dssm import DSSMRecommender
 from recommenders.models.nn import dssm as nn_dssm
@@ -121,30 +122,45 @@ def test_a_constant_ranker_scores_at_chance(split_log: tuple[SessionLog, Session
     assert abs(result["mrr"] - mean) < 4 * sd / np.sqrt(len(cases))
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(
-            "dssm",
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="known gap: the fixture's DSSM ranks well among sampled candidates (MRR 0.34) but finds no held-out like "
-                "in its whole-catalog top 10; strict, so a fix shows up here",
-            ),
-        ),
-        "bpr_knn",
-    ],
-)
+def _chance_bound(cases: Cases, n_tracks: int, k: int) -> int:
+    """Most held-out likes a ranker at chance finds in its whole-catalog top k, but for odds of 1e-4.
+
+    A ranker at chance puts each like in its top k of the N - played unplayed tracks with
+    probability at most mu = k / (N - longest session), independently across cases (within a
+    case the likes share one top k, which only narrows the tail): the count of likes found is
+    at most Binomial(likes, mu), and the bound is its 1 - 1e-4 quantile.
+    """
+    likes = sum(len(relevant) for relevant in cases.relevant)
+    longest = max(len(request.history) for request in cases.requests)
+    return int(binom.ppf(1 - 1e-4, likes, k / (n_tracks - longest)))
+
+
+def _likes_found(top: np.ndarray, cases: Cases) -> int:
+    return int(sum(np.isin(relevant, top[row]).sum() for row, relevant in enumerate(cases.relevant)))
+
+
+@pytest.mark.parametrize(("name", "k"), [("bpr_knn", 10), ("bpr_knn", 100), ("dssm", 100)])
 def test_trained_models_beat_chance_on_whole_catalog_recall(
-    name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, artifacts: dict[str, Path]
+    name: str, k: int, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, artifacts: dict[str, Path]
 ) -> None:
-    # A ranker at chance puts each held-out like in its top 10 with probability at most
-    # mu = 10 / (N - played) per like, so a case's recall has mean <= mu and, lying in [0, 1],
-    # variance <= mu. Demand 4 standard errors above: a false pass below 1e-4 for a model at chance.
+    """Held-out likes (286 in 220 test sessions) found in the whole-catalog top k, above chance.
+
+    Chance finds at most 6 of them in a top 10 and 23 in a top 100 (`_chance_bound`). Over
+    training seeds 0-19 of the fixture's configs, likes found:
+
+    - bpr_knn, top 10: 12-22 (median 15.5); top 100: 47-61;
+    - dssm, top 100: 59-109 (median 96);
+    - dssm, top 10: 3-16 (median 8.5), above the bound on 14 of 20 seeds only, so not asserted.
+      DSSM learns from about 300 liked next tracks of day 1: its scores put a session's likes
+      above the typical track (median whole-catalog rank 177 of 3,000 over seeds 0-4; MRR
+      0.43-0.49 among 50 sampled negatives), but not yet above the best of 3,000 others, whose
+      scores spread as wide as the likes' lead. With batches of 256 (one optimizer step an
+      epoch) its top 100 held 10-35 likes over seeds 0-19, chance level, and its top 10 none
+      (median rank 594), while its sampled MRR still read 0.28-0.37: sampled metrics do not
+      show whole-catalog quality (Krichene and Rendle, "On Sampled Metrics for Item
+      Recommendation", KDD 2020).
+    """
     train, test = split_log
     cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
-    longest = max(len(request.history) for request in cases.requests)
-    mu = 10 / (small_catalog.n_tracks - longest)
-    n = sum(len(relevant) > 0 for relevant in cases.relevant)
-    result = evaluate(registry.make(name, small_catalog, {}, artifacts[name]), cases)
-    assert result["recall@10"] > mu + 4 * np.sqrt(mu / n)
+    top = registry.make(name, small_catalog, {}, artifacts[name]).rank(cases.requests, k)
+    assert _likes_found(top, cases) > _chance_bound(cases, small_catalog.n_tracks, k)
