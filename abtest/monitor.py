@@ -5,11 +5,16 @@ so far, exactly as `abtest report` would have analysed it then. The relative eff
 delta-method standard error gives z = effect / se, and the look may stop the experiment when
 |z| crosses the day's boundary:
 
-* 'obf' / 'pocock': Lan-DeMets group-sequential boundaries (`abtest.groupseq`) for K equally
-  spaced planned looks, one a day (K: the days the log spans, or `planned_days`): look k spends
-  alpha(k / K). The boundaries assume that information grows in proportion to days, as it
-  does when listeners keep arriving and returning at a steady rate; a day without a look
-  (nothing completed yet) spends nothing. The interval shown is the repeated confidence interval
+* 'obf' / 'pocock': Lan-DeMets group-sequential boundaries (`abtest.groupseq`) for one look a
+  day, look k spending alpha(t_k). The information fraction t_k is measured: the variance of
+  the arms' difference on the scale of sums, V_k = n_k^2 se_k^2 (n_k users, se_k the standard
+  error of the difference of means), over that of the last look, the planned end. On that
+  scale a listener's cumulative total only adds up, so increments are independent, as the
+  boundaries assume; calendar fractions k/K would not be (listeners arrive and accumulate
+  time, so information grows faster than days, and k/K spends too early: 7% false positives
+  instead of 5% in `tests/abtest/test_abtest_validate.py`'s scenario). When the experiment is
+  still running (`planned_days` beyond the log) or V_k does not grow (a per-session mean of a
+  fixed set of listeners), the fractions fall back to k/K, and the result says so. The interval shown is the repeated confidence interval
   effect +- c_k se (Jennison & Turnbull 2000, ch. 9), which excludes 0 exactly when the look
   may stop.
 * 'confidence-sequence': the asymptotic confidence sequence (`abtest.sequential`), tightest at
@@ -37,6 +42,7 @@ from abtest.metrics import MetricBaseAggregated
 from abtest.sessionize import Filters
 
 METHODS = ("obf", "pocock", "confidence-sequence")
+INFORMATION = {"variance": "variance (n^2 se^2)", "days": "days (k/K)"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,7 @@ class Look:
         effect: Relative effect so far (fraction).
         se: Delta-method standard error of the relative effect.
         z: effect / se.
+        information: n^2 times the variance of the difference of the arms' means (see the module docstring).
         boundary: The |z| the look must reach to stop (inf: none is spent yet).
         lower: Lower bound of the sequential interval (fraction).
         upper: Upper bound of the sequential interval (fraction).
@@ -67,6 +74,7 @@ class Look:
     effect: float
     se: float
     z: float
+    information: float
     boundary: float
     lower: float
     upper: float
@@ -86,6 +94,7 @@ class Monitoring:
     alpha: float
     planned_days: int
     planned_users: int
+    information: str = "variance"
     looks: list[Look] = field(default_factory=list)
 
     @property
@@ -112,7 +121,8 @@ class Monitoring:
             looks.append(row)
         return {
             "experiment": self.experiment, "metric": self.metric, "control": self.control, "treatment": self.treatment,
-            "method": self.method, "alpha": self.alpha, "planned_days": self.planned_days, "planned_users": self.planned_users, "looks": looks,
+            "method": self.method, "alpha": self.alpha, "planned_days": self.planned_days, "planned_users": self.planned_users,
+            "information": self.information, "looks": looks,
             "stop_day": self.stop_day,
         }
 
@@ -131,21 +141,23 @@ class Monitoring:
         fmt = "  ".join(f"{{:>{w}}}" for w in widths)
         lines = [
             f"experiment {self.experiment!r}: {self.metric}, T{self.treatment} vs C{self.control}, daily looks, "
-            f"{self.method} at alpha {self.alpha:g} (planned: {self.planned_days} looks, {self.planned_users} users)",
+            f"{self.method} at alpha {self.alpha:g} (planned: {self.planned_days} looks, {self.planned_users} users"
+            + ("" if self.method == "confidence-sequence" else f"; information fractions by {INFORMATION[self.information]}") + ")",
             fmt.format(*head), fmt.format(*("-" * w for w in widths)), *(fmt.format(*cells) for cells in body),
             self.summary(),
         ]
         return "\n".join(lines) + "\n"
 
 
-def _relative(metric: MetricBaseAggregated, data: dict, control: int, treatment: int) -> tuple[float, float, float, float]:
-    """(control value, treatment value, relative effect, delta-method se) from per-arm aggregates."""
+def _relative(metric: MetricBaseAggregated, data: dict, control: int, treatment: int) -> tuple[float, float, float, float, float]:
+    """(control value, treatment value, relative effect, its delta-method se, variance of the
+    difference of means) from per-arm aggregates."""
     c, t = metric.estimate(data[control]), metric.estimate(data[treatment])
     cv, tv = float(c.value), float(t.value)
     if cv == 0:
         raise AbtestError("the control arm's metric is 0 so far: a relative effect is undefined")
     se = math.sqrt(float(t.variance) / cv**2 + tv**2 * float(c.variance) / cv**4)
-    return cv, tv, tv / cv - 1.0, se
+    return cv, tv, tv / cv - 1.0, se, float(c.variance) + float(t.variance)
 
 
 def monitor(
@@ -214,19 +226,24 @@ def monitor(
     days = planned_days or len(ends)
     if days < len(ends):
         raise AbtestError(f"planned_days == {days}, but experiment {name!r} already ran {len(ends)} days")
+    information = "variance"
     if method == "confidence-sequence":
         bounds = np.asarray(sequential.half_width_factor(users, planned, alpha), dtype=float)
     else:
-        # Equally spaced planned looks: look k of K spends alpha(k / K).
-        c = groupseq.spending_boundaries(np.arange(1.0, days + 1), alpha, method)
-        bounds = c[[row[1] for row in rows]]
+        variance = users**2 * np.array([row[-1] for row in rows])
+        if days == len(ends) and np.all(np.diff(variance) > 0) and variance[0] > 0:
+            bounds = groupseq.spending_boundaries(variance, alpha, method)
+        else:
+            information = "days"
+            c = groupseq.spending_boundaries(np.arange(1.0, days + 1), alpha, method)
+            bounds = c[[row[1] for row in rows]]
     looks = []
-    for (until, _, n, cv, tv, effect, se), bound in zip(rows, bounds.tolist(), strict=True):
+    for (until, _, n, cv, tv, effect, se, var), bound in zip(rows, bounds.tolist(), strict=True):
         z = effect / se if se > 0 else (0.0 if effect == 0 else math.copysign(math.inf, effect))
         half = math.inf if math.isinf(bound) else bound * se
         looks.append(Look(
             day=((until - dt.timedelta(days=1)) - origin).days, until=until, users=int(n), control_mean=cv, treatment_mean=tv,
-            effect=effect, se=se, z=z, boundary=bound, lower=effect - half, upper=effect + half,
+            effect=effect, se=se, z=z, information=float(n) ** 2 * var, boundary=bound, lower=effect - half, upper=effect + half,
             naive_p=float(2 * ndtr(-abs(z))), stop=bool(abs(z) >= bound),
         ))
-    return Monitoring(name, metric_name, control, treatment, method, alpha, days, planned, looks)
+    return Monitoring(name, metric_name, control, treatment, method, alpha, days, planned, information, looks)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
+from scipy import stats
 
 from abtest.cli import main
 from abtest.experiment import Experiment
@@ -53,6 +54,20 @@ def test_boundaries_are_the_spending_boundaries_of_the_planned_looks(synthetic_l
     # T1 listens 25% more: the planned end stops it; the stop day is the first look that crosses.
     assert obf.looks[-1].stop
     assert obf.stop_day == next(look.day for look in obf.looks if abs(look.z) >= look.boundary)
+
+
+def test_information_fractions_are_measured_when_the_log_is_the_whole_experiment(synthetic_log: Path) -> None:
+    metric = default_metrics(("time",))["time"]
+    with EventLog.open(synthetic_log) as log:
+        result = monitor(log, "time", metric, experiment=None, control=0, treatment=1, method="obf", alpha=0.05, day_zero=None)
+        report = Experiment({"time": metric}, correction="none").analyze(log, control=0, treatments=[1])
+    info = np.array([look.information for look in result.looks])
+    row = report.rows[0].result
+    # The last look's information is n^2 times the variance of the difference of means (Welch's se^2).
+    se = (row.diff_upper - row.diff_lower) / (2 * stats.t.ppf(0.975, row.df))
+    assert info[-1] == pytest.approx(result.looks[-1].users ** 2 * se**2, rel=1e-9)
+    assert result.information == "variance" and np.all(np.diff(info) > 0)
+    assert [look.boundary for look in result.looks] == pytest.approx(spending_boundaries(info, 0.05, "obf").tolist(), rel=1e-9)
 
 
 def test_cli_json_and_table_agree(synthetic_log: Path) -> None:

@@ -88,4 +88,4 @@ def test_validate_reports_every_method_against_the_truth(experiment_log: Path) -
     assert checks["sequential"]["width"] > checks["welch"]["width"]
     assert checks["cuped"]["variance_reduction"] > 0
     peeking = rows[-1]
-    assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"]
+    assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"] and peeking["obf"] <= peeking["naive"]
