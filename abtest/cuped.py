@@ -23,8 +23,10 @@ features are fixed before the experiment, so this is Lin's regression adjustment
 notes on regression adjustments to experimental data", Ann. Appl. Stat. 2013), consistent for
 the same effect; with six features an in-sample fit costs a few degrees of freedom in thousands.
 
-Users without a pre-period (new in the experiment) get the covariate's mean, which adjusts
-nothing for them.
+Users without a pre-period (new in the experiment) get the covariate's mean and, when some users
+have one and some not, an indicator of having none as a second covariate (Deng et al. 2013,
+section 3.4: the missing form a stratum of their own), so that new users' different mean is
+adjusted too.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(1)
@@ -107,6 +109,9 @@ def cuped(
     x = np.asarray(covariate, dtype=float).copy()
     seen = np.isfinite(x)
     x[~seen] = x[seen].mean() if seen.any() else 0.0
+    # Users without a covariate form a stratum of their own (Deng et al. 2013, section 3.4): an
+    # indicator beside the mean-imputed value lets their mean differ from the others'.
+    design = x[:, None] if seen.all() or not seen.any() else np.column_stack([x, (~seen).astype(float)])
     arms = (control, treatment)
     parts = []
     for a in arms:
@@ -114,19 +119,19 @@ def cuped(
         if chosen.sum() < 2:
             raise AbtestError(f"treatment {a} has {int(chosen.sum())} user(s), needs at least 2 for CUPED")
         value, lin = linearise(np.asarray(numer, dtype=float)[chosen], None if denom is None else np.asarray(denom, dtype=float)[chosen])
-        parts.append((value, lin, x[chosen]))
-    grand = float(np.mean(np.concatenate([xa for _, _, xa in parts])))
+        parts.append((value, lin, design[chosen]))
+    grand = np.concatenate([xa for _, _, xa in parts]).mean(axis=0)
     estimates, thetas, raw, adjusted = [], [], 0.0, 0.0
     for value, lin, xa in parts:
         n = len(lin)
-        centred = xa - xa.mean()
-        sxx = float(np.sum(centred**2))
-        theta = float(np.sum(centred * lin)) / sxx if sxx > 0 else 0.0
-        residual = lin - theta * centred
+        centred = xa - xa.mean(axis=0)
+        coef = np.linalg.lstsq(centred, lin, rcond=None)[0]
+        residual = lin - centred @ coef
         raw += float(np.var(lin, ddof=1)) / n
         adjusted += float(np.var(residual, ddof=1)) / n
-        thetas.append(theta)
-        estimates.append(stats.Estimate(value=value - theta * (xa.mean() - grand), variance=float(np.var(residual, ddof=1)) / n, df=n - 1))
+        thetas.append(float(coef[0]))
+        shift = float((xa.mean(axis=0) - grand) @ coef)
+        estimates.append(stats.Estimate(value=value - shift, variance=float(np.var(residual, ddof=1)) / n, df=n - 1 - (xa.shape[1] - 1)))
     theta = float(np.mean(thetas))
     return Adjusted(estimates[0], estimates[1], theta, 1.0 - adjusted / raw if raw > 0 else 0.0)
 

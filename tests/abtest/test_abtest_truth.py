@@ -89,3 +89,16 @@ def test_validate_reports_every_method_against_the_truth(experiment_log: Path) -
     assert checks["cuped"]["variance_reduction"] > 0
     peeking = rows[-1]
     assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"] and peeking["obf"] <= peeking["naive"]
+
+
+def test_html_report_has_the_truth_and_the_cuped_rows(experiment_log: Path) -> None:
+    as_json = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "json"])
+    page = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "html"])
+    assert page.exit_code == 0, page.output
+    rows = json.loads(as_json.output)
+    time_truth = next(r["truth"] for r in rows if r["metric"] == "time" and r["variance_reduction"] is None)
+    cuped_time = next(r for r in rows if r["metric"] == "time" and r["variance_reduction"] is not None)
+    assert "<th>truth</th>" in page.output and "<th>covers_truth</th>" in page.output
+    assert "Variance reduction with pre-period covariates" in page.output
+    assert f"<td>{time_truth:+.3f}%</td>" in page.output
+    assert f"<td>{cuped_time['variance_reduction']:.1f}%</td>" in page.output
