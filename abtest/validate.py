@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
 from abtest import cuped, groupseq, sequential, stats
 from abtest.errors import AbtestError
@@ -46,6 +46,8 @@ class MethodCheck:
         power: Share of runs whose interval excludes zero.
         width: Mean interval width (fraction).
         variance_reduction: Mean variance reduction against Welch (0 for Welch and the sequence).
+        expected_coverage: For Welch, the coverage that the randomisation itself predicts from
+            both potential outcomes of every listener (`randomisation_coverage`); None otherwise.
     """
 
     metric: str
@@ -59,6 +61,7 @@ class MethodCheck:
     power: float
     width: float
     variance_reduction: float
+    expected_coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -119,11 +122,12 @@ class Validation:
         """'table', 'markdown' or 'json'."""
         if format == "json":
             return json.dumps(self.to_dicts(), indent=2)
-        head = ["metric", "method", "truth", "bias", "coverage", "power", "mean width", "variance reduction"]
+        head = ["metric", "method", "truth", "bias", "coverage", "power", "mean width", "variance reduction", "expected coverage"]
         body = [
             [c.metric, c.method, f"{100 * c.truth:+.2f}%", f"{100 * c.bias:+.2f} pp",
              f"{100 * c.coverage:.1f}% [{100 * c.coverage_lower:.1f}, {100 * c.coverage_upper:.1f}]",
-             f"{100 * c.power:.1f}%", f"{100 * c.width:.2f} pp", f"{100 * c.variance_reduction:.1f}%"]
+             f"{100 * c.power:.1f}%", f"{100 * c.width:.2f} pp", f"{100 * c.variance_reduction:.1f}%",
+             "" if c.expected_coverage is None else f"{100 * c.expected_coverage:.1f}%"]
             for c in self.checks
         ]
         runs = self.checks[0].runs if self.checks else 0
@@ -239,9 +243,37 @@ def validate(
         checks.append(MethodCheck(
             name, method, len(rows), truth, float(effect.mean() - truth), covered / len(rows), low, high,
             float(significant.mean()), float((upper - lower).mean()), float(reduction.mean()),
+            randomisation_coverage(metrics[name], outcomes, control, treatment, alpha) if method == "welch" else None,
         ))
     peeking = None if daily is None else peeking_check(daily, runs=runs, seed=seed, alpha=alpha)
     return Validation(experiment, control, treatment, n, alpha, checks, peeking)
+
+
+def randomisation_coverage(
+    metric: MetricBaseAggregated, outcomes: Mapping[int, Mapping[str, np.ndarray]], control: int, treatment: int, alpha: float
+) -> float:
+    """The coverage of the true relative effect that a fair-coin split of these listeners gives a
+    Welch (Neyman) interval, predicted from both potential outcomes of every listener.
+
+    Over re-randomisations of fixed listeners, the difference of means has variance
+    S_c^2 / n_c + S_t^2 / n_t - S_tau^2 / N (Neyman 1923; Imbens & Rubin 2015, ch. 6), where
+    S_tau^2 is the variance of the listeners' individual effects; the usual estimate has
+    expectation S_c^2 / n_c + S_t^2 / n_t, too large by the last term, which no experiment can
+    estimate (it needs both outcomes of one listener). The interval then covers with
+    probability 2 Phi(z sqrt(V_Neyman / V_true)) - 1 > 1 - alpha. The relative effect is
+    linearised by the delta method (ratios of sums through `cuped.linearise`), with n_c = n_t = N/2.
+    """
+    numer, denom = cuped.metric_columns(metric)
+    ratio_c, lin_c = cuped.linearise(outcomes[control][numer], None if denom is None else outcomes[control][denom])
+    ratio_t, lin_t = cuped.linearise(outcomes[treatment][numer], None if denom is None else outcomes[treatment][denom])
+    # r_hat - r ~ mean_T(lin_t) / R_c - R_t mean_C(lin_c) / R_c^2
+    a_t, a_c = lin_t / ratio_c, ratio_t * lin_c / ratio_c**2
+    n = len(a_t)
+    neyman = 2.0 * (np.var(a_t, ddof=1) + np.var(a_c, ddof=1)) / n
+    true = neyman - np.var(a_t - a_c, ddof=1) / n
+    if true <= 0:
+        return 1.0
+    return float(2.0 * ndtr(ndtri(1 - alpha / 2) * np.sqrt(neyman / true)) - 1.0)
 
 
 def daily_boundaries(values: np.ndarray, seen: np.ndarray, alpha: float) -> np.ndarray:

@@ -64,3 +64,20 @@ def test_daily_peeking_inflates_the_naive_rate_and_not_the_sequential_ones() -> 
     assert result.naive > upper  # fourteen fixed-horizon looks
     assert lower <= result.once <= upper  # one look at the end
     assert result.obf <= upper and result.sequential <= upper
+
+
+def test_heterogeneous_effects_make_welch_conservative_as_neyman_predicts() -> None:
+    # Individual effects that vary a lot and against the baseline: the Neyman variance counts
+    # their spread, which the randomisation does not, so coverage exceeds 95% by a predictable amount.
+    rng = np.random.default_rng(1923)
+    n, runs = 2000, 1000
+    base = rng.gamma(3.0, 2.0, size=n)
+    treated = 10.0 + rng.normal(0, 0.5, size=n)  # every listener ends near 10, whatever their baseline
+    users = np.arange(n)
+    outcomes = {0: {UserColumns.USER: users, UserColumns.TIME: base}, 1: {UserColumns.USER: users, UserColumns.TIME: treated}}
+    result = validate(outcomes, None, {"time": Mean(UserColumns.TIME)}, control=0, treatment=1, runs=runs, seed=2,
+                      alpha=0.05, relative="delta", methods=("welch",))
+    check = result.checks[0]
+    assert check.expected_coverage is not None and check.expected_coverage > 0.99
+    lower, upper = binomial_band(check.expected_coverage, runs)
+    assert lower <= check.coverage <= upper
