@@ -221,7 +221,7 @@ def validate(
                     covariate = cuped.covariate_for(metric, pre)  # type: ignore[arg-type]
                     if covariate is None:
                         continue
-                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1)
+                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1, extra=pre.get(cuped.EXPOSURE))  # type: ignore[union-attr]
                 else:
                     fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, pre), arm, control=0, treatment=1)  # type: ignore[arg-type]
                 if method == "sequential":
