@@ -18,13 +18,20 @@ section 4); CUPED then adjusts L. A plain mean is the case y = 1.
 CUPAC (Tang, Du, Dong and Sun, DoorDash, "Improving Experimental Power through Control Using
 Predictions as Covariate", 2020) uses a model's prediction of the metric from pre-period
 features as X; here an ordinary least-squares fit (statsmodels) on the user's pre-period time,
-sessions, tracks, per-session means and whether they were seen at all, pooled over the arms. The
+sessions, tracks, per-session means, whether they were seen at all and their exposure (below),
+pooled over the arms. The
 features are fixed before the experiment, so this is Lin's regression adjustment (Lin, "Agnostic
 notes on regression adjustments to experimental data", Ann. Appl. Stat. 2013), consistent for
 the same effect; with six features an in-sample fit costs a few degrees of freedom in thousands.
 
-Users without a pre-period (new in the experiment) get the covariate's mean, which adjusts
-nothing for them.
+Users without a pre-period (new in the experiment) get the covariate's mean and, when some users
+have one and some not, an indicator of having none as a second covariate (Deng et al. 2013,
+section 3.4: the missing form a stratum of their own), so that new users' different mean is
+adjusted too. Beside them, CUPED fits the user's exposure: the days from their first event in the
+experiment to its last. A listener who arrives late has less time to listen; their first
+session starts before any treatment reaches them, so the exposure is fixed before the
+experiment as a pre-period value is (Deng et al. 2013, section 3.3: any covariate the
+treatment cannot affect), and the truth's replay confirms that it is the same under every arm.
 
 >>> import numpy as np
 >>> rng = np.random.default_rng(1)
@@ -57,6 +64,12 @@ PRE_VALUES = (
     UserColumns.MEAN_TIME_PER_SESSION,
     UserColumns.MEAN_TRACKS_PER_SESSION,
 )
+
+
+# Days from a user's first event in the experiment to the experiment's last: how long the user
+# could be observed. Their first session's start precedes any treatment they get, so it is a
+# pre-treatment covariate like the pre-period (the truth checks that it is the same under every arm).
+EXPOSURE = "exposure_days"
 
 
 class Adjusted(NamedTuple):
@@ -93,6 +106,7 @@ def cuped(
     *,
     control: int,
     treatment: int,
+    extra: np.ndarray | None = None,
 ) -> Adjusted:
     """CUPED-adjusted estimates of sum(numer)/sum(denom) (or the mean of `numer`) in two arms.
 
@@ -103,10 +117,19 @@ def cuped(
         arm: Per-user treatment index.
         control: The control arm's index.
         treatment: The treatment arm's index.
+        extra: Further pre-treatment covariates (users x k, or one per user; NaN taken as the
+            mean), fitted beside the first, e.g. the user's `EXPOSURE`.
     """
     x = np.asarray(covariate, dtype=float).copy()
     seen = np.isfinite(x)
     x[~seen] = x[seen].mean() if seen.any() else 0.0
+    # Users without a covariate form a stratum of their own (Deng et al. 2013, section 3.4): an
+    # indicator beside the mean-imputed value lets their mean differ from the others'.
+    design = x[:, None] if seen.all() or not seen.any() else np.column_stack([x, (~seen).astype(float)])
+    if extra is not None:
+        more = np.asarray(extra, dtype=float).reshape(len(x), -1).copy()
+        more = np.where(np.isfinite(more), more, np.nanmean(more, axis=0) if np.isfinite(more).any() else 0.0)
+        design = np.column_stack([design, more])
     arms = (control, treatment)
     parts = []
     for a in arms:
@@ -114,19 +137,19 @@ def cuped(
         if chosen.sum() < 2:
             raise AbtestError(f"treatment {a} has {int(chosen.sum())} user(s), needs at least 2 for CUPED")
         value, lin = linearise(np.asarray(numer, dtype=float)[chosen], None if denom is None else np.asarray(denom, dtype=float)[chosen])
-        parts.append((value, lin, x[chosen]))
-    grand = float(np.mean(np.concatenate([xa for _, _, xa in parts])))
+        parts.append((value, lin, design[chosen]))
+    grand = np.concatenate([xa for _, _, xa in parts]).mean(axis=0)
     estimates, thetas, raw, adjusted = [], [], 0.0, 0.0
     for value, lin, xa in parts:
         n = len(lin)
-        centred = xa - xa.mean()
-        sxx = float(np.sum(centred**2))
-        theta = float(np.sum(centred * lin)) / sxx if sxx > 0 else 0.0
-        residual = lin - theta * centred
+        centred = xa - xa.mean(axis=0)
+        coef = np.linalg.lstsq(centred, lin, rcond=None)[0]
+        residual = lin - centred @ coef
         raw += float(np.var(lin, ddof=1)) / n
         adjusted += float(np.var(residual, ddof=1)) / n
-        thetas.append(theta)
-        estimates.append(stats.Estimate(value=value - theta * (xa.mean() - grand), variance=float(np.var(residual, ddof=1)) / n, df=n - 1))
+        thetas.append(float(coef[0]))
+        shift = float((xa.mean(axis=0) - grand) @ coef)
+        estimates.append(stats.Estimate(value=value - shift, variance=float(np.var(residual, ddof=1)) / n, df=n - 1 - (xa.shape[1] - 1)))
     theta = float(np.mean(thetas))
     return Adjusted(estimates[0], estimates[1], theta, 1.0 - adjusted / raw if raw > 0 else 0.0)
 
@@ -158,6 +181,9 @@ def cupac_covariate(metric: MetricBaseAggregated, values: Mapping[str, np.ndarra
         target = values[numer] if denom is None else values[numer] / values[denom]
     seen = np.isfinite(pre[UserColumns.SESSIONS])
     features = [np.where(seen, np.nan_to_num(pre[name]), 0.0) for name in PRE_VALUES]
+    if EXPOSURE in pre:
+        exposure = np.asarray(pre[EXPOSURE], dtype=float)
+        features.append(np.where(np.isfinite(exposure), exposure, np.nanmean(exposure) if np.isfinite(exposure).any() else 0.0))
     design = sm.add_constant(np.column_stack([*features, seen.astype(float)]), has_constant="add")
     usable = np.isfinite(target)
     fit = sm.OLS(target[usable], design[usable]).fit()
@@ -165,34 +191,42 @@ def cupac_covariate(metric: MetricBaseAggregated, values: Mapping[str, np.ndarra
 
 
 def pre_period_sql(experiment: str) -> tuple[str, list[object]]:
-    """Per-user pre-period values (`PRE_VALUES`) of completed sessions that ended before the experiment's first event.
+    """Per-user pre-period values (`PRE_VALUES`) of completed sessions that ended before the
+    experiment's first event, and every experiment user's `EXPOSURE`.
 
-    Sessions are grouped by session id; a log whose pre-period events lack one has no pre-period here.
+    Users of the experiment without a pre-period get NULL values. Sessions are grouped by session
+    id; a log whose pre-period events lack one has no pre-period here.
     """
     u, c = UserColumns, Columns
     user, session, ts, message, time = quote(c.USER), quote(c.SESSION), quote(c.TS), quote(c.MESSAGE), quote(c.TIME)
     sql = f"""
-        WITH start AS (SELECT min({ts}) AS t0 FROM {EVENTS_TABLE} WHERE map_contains({quote(c.EXPERIMENTS)}, ?)),
+        WITH start AS (SELECT min({ts}) AS t0, max({ts}) AS t1 FROM {EVENTS_TABLE} WHERE map_contains({quote(c.EXPERIMENTS)}, ?)),
         s AS (
             SELECT {user}, {session}, count(*) AS tracks, sum({time}) AS time
             FROM {EVENTS_TABLE}, start
             WHERE {ts} < start.t0 AND {session} IS NOT NULL AND NOT map_contains({quote(c.EXPERIMENTS)}, ?)
             GROUP BY {user}, {session}
             HAVING bool_or({message} = '{MESSAGE_LAST}') AND max({ts}) < any_value(start.t0)
-        )
-        SELECT {user} AS {quote(u.USER)}, sum(time)::DOUBLE AS {quote(u.TIME)}, count(*)::DOUBLE AS {u.SESSIONS},
-               sum(tracks)::DOUBLE AS {u.TRACKS}, sum(time) / count(*) AS {u.MEAN_TIME_PER_SESSION},
-               sum(tracks) / count(*) AS {u.MEAN_TRACKS_PER_SESSION}
-        FROM s GROUP BY {user}"""
-    return sql, [experiment, experiment]
+        ),
+        p AS (
+            SELECT {user}, sum(time)::DOUBLE AS {quote(u.TIME)}, count(*)::DOUBLE AS {u.SESSIONS},
+                   sum(tracks)::DOUBLE AS {u.TRACKS}, sum(time) / count(*) AS {u.MEAN_TIME_PER_SESSION},
+                   sum(tracks) / count(*) AS {u.MEAN_TRACKS_PER_SESSION}
+            FROM s GROUP BY {user}
+        ),
+        e AS (SELECT {user}, min({ts}) AS first FROM {EVENTS_TABLE} WHERE map_contains({quote(c.EXPERIMENTS)}, ?) GROUP BY {user})
+        SELECT e.{user} AS {quote(u.USER)}, p.{quote(u.TIME)}, p.{u.SESSIONS}, p.{u.TRACKS}, p.{u.MEAN_TIME_PER_SESSION},
+               p.{u.MEAN_TRACKS_PER_SESSION}, (epoch(start.t1) - epoch(e.first)) / 86400.0 AS {EXPOSURE}
+        FROM e CROSS JOIN start LEFT JOIN p ON p.{user} = e.{user}"""
+    return sql, [experiment, experiment, experiment]
 
 
 def align_pre(users: np.ndarray, pre: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    """The pre-period columns in the order of `users` (NaN for users without a pre-period)."""
+    """The pre-period columns (and `EXPOSURE` when given) in the order of `users` (NaN where a user has none)."""
     index = {int(user): i for i, user in enumerate(np.asarray(pre[UserColumns.USER]).tolist())}
     where = np.array([index.get(int(user), -1) for user in users], dtype=np.int64)
     out = {}
-    for name in PRE_VALUES:
-        column = np.asarray(pre[name], dtype=float)
+    for name in (*PRE_VALUES, *((EXPOSURE,) if EXPOSURE in pre else ())):
+        column = np.ma.filled(np.ma.asarray(pre[name], dtype=float), np.nan)  # NULL (no pre-period) -> NaN
         out[name] = np.where(where >= 0, column[np.maximum(where, 0)] if len(column) else np.nan, np.nan)
     return out

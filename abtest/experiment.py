@@ -337,7 +337,7 @@ def adjusted_rows(
                 if covariate is None:
                     continue
                 fit = cuped.cuped(values[numer], None if denom is None else values[denom], covariate, values[UserColumns.ARM],
-                                  control=control, treatment=treatment)
+                                  control=control, treatment=treatment, extra=pre.get(cuped.EXPOSURE) if method == "cuped" else None)
                 cmp = stats.compare(fit.control, fit.treatment, alpha=experiment.alpha, relative=experiment.relative)
                 result = MetricResult(
                     control_mean=float(fit.control.value), treatment_mean=float(fit.treatment.value), effect=float(cmp.effect),

@@ -1,7 +1,8 @@
 """The HTML form of a report: one self-contained page with the table and inline SVG plots.
 
-Plots: each metric's relative effect with its interval (a forest plot, one panel per
-treatment), and session metrics over time per arm (sessions started, mean time and mean tracks
+Tables: the report's rows (with the true effect and whether the interval covers it, when the
+report has a truth file) and the CUPED/CUPAC rows when it has any. Plots: each metric's relative
+effect with its interval (a forest plot, one panel per treatment; the truth as a cross), and session metrics over time per arm (sessions started, mean time and mean tracks
 per session), drawn with matplotlib's object API (no global pyplot state).
 """
 
@@ -26,12 +27,18 @@ class Report(Protocol):
     timeseries: Any
     source: str
     strategy: str
+    adjusted: list[Any]
+    truth: Any
 
     def arm_label(self, arm: int) -> str: ...
 
     def header(self) -> list[str]: ...
 
+    def true_effect(self, row: Any) -> float | None: ...
+
     def _cells(self) -> tuple[list[str], list[list[str]]]: ...
+
+    def _adjusted_cells(self) -> tuple[list[str], list[list[str]]]: ...
 
 MIN_SESSIONS_PER_POINT = 20  # bins with fewer sessions in an arm are too noisy to plot their means
 
@@ -70,12 +77,17 @@ def effects_figure(report: Report):
             hi = r.upper if math.isfinite(r.upper) else math.nan
             ax.plot([100 * lo, 100 * hi], [y, y], color=color, linewidth=2)
             ax.plot([100 * r.effect], [y], "o", color=color)
+            truth = report.true_effect(row) if report.truth is not None else None
+            if truth is not None:
+                ax.plot([100 * truth], [y], "x", color="black", markersize=8, label="truth" if y == 0 else None)
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(rows)), [row.metric for row in rows])
         ax.invert_yaxis()
         ax.set_xlabel(f"effect, % of control ({100 * (1 - report.alpha):g}% interval)")
         ax.set_title(f"{report.arm_label(treatment)} vs {report.arm_label(report.control)}")
         ax.grid(axis="x", alpha=0.3)
+        if report.truth is not None:
+            ax.legend(loc="best")
     fig.tight_layout()
     return fig
 
@@ -128,6 +140,13 @@ def render_html(report: Report) -> str:
         css = f' class="{row.verdict}"' if row.verdict else ""
         parts.append(f"<tr{css}>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
     parts.append("</tbody></table>")
+    if report.adjusted:
+        head, body = report._adjusted_cells()
+        parts.append("<h2>Variance reduction with pre-period covariates</h2>")
+        parts.append('<p class="meta">CUPED / CUPAC re-estimates; the table above keeps the unadjusted estimates.</p>')
+        parts.append("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in head) + "</tr></thead><tbody>")
+        parts += ["<tr>" + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>" for cells in body]
+        parts.append("</tbody></table>")
     parts.append("<h2>Effects</h2>")
     parts.append(_svg(effects_figure(report)))
     if report.timeseries is not None and len(report.timeseries):

@@ -9,7 +9,8 @@ last look), the bias of the relative effect, the coverage of the true effect by 
 width and the mean variance reduction. The daily-peeking check re-splits the control arm's
 listeners (an A/A experiment: no effect at all) and looks at the cumulative time per listener
 after every day: the naive test stops at the first p < alpha, the confidence sequence at the
-first day it excludes zero; their false-positive rates are reported side by side.
+first day it excludes zero, the group-sequential test at the first day |z| crosses its
+O'Brien-Fleming-type spending boundary; their false-positive rates are reported side by side.
 """
 
 from __future__ import annotations
@@ -19,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
-from scipy.special import ndtri
+from scipy.special import ndtr, ndtri
 
-from abtest import cuped, sequential, stats
+from abtest import cuped, groupseq, sequential, stats
 from abtest.errors import AbtestError
 from abtest.metrics import MetricBaseAggregated, UserColumns
 from abtest.truth import true_effect
@@ -45,6 +46,8 @@ class MethodCheck:
         power: Share of runs whose interval excludes zero.
         width: Mean interval width (fraction).
         variance_reduction: Mean variance reduction against Welch (0 for Welch and the sequence).
+        expected_coverage: For Welch, the coverage that the randomisation itself predicts from
+            both potential outcomes of every listener (`randomisation_coverage`); None otherwise.
     """
 
     metric: str
@@ -58,6 +61,7 @@ class MethodCheck:
     power: float
     width: float
     variance_reduction: float
+    expected_coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,10 @@ class PeekingCheck:
         sequential: Share of runs whose confidence sequence excluded zero at some look.
         sequential_lower: Lower bound of its exact binomial interval.
         sequential_upper: Upper bound.
+        obf: Share of runs that crossed the Lan-DeMets O'Brien-Fleming boundary of the planned
+            daily looks (`abtest.groupseq`) at some look.
+        obf_lower: Lower bound of its exact binomial interval.
+        obf_upper: Upper bound.
     """
 
     looks: int
@@ -85,6 +93,9 @@ class PeekingCheck:
     sequential: float
     sequential_lower: float
     sequential_upper: float
+    obf: float
+    obf_lower: float
+    obf_upper: float
 
 
 @dataclass
@@ -111,11 +122,12 @@ class Validation:
         """'table', 'markdown' or 'json'."""
         if format == "json":
             return json.dumps(self.to_dicts(), indent=2)
-        head = ["metric", "method", "truth", "bias", "coverage", "power", "mean width", "variance reduction"]
+        head = ["metric", "method", "truth", "bias", "coverage", "power", "mean width", "variance reduction", "expected coverage"]
         body = [
             [c.metric, c.method, f"{100 * c.truth:+.2f}%", f"{100 * c.bias:+.2f} pp",
              f"{100 * c.coverage:.1f}% [{100 * c.coverage_lower:.1f}, {100 * c.coverage_upper:.1f}]",
-             f"{100 * c.power:.1f}%", f"{100 * c.width:.2f} pp", f"{100 * c.variance_reduction:.1f}%"]
+             f"{100 * c.power:.1f}%", f"{100 * c.width:.2f} pp", f"{100 * c.variance_reduction:.1f}%",
+             "" if c.expected_coverage is None else f"{100 * c.expected_coverage:.1f}%"]
             for c in self.checks
         ]
         runs = self.checks[0].runs if self.checks else 0
@@ -131,7 +143,8 @@ class Validation:
             peek = [
                 f"daily peeking, A/A over {p.looks} looks, {p.runs} runs: naive {100 * p.naive:.1f}% [{100 * p.naive_lower:.1f}, "
                 f"{100 * p.naive_upper:.1f}] (read once at the end: {100 * p.once:.1f}%), confidence sequence "
-                f"{100 * p.sequential:.1f}% [{100 * p.sequential_lower:.1f}, {100 * p.sequential_upper:.1f}]"
+                f"{100 * p.sequential:.1f}% [{100 * p.sequential_lower:.1f}, {100 * p.sequential_upper:.1f}], "
+                f"O'Brien-Fleming spending {100 * p.obf:.1f}% [{100 * p.obf_lower:.1f}, {100 * p.obf_upper:.1f}]"
             ]
         if format == "markdown":
             lines += ["| " + " | ".join(head) + " |", "|" + "|".join(":---:" for _ in head) + "|"]
@@ -208,7 +221,7 @@ def validate(
                     covariate = cuped.covariate_for(metric, pre)  # type: ignore[arg-type]
                     if covariate is None:
                         continue
-                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1)
+                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1, extra=pre.get(cuped.EXPOSURE))  # type: ignore[union-attr]
                 else:
                     fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, pre), arm, control=0, treatment=1)  # type: ignore[arg-type]
                 if method == "sequential":
@@ -230,16 +243,61 @@ def validate(
         checks.append(MethodCheck(
             name, method, len(rows), truth, float(effect.mean() - truth), covered / len(rows), low, high,
             float(significant.mean()), float((upper - lower).mean()), float(reduction.mean()),
+            randomisation_coverage(metrics[name], outcomes, control, treatment, alpha) if method == "welch" else None,
         ))
     peeking = None if daily is None else peeking_check(daily, runs=runs, seed=seed, alpha=alpha)
     return Validation(experiment, control, treatment, n, alpha, checks, peeking)
 
 
+def randomisation_coverage(
+    metric: MetricBaseAggregated, outcomes: Mapping[int, Mapping[str, np.ndarray]], control: int, treatment: int, alpha: float
+) -> float:
+    """The coverage of the true relative effect that a fair-coin split of these listeners gives a
+    Welch (Neyman) interval, predicted from both potential outcomes of every listener.
+
+    Over re-randomisations of fixed listeners, the difference of means has variance
+    S_c^2 / n_c + S_t^2 / n_t - S_tau^2 / N (Neyman 1923; Imbens & Rubin 2015, ch. 6), where
+    S_tau^2 is the variance of the listeners' individual effects; the usual estimate has
+    expectation S_c^2 / n_c + S_t^2 / n_t, too large by the last term, which no experiment can
+    estimate (it needs both outcomes of one listener). The interval then covers with
+    probability 2 Phi(z sqrt(V_Neyman / V_true)) - 1 > 1 - alpha. The relative effect is
+    linearised by the delta method (ratios of sums through `cuped.linearise`), with n_c = n_t = N/2.
+    """
+    numer, denom = cuped.metric_columns(metric)
+    ratio_c, lin_c = cuped.linearise(outcomes[control][numer], None if denom is None else outcomes[control][denom])
+    ratio_t, lin_t = cuped.linearise(outcomes[treatment][numer], None if denom is None else outcomes[treatment][denom])
+    # r_hat - r ~ mean_T(lin_t) / R_c - R_t mean_C(lin_c) / R_c^2
+    a_t, a_c = lin_t / ratio_c, ratio_t * lin_c / ratio_c**2
+    n = len(a_t)
+    neyman = 2.0 * (np.var(a_t, ddof=1) + np.var(a_c, ddof=1)) / n
+    true = neyman - np.var(a_t - a_c, ddof=1) / n
+    if true <= 0:
+        return 1.0
+    return float(2.0 * ndtr(ndtri(1 - alpha / 2) * np.sqrt(neyman / true)) - 1.0)
+
+
+def daily_boundaries(values: np.ndarray, seen: np.ndarray, alpha: float) -> np.ndarray:
+    """O'Brien-Fleming-type spending boundaries of daily looks at users x days cumulative `values`.
+
+    The information of look k is n_k var_k (users seen times the variance of their values), the
+    variance of a difference of arm sums under an even split up to a constant: `abtest.monitor`'s
+    n^2 se^2 before any split. Where it does not grow, fractions fall back to k/K.
+    """
+    looks = values.shape[1]
+    info = np.array([seen[:, d].sum() * values[seen[:, d], d].var(ddof=1) if seen[:, d].sum() > 1 else 0.0 for d in range(looks)])
+    if info[0] > 0 and np.all(np.diff(info) > 0):
+        return groupseq.spending_boundaries(info, alpha, "obf")
+    return groupseq.spending_boundaries(np.arange(1.0, looks + 1), alpha, "obf")
+
+
 def peeking_check(daily: np.ndarray, *, runs: int, seed: int, alpha: float) -> PeekingCheck:
-    """A/A false-positive rates of the naive daily test and of the confidence sequence (see the module docstring).
+    """A/A false-positive rates of the naive daily test, the confidence sequence and the
+    O'Brien-Fleming-type group-sequential test (see the module docstring).
 
     At each look only listeners seen by then count; the sequence is tuned to be tightest at the
-    last look's number of listeners.
+    last look's number of listeners, and the group-sequential boundaries are those of one
+    planned look a day with information fractions measured as `abtest monitor --method obf`
+    measures them (`daily_boundaries`).
     """
     rng = np.random.default_rng(seed + 1)
     z_crit = float(ndtri(1 - alpha / 2))
@@ -247,10 +305,11 @@ def peeking_check(daily: np.ndarray, *, runs: int, seed: int, alpha: float) -> P
     seen = np.isfinite(daily)
     values = np.nan_to_num(daily)
     n_final = int(seen[:, -1].sum())
-    naive = once = sequential_hits = 0
+    naive = once = sequential_hits = obf_hits = 0
+    boundaries = daily_boundaries(values, seen, alpha)
     for _ in range(runs):
         coin = rng.random(n_users) < 0.5
-        rejected_naive = rejected_seq = False
+        rejected_naive = rejected_seq = rejected_obf = False
         for day in range(looks):
             a, b = seen[:, day] & ~coin, seen[:, day] & coin
             if a.sum() < 2 or b.sum() < 2:
@@ -264,9 +323,14 @@ def peeking_check(daily: np.ndarray, *, runs: int, seed: int, alpha: float) -> P
             se = float(np.sqrt(control.variance + treatment.variance))
             lower, upper = sequential.confidence_sequence(float(diff), se, a.sum() + b.sum(), n_final, alpha)
             rejected_seq |= not float(lower) <= 0.0 <= float(upper)
+            rejected_obf |= se > 0 and abs(float(diff)) >= boundaries[day] * se
         naive += rejected_naive
         sequential_hits += rejected_seq
+        obf_hits += bool(rejected_obf)
     del z_crit
     naive_ci = stats.proportion_interval(naive, runs, alpha)
     seq_ci = stats.proportion_interval(sequential_hits, runs, alpha)
-    return PeekingCheck(looks, runs, naive / runs, *naive_ci, once / runs, sequential_hits / runs, *seq_ci)
+    obf_ci = stats.proportion_interval(obf_hits, runs, alpha)
+    return PeekingCheck(
+        looks, runs, naive / runs, *naive_ci, once / runs, sequential_hits / runs, *seq_ci, obf_hits / runs, *obf_ci
+    )

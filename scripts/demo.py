@@ -5,7 +5,8 @@
 3. train every trainable recommender on day 1's log;
 4. day 2: redeploy with an experiment whose control is `sticky_artist` and whose treatments
    are the trained recommenders, simulate the next day;
-5. `abtest report` of every treatment against the control; stop the service.
+5. replay every day-2 listener under the control and under `dssm` (the truth beside the log);
+6. `abtest report` of every treatment against the control (T1's with its true effect); stop the service.
 
 Every step is one of the project's own commands, echoed before it runs, so the demo doubles
 as a walkthrough.
@@ -145,6 +146,12 @@ def main(episodes: int, workdir: Path, world: Path, port: int, workers: int, see
     day2 = _experiments(workdir / "experiments-day2.yml", "personalised", treatments)
     with Service(world, day2, log, port, workers):
         _echo_run(simulate + ["--start-day", "2"])
+
+    click.secho("\nthe truth: every day-2 listener replayed under sticky_artist and under dssm", bold=True)
+    # The replay serves everyone one arm at a time, so the control and T1 alone keep their indices.
+    truth_arms = _experiments(workdir / "experiments-truth.yml", "personalised", treatments[:2])
+    _echo_run([python, "-m", "sim.run", "--episodes", str(episodes), "--seed", str(seed), "--world", str(world), "--start-day", "2",
+               "--days", "1", "--log", str(log), "--quiet", "truth", "--experiments", str(truth_arms)])
 
     click.secho("\nA/B reports", bold=True)
     reports = []

@@ -11,6 +11,7 @@ import click
 
 from abtest.cli.aa import aa
 from abtest.cli.check import check
+from abtest.cli.monitor import monitor_command
 from abtest.cli.power import power
 from abtest.cli.report import report
 from abtest.cli.validate import validate_command
@@ -29,6 +30,7 @@ def main(verbose: bool) -> None:
     abtest power --effect 2%                          minimum detectable effect, users needed
     abtest serve --log LOG                            the live dashboard in a browser (loopback)
     abtest validate --runs 1000                       methods against the truth (python -m sim.run ... truth)
+    abtest monitor --method obf                       day by day: when could the experiment have stopped
     """
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
 
@@ -39,3 +41,4 @@ main.add_command(aa)
 main.add_command(power)
 main.add_command(serve)
 main.add_command(validate_command)
+main.add_command(monitor_command)

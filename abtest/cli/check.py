@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from abtest.budget import Budget, latency_percentile_sql, parse_budget
 from abtest.cli.options import (
     PERCENT,
     LogQuery,
@@ -15,8 +16,13 @@ from abtest.cli.options import (
     strict_option,
     user_errors,
 )
-from abtest.metrics import MetricResult
+from abtest.errors import AbtestError
+from abtest.experiment import Experiment
+from abtest.log import EventLog
+from abtest.metrics import MetricResult, default_metrics
 from abtest.report import Report
+from abtest.sessionize import Filters
+from contracts.columns import Columns
 
 
 def verdict(
@@ -42,6 +48,56 @@ def verdict(
     return False, f"FAIL  {metric} ({label}): {interval}: {why}"
 
 
+class BudgetType(click.ParamType):
+    """An absolute budget 'QUANTITY<=LIMIT' or 'QUANTITY>=LIMIT' (`abtest.budget.parse_budget`)."""
+
+    name = "budget"
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> Budget:
+        if isinstance(value, Budget):
+            return value
+        try:
+            return parse_budget(str(value))
+        except AbtestError as error:
+            self.fail(str(error), param, ctx)
+
+
+def budget_verdicts(
+    log: EventLog, budgets: tuple[Budget, ...], result: Report, stat: StatChoice, filters: Filters
+) -> list[tuple[bool, str]]:
+    """(passed, one line) for each budget and treatment of `result`."""
+    filtered = bool(filters.describe())
+    names = tuple(dict.fromkeys(b.quantity for b in budgets if b.percentile is None))
+    values: dict[tuple[str, int], float] = {}
+    if names:
+        metrics = default_metrics(names, estimand=stat.estimand, alpha=stat.alpha, relative=stat.relative)
+        extra = Experiment(metrics, alpha=stat.alpha, relative=stat.relative, estimand=stat.estimand, correction="none").analyze(
+            log, experiment=result.experiment, control=result.control, treatments=result.treatments, filters=filters
+        )
+        values = {(row.metric, row.treatment): float(row.result.treatment_mean) for row in extra.rows}
+    out = []
+    for treatment in result.treatments:
+        label = result.arm_label(treatment)
+        for budget in budgets:
+            q = budget.percentile
+            if q is not None:
+                if filtered:
+                    raise click.ClickException(f"budget {budget}: latency percentiles read every request of the arm; drop the session filters")
+                sql, params = latency_percentile_sql(result.experiment, treatment, q, Columns.ERROR in log.columns)
+                row = log.con.execute(sql, params).fetchone()
+                value = None if row is None or row[0] is None else float(row[0])
+            else:
+                value = values.get((budget.quantity, treatment))
+            unit = " ms" if "latency" in budget.quantity else ""
+            if value is None:
+                out.append((False, f"FAIL  budget {budget} ({label}): no value in the log"))
+            elif budget.holds(value):
+                out.append((True, f"ok    budget {budget} ({label}): {value:.6g}{unit}"))
+            else:
+                out.append((False, f"FAIL  budget {budget} ({label}): {value:.6g}{unit} breaks the budget"))
+    return out
+
+
 @click.command()
 @click.option("--control", type=int, default=0, show_default=True, help="Treatment index of the control arm.")
 @click.option("--treatment", "treatments", type=int, multiple=True, help="Treatment to gate (repeatable; default: all others).")
@@ -57,6 +113,13 @@ def verdict(
     is_flag=True,
     help="Stricter: fail unless the interval rules out a worsening beyond --max-drop.",
 )
+@click.option(
+    "--budget",
+    "budgets",
+    type=BudgetType(),
+    multiple=True,
+    help="Absolute budget on each treatment's own value, e.g. 'p99_latency_ms<=5' or 'error_rate<=0.01' (repeatable).",
+)
 @click.option("--ignore-srm", is_flag=True, help="Do not fail on a sample ratio mismatch (still warns).")
 @strict_option
 @log_options
@@ -66,6 +129,7 @@ def check(
     treatments: tuple[int, ...],
     max_drop: float,
     non_inferiority: bool,
+    budgets: tuple[Budget, ...],
     ignore_srm: bool,
     query: LogQuery,
     stat: StatChoice,
@@ -76,7 +140,8 @@ def check(
     By default a metric fails when its whole interval lies beyond the allowed drop (a
     significant regression); with --non-inferiority it fails unless the interval lies within
     it. Latency counts as worse when it rises. A sample ratio mismatch fails the check too,
-    unless --ignore-srm. Rows with a NULL key or a value outside its domain are dropped and
+    unless --ignore-srm. Each --budget limits a treatment's own value (e.g. p99_latency_ms<=5,
+    error_rate<=0.01): it fails when the value observed breaks it. Rows with a NULL key or a value outside its domain are dropped and
     counted (the data-quality line); with --strict any such row fails the check.
     """
     if max_drop < 0:
@@ -87,6 +152,7 @@ def check(
             log, experiment=query.experiment, control=control, treatments=treatments or None, filters=query.filters
         )
         refuse_dropped(result, strict)
+        budget_lines = budget_verdicts(log, budgets, result, stat, query.filters) if budgets else []
     failures = []
     for row in result.rows:
         passed, line = verdict(
@@ -101,6 +167,10 @@ def check(
         click.echo(line)
         if not passed:
             failures.append(line.removeprefix("FAIL  "))
+    for passed, line in budget_lines:
+        click.echo(line)
+        if not passed:
+            failures.append(line.removeprefix("FAIL  "))
     if result.srm.mismatch:
         click.secho(f"WARNING: {result.warnings[0]}", fg="red", bold=True, err=True)
         if not ignore_srm:
@@ -109,4 +179,5 @@ def check(
         click.echo(result.quality.describe())
     if failures:
         raise click.ClickException(f"check failed for experiment {result.experiment!r}: " + "; ".join(failures))
-    click.echo(f"check passed: {len(result.rows)} metric(s) of experiment {result.experiment!r}")
+    budget_note = f" and {len(budgets)} budget(s)" if budgets else ""
+    click.echo(f"check passed: {len(result.rows)} metric(s){budget_note} of experiment {result.experiment!r}")

@@ -88,4 +88,34 @@ def test_validate_reports_every_method_against_the_truth(experiment_log: Path) -
     assert checks["sequential"]["width"] > checks["welch"]["width"]
     assert checks["cuped"]["variance_reduction"] > 0
     peeking = rows[-1]
-    assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"]
+    assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"] and peeking["obf"] <= peeking["naive"]
+
+
+def test_html_report_has_the_truth_and_the_cuped_rows(experiment_log: Path) -> None:
+    as_json = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "json"])
+    page = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "html"])
+    assert page.exit_code == 0, page.output
+    rows = json.loads(as_json.output)
+    time_truth = next(r["truth"] for r in rows if r["metric"] == "time" and r["variance_reduction"] is None)
+    cuped_time = next(r for r in rows if r["metric"] == "time" and r["variance_reduction"] is not None)
+    assert "<th>truth</th>" in page.output and "<th>covers_truth</th>" in page.output
+    assert "Variance reduction with pre-period covariates" in page.output
+    assert f"<td>{time_truth:+.3f}%</td>" in page.output
+    assert f"<td>{cuped_time['variance_reduction']:.1f}%</td>" in page.output
+
+
+def test_exposure_is_a_pre_treatment_covariate(experiment_log: Path) -> None:
+    # CUPED's exposure counts from a listener's first session in the experiment: that start must
+    # be the same whichever arm the listener gets, and the log's must be the truth's.
+    with duckdb.connect() as connection:
+        firsts = connection.execute(
+            f"""SELECT "user", count(DISTINCT first), any_value(first) FROM (
+                    SELECT arm, "user", min(start) AS first FROM {read_truth_sql(truth_path(experiment_log))} GROUP BY ALL
+                ) GROUP BY ALL"""
+        ).fetchall()
+    assert firsts and all(n == 1 for _, n, _ in firsts)
+    with duckdb.connect(str(experiment_log), read_only=True) as connection:
+        logged = dict(connection.execute(
+            "SELECT \"user\", min(ts) FROM events WHERE map_contains(experiments, 'exp') GROUP BY ALL"
+        ).fetchall())
+    assert {user: first for user, _, first in firsts} == logged

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from abtest.metrics import Mean, UserColumns
-from abtest.validate import validate
+from abtest.validate import peeking_check, validate
+from tests.abtest.conftest import binomial_band
 
 
 def _outcomes(n: int, effect: float, seed: int) -> tuple[dict[int, dict[str, np.ndarray]], dict[str, np.ndarray]]:
@@ -48,3 +49,35 @@ def test_an_aa_pair_of_one_arm_has_false_positives_at_alpha() -> None:
     assert check.truth == 0.0
     # Power is the false-positive rate here: alpha within 3 binomial standard errors.
     assert check.power == pytest.approx(alpha, abs=3 * math.sqrt(alpha * (1 - alpha) / runs))
+
+
+def test_daily_peeking_inflates_the_naive_rate_and_not_the_sequential_ones() -> None:
+    rng = np.random.default_rng(14)
+    users, days, runs = 1000, 14, 1000
+    arrival = rng.integers(0, days, size=users)  # listeners keep arriving
+    daily = np.cumsum(rng.gamma(1.0, 3.0, size=(users, days)) * (np.arange(days)[None, :] >= arrival[:, None]), axis=1)
+    daily[np.arange(days)[None, :] < arrival[:, None]] = np.nan
+
+    result = peeking_check(daily, runs=runs, seed=3, alpha=0.05)
+
+    lower, upper = binomial_band(0.05, runs)
+    assert result.naive > upper  # fourteen fixed-horizon looks
+    assert lower <= result.once <= upper  # one look at the end
+    assert result.obf <= upper and result.sequential <= upper
+
+
+def test_heterogeneous_effects_make_welch_conservative_as_neyman_predicts() -> None:
+    # Individual effects that vary a lot and against the baseline: the Neyman variance counts
+    # their spread, which the randomisation does not, so coverage exceeds 95% by a predictable amount.
+    rng = np.random.default_rng(1923)
+    n, runs = 2000, 1000
+    base = rng.gamma(3.0, 2.0, size=n)
+    treated = 10.0 + rng.normal(0, 0.5, size=n)  # every listener ends near 10, whatever their baseline
+    users = np.arange(n)
+    outcomes = {0: {UserColumns.USER: users, UserColumns.TIME: base}, 1: {UserColumns.USER: users, UserColumns.TIME: treated}}
+    result = validate(outcomes, None, {"time": Mean(UserColumns.TIME)}, control=0, treatment=1, runs=runs, seed=2,
+                      alpha=0.05, relative="delta", methods=("welch",))
+    check = result.checks[0]
+    assert check.expected_coverage is not None and check.expected_coverage > 0.99
+    lower, upper = binomial_band(check.expected_coverage, runs)
+    assert lower <= check.coverage <= upper
