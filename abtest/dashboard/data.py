@@ -16,7 +16,7 @@ from typing import Any
 from abtest import stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries
+from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
 from abtest.log import EventLog
 from abtest.metrics import AggrCols, aggregates_sql, parse_aggregates, users_sql
 from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
@@ -176,7 +176,7 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
-    strategy, _ = plan(log, info.name)
+    strategy, quality = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
     # create one: it lives in the connection's memory, not in the log); the report and every
@@ -190,7 +190,7 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
                 control=options.control,
                 treatments=options.treatments or None,
                 filters=filters,
-                grouped=(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), strategy),
+                grouped=(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), strategy, quality),
             )
         except AbtestError as error:
             report = None
@@ -330,7 +330,7 @@ def latency(log: EventLog, name: str) -> dict[str, Any]:
     lat, rec = quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
     sql = f"""
         SELECT {rec} AS recommender,
-               to_timestamp(floor(epoch({ts}) / {width}) * {width})::TIMESTAMP AS bin,
+               {time_bin_sql(ts, width)} AS bin,
                count(*) AS requests,
                quantile_cont({lat}, [0.5, 0.99]) AS q
         FROM ({ev.sql})

@@ -22,7 +22,7 @@ from sim.world import World
 
 @pytest.fixture()
 def app(lens_log: Path, lens_artifacts: Path) -> Flask:
-    return create_app({"LOG": str(lens_log), "ARTIFACTS": str(lens_artifacts), "CACHE_TTL": 0})
+    return create_app({"LOG": str(lens_log), "ARTIFACTS": str(lens_artifacts), "CACHE": False})
 
 
 def labelled_track(catalog: Catalog) -> int:

@@ -165,16 +165,45 @@ def test_the_app_needs_a_log_and_serve_refuses_a_missing_one(tmp_path: Path) -> 
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
 
 
-def test_the_cache_reuses_an_answer_within_its_ttl_only() -> None:
-    from abtest.dashboard.app import TtlCache
+def test_the_cache_reuses_an_answer_while_the_log_state_is_unchanged_only() -> None:
+    from abtest.dashboard.app import StateCache
 
-    cache, calls = TtlCache(), []
+    cache, calls = StateCache(size=2), []
 
     def compute() -> int:
         calls.append(1)
         return len(calls)
 
-    assert cache.get("page", 3600, compute) == 1
-    assert cache.get("page", 3600, compute) == 1  # reused
-    assert cache.get("other", 3600, compute) == 2
-    assert cache.get("page", 0, compute) == 3  # expired at once
+    assert cache.get("page", ("a", 1), compute) == 1
+    assert cache.get("page", ("a", 1), compute) == 1  # reused
+    assert cache.get("page", ("a", 2), compute) == 2  # the log changed
+    assert cache.get("other", ("a", 2), compute) == 3
+    assert cache.get("third", ("a", 2), compute) == 4  # "page" is dropped: the least recently used of three
+    assert cache.get("page", ("a", 2), compute) == 5
+
+
+def test_the_log_state_changes_when_a_segment_is_sealed(tmp_path: Path) -> None:
+    from contracts.eventlog import init_log
+    from contracts.eventlog.reader import log_state
+
+    log = tmp_path / "events.duckdb"
+    layout = init_log(log)
+    before = log_state(log)
+    assert before == log_state(log) and str(log) in {path for path, _, _ in before}
+    template = layout.segment_files("events")[0]
+    (template.parent / "0000000000000000001-0-000001.parquet").write_bytes(template.read_bytes())
+
+    assert log_state(log) != before
+
+
+def test_a_cached_page_is_recomputed_when_the_log_changes(tmp_path: Path) -> None:
+    from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "events.duckdb", 2_000, [SyntheticExperiment("exp")], seed=1)
+    client = create_app({"LOG": str(log)}).test_client()
+    first = client.get("/experiments/exp.json").get_json()
+    assert client.get("/experiments/exp.json").get_json() == first
+    write_synthetic_log(log, 4_000, [SyntheticExperiment("exp")], seed=2)
+
+    again = client.get("/experiments/exp.json").get_json()
+    assert sum(a["users"] for a in again["arms"]) != sum(a["users"] for a in first["arms"])
