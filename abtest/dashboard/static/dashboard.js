@@ -76,6 +76,12 @@ function cumulative(page) {
     traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.lower), line: { width: 0 }, fill: "tonexty", fillcolor: color + "33", showlegend: false, hoverinfo: "skip", name: `${label} lower` });
     traces.push({ type: "scatter", mode: "lines+markers", x: days, y: pts.map((p) => p.effect), line: { color }, name: label,
       hovertemplate: "day %{x}: %{y:+.2f}%<extra>%{fullData.name}</extra>" });
+    // The always-valid band (confidence sequence): dashed, valid at every day looked at.
+    const dashed = { color, width: 1.5, dash: "dash" };
+    traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.always_lower), line: dashed, name: `${label} always-valid lower`,
+      showlegend: false, hovertemplate: "day %{x}: always-valid lower %{y:+.2f}%<extra>%{fullData.name}</extra>" });
+    traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.always_upper), line: dashed, name: `${label} always-valid upper`,
+      showlegend: false, hovertemplate: "day %{x}: always-valid upper %{y:+.2f}%<extra>%{fullData.name}</extra>" });
   });
   draw("cumulative", traces, layout(`${metric}: cumulative effect`, "simulated day", "effect, % of control", {
     shapes: [zeroLine("y")], xaxis: { title: { text: "simulated day" }, dtick: 1 },

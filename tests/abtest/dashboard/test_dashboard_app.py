@@ -94,6 +94,27 @@ def test_the_cumulative_effect_ends_at_the_reports_effect(client: FlaskClient, d
     assert all(a < b for a, b in zip(sessions, sessions[1:], strict=False))  # sessions per listener accumulate day by day
 
 
+def test_the_cumulative_effect_has_the_always_valid_band_of_a_confidence_sequence(client: FlaskClient) -> None:
+    from scipy.stats import norm
+
+    from abtest.sequential import half_width_factor
+
+    page = client.get("/experiments/exp.json").get_json()
+    points = [p for p in page["cumulative"] if p["effect"] is not None]
+    z = norm.ppf(1 - page["alpha"] / 2)
+
+    assert points and all(p["always_lower"] < p["lower"] and p["upper"] < p["always_upper"] for p in points)
+    for metric, treatment in {(p["metric"], p["treatment"]) for p in points}:
+        looks = [p for p in points if (p["metric"], p["treatment"]) == (metric, treatment)]
+        n = [p["control_users"] + p["treatment_users"] for p in looks]
+        for point, users in zip(looks, n, strict=True):
+            # The band is the effect +- the fixed interval's standard error times the sequence's factor,
+            # tuned to be tightest at the last day's users.
+            factor = float(half_width_factor(users, max(n), page["alpha"]))
+            assert point["always_upper"] - point["effect"] == pytest.approx((point["upper"] - point["lower"]) / 2 * factor / z, rel=1e-9)
+            assert point["effect"] - point["always_lower"] == pytest.approx(point["always_upper"] - point["effect"], rel=1e-9)
+
+
 def test_sessions_and_latency_series_add_up_to_the_log(client: FlaskClient, dashboard_log: Path) -> None:
     import duckdb
 
