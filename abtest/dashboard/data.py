@@ -183,6 +183,9 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
     # create one: it lives in the connection's memory, not in the log); the report and every
     # chart read them from there.
+    # Every chart aggregates the table or sorts what it reads, so its rows need no order: letting
+    # DuckDB's threads insert them as they come saves a fifth of the grouping.
+    log.con.execute("SET preserve_insertion_order = false")
     log.con.execute(f"CREATE OR REPLACE TEMP TABLE {SESSIONS_VIEW} AS {sessions.sql}", sessions.params)
     try:
         try:
