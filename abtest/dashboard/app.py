@@ -13,6 +13,7 @@ import csv
 import datetime as dt
 import importlib.util
 import io
+import logging
 import math
 import threading
 from collections import OrderedDict
@@ -31,8 +32,10 @@ from abtest.sessionize import DAY_ZERO, Filters
 from contracts.eventlog.reader import log_state
 
 bp = Blueprint("experiments", __name__)
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 5  # how often an open page asks its JSON twin for new numbers
+POLL_HEADER = "X-Dashboard-Poll"  # sent by an open page's polls: the latest answer now beats the current one later
 CACHE_ENTRIES = 64  # answers kept per server worker (pages x query arguments), least recently used dropped
 CSV_PARTS = ("metrics", "cumulative", "sessions", "latency")
 # Entry point group of page plugins: `register(app)` callables that add blueprints (the
@@ -64,27 +67,53 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
 class StateCache:
     """Answers by key, each kept with the log state it was computed from and reused only while the
     log is in that state; thread-safe, one per app (one per server worker), the least recently
-    used dropped beyond `size` answers."""
+    used dropped beyond `size` answers.
+
+    A caller that would rather have an answer now than a current one (an open page's poll) may
+    take the answer of an earlier state: it is returned at once and the current one is computed
+    in a background thread (one per key at a time) for the next call, the "stale while
+    revalidate" of HTTP caches (RFC 5861).
+    """
 
     def __init__(self, size: int = CACHE_ENTRIES) -> None:
         self._items: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
         self._size = size
         self._lock = threading.Lock()
+        self._refreshing: set[Any] = set()
 
-    def get(self, key: Any, state: Any, compute: Callable[[], Any]) -> Any:
-        """The answer stored for `key` if it was computed in `state`, else `compute()`, stored with `state`."""
+    def get(self, key: Any, state: Any, compute: Callable[[], Any], *, stale: bool = False) -> Any:
+        """The answer stored for `key` if it was computed in `state`, else `compute()`, stored with `state`.
+
+        With `stale`, an answer stored for another state is returned instead, and `compute()`
+        runs in a background thread unless it already runs for `key`.
+        """
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and hit[0] == state:
+            if hit is not None and (hit[0] == state or stale):
                 self._items.move_to_end(key)
+                if hit[0] != state and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, state, compute), daemon=True).start()
                 return hit[1]
         value = compute()
+        self._store(key, state, value)
+        return value
+
+    def _refresh(self, key: Any, state: Any, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, state, compute())
+        except Exception:  # the next request computes it again and answers the error itself
+            logger.exception("refreshing the dashboard's answer for %r failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _store(self, key: Any, state: Any, value: Any) -> None:
         with self._lock:
             self._items[key] = (state, value)
             self._items.move_to_end(key)
             while len(self._items) > self._size:
                 self._items.popitem(last=False)
-        return value
 
 
 def get_log() -> EventLog:
@@ -183,14 +212,26 @@ def _datetime(name: str, value: str | None) -> dt.datetime | None:
 
 def cached(page: tuple[str, ...], compute: Callable[[], Any]) -> Any:
     """`compute()` for `page` and the request's arguments, reused while the log's files are
-    unchanged (the HTML page, its JSON twin and its CSV tables share one answer)."""
+    unchanged (the HTML page, its JSON twin and its CSV tables share one answer).
+
+    An open page's polls (header `POLL_HEADER`) take the latest answer at once while the current
+    one is computed in the background, so a page of a large log that is being written stays
+    responsive and shows each new answer at the poll after it is ready.
+    """
     if not current_app.config["CACHE"]:
         return compute()
     key = (page, tuple(sorted(request.args.items(multi=True))))
     # The state is read before computing: a segment sealed during the computation changes the
     # state, so the next request recomputes rather than keep an answer that may have missed it.
     state = log_state(current_app.config["LOG"])
-    return current_app.extensions["dashboard_cache"].get(key, state, compute)
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def in_context() -> Any:
+        with app.app_context():  # its own connection to the log, closed when the context ends
+            return compute()
+
+    stale = request.headers.get(POLL_HEADER) == "1"
+    return current_app.extensions["dashboard_cache"].get(key, state, in_context, stale=stale)
 
 
 def _error(error: AbtestError, fmt: str, status: int) -> Response:

@@ -203,6 +203,51 @@ def test_the_cache_reuses_an_answer_while_the_log_state_is_unchanged_only() -> N
     assert cache.get("page", ("a", 2), compute) == 5
 
 
+def test_a_poll_takes_the_earlier_answer_while_the_current_one_is_computed_in_the_background() -> None:
+    import threading
+
+    from abtest.dashboard.app import StateCache
+
+    cache, started, release = StateCache(), threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        assert release.wait(60)
+        return "new"
+
+    assert cache.get("page", 1, lambda: "old") == "old"
+    assert cache.get("page", 2, slow, stale=True) == "old"  # at once, computed meanwhile
+    assert started.wait(60)
+    assert cache.get("page", 2, slow, stale=True) == "old"  # one refresh at a time: this call starts none
+    release.set()
+    for _ in range(6000):  # until the background refresh has stored its answer (bounded)
+        if cache.get("page", 2, lambda: "computed again", stale=True) == "new":
+            break
+        threading.Event().wait(0.01)
+    assert cache.get("page", 2, lambda: "computed again") == "new"
+    assert cache.get("page", 3, lambda: "current") == "current"  # a caller that is not polling never gets a stale one
+
+
+def test_a_polling_page_gets_the_new_log_at_a_later_poll(tmp_path: Path) -> None:
+    import threading
+
+    from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "events.duckdb", 2_000, [SyntheticExperiment("exp")], seed=1)
+    client = create_app({"LOG": str(log)}).test_client()
+    poll = {"X-Dashboard-Poll": "1"}
+    first = client.get("/experiments/exp.json").get_json()
+    write_synthetic_log(log, 4_000, [SyntheticExperiment("exp")], seed=2)
+
+    assert client.get("/experiments/exp.json", headers=poll).get_json() == first  # the latest answer, at once
+    for _ in range(6000):  # bounded: until the background refresh is done
+        again = client.get("/experiments/exp.json", headers=poll).get_json()
+        if again != first:
+            break
+        threading.Event().wait(0.01)
+    assert again == client.get("/experiments/exp.json").get_json() != first  # the new log's answer, as computed now
+
+
 def test_the_log_state_changes_when_a_segment_is_sealed(tmp_path: Path) -> None:
     from contracts.eventlog import init_log
     from contracts.eventlog.reader import log_state
