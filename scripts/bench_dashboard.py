@@ -3,8 +3,9 @@ each page fetched over loopback, wall time per answer.
 
 Each page is timed twice: computed afresh on every request (`--no-cache`), and answered again
 while the log is unchanged (the default cache, keyed by the log's files). With `--baseline REV`
-the same pages are first timed on the code of git revision REV (exported to a temporary
-directory), in the same run, and the ratio is printed.
+the same pages are also timed on the code of git revision REV (exported to a temporary
+directory), served at the same time and asked in turn with this checkout's, and the ratio of
+the medians is printed.
 
 Targets: the experiment page of a 10^7-event log in under 2 s; pages of the demo's log
 (`./scripts/demo.sh` writes data/demo/events.duckdb) in under 200 ms. Synthetic logs come from
@@ -71,9 +72,10 @@ class Served:
         self.close()
         raise SystemExit(f"abtest serve did not answer on {log}")
 
-    def time(self, path: str, repeat: int) -> list[float]:
-        """Wall seconds of `repeat` requests of `path` (after one untimed request that warms imports)."""
-        self.http.request("GET", self.url + path)
+    def time(self, path: str, repeat: int, *, warm: bool = True) -> list[float]:
+        """Wall seconds of `repeat` requests of `path` (after one untimed request that warms imports, if `warm`)."""
+        if warm:
+            self.http.request("GET", self.url + path)
         out = []
         for _ in range(repeat):
             start = time.perf_counter()
@@ -107,22 +109,27 @@ def export(revision: str, into: Path) -> Path:
 
 def bench_log(log: Path, paths: list[str] | None, target: float, label: str, repeat: int, code: Path | None) -> None:
     """Time `paths` (None: the list page and every experiment's page and twin) on `log`: computed
-    afresh (against the baseline `code` when given), then from the cache of an unchanged log."""
-    baseline: dict[str, list[float]] = {}
-    if code is not None:
-        served = Served(log, code=code)
-        try:
-            paths = paths or page_paths(served)
-            baseline = {path: served.time(path, repeat) for path in paths}
-        finally:
-            served.close()
+    afresh, against the baseline `code` when given (both served at once and asked in turn, so
+    that both sides see the same load), then from the cache of an unchanged log."""
     served = Served(log)
+    baseline = Served(log, code=code) if code is not None else None
     try:
         paths = paths or page_paths(served)
         for path in paths:
-            report(f"{label}, computed", path, served.time(path, repeat), target, baseline.get(path))
+            served.time(path, 0)
+            if baseline is not None:
+                baseline.time(path, 0)
+            times: list[float] = []
+            before: list[float] = []
+            for _ in range(repeat):
+                if baseline is not None:
+                    before += baseline.time(path, 1, warm=False)
+                times += served.time(path, 1, warm=False)
+            report(f"{label}, computed", path, times, target, before or None)
     finally:
         served.close()
+        if baseline is not None:
+            baseline.close()
     served = Served(log, cache=True)
     try:
         for path in paths:
