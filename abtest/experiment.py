@@ -60,6 +60,15 @@ BIN_WIDTHS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 8640
 MAX_BINS = 60
 
 
+def time_bin_sql(column: str, width: int) -> str:
+    """SQL: the start of the `width`-second bin of TIMESTAMP `column`, bins counted from 1970-01-01.
+
+    `time_bucket` keeps the naive timestamp naive: the former `to_timestamp(floor(epoch(ts) / w) * w)`
+    went through TIMESTAMPTZ and back per row, most of the time of a chart over 10^7 events.
+    """
+    return f"time_bucket(INTERVAL {int(width)} SECONDS, {column}, TIMESTAMP '1970-01-01')"
+
+
 @dataclass(frozen=True)
 class ArmData:
     """What the log holds for one experiment after filters: per-arm aggregates and their context.
@@ -108,20 +117,20 @@ def arm_data(
     *,
     experiment: str | None = None,
     filters: Filters | None = None,
-    grouped: tuple[Query, str] | None = None,
+    grouped: tuple[Query, str, Quality] | None = None,
 ) -> tuple[ArmData, Query]:
     """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query.
 
     `grouped` is the experiment's sessions already grouped for these `filters` (a query over
-    `sessions_sql`'s output, such as a temporary table, and its strategy), used instead of
-    grouping the log's events again.
+    `sessions_sql`'s output, such as a temporary table), with the strategy and data quality that
+    `plan` gave for them, used instead of planning and grouping the log's events again.
     """
     info = log.resolve_experiment(experiment)
-    strategy, quality = plan(log, info.name)
     if grouped is None:
+        strategy, quality = plan(log, info.name)
         sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     else:
-        sessions, strategy = grouped
+        sessions, strategy, quality = grouped
     query = aggregates_sql(users_sql(sessions), cols)
     rows = log.con.execute(query.sql, query.params).fetchall()
     if not rows:
@@ -228,7 +237,7 @@ class Experiment:
         treatments: Sequence[int] | None = None,
         filters: Filters | None = None,
         timeseries: bool = False,
-        grouped: tuple[Query, str] | None = None,
+        grouped: tuple[Query, str, Quality] | None = None,
         truth: str | Path | None = None,
         adjust: Sequence[str] = (),
     ) -> Report:
@@ -241,7 +250,7 @@ class Experiment:
             treatments: Treatment indices to compare with the control.
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
-            grouped: The sessions already grouped for these filters, and their strategy (see `arm_data`).
+            grouped: The sessions already grouped for these filters, their strategy and data quality (see `arm_data`).
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
             adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
@@ -368,7 +377,7 @@ def session_timeseries(log: EventLog, sessions: Query, first: dt.datetime, last:
     s = SessionColumns
     sql = f"""
         SELECT {s.ARM} AS arm,
-               to_timestamp(floor(epoch({s.START}) / {width}) * {width})::TIMESTAMP AS bin,
+               {time_bin_sql(s.START, width)} AS bin,
                count(*) AS sessions,
                avg({quote(s.TIME)}) AS mean_time_per_session,
                avg({s.TRACKS}) AS mean_tracks_per_session

@@ -16,6 +16,7 @@ import numpy as np
 
 from contracts.catalog import Catalog
 from recommenders.base import Request
+from recommenders.evaluation.report import read_saved
 from recommenders.models.artifacts import METADATA_FILE, ArtifactError, read_metadata
 from recommenders.models.selection import DEFAULT_THRESHOLDS, assign_tags
 
@@ -90,7 +91,8 @@ class Lab:
 
 
 def artifacts(lab: Lab) -> list[dict[str, Any]]:
-    """Every artifact: its model, config, training facts, training curve and offline metrics if recorded."""
+    """Every artifact: its model, config, training facts, training curve, the metrics recorded in model.json
+    and the offline evaluation saved beside it, if any."""
     out = []
     for name, directory in lab.artifacts.items():
         try:
@@ -111,9 +113,20 @@ def artifacts(lab: Lab) -> list[dict[str, Any]]:
                 "facts": {k: v for k, v in facts.items() if isinstance(v, (int, float, str, bool))},
                 "history": [{k: _number(v) for k, v in row.items()} for row in history if isinstance(row, dict)],
                 "metrics": {k: _number(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+                "evaluation": _evaluation(directory),
             }
         )
     return out
+
+
+def _evaluation(directory: Path) -> dict[str, Any] | None:
+    """The offline evaluation saved beside the artifact (`recommenders evaluate --save`), if any:
+    its settings and one row per ranker (the model, then the baselines)."""
+    saved = read_saved(directory)
+    if saved is None:
+        return None
+    rows = [{k: _number(v) for k, v in row.items()} for row in saved["rows"] if isinstance(row, dict)]
+    return {"settings": saved["settings"], "rows": rows}
 
 
 def track(lab: Lab, track_id: int, *, user: int = 0, k: int = NEIGHBOURS) -> dict[str, Any]:

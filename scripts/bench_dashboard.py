@@ -1,5 +1,11 @@
-"""Benchmark the dashboard's pages as a browser asks for them: `abtest serve` (granian, cache off)
-in its own process, each page fetched over loopback, wall time per answer.
+"""Benchmark the dashboard's pages as a browser asks for them: `abtest serve` in its own process,
+each page fetched over loopback, wall time per answer.
+
+Each page is timed twice: computed afresh on every request (`--no-cache`), and answered again
+while the log is unchanged (the default cache, keyed by the log's files). With `--baseline REV`
+the same pages are also timed on the code of git revision REV (exported to a temporary
+directory), served at the same time and asked in turn with this checkout's, and the ratio of
+the medians is printed.
 
 Targets: the experiment page of a 10^7-event log in under 2 s; pages of the demo's log
 (`./scripts/demo.sh` writes data/demo/events.duckdb) in under 200 ms. Synthetic logs come from
@@ -7,6 +13,7 @@ Targets: the experiment page of a 10^7-event log in under 2 s; pages of the demo
 user, 3 treatments) and are kept under --dir.
 
     .venv/bin/python scripts/bench_dashboard.py                          # 1e7 events and the demo's log
+    .venv/bin/python scripts/bench_dashboard.py --baseline main          # the same against branch main
     .venv/bin/python scripts/bench_dashboard.py --sizes 1e5,1e6 --repeat 3
 """
 
@@ -19,6 +26,7 @@ import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,12 +48,19 @@ def free_port() -> int:
 
 
 class Served:
-    """`abtest serve --cache-ttl 0` on `log`, so that every request computes its page."""
+    """`abtest serve` on `log`: with `cache` False every request computes its page; `code` is a
+    directory of another revision's packages to serve instead of this checkout's."""
 
-    def __init__(self, log: Path) -> None:
+    def __init__(self, log: Path, *, cache: bool = False, code: Path | None = None) -> None:
         self.url = f"http://{HOST}:{free_port()}"
-        command = [sys.executable, "-m", "abtest", "serve", "--log", str(log), "--port", self.url.rsplit(":", 1)[1], "--cache-ttl", "0"]
-        self.process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        env = dict(os.environ)
+        if code is not None:
+            env["PYTHONPATH"] = str(code)
+        command = [sys.executable, "-m", "abtest", "serve", "--log", str(log.absolute()), "--port", self.url.rsplit(":", 1)[1]]
+        if not cache:
+            options = subprocess.run([*command[:3], "serve", "--help"], env=env, capture_output=True, text=True, check=True).stdout
+            command += ["--no-cache"] if "--no-cache" in options else ["--cache-ttl", "0"]  # older revisions: a TTL cache
+        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
         self.http = urllib3.PoolManager(retries=False, timeout=120.0)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
@@ -57,9 +72,10 @@ class Served:
         self.close()
         raise SystemExit(f"abtest serve did not answer on {log}")
 
-    def time(self, path: str, repeat: int) -> list[float]:
-        """Wall seconds of `repeat` requests of `path` (after one untimed request that warms imports)."""
-        self.http.request("GET", self.url + path)
+    def time(self, path: str, repeat: int, *, warm: bool = True) -> list[float]:
+        """Wall seconds of `repeat` requests of `path` (after one untimed request that warms imports, if `warm`)."""
+        if warm:
+            self.http.request("GET", self.url + path)
         out = []
         for _ in range(repeat):
             start = time.perf_counter()
@@ -75,10 +91,60 @@ class Served:
             self.process.wait(30)
 
 
-def report(label: str, path: str, times: list[float], target: float) -> None:
+def report(label: str, path: str, times: list[float], target: float, baseline: list[float] | None = None) -> float:
+    """Print one line of figures; returns the median."""
     best, median = min(times), statistics.median(times)
     verdict = "within" if median < target else "OVER"
-    print(f"{label:<28} {path:<48} best {best * 1000:8.1f} ms  median {median * 1000:8.1f} ms  ({verdict} {target * 1000:.0f} ms)", flush=True)
+    ratio = f"  baseline median {statistics.median(baseline) * 1000:8.1f} ms, {statistics.median(baseline) / median:5.1f}x" if baseline else ""
+    print(f"{label:<26} {path:<40} best {best * 1000:8.1f} ms  median {median * 1000:8.1f} ms  ({verdict} {target * 1000:.0f} ms){ratio}", flush=True)
+    return median
+
+
+def export(revision: str, into: Path) -> Path:
+    """The packages of git `revision`, written under `into` (read by `Served(code=...)`)."""
+    archive = subprocess.run(["git", "archive", revision], capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    return into
+
+
+def bench_log(log: Path, paths: list[str] | None, target: float, label: str, repeat: int, code: Path | None) -> None:
+    """Time `paths` (None: the list page and every experiment's page and twin) on `log`: computed
+    afresh, against the baseline `code` when given (both served at once and asked in turn, so
+    that both sides see the same load), then from the cache of an unchanged log."""
+    served = Served(log)
+    baseline = Served(log, code=code) if code is not None else None
+    try:
+        paths = paths or page_paths(served)
+        for path in paths:
+            served.time(path, 0)
+            if baseline is not None:
+                baseline.time(path, 0)
+            times: list[float] = []
+            before: list[float] = []
+            for i in range(repeat):
+                # Each side goes first every other time: a server still freeing the memory of its
+                # last answer slows the next request, whoever serves it.
+                if baseline is not None and i % 2 == 0:
+                    before += baseline.time(path, 1, warm=False)
+                times += served.time(path, 1, warm=False)
+                if baseline is not None and i % 2 == 1:
+                    before += baseline.time(path, 1, warm=False)
+            report(f"{label}, computed", path, times, target, before or None)
+    finally:
+        served.close()
+        if baseline is not None:
+            baseline.close()
+    served = Served(log, cache=True)
+    try:
+        for path in paths:
+            report(f"{label}, unchanged log", path, served.time(path, repeat), target)
+    finally:
+        served.close()
+
+
+def page_paths(served: Served) -> list[str]:
+    names = [e["name"] for e in served.http.request("GET", served.url + "/experiments.json").json()["experiments"]]
+    return ["/experiments", *(f"/experiments/{name}" for name in names), *(f"/experiments/{name}.json" for name in names)]
 
 
 def main() -> None:
@@ -87,31 +153,23 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("data/bench"), help="where synthetic logs are kept")
     parser.add_argument("--demo-log", type=Path, default=Path("data/demo/events.duckdb"), help="the demo's log (skipped if missing)")
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per page")
+    parser.add_argument("--baseline", default="", metavar="REV", help="also time the pages computed by git revision REV (e.g. main)")
     args = parser.parse_args()
     print(f"CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
-    for size in [int(float(s)) for s in args.sizes.split(",") if s]:
-        log = args.dir / f"events_{size:.0e}_session-id.duckdb".replace("+", "")
-        if not log.exists():
-            write_synthetic_log(log, size, [EXPERIMENT], seed=0, session_ids=True)
-        served = Served(log)
-        try:
-            for path in ("/experiments/exp", "/experiments/exp.json", "/experiments"):
-                report(f"{size:.0e} events", path, served.time(path, args.repeat), TARGET_LARGE_S)
-        finally:
-            served.close()
-
-    if args.demo_log.exists():
-        served = Served(args.demo_log)
-        try:
-            names = [e["name"] for e in served.http.request("GET", served.url + "/experiments.json").json()["experiments"]]
-            paths = ["/experiments", *(f"/experiments/{name}" for name in names), *(f"/experiments/{name}.json" for name in names)]
-            for path in paths:
-                report("demo", path, served.time(path, args.repeat), TARGET_DEMO_S)
-        finally:
-            served.close()
-    else:
-        print(f"{args.demo_log} is missing: run ./scripts/demo.sh for the demo's figures", flush=True)
+    with tempfile.TemporaryDirectory(prefix="bench-dashboard-") as tmp:
+        code = export(args.baseline, Path(tmp)) if args.baseline else None
+        for size in [int(float(s)) for s in args.sizes.split(",") if s]:
+            log = args.dir / f"events_{size:.0e}_session-id.duckdb".replace("+", "")
+            if not log.exists():
+                write_synthetic_log(log, size, [EXPERIMENT], seed=0, session_ids=True)
+            paths = ["/experiments/exp", "/experiments/exp.json", "/experiments"]
+            bench_log(log, paths, TARGET_LARGE_S, f"{size:.0e} events", args.repeat, code)
+        if args.demo_log.exists():
+            bench_log(args.demo_log, None, TARGET_DEMO_S, "demo", args.repeat, code)
+        else:
+            print(f"{args.demo_log} is missing: run ./scripts/demo.sh for the demo's figures", flush=True)
+    print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

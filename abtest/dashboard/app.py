@@ -2,8 +2,9 @@
 
 Add `.json` to a page's URL for the numbers it draws; `.csv` gives a chart's table as CSV. The log
 is opened read-only per request (as flaskr's `db.py` opens its database) and closed on teardown,
-so the service can keep writing; answers are cached for `CACHE_TTL` seconds, so that a page and
-its polls do not run the same queries twice within a few seconds.
+so the service can keep writing. An answer is reused while the log's files are unchanged
+(`contracts.eventlog.reader.log_state`), so a page, its twin and its polls compute it once per
+change of the log, and an open page of a finished experiment costs nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ import csv
 import datetime as dt
 import importlib.util
 import io
+import logging
 import math
 import threading
-import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -27,11 +29,14 @@ from abtest.errors import AbtestError
 from abtest.log import EventLog
 from abtest.metrics import METRIC_NAMES
 from abtest.sessionize import DAY_ZERO, Filters
+from contracts.eventlog.reader import log_state
 
 bp = Blueprint("experiments", __name__)
+logger = logging.getLogger(__name__)
 
 POLL_SECONDS = 5  # how often an open page asks its JSON twin for new numbers
-CACHE_TTL = 2.0  # seconds an answer is reused for the same URL
+POLL_HEADER = "X-Dashboard-Poll"  # sent by an open page's polls: the latest answer now beats the current one later
+CACHE_ENTRIES = 64  # answers kept per server worker (pages x query arguments), least recently used dropped
 CSV_PARTS = ("metrics", "cumulative", "sessions", "latency")
 # Entry point group of page plugins: `register(app)` callables that add blueprints (the
 # recommender and track pages of `lens`, which `abtest` may not import by name).
@@ -41,15 +46,15 @@ PLUGIN_GROUP = "botify_lab.dashboard"
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The dashboard app; `config` must name the event log as `LOG` (tests pass a mapping here).
 
-    Other keys: `POLL_SECONDS` (page refresh period), `CACHE_TTL` (seconds an answer is reused),
-    `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
+    Other keys: `POLL_SECONDS` (page refresh period), `CACHE` (False: compute every answer, never
+    reuse one), `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
     """
     app = Flask(__name__)
-    app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE_TTL=CACHE_TTL, LOG=None, ARTIFACTS=None, WORLD=None)
+    app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE=True, LOG=None, ARTIFACTS=None, WORLD=None)
     app.config.update(config or {})
     if not app.config["LOG"]:
         raise AbtestError("the dashboard needs an event log: pass --log PATH")
-    app.extensions["dashboard_cache"] = TtlCache()
+    app.extensions["dashboard_cache"] = StateCache()
     app.teardown_appcontext(close_log)
     app.register_blueprint(bp)
     app.add_url_rule("/static/plotly.min.js", "plotly_js", plotly_js)
@@ -59,25 +64,56 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-class TtlCache:
-    """Answers by key for a few seconds; thread-safe, one per app (one per server worker)."""
+class StateCache:
+    """Answers by key, each kept with the log state it was computed from and reused only while the
+    log is in that state; thread-safe, one per app (one per server worker), the least recently
+    used dropped beyond `size` answers.
 
-    def __init__(self) -> None:
-        self._items: dict[Any, tuple[float, Any]] = {}
+    A caller that would rather have an answer now than a current one (an open page's poll) may
+    take the answer of an earlier state: it is returned at once and the current one is computed
+    in a background thread (one per key at a time) for the next call, the "stale while
+    revalidate" of HTTP caches (RFC 5861).
+    """
+
+    def __init__(self, size: int = CACHE_ENTRIES) -> None:
+        self._items: OrderedDict[Any, tuple[Any, Any]] = OrderedDict()
+        self._size = size
         self._lock = threading.Lock()
+        self._refreshing: set[Any] = set()
 
-    def get(self, key: Any, ttl: float, compute: Callable[[], Any]) -> Any:
-        """The cached answer for `key` if younger than `ttl` seconds, else `compute()` stored."""
-        now = time.monotonic()
+    def get(self, key: Any, state: Any, compute: Callable[[], Any], *, stale: bool = False) -> Any:
+        """The answer stored for `key` if it was computed in `state`, else `compute()`, stored with `state`.
+
+        With `stale`, an answer stored for another state is returned instead, and `compute()`
+        runs in a background thread unless it already runs for `key`.
+        """
         with self._lock:
             hit = self._items.get(key)
-            if hit is not None and now - hit[0] < ttl:
+            if hit is not None and (hit[0] == state or stale):
+                self._items.move_to_end(key)
+                if hit[0] != state and key not in self._refreshing:
+                    self._refreshing.add(key)
+                    threading.Thread(target=self._refresh, args=(key, state, compute), daemon=True).start()
                 return hit[1]
         value = compute()
-        with self._lock:
-            self._items = {k: v for k, v in self._items.items() if now - v[0] < ttl}
-            self._items[key] = (now, value)
+        self._store(key, state, value)
         return value
+
+    def _refresh(self, key: Any, state: Any, compute: Callable[[], Any]) -> None:
+        try:
+            self._store(key, state, compute())
+        except Exception:  # the next request computes it again and answers the error itself
+            logger.exception("refreshing the dashboard's answer for %r failed", key)
+        finally:
+            with self._lock:
+                self._refreshing.discard(key)
+
+    def _store(self, key: Any, state: Any, value: Any) -> None:
+        with self._lock:
+            self._items[key] = (state, value)
+            self._items.move_to_end(key)
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
 
 
 def get_log() -> EventLog:
@@ -175,10 +211,27 @@ def _datetime(name: str, value: str | None) -> dt.datetime | None:
 
 
 def cached(page: tuple[str, ...], compute: Callable[[], Any]) -> Any:
-    """`compute()` for `page` and the request's arguments, reused within the app's `CACHE_TTL`
-    (the HTML page, its JSON twin and its CSV tables share one answer)."""
+    """`compute()` for `page` and the request's arguments, reused while the log's files are
+    unchanged (the HTML page, its JSON twin and its CSV tables share one answer).
+
+    An open page's polls (header `POLL_HEADER`) take the latest answer at once while the current
+    one is computed in the background, so a page of a large log that is being written stays
+    responsive and shows each new answer at the poll after it is ready.
+    """
+    if not current_app.config["CACHE"]:
+        return compute()
     key = (page, tuple(sorted(request.args.items(multi=True))))
-    return current_app.extensions["dashboard_cache"].get(key, current_app.config["CACHE_TTL"], compute)
+    # The state is read before computing: a segment sealed during the computation changes the
+    # state, so the next request recomputes rather than keep an answer that may have missed it.
+    state = log_state(current_app.config["LOG"])
+    app = current_app._get_current_object()  # type: ignore[attr-defined]
+
+    def in_context() -> Any:
+        with app.app_context():  # its own connection to the log, closed when the context ends
+            return compute()
+
+    stale = request.headers.get(POLL_HEADER) == "1"
+    return current_app.extensions["dashboard_cache"].get(key, state, in_context, stale=stale)
 
 
 def _error(error: AbtestError, fmt: str, status: int) -> Response:

@@ -36,10 +36,10 @@ def run_granian(app: Any, host: str, port: int, workers: int) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=5002, show_default=True, help="Port to listen on.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="granian worker processes.")
 @click.option("--poll", type=click.FloatRange(min=0.5), default=5.0, show_default=True, help="Seconds between a page's refreshes.")
-@click.option("--cache-ttl", type=click.FloatRange(min=0), default=2.0, show_default=True, help="Seconds an answer is reused for the same URL (0: never).")
+@click.option("--cache/--no-cache", default=True, show_default=True, help="Reuse a page's answer while the log's files are unchanged (--no-cache: compute every answer).")
 @click.option("--artifacts", type=click.Path(exists=True, file_okay=False), default=None, help="Directory of trained models (recommenders train ... --out): adds the recommender and track pages.")
 @click.option("--world", type=click.Path(exists=True, file_okay=False), default=None, help="World directory: the catalog of those pages (default: the world the log's service served) and each track's true tags.")
-def serve(log_path: str, host: str, port: int, workers: int, poll: float, cache_ttl: float, artifacts: str | None, world: str | None) -> None:
+def serve(log_path: str, host: str, port: int, workers: int, poll: float, cache: bool, artifacts: str | None, world: str | None) -> None:
     """Serve the dashboard: experiments, metrics, effects and time series of the log, live while botify writes.
 
     Every page has a JSON twin (add .json to its URL). The log is checked before the server starts.
@@ -55,7 +55,7 @@ def serve(log_path: str, host: str, port: int, workers: int, poll: float, cache_
         EventLog.open(log_path).close()
         try:
             app = create_app(
-                {"LOG": log_path, "POLL_SECONDS": poll, "CACHE_TTL": cache_ttl, "ARTIFACTS": artifacts, "WORLD": world}
+                {"LOG": log_path, "POLL_SECONDS": poll, "CACHE": cache, "ARTIFACTS": artifacts, "WORLD": world}
             )
         except ValueError as error:  # a page plugin's one-line complaint (no catalog, bad artifacts)
             raise click.ClickException(str(error)) from error

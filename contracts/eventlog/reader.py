@@ -10,12 +10,13 @@ of Parquet files; or a glob (`logs/*.parquet`). Nothing is ever written.
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 import duckdb
 
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, sql_string
-from contracts.eventlog.layout import SEGMENT_SUFFIX, LogError
+from contracts.eventlog.layout import SEGMENT_SUFFIX, TABLES, LogError, LogLayout
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -77,6 +78,36 @@ def open_log(path: str | Path) -> duckdb.DuckDBPyConnection:
         return duckdb.connect(text, read_only=True)
     except duckdb.Error as error:
         raise LogError(f"cannot open event log {text} read-only: {duckdb_message(error)}") from None
+
+
+def log_state(path: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """(path, size, mtime in ns) of every file that the log at `path` reads, sorted: equal states
+    mean equal contents, so a reader may reuse what it computed from the same state.
+
+    Segments are sealed under a temporary name and renamed into place, and a DuckDB database
+    changes its file or its `.wal` beside it, so every change a reader could see changes the
+    state. Files that vanish while they are listed are left out (the next call sees the change).
+    """
+    text = str(path)
+    if _GLOB_CHARACTERS & set(text):
+        candidates = [Path(name) for name in glob.glob(text, recursive=True)]
+    else:
+        p = Path(text)
+        if p.is_dir():
+            candidates = list(p.rglob(f"*{SEGMENT_SUFFIX}"))
+        else:
+            candidates = [p, p.with_name(p.name + ".wal")]
+            segments = LogLayout.of(p).segments  # a LOG of views: its sealed segments
+            for table in TABLES:
+                candidates.extend((segments / table).glob(f"*{SEGMENT_SUFFIX}"))
+    state = []
+    for candidate in candidates:
+        try:
+            info = candidate.stat()
+        except OSError:
+            continue
+        state.append((str(candidate), info.st_size, info.st_mtime_ns))
+    return tuple(sorted(state))
 
 
 def tables(connection: duckdb.DuckDBPyConnection) -> set[str]:

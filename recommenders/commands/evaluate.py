@@ -11,7 +11,7 @@ from recommenders import registry
 from recommenders.commands.common import day_range, open_catalog, parse_params, read_sessions
 from recommenders.evaluation import EvaluationError, RandomRanker, Report, StickyArtistRanker, TopPopRanker, build_cases, evaluate
 from recommenders.evaluation.protocol import NEGATIVES
-from recommenders.evaluation.report import FORMATS
+from recommenders.evaluation.report import EVALUATION_FILE, FORMATS
 from recommenders.models.ranking import Ranker
 
 BASELINES = ("random", "top_pop", "sticky_artist")
@@ -42,9 +42,11 @@ def _training_cutoff(model: object) -> tuple[int | None, float | None]:
 @click.option("--baselines", default=",".join(BASELINES), show_default=True, help="Comma-separated baselines to compare with (empty for none).")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seeds the held-out choice, the negatives and random tie-breaks.")
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
+@click.option("--save", is_flag=True, help=f"Also write the table and its settings into the artifact directory ({EVALUATION_FILE}), "
+              "where `abtest serve --artifacts` shows it.")
 def evaluate_command(
     name: str, artifact: Path, events: Path, world: Path, pairs: tuple[str, ...], negatives: int, k: int,
-    like_threshold: float | None, test_days: int, served_by: str | None, baselines: str, seed: int, fmt: str,
+    like_threshold: float | None, test_days: int, served_by: str | None, baselines: str, seed: int, fmt: str, save: bool,
 ) -> None:
     """Evaluate the model NAME offline against random, top_pop and sticky_artist.
 
@@ -107,3 +109,14 @@ def evaluate_command(
     except EvaluationError as error:
         raise click.ClickException(str(error)) from None
     click.echo(report.render(fmt))
+    if save:
+        settings = {
+            "events": str(events), "test": day_range(test), "train": day_range(train), "test_sessions": test.n_sessions,
+            "cases": len(cases), "k": k, "negatives": negatives, "like_threshold": like, "served_by": served_by,
+            "params": list(pairs), "seed": seed,
+        }
+        try:
+            path = report.save(artifact, settings)
+        except OSError as error:
+            raise click.ClickException(f"cannot save the evaluation into {artifact}: {error.strerror or error}") from None
+        click.echo(f"saved: {path}", err=True)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 FORMATS = ("table", "markdown", "csv", "json")
+EVALUATION_FILE = "evaluation.json"  # beside an artifact's model.json: its latest saved offline evaluation
 
 
 @dataclass
@@ -56,3 +60,25 @@ class Report:
         if fmt == "json":
             return json.dumps(self.to_dicts(), indent=2)
         raise ValueError(f"format == {fmt!r}, must be one of {', '.join(FORMATS)}")
+
+    def save(self, directory: Path, settings: dict[str, Any]) -> Path:
+        """Write the table and the `settings` that produced it to `directory/EVALUATION_FILE`, replacing
+        an earlier one (written under a temporary name, then renamed, so a reader never sees half a file)."""
+        path = directory / EVALUATION_FILE
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps({"settings": settings, "rows": self.to_dicts()}, indent=2) + "\n")
+        os.replace(tmp, path)
+        return path
+
+
+def read_saved(directory: Path) -> dict[str, Any] | None:
+    """The evaluation saved beside an artifact (`Report.save`): {"settings": ..., "rows": [...]}, or None if
+    there is none or it is not one (a hand-edited file is ignored rather than shown wrong)."""
+    path = directory / EVALUATION_FILE
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(saved, dict) or not isinstance(saved.get("rows"), list) or not isinstance(saved.get("settings"), dict):
+        return None
+    return saved

@@ -22,7 +22,7 @@ from sim.world import World
 
 @pytest.fixture()
 def app(lens_log: Path, lens_artifacts: Path) -> Flask:
-    return create_app({"LOG": str(lens_log), "ARTIFACTS": str(lens_artifacts), "CACHE_TTL": 0})
+    return create_app({"LOG": str(lens_log), "ARTIFACTS": str(lens_artifacts), "CACHE": False})
 
 
 def labelled_track(catalog: Catalog) -> int:
@@ -40,6 +40,37 @@ def test_the_recommenders_page_lists_the_artifact_with_its_training_curve(app: F
     html = client.get("/recommenders").get_data(as_text=True)
     assert 'id="history-tags"' in html and "test_macro_ap" in html
     assert 'href="/recommenders"' in client.get("/experiments").get_data(as_text=True)  # in the navigation
+
+
+def test_the_recommenders_page_shows_the_saved_offline_evaluation(lens_log: Path, lens_artifacts: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from recommenders.evaluation import Report
+
+    artifacts = tmp_path / "artifacts"
+    shutil.copytree(lens_artifacts, artifacts)
+    report = Report()
+    report.add("tags", {"cases": 120, "mrr": 0.25, "hit@1": 0.125})
+    report.add("random", {"cases": 120, "mrr": 0.0625, "hit@1": 0.0})
+    report.save(artifacts / "tags", {"test": "2026-01-02", "train": "2026-01-01", "cases": 120})
+    client = create_app({"LOG": str(lens_log), "ARTIFACTS": str(artifacts), "CACHE": False}).test_client()
+
+    (artifact,) = client.get("/recommenders.json").get_json()["artifacts"]
+    assert artifact["evaluation"]["rows"] == report.to_dicts()
+    assert artifact["evaluation"]["settings"]["test"] == "2026-01-02"
+    html = client.get("/recommenders").get_data(as_text=True)
+    table = html[html.index('<table class="evaluation"'):]
+    table = table[: table.index("</table>")]
+    assert '<tr class="model"><td>tags</td><td class="num">120</td><td class="num">0.25</td>' in table
+    assert "<td>random</td>" in table
+
+
+def test_an_artifact_without_a_saved_evaluation_says_how_to_save_one(app: Flask) -> None:
+    client = app.test_client()
+
+    (artifact,) = client.get("/recommenders.json").get_json()["artifacts"]
+    assert artifact["evaluation"] is None
+    assert "no offline evaluation saved" in client.get("/recommenders").get_data(as_text=True)
 
 
 def test_a_tracks_neighbours_are_the_models_own_ranking(app: Flask, small_world_dir: Path, lens_artifacts: Path) -> None:

@@ -5,6 +5,8 @@
 const COLORS = { better: "#2e7d32", worse: "#c62828", neutral: "#616161" };
 const PALETTE = ["#1565c0", "#ef6c00", "#6a1b9a", "#00838f", "#ad1457", "#558b2f", "#4e342e", "#283593", "#f9a825", "#37474f"];
 const PLOT_CONFIG = { responsive: true, displaylogo: false };
+// Polls take the server's latest answer at once; a newer one is computed meanwhile for the next poll.
+const POLL_HEADERS = { "X-Dashboard-Poll": "1" };
 
 function layout(title, xtitle, ytitle, extra) {
   return Object.assign({
@@ -76,6 +78,12 @@ function cumulative(page) {
     traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.lower), line: { width: 0 }, fill: "tonexty", fillcolor: color + "33", showlegend: false, hoverinfo: "skip", name: `${label} lower` });
     traces.push({ type: "scatter", mode: "lines+markers", x: days, y: pts.map((p) => p.effect), line: { color }, name: label,
       hovertemplate: "day %{x}: %{y:+.2f}%<extra>%{fullData.name}</extra>" });
+    // The always-valid band (confidence sequence): dashed, valid at every day looked at.
+    const dashed = { color, width: 1.5, dash: "dash" };
+    traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.always_lower), line: dashed, name: `${label} always-valid lower`,
+      showlegend: false, hovertemplate: "day %{x}: always-valid lower %{y:+.2f}%<extra>%{fullData.name}</extra>" });
+    traces.push({ type: "scatter", mode: "lines", x: days, y: pts.map((p) => p.always_upper), line: dashed, name: `${label} always-valid upper`,
+      showlegend: false, hovertemplate: "day %{x}: always-valid upper %{y:+.2f}%<extra>%{fullData.name}</extra>" });
   });
   draw("cumulative", traces, layout(`${metric}: cumulative effect`, "simulated day", "effect, % of control", {
     shapes: [zeroLine("y")], xaxis: { title: { text: "simulated day" }, dtick: 1 },
@@ -123,7 +131,7 @@ function render(page) {
 window.dashboardCharts = { draw, layout, zeroLine, PALETTE };
 
 async function swapTables(url) {
-  const response = await fetch(url, { cache: "no-store" });
+  const response = await fetch(url, { cache: "no-store", headers: POLL_HEADERS });
   if (!response.ok) return;
   const doc = new DOMParser().parseFromString(await response.text(), "text/html");
   for (const el of document.querySelectorAll("[data-live]")) {
@@ -147,7 +155,7 @@ function start() {
   const live = document.getElementById("live");
   setInterval(async () => {
     try {
-      const response = await fetch(url, { cache: "no-store" });
+      const response = await fetch(url, { cache: "no-store", headers: POLL_HEADERS });
       if (!response.ok) { live.classList.add("stale"); return; }
       const fresh = await response.text();
       live.classList.remove("stale");

@@ -23,7 +23,7 @@ def dashboard_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def app(dashboard_log: Path) -> Flask:
-    return create_app({"LOG": str(dashboard_log), "CACHE_TTL": 0})
+    return create_app({"LOG": str(dashboard_log), "CACHE": False})
 
 
 @pytest.fixture()

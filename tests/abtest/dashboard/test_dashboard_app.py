@@ -94,6 +94,27 @@ def test_the_cumulative_effect_ends_at_the_reports_effect(client: FlaskClient, d
     assert all(a < b for a, b in zip(sessions, sessions[1:], strict=False))  # sessions per listener accumulate day by day
 
 
+def test_the_cumulative_effect_has_the_always_valid_band_of_a_confidence_sequence(client: FlaskClient) -> None:
+    from scipy.stats import norm
+
+    from abtest.sequential import half_width_factor
+
+    page = client.get("/experiments/exp.json").get_json()
+    points = [p for p in page["cumulative"] if p["effect"] is not None]
+    z = norm.ppf(1 - page["alpha"] / 2)
+
+    assert points and all(p["always_lower"] < p["lower"] and p["upper"] < p["always_upper"] for p in points)
+    for metric, treatment in {(p["metric"], p["treatment"]) for p in points}:
+        looks = [p for p in points if (p["metric"], p["treatment"]) == (metric, treatment)]
+        n = [p["control_users"] + p["treatment_users"] for p in looks]
+        for point, users in zip(looks, n, strict=True):
+            # The band is the effect +- the fixed interval's standard error times the sequence's factor,
+            # tuned to be tightest at the last day's users.
+            factor = float(half_width_factor(users, max(n), page["alpha"]))
+            assert point["always_upper"] - point["effect"] == pytest.approx((point["upper"] - point["lower"]) / 2 * factor / z, rel=1e-9)
+            assert point["effect"] - point["always_lower"] == pytest.approx(point["always_upper"] - point["effect"], rel=1e-9)
+
+
 def test_sessions_and_latency_series_add_up_to_the_log(client: FlaskClient, dashboard_log: Path) -> None:
     import duckdb
 
@@ -165,16 +186,90 @@ def test_the_app_needs_a_log_and_serve_refuses_a_missing_one(tmp_path: Path) -> 
     assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
 
 
-def test_the_cache_reuses_an_answer_within_its_ttl_only() -> None:
-    from abtest.dashboard.app import TtlCache
+def test_the_cache_reuses_an_answer_while_the_log_state_is_unchanged_only() -> None:
+    from abtest.dashboard.app import StateCache
 
-    cache, calls = TtlCache(), []
+    cache, calls = StateCache(size=2), []
 
     def compute() -> int:
         calls.append(1)
         return len(calls)
 
-    assert cache.get("page", 3600, compute) == 1
-    assert cache.get("page", 3600, compute) == 1  # reused
-    assert cache.get("other", 3600, compute) == 2
-    assert cache.get("page", 0, compute) == 3  # expired at once
+    assert cache.get("page", ("a", 1), compute) == 1
+    assert cache.get("page", ("a", 1), compute) == 1  # reused
+    assert cache.get("page", ("a", 2), compute) == 2  # the log changed
+    assert cache.get("other", ("a", 2), compute) == 3
+    assert cache.get("third", ("a", 2), compute) == 4  # "page" is dropped: the least recently used of three
+    assert cache.get("page", ("a", 2), compute) == 5
+
+
+def test_a_poll_takes_the_earlier_answer_while_the_current_one_is_computed_in_the_background() -> None:
+    import threading
+
+    from abtest.dashboard.app import StateCache
+
+    cache, started, release = StateCache(), threading.Event(), threading.Event()
+
+    def slow() -> str:
+        started.set()
+        assert release.wait(60)
+        return "new"
+
+    assert cache.get("page", 1, lambda: "old") == "old"
+    assert cache.get("page", 2, slow, stale=True) == "old"  # at once, computed meanwhile
+    assert started.wait(60)
+    assert cache.get("page", 2, slow, stale=True) == "old"  # one refresh at a time: this call starts none
+    release.set()
+    for _ in range(6000):  # until the background refresh has stored its answer (bounded)
+        if cache.get("page", 2, lambda: "computed again", stale=True) == "new":
+            break
+        threading.Event().wait(0.01)
+    assert cache.get("page", 2, lambda: "computed again") == "new"
+    assert cache.get("page", 3, lambda: "current") == "current"  # a caller that is not polling never gets a stale one
+
+
+def test_a_polling_page_gets_the_new_log_at_a_later_poll(tmp_path: Path) -> None:
+    import threading
+
+    from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "events.duckdb", 2_000, [SyntheticExperiment("exp")], seed=1)
+    client = create_app({"LOG": str(log)}).test_client()
+    poll = {"X-Dashboard-Poll": "1"}
+    first = client.get("/experiments/exp.json").get_json()
+    write_synthetic_log(log, 4_000, [SyntheticExperiment("exp")], seed=2)
+
+    assert client.get("/experiments/exp.json", headers=poll).get_json() == first  # the latest answer, at once
+    for _ in range(6000):  # bounded: until the background refresh is done
+        again = client.get("/experiments/exp.json", headers=poll).get_json()
+        if again != first:
+            break
+        threading.Event().wait(0.01)
+    assert again == client.get("/experiments/exp.json").get_json() != first  # the new log's answer, as computed now
+
+
+def test_the_log_state_changes_when_a_segment_is_sealed(tmp_path: Path) -> None:
+    from contracts.eventlog import init_log
+    from contracts.eventlog.reader import log_state
+
+    log = tmp_path / "events.duckdb"
+    layout = init_log(log)
+    before = log_state(log)
+    assert before == log_state(log) and str(log) in {path for path, _, _ in before}
+    template = layout.segment_files("events")[0]
+    (template.parent / "0000000000000000001-0-000001.parquet").write_bytes(template.read_bytes())
+
+    assert log_state(log) != before
+
+
+def test_a_cached_page_is_recomputed_when_the_log_changes(tmp_path: Path) -> None:
+    from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+
+    log = write_synthetic_log(tmp_path / "events.duckdb", 2_000, [SyntheticExperiment("exp")], seed=1)
+    client = create_app({"LOG": str(log)}).test_client()
+    first = client.get("/experiments/exp.json").get_json()
+    assert client.get("/experiments/exp.json").get_json() == first
+    write_synthetic_log(log, 4_000, [SyntheticExperiment("exp")], seed=2)
+
+    again = client.get("/experiments/exp.json").get_json()
+    assert sum(a["users"] for a in again["arms"]) != sum(a["users"] for a in first["arms"])

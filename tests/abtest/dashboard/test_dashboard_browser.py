@@ -110,7 +110,9 @@ def test_the_experiment_page_draws_every_chart_and_shows_the_clis_numbers(browse
 
     assert trace_names(page, "forest-listening") == ["T1 (rec1)", "T2 (rec2)"]
     assert trace_names(page, "forest-latency") == ["T1 (rec1)", "T2 (rec2)"]
-    assert trace_names(page, "cumulative") == ["T1 (rec1) upper", "T1 (rec1) lower", "T1 (rec1)", "T2 (rec2) upper", "T2 (rec2) lower", "T2 (rec2)"]
+    assert trace_names(page, "cumulative") == [
+        f"{arm} {part}".strip() for arm in ("T1 (rec1)", "T2 (rec2)") for part in ("upper", "lower", "", "always-valid lower", "always-valid upper")
+    ]
     assert trace_names(page, "sessions") == ["C (rec0)", "T1 (rec1)", "T2 (rec2)"]
     assert trace_names(page, "session-time") == ["C (rec0)", "T1 (rec1)", "T2 (rec2)"]
     assert trace_names(page, "latency") == [f"rec{i} {q}" for i in range(3) for q in ("p50", "p99")]

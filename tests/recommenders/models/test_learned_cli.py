@@ -49,9 +49,12 @@ def test_train_writes_an_artifact_and_a_summary(name: str, trained: dict[str, tu
 def test_evaluate_compares_with_the_baselines(name: str, trained: dict[str, tuple[Path, str]], two_day_log_path: Path, small_world_dir: Path) -> None:
     result = CliRunner().invoke(main, [
         "evaluate", name, "--artifact", str(trained[name][0]), "--events", str(two_day_log_path), "--world", str(small_world_dir), "--format", "json",
+        "--save",
     ])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
+    saved = json.loads((trained[name][0] / "evaluation.json").read_text())  # --save: beside model.json, for the dashboard
+    assert saved["rows"] == rows and saved["settings"]["test"] == "2024-01-02" and saved["settings"]["cases"] == rows[0]["cases"]
     assert [row["name"] for row in rows] == [name, "random", "top_pop", "sticky_artist"]
     assert {"cases", "mrr", "hit@1", "hit@5", "hit@10", "recall@10", "ndcg@10"} <= set(rows[0])
     assert len({row["cases"] for row in rows}) == 1 and rows[0]["cases"] > 100
