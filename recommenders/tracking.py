@@ -168,6 +168,13 @@ class Tracker:
         with _quiet_mlflow():
             self._client.log_table(self.run_id, data=data, artifact_file=name)
 
+    def log_artifact(self, file: Path) -> None:
+        """One file at the top of the run's artifacts."""
+        if self._client is None:
+            return
+        with _quiet_mlflow():
+            self._client.log_artifact(self.run_id, str(file))
+
     def log_artifacts(self, directory: Path, path: str) -> None:
         """Every file of `directory` under `path` in the run's artifacts."""
         if self._client is None:
