@@ -133,12 +133,12 @@ class DSSMServing(Strict):
 
 
 class BPRKNNServing(Strict):
-    """Serving parameters of `bpr_knn`."""
+    """Serving parameters of `bpr_knn`; defaults from a 30-trial online search on the demo world (docs/learned.md, "Tuning")."""
 
-    session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
-    artist_weight: float = Field(0.0, ge=0.0)  # added per unit of listen time the session gave the track's artist
-    candidate_boost: float = Field(0.5, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
-    artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    session_weight: float = Field(1.07, ge=0.0)  # weight of the session's recent tracks in the query vector
+    artist_weight: float = Field(2.08, ge=0.0)  # added per unit of listen time the session gave the track's artist
+    candidate_boost: float = Field(0.78, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
+    artist_penalty: float = Field(0.89, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
 @dataclass(frozen=True)
