@@ -1,7 +1,7 @@
 """The `recommenders` command: list the registered recommenders and check one against the contract.
 
 One root group; each subcommand is a plain click command attached with `add_command`.
-Subcommands that live in their own modules (`train`, `evaluate`, `new`) are attached at the bottom
+Subcommands that live in their own modules (`train`, `evaluate`, `tune`, `new`) are attached at the bottom
 of this file, next to the others.
 """
 
@@ -140,7 +140,9 @@ def check(
 from recommenders.commands.evaluate import evaluate_command  # noqa: E402
 from recommenders.commands.new import new  # noqa: E402
 from recommenders.commands.train import train  # noqa: E402
+from recommenders.commands.tune import tune_command  # noqa: E402
 
 main.add_command(train)
 main.add_command(evaluate_command)
+main.add_command(tune_command)
 main.add_command(new)

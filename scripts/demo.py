@@ -40,13 +40,17 @@ def use_checkout() -> None:
     """Put this checkout first on the PYTHONPATH that the commands started from here inherit."""
     os.environ["PYTHONPATH"] = os.pathsep.join([str(REPO), *filter(None, [os.environ.get("PYTHONPATH")])])
 
+TUNED = REPO / "config" / "tuned"  # configs found by `recommenders tune` (docs/learned.md, "Tuned defaults")
 TRAINED: dict[str, dict[str, object]] = {  # registry name -> training config (write-up defaults where empty)
-    "dssm": {},
+    "dssm": yaml.safe_load((TUNED / "dssm.train.yml").read_text()),
     "bpr_knn": {},
     "tags": {"epochs": 4, "max_train_tracks": 6000},  # a quick tag model: seconds, not minutes, on 2 cores
     "content": {"epochs": 15},
     "sasrec": {},
     "hstu": {},
+}
+SERVING: dict[str, dict[str, object]] = {  # registry name -> serving parameters of its treatment (defaults where missing)
+    "dssm": yaml.safe_load((TUNED / "dssm.serving.yml").read_text()),
 }
 
 
@@ -138,11 +142,14 @@ def main(episodes: int, workdir: Path, world: Path, port: int, workers: int, see
             config_path = workdir / f"train-{name}.yml"
             config_path.write_text(yaml.safe_dump(config, sort_keys=False))
             extra = ["--config", str(config_path)]
-        _echo_run([*module("recommenders"), "train", name, "--events", str(log), "--world", str(world), "--out", str(out), *extra])
+        _echo_run([*module("recommenders"), "train", name, "--events", str(log), "--world", str(world), "--out", str(out),
+                   "--tracking-uri", str(workdir / "mlruns"), *extra])
         artifacts[name] = out
 
     click.secho("\nday 2: sticky_artist against the trained recommenders", bold=True)
-    treatments = [{"recommender": "sticky_artist"}] + [{"recommender": n, "artifact": str(p)} for n, p in artifacts.items()]
+    treatments = [{"recommender": "sticky_artist"}] + [
+        {"recommender": n, "artifact": str(p), **({"params": SERVING[n]} if n in SERVING else {})} for n, p in artifacts.items()
+    ]
     day2 = _experiments(workdir / "experiments-day2.yml", "personalised", treatments)
     with Service(world, day2, log, port, workers):
         _echo_run(simulate + ["--start-day", "2"])

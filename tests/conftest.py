@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 from sim.world import World, generate_world, world_config_from_mapping
+
+# Commands run by the tests record nothing in MLflow unless a test turns tracking back on.
+os.environ["BOTIFY_NO_TRACK"] = "1"
 
 SMALL_WORLD = {
     "seed": 7,

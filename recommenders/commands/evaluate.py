@@ -13,6 +13,7 @@ from recommenders.evaluation import EvaluationError, RandomRanker, Report, Stick
 from recommenders.evaluation.protocol import NEGATIVES
 from recommenders.evaluation.report import EVALUATION_FILE, FORMATS
 from recommenders.models.ranking import Ranker
+from recommenders.tracking import open_tracker, tracking_options
 
 BASELINES = ("random", "top_pop", "sticky_artist")
 DEFAULT_LIKE_THRESHOLD = 0.5
@@ -44,9 +45,11 @@ def _training_cutoff(model: object) -> tuple[int | None, float | None]:
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True)
 @click.option("--save", is_flag=True, help=f"Also write the table and its settings into the artifact directory ({EVALUATION_FILE}), "
               "where `abtest serve --artifacts` shows it.")
+@tracking_options("evaluate")
 def evaluate_command(
     name: str, artifact: Path, events: Path, world: Path, pairs: tuple[str, ...], negatives: int, k: int,
     like_threshold: float | None, test_days: int, served_by: str | None, baselines: str, seed: int, fmt: str, save: bool,
+    tracking_uri: str, mlflow_experiment: str, no_track: bool,
 ) -> None:
     """Evaluate the model NAME offline against random, top_pop and sticky_artist.
 
@@ -58,7 +61,9 @@ def evaluate_command(
     tracks liked from there to the end of the session. Baselines learn from the training
     period only. Held-out tracks were chosen by the policy that served the log, which favours
     rankers like it (a log served by sticky_artist favours sticky_artist); --served-by random
-    tests on the sessions of a random policy only.
+    tests on the sessions of a random policy only. The run is recorded in MLflow (--tracking-uri;
+    off with --no-track): the options as parameters, the model's figures as metrics, the whole
+    table as `offline.json`.
     """
     wanted = [item.strip() for item in baselines.split(",") if item.strip()]
     unknown = sorted(set(wanted) - set(BASELINES))
@@ -108,6 +113,13 @@ def evaluate_command(
             report.add(label, evaluate(ranker, cases, k=k, seed=seed))
     except EvaluationError as error:
         raise click.ClickException(str(error)) from None
+    with open_tracker(tracking_uri, mlflow_experiment, f"evaluate {name}", enabled=not no_track, tags={"command": "evaluate", "model": name}) as tracker:
+        tracker.log_params({
+            "model": name, "artifact": str(artifact), "events": str(events), "world": str(world), "params": parse_params(pairs),
+            "negatives": negatives, "k": k, "like_threshold": like, "served_by": served_by, "seed": seed,
+        })
+        tracker.log_metrics(report.rows[name])
+        tracker.log_table(report.to_dicts(), "offline.json")
     click.echo(report.render(fmt))
     if save:
         settings = {

@@ -15,6 +15,7 @@ from recommenders.commands.common import day_range, open_catalog, read_sessions
 from recommenders.models.config import ConfigError, load_config
 from recommenders.models.nn import DependencyNotInstalled, TrainingError
 from recommenders.models.sessions import SessionLogError
+from recommenders.tracking import open_tracker, tracking_options
 
 
 @click.command("train")
@@ -31,9 +32,10 @@ from recommenders.models.sessions import SessionLogError
 @click.option("--threads", type=click.IntRange(min=1), default=None,
               help="Override the config's torch CPU thread count (default 1; the weights depend on it, recorded in model.json).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@tracking_options("train")
 def train(
     name: str, events: Path, world: Path, out: Path, config_path: Path | None, seed: int | None, epochs: int | None,
-    device: str, holdout_days: int, threads: int | None, quiet: bool,
+    device: str, holdout_days: int, threads: int | None, quiet: bool, tracking_uri: str, mlflow_experiment: str, no_track: bool,
 ) -> None:
     """Train the recommender registered as NAME (dssm, bpr_knn, top_pop, ...) on the event log.
 
@@ -41,7 +43,9 @@ def train(
     a progress bar per epoch, writes the artifacts to --out (model.json: config and training
     facts; weights.npz: numpy arrays) and prints a summary. Serve the directory as the
     treatment's artifact in config/experiments.yml. Same log, config, seed and thread count
-    give the same artifact.
+    give the same artifact. The run is recorded in MLflow (--tracking-uri; off with --no-track):
+    the config and inputs as parameters, the per-epoch history and the held-out figures as
+    metrics, the artifact directory as artifacts.
     """
     try:
         cls = registry.get_class(name)
@@ -72,15 +76,27 @@ def train(
         f"({day_range(train_log)})" + (f"; holding out {held_out.n_sessions} sessions ({day_range(held_out)})" if holdout_days else "")
     )
     recommender = cls(catalog)
-    started = time.perf_counter()
-    try:
-        recommender.fit(train_log if config_class is not None else train_log.to_frame(), **options)
-        recommender.save(out)
-    except (TrainingError, DependencyNotInstalled, SessionLogError) as error:
-        raise click.ClickException(str(error)) from None
-    seconds = time.perf_counter() - started
+    tracker = open_tracker(tracking_uri, mlflow_experiment, f"train {name}", enabled=not no_track, tags={"command": "train", "model": name})
+    with tracker:
+        tracker.log_params({
+            "model": name, "events": str(events), "world": str(world), "holdout_days": holdout_days, "device": device,
+            "train_sessions": train_log.n_sessions, **({"config": options["config"].model_dump(mode="json")} if options else {}),
+        })
+        started = time.perf_counter()
+        try:
+            recommender.fit(train_log if config_class is not None else train_log.to_frame(), **options)
+            recommender.save(out)
+        except (TrainingError, DependencyNotInstalled, SessionLogError) as error:
+            raise click.ClickException(str(error)) from None
+        seconds = time.perf_counter() - started
+        tracker.log_history(getattr(recommender, "history", None) or [])
+        data = getattr(recommender, "data", None) or {}
+        tracker.log_metrics({"train_seconds": seconds, **(data.get("metrics") or {})})
+        tracker.log_artifacts(out, "artifact")
     for line in summary(recommender, out, seconds):
         click.echo(line)
+    if tracker.run_id is not None:
+        click.echo(f"  tracked: run {tracker.run_id} in {tracking_uri}")
 
 
 def summary(recommender: Any, out: Path, seconds: float) -> list[str]:

@@ -12,8 +12,9 @@ where s is the listen-time-weighted mean of the embeddings of the session's rece
 w the `session_weight` parameter, so the ranking follows the session. The user's KNN
 candidates get `candidate_boost` added: with `.inf` the answer is always the best unplayed
 candidate (the write-up's pipeline), with a finite boost a clearly better track of the whole
-catalog can win (the default, 0.5, served longer sessions in simulation: sparse logs give
-small candidate sets that often miss what the session is about). Once the candidates are
+catalog can win (a finite default served longer sessions in simulation: sparse logs give
+small candidate sets that often miss what the session is about; the defaults of every
+serving parameter come from an online search, `BPRKNNServing`). Once the candidates are
 exhausted, and for a cold user (no likes in training: p_u = 0, no candidates), the whole
 catalog is ranked. When neither the user nor any recent session track was seen liked in
 training, the model knows nothing that applies, and the ranking falls back to the session's
@@ -65,10 +66,11 @@ FALLBACK_ARTIST_WEIGHT = 100.0  # puts the session's artists above everything in
 class BPRKNNRecommender(ScoringRecommender):
     """KNN candidates ranked by BPR plus the session (see the module docstring).
 
-    Parameters (serving): `session_weight` (default 3), the weight w of the session's tracks;
-    `candidate_boost` (default 0.5, `.inf` for candidates only), added to the user's KNN
-    candidates; `artist_penalty` (default 0), subtracted per earlier play of a track's artist
-    in the session.
+    Parameters (serving): `session_weight` (default 1.07), the weight w of the session's tracks;
+    `artist_weight` (default 2.08), added per unit of listen time the session gave a track's
+    artist; `candidate_boost` (default 0.78, `.inf` for candidates only), added to the user's
+    KNN candidates; `artist_penalty` (default 0.89), subtracted per earlier play of a track's
+    artist in the session.
     """
 
     name = "bpr_knn"

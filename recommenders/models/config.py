@@ -8,8 +8,9 @@ unknown keys and impossible values raise `ConfigError` naming the field.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -132,12 +133,94 @@ class DSSMServing(Strict):
 
 
 class BPRKNNServing(Strict):
-    """Serving parameters of `bpr_knn`."""
+    """Serving parameters of `bpr_knn`; defaults from a 30-trial online search on the demo world (docs/learned.md, "Tuning")."""
 
-    session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
-    artist_weight: float = Field(0.0, ge=0.0)  # added per unit of listen time the session gave the track's artist
-    candidate_boost: float = Field(0.5, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
-    artist_penalty: float = Field(0.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    session_weight: float = Field(1.07, ge=0.0)  # weight of the session's recent tracks in the query vector
+    artist_weight: float = Field(2.08, ge=0.0)  # added per unit of listen time the session gave the track's artist
+    candidate_boost: float = Field(0.78, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them
+    artist_penalty: float = Field(0.89, ge=0.0)  # score subtracted per earlier play of the artist in the session
+
+
+@dataclass(frozen=True)
+class Dim:
+    """One dimension of a search space, free of any tuning library (`recommenders.tuning` maps it to Ray Tune's).
+
+    Attributes:
+        kind: "float" (uniform on [low, high]), "int" (integers in [low, high]) or "choice" (one of `choices`).
+        low, high: the bounds of a "float" or "int" dimension.
+        log: sample uniformly on the log scale (learning rates, penalties spanning decades).
+        choices: the values of a "choice" dimension.
+    """
+
+    kind: Literal["float", "int", "choice"]
+    low: float = 0.0
+    high: float = 0.0
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+def uniform(low: float, high: float, *, log: bool = False) -> Dim:
+    """A float dimension on [low, high]."""
+    return Dim("float", low, high, log)
+
+
+def integer(low: int, high: int, *, log: bool = False) -> Dim:
+    """An integer dimension on [low, high]."""
+    return Dim("int", low, high, log)
+
+
+def choice(*values: Any) -> Dim:
+    """A categorical dimension."""
+    return Dim("choice", choices=tuple(values))
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """What `recommenders tune` searches for one model: training-config keys and serving parameters.
+
+    Attributes:
+        train: keys of the model's training config (`--config`) and their ranges.
+        serve: the model's serving parameters (the treatment's `params`) and their ranges.
+    """
+
+    train: dict[str, Dim] = field(default_factory=dict)
+    serve: dict[str, Dim] = field(default_factory=dict)
+
+
+# The search space of each tunable model, next to the configs it searches. Ranges bracket the
+# defaults above; serving ranges are those a hand sweep found the scores sensitive to.
+SEARCH_SPACES: dict[str, SearchSpace] = {
+    "bpr_knn": SearchSpace(
+        train={
+            "embedding_dim": choice(32, 64, 128),
+            "lr": uniform(1e-3, 2e-2, log=True),
+            "l2": uniform(1e-3, 1.0, log=True),
+            "candidates": choice(200, 400),
+        },
+        serve={
+            "session_weight": uniform(0.0, 6.0),
+            "artist_weight": uniform(0.0, 3.0),
+            "candidate_boost": uniform(0.0, 2.0),
+            "artist_penalty": uniform(0.0, 1.0),
+        },
+    ),
+    "dssm": SearchSpace(
+        train={
+            "embedding_dim": choice(48, 96, 128),
+            "hidden_dim": choice(32, 64, 128),
+            "lr": uniform(3e-4, 5e-3, log=True),
+            "weight_decay": uniform(1e-5, 1e-2, log=True),
+            "user_dropout": uniform(0.0, 0.3),
+            "track_dropout": uniform(0.0, 0.3),
+            "history": integer(5, 20),
+        },
+        serve={"artist_penalty": uniform(0.0, 2.0)},
+    ),
+    "sasrec": SearchSpace(
+        train={"embedding_dim": choice(32, 64), "dropout": uniform(0.1, 0.5), "lr": uniform(3e-4, 3e-3, log=True), "weight_decay": uniform(0.0, 0.1)},
+        serve={"artist_penalty": uniform(0.0, 2.0)},
+    ),
+}
 
 
 Config = TypeVar("Config", bound=Strict)
