@@ -103,7 +103,7 @@ class ColdMixRecommender(Recommender):
             index = np.flatnonzero(mask)
             if not len(index):
                 continue
-            for position, answer in zip(index, inner.recommend_batch([requests[i] for i in index]), strict=True):
+            for position, answer in zip(index, inner.recommend_batch([requests[int(i)] for i in index]), strict=True):
                 propensity = None if answer.propensity is None else answer.propensity * weight
                 answers[position] = Recommendation(answer.track, propensity)
         return answers  # type: ignore[return-value]
