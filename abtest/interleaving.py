@@ -66,6 +66,15 @@ class Preference(NamedTuple):
             return self.team_b
         return "tie"
 
+    @property
+    def difference_verdict(self) -> str:
+        """The same verdict from the decision-level difference's interval."""
+        if self.difference_lower > 0:
+            return self.team_a
+        if self.difference_upper < 0:
+            return self.team_b
+        return "tie"
+
 
 def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None) -> Preference:
     """The interleaving verdict of team `team_a` against `team_b` from `abtest.decisions.session_events`."""

@@ -182,7 +182,8 @@ def _outcome(name: str, n_tracks: int, request: Request, answer: Any, seconds: f
     except BrokenRule as broken:
         return Outcome(None, None, seconds, broken)
     slow = slow_rule(name, request, seconds, budget) if budget is not None and seconds > budget else None
-    # Fast paths build Recommendations as plain 2-tuples (`tuple.__new__`): the added fields may be absent.
+    # A plugin's fast path may build its Recommendations with `tuple.__new__` from (track, propensity)
+    # pairs, written before the added fields: read them only where present.
     greedy, served_by = (tuple(answer[2:4]) + (None, None))[:2]
     greedy = int(greedy) if _is_integer(greedy) and 0 <= int(greedy) < n_tracks else None
     served_by = served_by if isinstance(served_by, str) and served_by else None

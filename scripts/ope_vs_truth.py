@@ -94,19 +94,20 @@ def experiment(workdir: Path, world: Path, name: str, treatments: list[dict], se
     return log
 
 
-def truth_fractions(log: Path, arms: int) -> np.ndarray:
-    """Mean listen fraction per decision of every arm had it served every listener: (sum of time
-    minus the first track's) over (events minus one) per session, from the truth file."""
+def truth_values(log: Path, arms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per arm, had it served every listener: the mean listen fraction per decision ((sum of time
+    minus the first track's, which the listener chose) over (events minus one) per session) and
+    the mean time per session, from the truth file."""
     t = TruthColumns
     con = duckdb.connect()
     rows = con.execute(
-        f'SELECT "{t.ARM}", sum("{t.TIME}" - 1.0) / sum("{t.TRACKS}" - 1) FROM {read_truth_sql(truth_path(log))} GROUP BY 1 ORDER BY 1'
+        f'SELECT "{t.ARM}", sum("{t.TIME}" - 1.0) / sum("{t.TRACKS}" - 1), avg("{t.TIME}") FROM {read_truth_sql(truth_path(log))} GROUP BY 1 ORDER BY 1'
     ).fetchall()
     con.close()
-    out = np.full(arms, np.nan)
-    for arm, value in rows:
-        out[int(arm)] = value
-    return out
+    fraction, session = np.full(arms, np.nan), np.full(arms, np.nan)
+    for arm, value, time in rows:
+        fraction[int(arm)], session[int(arm)] = value, time
+    return fraction, session
 
 
 def ab_users(log: Path, experiment_name: str, arms: int) -> list[np.ndarray]:
@@ -147,18 +148,17 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
     results: dict = {"ope": [], "interleaving": [], "truth": []}
     for seed in range(seeds):
         log = experiment(workdir, world, "ab", arms, seed, episodes, days, truth=True)
-        truth = truth_fractions(log, len(arms))
+        truth, truth_session = truth_values(log, len(arms))
         results["truth"].append({"seed": seed, **{name: truth[1 + k] for k, name in enumerate(RANKED)}, "logging": truth[0]})
         with EventLog.open(log) as event_log:
             logged = session_events(event_log, "ab", 0)
         for name in CANDIDATES:
             candidate = registry.make(name, catalog, {}, artifacts / name)
             report = evaluate(logged, catalog, candidate, name)
-            true_value = truth[1 + RANKED.index(name)]
+            true_value = {"decision": truth[1 + RANKED.index(name)], "session": truth_session[1 + RANKED.index(name)]}
             for row in report.to_dicts():
-                if row["level"] == "decision":
-                    results["ope"].append({"seed": seed, "candidate": name, "estimator": row["estimator"], "value": row["value"], "lower": row["lower"],
-                                           "upper": row["upper"], "se": row["se"], "truth": true_value})
+                results["ope"].append({"seed": seed, "candidate": name, "level": row["level"], "estimator": row["estimator"], "value": row["value"],
+                                       "lower": row["lower"], "upper": row["upper"], "se": row["se"], "truth": true_value[row["level"]]})
         users = ab_users(log, "ab", len(arms))
         for start in range(0, len(pairs), 8):
             chunk = pairs[start : start + 8]
@@ -172,10 +172,14 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
                 true_a, true_b = truth[1 + RANKED.index(a)], truth[1 + RANKED.index(b)]
                 sd = math.sqrt(result.listeners) * (result.upper - result.preference) / Z_ALPHA
                 il_needed = (Z_ALPHA + Z_POWER) ** 2 * sd**2 / result.preference**2 if result.preference else math.inf
+                # The decision-level difference: its clustered standard error scales as 1 / sqrt(listeners).
+                se = (result.difference_upper - result.difference) / Z_ALPHA
+                diff_needed = result.listeners * (Z_ALPHA + Z_POWER) ** 2 * se**2 / result.difference**2 if result.difference else math.inf
                 results["interleaving"].append({
                     "seed": seed, "a": a, "b": b, "true_effect": true_a / true_b - 1, "ab_effect": effect,
-                    "ab": {"A": a, "B": b}.get(ab, "tie"), "interleaving": result.verdict, "preference": result.preference,
-                    "il_lower": result.lower, "il_upper": result.upper, "il_listeners": result.listeners, "ab_listeners": int(len(users[1 + RANKED.index(a)]) + len(users[1 + RANKED.index(b)])),
+                    "ab": {"A": a, "B": b}.get(ab, "tie"), "interleaving": result.verdict, "il_diff": result.difference_verdict, "il_diff_needed": diff_needed, "preference": result.preference,
+                    "il_lower": result.lower, "il_upper": result.upper, "il_difference": result.difference,
+                    "il_difference_lower": result.difference_lower, "il_difference_upper": result.difference_upper, "il_listeners": result.listeners, "ab_listeners": int(len(users[1 + RANKED.index(a)]) + len(users[1 + RANKED.index(b)])),
                     "il_needed": il_needed, "ab_needed": ab_needed,
                 })
     (workdir / "results.json").write_text(json.dumps(results, indent=1, default=float))
@@ -184,29 +188,41 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
 
 def tables(results: dict) -> str:
     """The README's markdown tables from `results`."""
-    lines = ["| candidate | estimator | truth (mean listen fraction) | mean estimate | bias | bias % | sd over seeds | mean se | coverage of 95% intervals |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| candidate | level | estimator | truth | mean estimate | bias | bias % | sd over seeds | mean se | coverage of 95% intervals |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     ope = results["ope"]
     for name in CANDIDATES:
-        for estimator in ("ips", "snips", "dm", "dr", "switch-dr"):
-            rows = [r for r in ope if r["candidate"] == name and r["estimator"] == estimator]
-            if not rows:
-                continue
-            values = np.array([r["value"] for r in rows])
-            truth = np.array([r["truth"] for r in rows])
-            covered = sum(r["lower"] <= r["truth"] <= r["upper"] for r in rows)
-            bias = float((values - truth).mean())
-            lines.append(f"| {name} | {estimator} | {truth.mean():.4f} | {values.mean():.4f} | {bias:+.4f} | {100 * bias / truth.mean():+.1f}% | "
-                         f"{values.std(ddof=1) if len(values) > 1 else float('nan'):.4f} | {np.mean([r['se'] for r in rows]):.4f} | {covered}/{len(rows)} |")
-    lines += ["", "| pair (A vs B) | true effect of A | A/B effect | A/B verdict | interleaving preference [95%] | interleaving verdict | agrees with truth | listeners for 80% power: A/B | interleaving | ratio |",
+        for level, estimators in (("decision", ("ips", "snips", "dm", "dr", "switch-dr")), ("session", ("pdis", "wpdis"))):
+            for estimator in estimators:
+                rows = [r for r in ope if r["candidate"] == name and r["level"] == level and r["estimator"] == estimator]
+                if not rows:
+                    continue
+                values = np.array([r["value"] for r in rows])
+                truth = np.array([r["truth"] for r in rows])
+                covered = sum(r["lower"] <= r["truth"] <= r["upper"] for r in rows)
+                bias = float((values - truth).mean())
+                sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+                lines.append(f"| {name} | {level} | {estimator} | {truth.mean():.4f} | {values.mean():.4f} | {bias:+.4f} | {100 * bias / truth.mean():+.1f}% | "
+                             f"{sd:.4f} | {np.mean([r['se'] for r in rows]):.4f} | {covered}/{len(rows)} |")
+    lines += ["", "| pair (A vs B) | true effect of A | A/B agrees with truth | interleaving agrees: per-listener preference | decision-level difference | "
+              "mean preference [mean 95% interval] | listeners for 80% power (median): A/B | preference | difference | ratio (difference / A/B) |",
               "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in results["interleaving"]:
-        true = row["a"] if row["true_effect"] > 0.05 else row["b"] if row["true_effect"] < -0.05 else "within 5%"
-        agrees = "n/a" if true == "within 5%" else ("yes" if row["interleaving"] == true else "no")
-        ratio = row["il_needed"] / row["ab_needed"] if math.isfinite(row["ab_needed"]) and row["ab_needed"] > 0 else float("nan")
-        lines.append(f"| seed {row['seed']}: {row['a']} vs {row['b']} | {100 * row['true_effect']:+.1f}% | {100 * row['ab_effect']:+.1f}% | {row['ab']} | "
-                     f"{row['preference']:+.3f} [{row['il_lower']:+.3f}, {row['il_upper']:+.3f}] | {row['interleaving']} | {agrees} | "
-                     f"{row['ab_needed']:.0f} | {row['il_needed']:.0f} | {ratio:.2f} |")
+    for a, b in itertools.combinations(RANKED, 2):
+        rows = [r for r in results["interleaving"] if r["a"] == a and r["b"] == b]
+        if not rows:
+            continue
+        true_effect = float(np.mean([r["true_effect"] for r in rows]))
+        true = a if true_effect > 0.05 else b if true_effect < -0.05 else None
+        def agree(key: str, rows: list = rows, true: str | None = true) -> str:
+            if true is None:
+                return "n/a (within 5%): " + ", ".join(r[key] for r in rows)
+            return f"{sum(r[key] == true for r in rows)}/{len(rows)}"
+        ab_needed = float(np.median([r["ab_needed"] for r in rows]))
+        il_needed = float(np.median([r["il_needed"] for r in rows]))
+        diff_needed = float(np.median([r["il_diff_needed"] for r in rows]))
+        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | {agree('ab')} | {agree('interleaving')} | {agree('il_diff')} | "
+                     f"{np.mean([r['preference'] for r in rows]):+.3f} [{np.mean([r['il_lower'] for r in rows]):+.3f}, {np.mean([r['il_upper'] for r in rows]):+.3f}] | "
+                     f"{ab_needed:,.0f} | {il_needed:,.0f} | {diff_needed:,.0f} | {diff_needed / ab_needed:.2f} |")
     return "\n".join(lines)
 
 

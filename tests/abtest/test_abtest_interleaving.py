@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
 
-from abtest.decisions import DecisionColumns
+from abtest.decisions import DecisionColumns, session_events
 from abtest.errors import AbtestError
 from abtest.interleaving import preference
+from abtest.log import EventLog
 from contracts.columns import Columns
+from tests.abtest.conftest import event
 
 
 def decisions(rows: list[tuple[int, str, float, float]]) -> pd.DataFrame:
@@ -50,8 +55,27 @@ def test_a_consistent_preference_gives_the_verdict() -> None:
     result = preference(decisions(rows), "a", "b")
 
     assert result.verdict == "b" and result.upper < 0
+    assert result.difference == pytest.approx(0.3 - 0.8)
+    assert result.difference_verdict == "b" and result.difference_upper < 0
 
 
 def test_no_interleaved_decisions_is_an_error() -> None:
     with pytest.raises(AbtestError, match="no interleaved decisions"):
         preference(decisions([(1, "c", 0.5, 0.5)]), "a", "b")
+
+
+
+def test_events_sharing_a_timestamp_are_put_in_chain_order(make_log: Callable[..., Path]) -> None:
+    # Skips take no simulated time: 9 -> 3 -> 4 share a minute; sorted by track they would read 3, 9.
+    rows = [
+        {**event(1, 0.0, session=5, time=1.0), Columns.TRACK: 1, Columns.RECOMMENDATION: 9},
+        {**event(1, 1.0, session=5, time=0.0), Columns.TRACK: 3, Columns.RECOMMENDATION: 4},
+        {**event(1, 1.0, session=5, time=0.0), Columns.TRACK: 9, Columns.RECOMMENDATION: 3},
+        {**event(1, 1.0, "last", session=5, time=0.7), Columns.TRACK: 4, Columns.RECOMMENDATION: None},
+    ]
+    with EventLog.open(make_log(rows)) as log:
+        events = session_events(log, "exp")
+
+    assert events[Columns.TRACK].tolist() == [1, 9, 3, 4]
+    assert events[DecisionColumns.REWARD].tolist()[:3] == [0.0, 0.0, 0.7]
+    assert events[DecisionColumns.DECISION].tolist() == [True, True, True, False]
