@@ -12,6 +12,9 @@ Submodules, one job each:
 * `hashing`: vectorised MurmurHash3 for re-salting the assignment.
 * `calibration`: A/A re-splits: false-positive rate, p-value uniformity, coverage, power.
 * `synthetic`: synthetic event logs with known effects (tests, benchmarks, demos).
+* `decisions`: logged decisions (a served track and its listen fraction) per session, from the log.
+* `ope`: off-policy estimators (IPS, SNIPS, DM, DR, Switch-DR, per-decision IS) as numpy functions.
+* `interleaving`: interleaving's per-listener preference and verdict.
 * `config`: statistical defaults in one place.
 * `cli`: the `abtest` command.
 """

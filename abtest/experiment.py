@@ -331,7 +331,7 @@ def adjusted_rows(
     columns = tuple(dict.fromkeys((*columns, *cuped.PRE_VALUES)))
     _, values = user_values(log, columns, experiment=name, filters=filters)
     sql, params = cuped.pre_period_sql(name)
-    pre = cuped.align_pre(values[UserColumns.USER], log.con.execute(sql, params).fetchnumpy())
+    pre = cuped.align_pre(values[UserColumns.USER], log.con.execute(sql, params).fetchnumpy())  # type: ignore[arg-type]
     if not np.isfinite(pre[UserColumns.SESSIONS]).any():
         raise AbtestError(
             f"experiment {name!r} has no pre-period in log {log.source!r}: no user has a completed session before its first event "

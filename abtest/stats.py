@@ -194,7 +194,7 @@ def compare(
         ratio_lower, ratio_upper, p_value, df = fieller_interval(control, treatment, alpha)
         lower, upper, statistic = ratio_lower - 1, ratio_upper - 1, w_stat
     else:
-        effect, lower, upper, statistic, df, p_value = delta_relative(control, treatment, alpha)
+        effect, lower, upper, statistic, df, p_value = delta_relative(control, treatment, alpha)  # type: ignore[assignment]
     return Comparison(
         effect=effect,
         lower=lower,

@@ -23,6 +23,8 @@ from contracts.catalog import Catalog
 from contracts.config import ConfigError, Strict, describe_validation_error, read_yaml
 from recommenders import registry
 from recommenders.base import Recommender
+from recommenders.exploration import EpsilonExplorer, SoftmaxExplorer
+from recommenders.interleaving import TeamDraftRecommender
 
 MIN_TREATMENTS = 2
 MAX_TREATMENTS = 10
@@ -37,6 +39,43 @@ class RecommenderConfig(Strict):
     artifact: Path | None = None
 
 
+def _by_name(value: Any) -> Any:
+    """A bare registry name stands for `{recommender: name}`."""
+    return {"recommender": value} if isinstance(value, str) else value
+
+
+class ExploreConfig(Strict):
+    """How a treatment explores (`recommenders.exploration`): exactly one of `softmax` and `epsilon`.
+
+    `softmax: T` draws among the recommender's `candidates` best tracks with probability
+    proportional to exp(score / T) (the recommender must score tracks: a learned model).
+    `epsilon: e` serves the recommender's answer with probability 1 - e and otherwise one of
+    `mix` (registry names or mappings like a treatment's), drawn uniformly. Every event logs the
+    served track's probability (`propensity`) and the recommender's own answer (`greedy`).
+    """
+
+    softmax: float | None = Field(None, gt=0.0)
+    candidates: int = Field(50, ge=2, le=10_000)
+    epsilon: float | None = Field(None, gt=0.0, le=1.0)
+    mix: list[RecommenderConfig] = Field(default_factory=list)
+    salt: int = Field(0, ge=0)
+
+    @field_validator("mix", mode="before")
+    @classmethod
+    def _mix_by_name(cls, value: Any) -> Any:
+        return [_by_name(item) for item in value] if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> ExploreConfig:
+        if (self.softmax is None) == (self.epsilon is None):
+            raise ValueError("explore needs exactly one of softmax (a temperature) and epsilon (a probability)")
+        if self.epsilon is not None and not self.mix:
+            raise ValueError("explore with epsilon needs mix: the recommenders to explore with")
+        if self.softmax is not None and self.mix:
+            raise ValueError("explore with softmax takes no mix (that is epsilon's)")
+        return self
+
+
 class TreatmentConfig(RecommenderConfig):
     """One arm: the recommender that serves it, what answers when it fails, and its latency budget.
 
@@ -45,15 +84,30 @@ class TreatmentConfig(RecommenderConfig):
     such request is logged with the broken rule in the event's `error`. Without a fallback those
     requests fail (HTTP 500) and are still logged. An answer slower than `latency_budget_ms`
     (its share of the batch) is served and logged with error `slow`.
+
+    `explore` serves the recommender stochastically (`ExploreConfig`), for off-policy
+    evaluation. `interleave` (a registry name, or a mapping like the treatment's own) makes the
+    arm a team-draft interleaving of the treatment's recommender (team A) and that one (team B):
+    each request serves the top of the merged list and logs the drafting team's name as the
+    event's `recommender` (`recommenders.interleaving`; docs/ope.md).
     """
 
     fallback: RecommenderConfig | None = None
     latency_budget_ms: float | None = Field(None, gt=0.0)
+    explore: ExploreConfig | None = None
+    interleave: RecommenderConfig | None = None
+    interleave_salt: int = Field(0, ge=0)
 
-    @field_validator("fallback", mode="before")
+    @field_validator("fallback", "interleave", mode="before")
     @classmethod
     def _fallback_by_name(cls, value: Any) -> Any:
-        return {"recommender": value} if isinstance(value, str) else value
+        return _by_name(value)
+
+    @model_validator(mode="after")
+    def _explore_or_interleave(self) -> TreatmentConfig:
+        if self.explore is not None and self.interleave is not None:
+            raise ValueError("a treatment either explores or interleaves, not both")
+        return self
 
 
 class ExperimentConfig(Strict):
@@ -162,7 +216,7 @@ def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiment
     fallbacks: list[Recommender | None] = []
     for index, treatment in enumerate(serving_config.treatments):
         where = f"experiment {serving_config.name!r}, treatment {index} ({treatment_label(index)})"
-        recommenders.append(_build(treatment, catalog, where))
+        recommenders.append(build_treatment(treatment, catalog, where))
         fallbacks.append(None if treatment.fallback is None else _build(treatment.fallback, catalog, f"{where}, fallback"))
     for experiment in config.experiments:
         if experiment is serving_config:
@@ -183,6 +237,27 @@ def build_experiments(config: ExperimentsConfig, catalog: Catalog) -> Experiment
         fallback_names=tuple(None if t.fallback is None else t.fallback.recommender for t in serving_config.treatments),
         latency_budgets=tuple(None if t.latency_budget_ms is None else t.latency_budget_ms / 1e3 for t in serving_config.treatments),
     )
+
+
+def build_treatment(treatment: TreatmentConfig, catalog: Catalog, where: str) -> Recommender:
+    """The recommender serving one arm: the configured one, wrapped in its exploration or
+    interleaving policy when the treatment has one; `ConfigError` naming `where` when it cannot be built."""
+    recommender = _build(treatment, catalog, where)
+    explore = treatment.explore
+    try:
+        if explore is not None and explore.softmax is not None:
+            return SoftmaxExplorer(catalog, recommender, treatment.recommender, explore.softmax, explore.candidates, explore.salt)
+        if explore is not None and explore.epsilon is not None:
+            others = [(m.recommender, _build(m, catalog, f"{where}, explore mix {j}")) for j, m in enumerate(explore.mix)]
+            return EpsilonExplorer(catalog, recommender, others, explore.epsilon, explore.salt)
+    except ValueError as error:
+        raise ConfigError(f"{where}: {error}") from error
+    if treatment.interleave is not None:
+        other = _build(treatment.interleave, catalog, f"{where}, interleave")
+        if treatment.interleave.recommender == treatment.recommender:
+            raise ConfigError(f"{where}: interleave names {treatment.recommender!r}, the treatment's own recommender; the teams need two names")
+        return TeamDraftRecommender(catalog, (treatment.recommender, recommender), (treatment.interleave.recommender, other), treatment.interleave_salt)
+    return recommender
 
 
 def _build(config: RecommenderConfig, catalog: Catalog, where: str) -> Recommender:

@@ -89,6 +89,7 @@ class Service:
                 groups.setdefault(assignments[i][serving], []).append(i)
         answers: list[int | None | ServeError] = [None] * n
         propensities: list[float | None] = [None] * n
+        greedies: list[int | None] = [None] * n
         latencies = [0.0] * n
         errors: list[BrokenRule | None] = [None] * n
         served_by = [self._names[assignment[serving]] for assignment in assignments]
@@ -106,7 +107,9 @@ class Service:
             failed = [k for k, outcome in enumerate(outcomes) if outcome.track is None]
             rescued = self._fallback(treatment, [requests[k] for k in failed]) if failed else []
             for k, rescue in zip(failed, rescued, strict=True):
-                outcomes[k] = outcomes[k]._replace(track=rescue.track, propensity=rescue.propensity, seconds=outcomes[k].seconds + rescue.seconds)
+                outcomes[k] = outcomes[k]._replace(
+                    track=rescue.track, propensity=rescue.propensity, seconds=outcomes[k].seconds + rescue.seconds, greedy=None, served_by=None
+                )
             for i, outcome in zip(indices, outcomes, strict=True):
                 latencies[i] = outcome.seconds
                 errors[i] = outcome.error
@@ -118,16 +121,19 @@ class Service:
                     logger.warning("%s; the fallback %r answered", outcome.error, self._fallback_names[treatment])
                 answers[i] = outcome.track
                 propensities[i] = outcome.propensity
+                greedies[i] = outcome.greedy
                 if outcome.error is not None and outcome.error.kind != SLOW:
                     served_by[i] = self._fallback_names[treatment] or served_by[i]
+                elif outcome.served_by is not None:
+                    served_by[i] = outcome.served_by
         if self.writer is None:
             return answers
         common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
         self.writer.extend(
             [
-                self._row(item, now_us, answer, name, latency + common, assignment, propensity, error)
-                for item, answer, name, assignment, latency, propensity, error in zip(
-                    items, answers, served_by, assignments, latencies, propensities, errors, strict=True
+                self._row(item, now_us, answer, name, latency + common, assignment, propensity, error, greedy)
+                for item, answer, name, assignment, latency, propensity, error, greedy in zip(
+                    items, answers, served_by, assignments, latencies, propensities, errors, greedies, strict=True
                 )
                 if error is not None or not isinstance(answer, ServeError)  # a fault of ours is logged, not recorded
             ]
@@ -163,6 +169,7 @@ class Service:
         assignments: tuple[int, ...],
         propensity: float | None,
         error: BrokenRule | None,
+        greedy: int | None = None,
     ) -> Row:
         track = None if isinstance(answer, ServeError) else answer
         kind, message = (None, None) if error is None else (error.kind, str(error)[:MAX_ERROR_MESSAGE])
@@ -181,5 +188,6 @@ class Service:
                 Columns.PROPENSITY: propensity,
                 Columns.ERROR: kind,
                 Columns.ERROR_MESSAGE: message,
+                Columns.GREEDY: greedy,
             }
         )

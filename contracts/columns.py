@@ -26,10 +26,11 @@ class Columns:
     PROPENSITY = "propensity"  # DOUBLE, nullable: probability of the recommended track
     ERROR = "error"  # VARCHAR, nullable: the rule the treatment's recommender broke (`recommenders.answers.ERROR_KINDS`)
     ERROR_MESSAGE = "error_message"  # VARCHAR, nullable: that broken rule's message
+    GREEDY = "greedy"  # BIGINT, nullable: the track the treatment's policy would have served without exploring
 
-    ALL = (TS, USER, SESSION, MESSAGE, TRACK, TIME, RECOMMENDATION, RECOMMENDER, LATENCY, EXPERIMENTS, PROPENSITY, ERROR, ERROR_MESSAGE)
+    ALL = (TS, USER, SESSION, MESSAGE, TRACK, TIME, RECOMMENDATION, RECOMMENDER, LATENCY, EXPERIMENTS, PROPENSITY, ERROR, ERROR_MESSAGE, GREEDY)
     # Columns added after the first format: readers must accept logs without them (read as NULL).
-    ADDED = (ERROR, ERROR_MESSAGE)
+    ADDED = (ERROR, ERROR_MESSAGE, GREEDY)
 
 
 class RecToolsColumns:
@@ -66,6 +67,7 @@ DUCKDB_TYPES = {
     Columns.PROPENSITY: "DOUBLE",
     Columns.ERROR: "VARCHAR",
     Columns.ERROR_MESSAGE: "VARCHAR",
+    Columns.GREEDY: "BIGINT",
 }
 
 

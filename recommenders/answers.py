@@ -129,12 +129,16 @@ class Outcome(NamedTuple):
         propensity: the accepted propensity (None when the recommender cannot say, or no track).
         seconds: this request's share of the time spent asking.
         error: the broken rule, or None. With kind `slow`, `track` is still the (valid) answer.
+        greedy: what an exploring policy would have served without exploring (a catalog id), or None.
+        served_by: the inner recommender the answer names as its source (`Recommendation.served_by`), or None.
     """
 
     track: int | None
     propensity: float | None
     seconds: float
     error: BrokenRule | None
+    greedy: int | None = None
+    served_by: str | None = None
 
 
 def ask_all(
@@ -178,4 +182,9 @@ def _outcome(name: str, n_tracks: int, request: Request, answer: Any, seconds: f
     except BrokenRule as broken:
         return Outcome(None, None, seconds, broken)
     slow = slow_rule(name, request, seconds, budget) if budget is not None and seconds > budget else None
-    return Outcome(track, propensity, seconds, slow)
+    # A plugin's fast path may build its Recommendations with `tuple.__new__` from (track, propensity)
+    # pairs, written before the added fields: read them only where present.
+    greedy, served_by = (tuple(answer[2:4]) + (None, None))[:2]
+    greedy = int(greedy) if _is_integer(greedy) and 0 <= int(greedy) < n_tracks else None
+    served_by = served_by if isinstance(served_by, str) and served_by else None
+    return Outcome(track, propensity, seconds, slow, greedy, served_by)

@@ -85,10 +85,16 @@ class Recommendation(NamedTuple):
     """An answer: the next track and the probability with which it was chosen.
 
     `propensity` is 1.0 for a deterministic choice and None only when a recommender cannot say.
+    An exploring policy (`recommenders.exploration`) also says what it would have served without
+    exploring (`greedy`, logged in the event's `greedy` column), and an answer drawn from one of
+    several inner recommenders (an interleaving's team) may name it (`served_by`, logged as the
+    event's `recommender`). Plain recommenders leave both None.
     """
 
     track: int
     propensity: float | None = None
+    greedy: int | None = None
+    served_by: str | None = None
 
 
 class Recommender(ABC):

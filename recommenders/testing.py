@@ -243,6 +243,7 @@ def make_events(
             Columns.PROPENSITY: pd.array(np.full(total, 1.0 / len(pool)), dtype="Float64"),
             Columns.ERROR: pd.array([None] * total, dtype="string"),
             Columns.ERROR_MESSAGE: pd.array([None] * total, dtype="string"),
+            Columns.GREEDY: pd.array([None] * total, dtype="Int64"),
         }
     )
     frame.loc[last, [Columns.RECOMMENDATION, Columns.PROPENSITY]] = pd.NA

@@ -177,7 +177,8 @@ _new_recommendation = partial(tuple.__new__, Recommendation)
 
 def make_recommendations(tracks: np.ndarray, propensity: np.ndarray) -> list[Recommendation]:
     """Recommendation tuples from two arrays, built in C (half the cost of calling the class)."""
-    return list(map(_new_recommendation, zip(tracks.tolist(), propensity.tolist(), strict=True)))
+    n = len(tracks)
+    return list(map(_new_recommendation, zip(tracks.tolist(), propensity.tolist(), [None] * n, [None] * n, strict=True)))
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:

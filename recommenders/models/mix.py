@@ -59,16 +59,22 @@ def _splitmix(x: np.ndarray) -> np.ndarray:
     return x ^ (x >> np.uint64(31))
 
 
-def cold_mask(requests: Sequence[Request], share: float, salt: int = 0) -> np.ndarray:
-    """Which requests the cold-start recommender answers: a uniform draw below `share` per request,
-    hashed from (salt, seed, user, session length), so a request's branch never depends on its batch."""
+def request_uniforms(requests: Sequence[Request], salt: int = 0) -> np.ndarray:
+    """(B,) uniform draws in [0, 1), one per request, hashed from (salt, seed, user, session
+    length): a request's draw never depends on its batch."""
     def column(values: list[int]) -> np.ndarray:
         return np.array([v & _U64 for v in values], dtype=np.uint64)
 
     x = _splitmix(np.full(len(requests), salt & _U64, dtype=np.uint64) ^ column([r.seed for r in requests]))
     x = _splitmix(x ^ column([r.user for r in requests]))
     x = _splitmix(x ^ column([len(r.history) for r in requests]))
-    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53 < share
+    return (x >> np.uint64(11)).astype(np.float64) * 2.0**-53
+
+
+def cold_mask(requests: Sequence[Request], share: float, salt: int = 0) -> np.ndarray:
+    """Which requests the cold-start recommender answers: a uniform draw below `share` per request
+    (`request_uniforms`), so a request's branch never depends on its batch."""
+    return request_uniforms(requests, salt) < share
 
 
 class ColdMixRecommender(Recommender):
@@ -97,7 +103,7 @@ class ColdMixRecommender(Recommender):
             index = np.flatnonzero(mask)
             if not len(index):
                 continue
-            for position, answer in zip(index, inner.recommend_batch([requests[i] for i in index]), strict=True):
+            for position, answer in zip(index, inner.recommend_batch([requests[int(i)] for i in index]), strict=True):
                 propensity = None if answer.propensity is None else answer.propensity * weight
                 answers[position] = Recommendation(answer.track, propensity)
         return answers  # type: ignore[return-value]

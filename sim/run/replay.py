@@ -53,8 +53,7 @@ class ExperimentSpec:
 
 def experiment_client(spec: ExperimentSpec, config: EnvConfig, world: World, log: Path | None) -> Client:
     """The client of an experiment run (`spec.arm` None, writing `log`) or of one arm's replay (no log)."""
-    from botify.experiments import build_experiments, load_experiments, single_treatment
-    from recommenders.registry import make
+    from botify.experiments import build_experiments, build_treatment, load_experiments, single_treatment
 
     experiments = load_experiments(spec.experiments_file)
     serving = experiments.serving
@@ -62,7 +61,7 @@ def experiment_client(spec: ExperimentSpec, config: EnvConfig, world: World, log
 
     def one_arm(arm: int, name: str, arm_log: Path | None) -> LocalClient:
         treatment = serving.treatments[arm]
-        recommender = make(treatment.recommender, world.catalog, dict(treatment.params), treatment.artifact)
+        recommender = build_treatment(treatment, world.catalog, f"experiment {serving.name!r}, treatment {arm}")
         return LocalClient(
             treatment.recommender, world.catalog, log=arm_log, day_zero=day_zero, service_seed=spec.service_seed,
             experiments=single_treatment(name, treatment.recommender, recommender),

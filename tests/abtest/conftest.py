@@ -64,6 +64,7 @@ def event(
         Columns.PROPENSITY: None,
         Columns.ERROR: error,
         Columns.ERROR_MESSAGE: None if error is None else f"recommender {recommender!r} fails: {error}",
+        Columns.GREEDY: None,
     }
 
 

@@ -46,7 +46,7 @@ def botify_log(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 for i, time in enumerate(times):
                     last = i == len(times) - 1
                     row: Row = (ts, user, None, "last" if last else "next", i, time, None if last else i + 1,
-                                "random", 0.002, (assign("exp", user, 2),), None, None, None)
+                                "random", 0.002, (assign("exp", user, 2),), None, None, None, None)
                     writer.append(row)
                     ts += MINUTE_US
                 ts += 120 * MINUTE_US

@@ -26,6 +26,7 @@ PROBES = {
     "history_probe": "tests.botify.probe:HistoryProbe",
     "broken": "tests.botify.probe:Broken",
     "out_of_catalog": "tests.botify.probe:OutOfCatalog",
+    "score_probe": "tests.botify.probe:ScoreProbe",
 }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from recommenders.base import Recommendation, Recommender, Request
+from recommenders.models.ranking import CatalogScorer, Context
 
 
 class HistoryProbe(Recommender):
@@ -37,3 +40,22 @@ class OutOfCatalog(Recommender):
 
     def _recommend(self, request: Request) -> Recommendation:
         return Recommendation(self.catalog.n_tracks + 5)
+
+
+def probe_scores(user: int, n_tracks: int) -> np.ndarray:
+    """`ScoreProbe`'s scores of every track for `user`: distinct, and a different order per user."""
+    tracks = np.arange(n_tracks, dtype=np.float64)
+    return np.cos(0.37 * tracks * (1 + user % 7) + user).astype(np.float32)
+
+
+class ScoreProbe(CatalogScorer, Recommender):
+    """A scoring recommender that needs no training: scores are `probe_scores`, so a test can
+    recompute what softmax exploration over them must draw."""
+
+    name = "score_probe"
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        return np.stack([probe_scores(int(user), self.catalog.n_tracks) for user in context.users])
+
+    def _recommend(self, request: Request) -> Recommendation:
+        return Recommendation(int(self.rank([request], 1)[0, 0]), 1.0)

@@ -41,7 +41,7 @@ def describe(connection: duckdb.DuckDBPyConnection, table: str) -> dict[str, str
 
 def row(user: int, ts_us: int = JAN_1_2024_US, message: str = "next") -> Row:
     recommendation = None if message == "last" else user + 1
-    return (ts_us, user, None, message, user, 0.5, recommendation, "random", 0.001, (1, 0), 0.25, None, None)
+    return (ts_us, user, None, message, user, 0.5, recommendation, "random", 0.001, (1, 0), 0.25, None, None, None)
 
 
 def read(log: Path, sql: str = "SELECT * FROM events") -> list[tuple]:

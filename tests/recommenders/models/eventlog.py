@@ -75,6 +75,7 @@ def simulate_events(world: World, episodes: int, *, seed: int = 0, days: int = 2
     frame[Columns.EXPERIMENTS] = [{"cold_start": 0}] * len(frame)
     frame[Columns.PROPENSITY] = pd.array([None] * len(frame), dtype="Float64")
     frame[Columns.ERROR] = frame[Columns.ERROR_MESSAGE] = pd.array([None] * len(frame), dtype="string")
+    frame[Columns.GREEDY] = pd.array([None] * len(frame), dtype="Int64")
     return frame.sort_values([Columns.TS, Columns.SESSION], kind="stable").reset_index(drop=True)[list(Columns.ALL)]
 
 

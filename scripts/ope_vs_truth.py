@@ -1,0 +1,230 @@
+"""Off-policy estimates and interleaving scored against the truth, on a small world (docs/ope.md).
+
+One command (`python scripts/ope_vs_truth.py`) reproduces the README's tables:
+
+1. a small world; day 1 served by random / sticky_artist / top_pop, on which dssm, content,
+   bpr_knn and tags are trained (cached in WORKDIR);
+2. per seed, an in-process experiment over several days whose arms are the logging policy
+   (bpr_knn exploring: epsilon 0.5 split between dssm and content) and the six
+   recommenders served plainly (the A/B), with the truth: every listener replayed under every arm;
+3. off-policy estimates of dssm and content from the logging arm's decisions (`sim.ope`),
+   against the truth's mean listen fraction per decision of those arms;
+4. per seed, interleaving experiments over every pair of the six (team draft, one pair per arm),
+   with each pair's verdict against the A/B's and the truth's, and the listeners each needs
+   for 80% power at the effect it measured.
+
+Every step is one of the project's own commands or library calls; the world, the models and
+the seeds are fixed, so the tables come out the same on any machine.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import duckdb
+import numpy as np
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from abtest.decisions import DecisionColumns, session_events  # noqa: E402
+from abtest.interleaving import preference  # noqa: E402
+from abtest.log import EventLog  # noqa: E402
+from contracts.catalog import Catalog  # noqa: E402
+from contracts.columns import Columns, TruthColumns  # noqa: E402
+from contracts.truth import read_truth_sql, truth_path  # noqa: E402
+
+WORLD = {"seed": 11, "tracks": 3000, "artists": 150, "genres": 8, "users": 1500, "content": {"dim": 16, "min_frames": 4, "max_frames": 12}}
+TRAINED = {"dssm": {}, "content": {"epochs": 15}, "bpr_knn": {}, "tags": {"epochs": 4, "max_train_tracks": 3000}}
+RANKED = ("dssm", "content", "sticky_artist", "bpr_knn", "tags", "random")
+CANDIDATES = ("dssm", "content")
+EPSILON = 0.5
+LOGGING_BASE = "bpr_knn"  # deterministic, like the candidates: every logged propensity is exact
+Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5%, 80% power
+
+
+def run(*args: str) -> None:
+    click.secho("$ " + " ".join(args), fg="cyan", err=True)
+    subprocess.run([sys.executable, *args], check=True, cwd=REPO)
+
+
+def treatment(name: str, artifacts: Path) -> dict:
+    return {"recommender": name, **({"artifact": str(artifacts / name)} if name in TRAINED else {})}
+
+
+def prepare(workdir: Path, episodes: int) -> tuple[Path, Path]:
+    """The world and the trained artifacts (made once, then reused)."""
+    world, artifacts = workdir / "world", workdir / "artifacts"
+    if not world.exists():
+        (workdir / "world.yml").write_text(yaml.safe_dump(WORLD))
+        run("-m", "sim.world", "--config", str(workdir / "world.yml"), "--out", str(world), "--quiet")
+    day1 = workdir / "day1.duckdb"
+    if not day1.exists():
+        cold = workdir / "cold.yml"
+        cold.write_text(yaml.safe_dump({"experiments": [{"name": "cold_start", "serving": True, "treatments": [{"recommender": r} for r in ("random", "sticky_artist", "top_pop")]}]}))
+        run("-m", "sim.run", "--config", "config/env.yml", "--world", str(world), "--episodes", str(episodes), "--days", "1", "--log", str(day1),
+            "--quiet", "experiment", "--experiments", str(cold), "--no-truth")
+    for name, config in TRAINED.items():
+        if not (artifacts / name).exists():
+            extra: list[str] = []
+            if config:
+                path = workdir / f"train-{name}.yml"
+                path.write_text(yaml.safe_dump(config))
+                extra = ["--config", str(path)]
+            run("-m", "recommenders", "train", name, "--events", str(day1), "--world", str(world), "--out", str(artifacts / name), *extra)
+    return world, artifacts
+
+
+def experiment(workdir: Path, world: Path, name: str, treatments: list[dict], seed: int, episodes: int, days: int, truth: bool) -> Path:
+    """Run one in-process experiment (cached by file name) and return its log."""
+    log = workdir / f"{name}-seed{seed}.duckdb"
+    if not log.exists():
+        path = workdir / f"{name}.yml"
+        path.write_text(yaml.safe_dump({"experiments": [{"name": name, "serving": True, "treatments": treatments}]}))
+        run("-m", "sim.run", "--config", "config/env-weeks.yml", "--world", str(world), "--episodes", str(episodes), "--days", str(days),
+            "--seed", str(seed), "--log", str(log), "--quiet", "experiment", "--experiments", str(path), "--processes", "2",
+            *([] if truth else ["--no-truth"]))
+    return log
+
+
+def truth_values(log: Path, arms: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per arm, had it served every listener: the mean listen fraction per decision ((sum of time
+    minus the first track's, which the listener chose) over (events minus one) per session) and
+    the mean time per session, from the truth file."""
+    t = TruthColumns
+    con = duckdb.connect()
+    rows = con.execute(
+        f'SELECT "{t.ARM}", sum("{t.TIME}" - 1.0) / sum("{t.TRACKS}" - 1), avg("{t.TIME}") FROM {read_truth_sql(truth_path(log))} GROUP BY 1 ORDER BY 1'
+    ).fetchall()
+    con.close()
+    fraction, session = np.full(arms, np.nan), np.full(arms, np.nan)
+    for arm, value, time in rows:
+        fraction[int(arm)], session[int(arm)] = value, time
+    return fraction, session
+
+
+def ab_users(log: Path, experiment_name: str, arms: int) -> list[np.ndarray]:
+    """Per arm, every listener's mean listen fraction per decision (the A/B's per-user metric)."""
+    with EventLog.open(log) as event_log:
+        events = session_events(event_log, experiment_name)
+    decisions = events[events[DecisionColumns.DECISION]]
+    per_user = decisions.groupby(["arm", Columns.USER])[DecisionColumns.REWARD].mean()
+    return [per_user.loc[arm].to_numpy() if arm in per_user.index.get_level_values(0) else np.zeros(0) for arm in range(arms)]
+
+
+def ab_verdict(a: np.ndarray, b: np.ndarray) -> tuple[float, str, float]:
+    """(relative effect of a over b, verdict, listeners the A/B needs in all for 80% power at that effect)."""
+    diff = a.mean() - b.mean()
+    se = math.sqrt(a.var(ddof=1) / len(a) + b.var(ddof=1) / len(b))
+    verdict = "A" if diff > Z_ALPHA * se else "B" if diff < -Z_ALPHA * se else "tie"
+    pooled = (a.var(ddof=1) + b.var(ddof=1)) / 2
+    needed = 2 * 2 * (Z_ALPHA + Z_POWER) ** 2 * pooled / diff**2 if diff else math.inf
+    return diff / b.mean(), verdict, needed
+
+
+@click.command()
+@click.option("--workdir", type=click.Path(path_type=Path), default=REPO / "data" / "ope", show_default=True)
+@click.option("--episodes", type=int, default=600, show_default=True, help="Arrivals per simulated day.")
+@click.option("--days", type=int, default=3, show_default=True, help="Days of each experiment.")
+@click.option("--seeds", type=int, default=3, show_default=True, help="Repetitions (simulation seeds).")
+def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
+    """OPE vs truth and interleaving vs A/B vs truth; prints markdown tables and writes WORKDIR/results.json."""
+    from recommenders import registry
+    from sim.ope import evaluate
+
+    workdir.mkdir(parents=True, exist_ok=True)
+    world, artifacts = prepare(workdir, episodes)
+    catalog = Catalog(world)
+    logging_arm = {**treatment(LOGGING_BASE, artifacts), "explore": {"epsilon": EPSILON, "mix": [treatment(c, artifacts) for c in CANDIDATES]}}
+    arms = [logging_arm] + [treatment(name, artifacts) for name in RANKED]
+    pairs = list(itertools.combinations(RANKED, 2))
+    results: dict = {"ope": [], "interleaving": [], "truth": []}
+    for seed in range(seeds):
+        log = experiment(workdir, world, "ab", arms, seed, episodes, days, truth=True)
+        truth, truth_session = truth_values(log, len(arms))
+        results["truth"].append({"seed": seed, **{name: truth[1 + k] for k, name in enumerate(RANKED)}, "logging": truth[0]})
+        with EventLog.open(log) as event_log:
+            logged = session_events(event_log, "ab", 0)
+        for name in CANDIDATES:
+            candidate = registry.make(name, catalog, {}, artifacts / name)
+            report = evaluate(logged, catalog, candidate, name)
+            true_value = {"decision": truth[1 + RANKED.index(name)], "session": truth_session[1 + RANKED.index(name)]}
+            for row in report.to_dicts():
+                results["ope"].append({"seed": seed, "candidate": name, "level": row["level"], "estimator": row["estimator"], "value": row["value"],
+                                       "lower": row["lower"], "upper": row["upper"], "se": row["se"], "truth": true_value[row["level"]]})
+        users = ab_users(log, "ab", len(arms))
+        for start in range(0, len(pairs), 8):
+            chunk = pairs[start : start + 8]
+            name = f"il{start // 8}"
+            il_log = experiment(workdir, world, name, [{**treatment(a, artifacts), "interleave": treatment(b, artifacts)} for a, b in chunk], seed, episodes, days, truth=False)
+            with EventLog.open(il_log) as event_log:
+                events = session_events(event_log, name)
+            for k, (a, b) in enumerate(chunk):
+                result = preference(events[events["arm"] == k], a, b)
+                effect, ab, ab_needed = ab_verdict(users[1 + RANKED.index(a)], users[1 + RANKED.index(b)])
+                true_a, true_b = truth[1 + RANKED.index(a)], truth[1 + RANKED.index(b)]
+                sd = math.sqrt(result.listeners) * (result.upper - result.preference) / Z_ALPHA
+                il_needed = (Z_ALPHA + Z_POWER) ** 2 * sd**2 / result.preference**2 if result.preference else math.inf
+                # The decision-level difference: its clustered standard error scales as 1 / sqrt(listeners).
+                se = (result.difference_upper - result.difference) / Z_ALPHA
+                diff_needed = result.listeners * (Z_ALPHA + Z_POWER) ** 2 * se**2 / result.difference**2 if result.difference else math.inf
+                results["interleaving"].append({
+                    "seed": seed, "a": a, "b": b, "true_effect": true_a / true_b - 1, "ab_effect": effect,
+                    "ab": {"A": a, "B": b}.get(ab, "tie"), "interleaving": result.verdict, "il_diff": result.difference_verdict, "il_diff_needed": diff_needed, "preference": result.preference,
+                    "il_lower": result.lower, "il_upper": result.upper, "il_difference": result.difference,
+                    "il_difference_lower": result.difference_lower, "il_difference_upper": result.difference_upper, "il_listeners": result.listeners, "ab_listeners": int(len(users[1 + RANKED.index(a)]) + len(users[1 + RANKED.index(b)])),
+                    "il_needed": il_needed, "ab_needed": ab_needed,
+                })
+    (workdir / "results.json").write_text(json.dumps(results, indent=1, default=float))
+    click.echo(tables(results))
+
+
+def tables(results: dict) -> str:
+    """The README's markdown tables from `results`."""
+    lines = ["| candidate | level | estimator | truth | mean estimate | bias | bias % | sd over seeds | mean se | coverage of 95% intervals |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    ope = results["ope"]
+    for name in CANDIDATES:
+        for level, estimators in (("decision", ("ips", "snips", "dm", "dr", "switch-dr")), ("session", ("pdis", "wpdis"))):
+            for estimator in estimators:
+                rows = [r for r in ope if r["candidate"] == name and r["level"] == level and r["estimator"] == estimator]
+                if not rows:
+                    continue
+                values = np.array([r["value"] for r in rows])
+                truth = np.array([r["truth"] for r in rows])
+                covered = sum(r["lower"] <= r["truth"] <= r["upper"] for r in rows)
+                bias = float((values - truth).mean())
+                sd = values.std(ddof=1) if len(values) > 1 else float("nan")
+                lines.append(f"| {name} | {level} | {estimator} | {truth.mean():.4f} | {values.mean():.4f} | {bias:+.4f} | {100 * bias / truth.mean():+.1f}% | "
+                             f"{sd:.4f} | {np.mean([r['se'] for r in rows]):.4f} | {covered}/{len(rows)} |")
+    lines += ["", "| pair (A vs B) | true effect of A | A/B agrees with truth | interleaving agrees: per-listener preference | decision-level difference | "
+              "mean preference [mean 95% interval] | listeners for 80% power (median): A/B | preference | difference | ratio (difference / A/B) |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for a, b in itertools.combinations(RANKED, 2):
+        rows = [r for r in results["interleaving"] if r["a"] == a and r["b"] == b]
+        if not rows:
+            continue
+        true_effect = float(np.mean([r["true_effect"] for r in rows]))
+        true = a if true_effect > 0.05 else b if true_effect < -0.05 else None
+        def agree(key: str, rows: list = rows, true: str | None = true) -> str:
+            if true is None:
+                return "n/a (within 5%): " + ", ".join(r[key] for r in rows)
+            return f"{sum(r[key] == true for r in rows)}/{len(rows)}"
+        ab_needed = float(np.median([r["ab_needed"] for r in rows]))
+        il_needed = float(np.median([r["il_needed"] for r in rows]))
+        diff_needed = float(np.median([r["il_diff_needed"] for r in rows]))
+        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | {agree('ab')} | {agree('interleaving')} | {agree('il_diff')} | "
+                     f"{np.mean([r['preference'] for r in rows]):+.3f} [{np.mean([r['il_lower'] for r in rows]):+.3f}, {np.mean([r['il_upper'] for r in rows]):+.3f}] | "
+                     f"{ab_needed:,.0f} | {il_needed:,.0f} | {diff_needed:,.0f} | {diff_needed / ab_needed:.2f} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,81 @@
+"""Interleaving's per-listener preference on hand-made decisions."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from abtest.decisions import DecisionColumns, session_events
+from abtest.errors import AbtestError
+from abtest.interleaving import preference
+from abtest.log import EventLog
+from contracts.columns import Columns
+from tests.abtest.conftest import event
+
+
+def decisions(rows: list[tuple[int, str, float, float]]) -> pd.DataFrame:
+    """(user, team, reward, propensity) per decision, as `session_events` returns them."""
+    return pd.DataFrame(
+        {
+            Columns.USER: [r[0] for r in rows],
+            Columns.RECOMMENDER: [r[1] for r in rows],
+            DecisionColumns.REWARD: [r[2] for r in rows],
+            Columns.PROPENSITY: [r[3] for r in rows],
+            DecisionColumns.DECISION: True,
+        }
+    )
+
+
+def test_preference_averages_each_listeners_share_of_credit() -> None:
+    events = decisions([
+        (1, "a", 0.9, 0.5), (1, "b", 0.3, 0.5),  # (0.9 - 0.3) / 1.2 = 0.5
+        (2, "a", 0.2, 0.5), (2, "b", 0.2, 0.5), (2, "a", 0.6, 1.0),  # a tie (propensity 1) is left out: 0
+        (3, "a", 1.0, 0.5),  # 1
+    ])
+
+    result = preference(events, "a", "b")
+
+    per_user = np.array([0.5, 0.0, 1.0])
+    assert result.preference == pytest.approx(per_user.mean())
+    half_width = 4.302653 * per_user.std(ddof=1) / np.sqrt(3)  # t(2) quantile at 0.975
+    assert (result.lower, result.upper) == pytest.approx((per_user.mean() - half_width, per_user.mean() + half_width), rel=1e-5)
+    assert (result.listeners, result.decisions, result.ties) == (3, 5, 1)
+    # Decision level: mean of a's rewards (0.9, 0.2, 1.0) minus b's (0.3, 0.2).
+    assert result.difference == pytest.approx(0.7 - 0.25)
+    assert result.verdict == "tie"
+
+
+def test_a_consistent_preference_gives_the_verdict() -> None:
+    rows = [(user, team, 0.8 if team == "b" else 0.3, 0.5) for user in range(40) for team in ("a", "b")]
+
+    result = preference(decisions(rows), "a", "b")
+
+    assert result.verdict == "b" and result.upper < 0
+    assert result.difference == pytest.approx(0.3 - 0.8)
+    assert result.difference_verdict == "b" and result.difference_upper < 0
+
+
+def test_no_interleaved_decisions_is_an_error() -> None:
+    with pytest.raises(AbtestError, match="no interleaved decisions"):
+        preference(decisions([(1, "c", 0.5, 0.5)]), "a", "b")
+
+
+
+def test_events_sharing_a_timestamp_are_put_in_chain_order(make_log: Callable[..., Path]) -> None:
+    # Skips take no simulated time: 9 -> 3 -> 4 share a minute; sorted by track they would read 3, 9.
+    rows = [
+        {**event(1, 0.0, session=5, time=1.0), Columns.TRACK: 1, Columns.RECOMMENDATION: 9},
+        {**event(1, 1.0, session=5, time=0.0), Columns.TRACK: 3, Columns.RECOMMENDATION: 4},
+        {**event(1, 1.0, session=5, time=0.0), Columns.TRACK: 9, Columns.RECOMMENDATION: 3},
+        {**event(1, 1.0, "last", session=5, time=0.7), Columns.TRACK: 4, Columns.RECOMMENDATION: None},
+    ]
+    with EventLog.open(make_log(rows)) as log:
+        events = session_events(log, "exp")
+
+    assert events[Columns.TRACK].tolist() == [1, 9, 3, 4]
+    assert events[DecisionColumns.REWARD].tolist()[:3] == [0.0, 0.0, 0.7]
+    assert events[DecisionColumns.DECISION].tolist() == [True, True, True, False]
