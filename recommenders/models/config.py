@@ -9,7 +9,7 @@ unknown keys and impossible values raise `ConfigError` naming the field.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import Field, model_validator
 
@@ -125,13 +125,26 @@ class SequentialServing(Strict):
     artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
-class DSSMServing(Strict):
+class CandidateServing(Strict):
+    """How a learned model finds the tracks it ranks: the whole catalog, or an inverted file's candidates.
+
+    `exact` scores every catalog track; `ivf` scans the `n_probe` best of `n_lists` k-means cells
+    of the item vectors (`recommenders.models.candidates`) and ranks what it scanned by the same
+    rules. `n_lists: 0` takes about the square root of the catalog size.
+    """
+
+    candidates: Literal["exact", "ivf"] = "ivf"  # exact: score the whole catalog per request
+    n_lists: int = Field(0, ge=0)  # k-means cells of the inverted file (0: about sqrt(n_tracks))
+    n_probe: int = Field(16, ge=1)  # cells scanned per request; n_probe >= n_lists scans every track
+
+
+class DSSMServing(CandidateServing):
     """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
 
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
-class BPRKNNServing(Strict):
+class BPRKNNServing(CandidateServing):
     """Serving parameters of `bpr_knn`."""
 
     session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector

@@ -18,8 +18,11 @@ import numpy as np
 
 from contracts.catalog import Catalog
 from recommenders.base import NotFittedError, Recommendation, Request, Trainable
+from recommenders.models.candidates import InvertedFile, Scan, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
+CANDIDATE_CHUNK = 1024  # requests served at once by the candidate stage (memory: CANDIDATE_CHUNK x scanned tracks)
+DENSE_UNRELEASED = 64  # more tracks than this unreleased on a request's day: mask them over the scan, not pair by pair
 PAD = -1  # padding of track arrays
 
 
@@ -116,6 +119,20 @@ class Context:
         )
 
 
+    def subset(self, rows: np.ndarray) -> Context:
+        """The requests at `rows` (ascending) as a `Context` of their own."""
+        keep = np.isin(self.played_rows, rows)
+        return Context(
+            users=self.users[rows],
+            recent=self.recent[rows],
+            recent_times=self.recent_times[rows],
+            first=self.first[rows],
+            played_rows=np.searchsorted(rows, self.played_rows[keep]),
+            played_tracks=self.played_tracks[keep],
+            days=self.days[rows],
+        )
+
+
 def played_artists(context: Context, artist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, artists, plays): each (request, artist) pair played in the request's session, and how
     often (float32), in row-then-artist order."""
@@ -144,11 +161,22 @@ class CatalogScorer:
     Serving ranks by `_serving_scores`: the model's scores lowered by `artist_penalty` for each
     earlier play of a track's artist in the session, and -inf for tracks already played or not
     yet released on the request's `day`.
+
+    Candidate stage (`candidates == "ivf"`): a model whose score is an inner product of a query
+    vector and an item vector (`_item_vectors`, `_query_vectors`) can rank from an inverted file
+    instead (`candidates.InvertedFile`): each request scans its `n_probe` best cells of
+    `n_lists` and the same serving rules pick the best scanned track. Tracks the model must
+    always consider (`_forced`, e.g. boosted ones) are scored exactly beside the scan. A request
+    whose scanned tracks are all excluded is served by exact scoring.
     """
 
     catalog: Catalog
     history_length: int = 10
     artist_penalty: float = 0.0
+    candidates: str = "exact"
+    n_lists: int = 0
+    n_probe: int = 1
+    _index: InvertedFile | None = None
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, n_tracks) float32 model scores for the batch."""
@@ -166,12 +194,112 @@ class CatalogScorer:
         scores[context.played_rows, context.played_tracks] = -np.inf
         return scores
 
+    # Candidate stage ---------------------------------------------------------------------------
+
+    def _item_vectors(self) -> np.ndarray:
+        """(n_tracks, D) item side of the model's score: score = query . item (+ `_bonus` on forced tracks)."""
+        raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        """(B, D) query side of the model's score for a batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
+
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, tracks): distinct pairs, by row, that are candidates whatever the scan finds (none by default)."""
+        return np.zeros(0, np.int64), np.zeros(0, np.int64)
+
+    def _bonus(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """What the model adds to query . item for the forced pairs (nothing by default)."""
+        return np.zeros(len(rows), dtype=np.float32)
+
+    def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
+        """Hook: change the candidate scores after the serving rules (in place); nothing by default."""
+
+    def _build_index(self) -> None:
+        """Build the inverted file when the candidate stage is on (called once the model is fitted or loaded)."""
+        self._index = None
+        if self.candidates == "ivf":
+            order = np.argsort(self.catalog.artist, kind="stable").astype(np.int64)
+            self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
+            items = self._item_vectors()
+            self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+
+    def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
+        rows, tracks, amounts = [], [], []
+        if self.artist_penalty > 0:
+            pair_rows, artists, plays = played_artists(context, self.catalog.artist)
+            order, offsets = self._artist_index
+            counts = offsets[artists + 1] - offsets[artists]
+            firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
+            rows.append(np.repeat(pair_rows, counts))
+            tracks.append(order[firsts + np.arange(int(counts.sum()))])
+            amounts.append(np.repeat(self.artist_penalty * plays, counts))
+        for day in np.unique(context.days[context.days >= 0]):
+            unreleased = self.catalog.released_after(int(day))
+            day_rows = np.flatnonzero(context.days == day)
+            if len(unreleased) > DENSE_UNRELEASED:  # many: one comparison over the scanned tracks
+                late = self.catalog.release_day[np.maximum(self._index.scanned_tracks(scan, day_rows), 0)] > day
+                scan.scores[day_rows] = np.where(late, -np.inf, scan.scores[day_rows])
+                unreleased = unreleased[:0]
+            rows.append(np.repeat(day_rows, len(unreleased)))
+            tracks.append(np.tile(unreleased, len(day_rows)))
+            amounts.append(np.full(len(day_rows) * len(unreleased), np.inf, dtype=np.float32))
+        rows.append(context.played_rows)
+        tracks.append(context.played_tracks)
+        amounts.append(np.full(len(context.played_rows), np.inf, dtype=np.float32))
+        return np.concatenate(rows), np.concatenate(tracks), np.concatenate(amounts).astype(np.float32)
+
+    def _candidate_serving(self, context: Context, k: int) -> np.ndarray:
+        """(B, k) tracks ranked from the candidate stage, best first (-1 where a row has fewer candidates)."""
+        assert self._index is not None
+        index = self._index
+        batch = len(context.users)
+        queries = self._query_vectors(context)
+        forced_rows, forced_tracks = self._forced(context)
+        counts = np.bincount(forced_rows, minlength=batch)
+        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0)
+        width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
+        rows, rule_tracks, amounts = self._rule_pairs(context, scan)
+        scores = scan.scores
+        forced_columns = np.zeros(0, np.int64)
+        keys = np.zeros(0, np.int64)
+        if len(forced_rows):
+            columns = index.locate(scan, forced_rows, forced_tracks)
+            scores[forced_rows[columns >= 0], columns[columns >= 0]] = -np.inf  # scored once, below
+            forced_columns = width + np.arange(len(forced_rows)) - (np.cumsum(counts) - counts)[forced_rows]
+            exact = np.einsum("ij,ij->i", queries[forced_rows], self._item_vectors()[forced_tracks]) + self._bonus(context, forced_rows, forced_tracks)
+            days = context.days[forced_rows]
+            exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
+            scores[forced_rows, forced_columns] = exact
+            keys = forced_rows * self.catalog.n_tracks + forced_tracks
+        columns = index.locate(scan, rows, rule_tracks)
+        if len(keys):  # a forced copy replaces the scanned one
+            at = np.minimum(np.searchsorted(keys, rows * self.catalog.n_tracks + rule_tracks), len(keys) - 1)
+            columns = np.where(keys[at] == rows * self.catalog.n_tracks + rule_tracks, forced_columns[at], columns)
+        hit = columns >= 0
+        scores[rows[hit], columns[hit]] -= amounts[hit]
+        self._restrict(context, scores, forced_rows, forced_tracks, forced_columns)
+        best = top_k(scores, k)
+        out = np.full(best.shape, -1, dtype=np.int64)
+        live = np.isfinite(np.take_along_axis(scores, best, axis=1))
+        rows, ranks = np.nonzero(live & (best < width))
+        out[rows, ranks] = index.tracks_at(scan, rows, best[rows, ranks])
+        if len(forced_rows):
+            extra_tracks = np.full((batch, scores.shape[1] - width), -1, dtype=np.int64)
+            extra_tracks[forced_rows, forced_columns - width] = forced_tracks
+            rows, ranks = np.nonzero(live & (best >= width))
+            out[rows, ranks] = extra_tracks[rows, best[rows, ranks] - width]
+        return out
+
     def _check_fitted(self) -> None:
         """Hook for trainable subclasses."""
 
-    def _contexts(self, requests: Sequence[Request]) -> Iterator[tuple[int, Context]]:
-        for start in range(0, len(requests), CHUNK):
-            yield start, Context.from_requests(requests[start : start + CHUNK], self.history_length, self.catalog.n_tracks)
+    _artist_index: tuple[np.ndarray, np.ndarray]  # (tracks by artist, offsets of each artist), for the candidate stage
+
+    def _contexts(self, requests: Sequence[Request], chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
+        for start in range(0, len(requests), chunk):
+            yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
 
     def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
         """(B, C) model scores of `candidates` (B, C external track ids), before serving rules."""
@@ -189,14 +317,26 @@ class CatalogScorer:
         return out
 
     def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
-        """(B, k) the k tracks serving would rank first, best first, none already played."""
+        """(B, k) the k tracks serving would rank first, best first, none already played.
+
+        With the candidate stage on, the k best scanned tracks (requests with fewer than k
+        candidates left, or none, are ranked by exact scoring).
+        """
         self._check_fitted()
         if k <= 0:
             raise ValueError(f"k == {k}, must be > 0")
         out = np.empty((len(requests), min(k, self.catalog.n_tracks)), dtype=np.int64)
         with single_threaded_blas():
-            for start, context in self._contexts(requests):
-                out[start : start + len(context.users)] = top_k(self._serving_scores(context), k)
+            if self._index is None:
+                for start, context in self._contexts(requests):
+                    out[start : start + len(context.users)] = top_k(self._serving_scores(context), k)
+                return out
+            for start, context in self._contexts(requests, CANDIDATE_CHUNK):
+                ranked = self._candidate_serving(context, out.shape[1])
+                short = np.flatnonzero((ranked < 0).any(axis=1))
+                if len(short):  # too few candidates survived the rules: exact scoring for these rows
+                    ranked[short] = top_k(self._serving_scores(context.subset(short)), out.shape[1])
+                out[start : start + len(context.users)] = ranked
         return out
 
 
