@@ -200,7 +200,6 @@ class InvertedFile:
 
     def scanned_tracks(self, scan: Scan, rows: np.ndarray) -> np.ndarray:
         """(len(rows), P * width) external track ids of the scan's columns for `rows`, -1 in padding."""
-        n_probe = scan.cells.shape[1]
         out = np.full((len(rows), scan.scores.shape[1]), -1, dtype=np.int64)
         for i, row in enumerate(rows):
             for j, cell in enumerate(scan.cells[row]):

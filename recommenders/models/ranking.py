@@ -81,43 +81,47 @@ class Context:
     def from_requests(cls, requests: Sequence[Request], history: int, n_tracks: int) -> Context:
         """Arrays for `requests`, keeping the last `history` tracks of each session."""
         batch = len(requests)
+        tracks: list[int] = []
+        times: list[float] = []
+        lengths = np.empty(batch, dtype=np.int64)
+        for row, request in enumerate(requests):  # plain tuples here, one numpy conversion below
+            session, heard = request.history, request.times
+            if session:
+                if len(heard) != len(session):
+                    heard = (1.0,) * len(session)
+                if session[-1] != request.track:  # a history that does not end with the current track
+                    session, heard = (*session, request.track), (*heard, request.time)
+                else:
+                    heard = (*heard[:-1], request.time)
+            else:
+                session, heard = (request.track,), (request.time,)
+            tracks.extend(session)
+            times.extend(heard)
+            lengths[row] = len(session)
+        played = np.asarray(tracks, dtype=np.int64)
+        listened = np.asarray(times, dtype=np.float32)
+        rows = np.repeat(np.arange(batch, dtype=np.int64), lengths)
+        valid = (played >= 0) & (played < n_tracks)
+        played, listened, rows = played[valid], np.clip(listened[valid], 0.0, 1.0), rows[valid]
+        counts = np.bincount(rows, minlength=batch)
+        starts = np.cumsum(counts) - counts
+        back = counts[rows] - 1 - (np.arange(len(rows)) - starts[rows])  # 0 for a session's newest track
+        keep = back < history
         recent = np.full((batch, history), PAD, dtype=np.int64)
         recent_times = np.zeros((batch, history), dtype=np.float32)
+        recent[rows[keep], back[keep]] = played[keep]
+        recent_times[rows[keep], back[keep]] = listened[keep]
         first = np.full(batch, PAD, dtype=np.int64)
-        rows: list[np.ndarray] = []
-        tracks: list[np.ndarray] = []
-        for row, request in enumerate(requests):
-            if request.history:
-                session = np.asarray(request.history, dtype=np.int64)
-                times = np.asarray(request.times, dtype=np.float32) if len(request.times) == len(session) else np.ones(len(session), np.float32)
-                if session[-1] != request.track:  # a history that does not end with the current track
-                    session = np.append(session, request.track)
-                    times = np.append(times, np.float32(request.time))
-                else:
-                    times = times.copy()
-                    times[-1] = request.time
-            else:
-                session = np.asarray([request.track], dtype=np.int64)
-                times = np.asarray([request.time], dtype=np.float32)
-            valid = (session >= 0) & (session < n_tracks)
-            session, times = session[valid], np.clip(times[valid], 0.0, 1.0)
-            newest = session[::-1][:history]
-            recent[row, : len(newest)] = newest
-            recent_times[row, : len(newest)] = times[::-1][:history]
-            if len(session):
-                first[row] = session[0]
-            rows.append(np.full(len(session), row, dtype=np.int64))
-            tracks.append(session)
+        first[counts > 0] = played[starts[counts > 0]]
         return cls(
             users=np.asarray([request.user for request in requests], dtype=np.int64),
             recent=recent,
             recent_times=recent_times,
             first=first,
-            played_rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
-            played_tracks=np.concatenate(tracks) if tracks else np.zeros(0, np.int64),
+            played_rows=rows,
+            played_tracks=played,
             days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
         )
-
 
     def subset(self, rows: np.ndarray) -> Context:
         """The requests at `rows` (ascending) as a `Context` of their own."""
@@ -281,7 +285,7 @@ class CatalogScorer:
         scores[rows[hit], columns[hit]] -= amounts[hit]
         self._restrict(context, scores, forced_rows, forced_tracks, forced_columns)
         best = top_k(scores, k)
-        out = np.full(best.shape, -1, dtype=np.int64)
+        out = np.full((batch, k), -1, dtype=np.int64)  # a scan narrower than k leaves the rest -1
         live = np.isfinite(np.take_along_axis(scores, best, axis=1))
         rows, ranks = np.nonzero(live & (best < width))
         out[rows, ranks] = index.tracks_at(scan, rows, best[rows, ranks])
