@@ -251,10 +251,10 @@ class BPRKNNRecommender(ScoringRecommender):
         informed = (users > 0) | ((context.recent >= 0) & self._known[recent]).any(axis=1)
         weight = np.where(informed, self.artist_weight, FALLBACK_ARTIST_WEIGHT).astype(np.float32)
         n_artists, artist = self.catalog.n_artists, self.catalog.artist
-        affinity = np.zeros(len(users) * n_artists, dtype=np.float32)
         rows = np.repeat(np.arange(len(users)), recent.shape[1])
         valid = (context.recent >= 0).ravel()
-        np.add.at(affinity, (rows * n_artists + artist[recent].ravel())[valid], context.recent_times.ravel()[valid])
+        keys = (rows * n_artists + artist[recent].ravel())[valid]
+        affinity = np.bincount(keys, weights=context.recent_times.ravel()[valid], minlength=len(users) * n_artists).astype(np.float32)
         return affinity.reshape(len(users), n_artists), weight
 
     def _score_all(self, context: Context) -> np.ndarray:
@@ -289,7 +289,8 @@ class BPRKNNRecommender(ScoringRecommender):
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         return np.concatenate(rows), np.concatenate(tracks)
 
-    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The session artists' tracks where the row weighs them, and the warm user's KNN candidates, with their bonus."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
         affinity, weight = self._artist_affinity(context, users)
         rows, artists = np.nonzero(affinity * (weight[:, None] > 0))
@@ -298,18 +299,14 @@ class BPRKNNRecommender(ScoringRecommender):
         firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
         artist_rows, artist_tracks = np.repeat(rows, counts), order[firsts + np.arange(int(counts.sum()))]
         pool_rows, pool_tracks = self._pool_pairs(context)
-        keys = np.unique(np.concatenate([artist_rows * self.catalog.n_tracks + artist_tracks, pool_rows * self.catalog.n_tracks + pool_tracks]))
-        return keys // self.catalog.n_tracks, keys % self.catalog.n_tracks
-
-    def _bonus(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-        users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
-        affinity, weight = self._artist_affinity(context, users)
+        n_tracks = self.catalog.n_tracks
+        pool_keys = pool_rows * n_tracks + pool_tracks
+        keys = np.unique(np.concatenate([artist_rows * n_tracks + artist_tracks, pool_keys]))
+        rows, tracks = keys // n_tracks, keys % n_tracks
         bonus = weight[rows] * affinity[rows, self.catalog.artist[tracks]]
-        if not np.isinf(self.candidate_boost):
-            pool_rows, pool_tracks = self._pool_pairs(context)
-            in_pool = np.isin(rows * self.catalog.n_tracks + tracks, pool_rows * self.catalog.n_tracks + pool_tracks)
-            bonus = bonus + np.float32(self.candidate_boost) * in_pool
-        return bonus.astype(np.float32)
+        if not np.isinf(self.candidate_boost) and len(pool_keys):
+            bonus = bonus + np.float32(self.candidate_boost) * np.isin(keys, pool_keys)
+        return rows, tracks, bonus.astype(np.float32)
 
     def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
         """With an infinite `candidate_boost`, a row with a live KNN candidate keeps only its KNN candidates."""

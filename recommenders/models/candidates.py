@@ -47,7 +47,8 @@ def balanced_cells(points: np.ndarray, centroids: np.ndarray, capacity: int) -> 
     distances = np.empty(choices.shape, dtype=np.float32)
     for start in range(0, n, ASSIGN_CHUNK):
         block = norms[None, :] - 2.0 * (points[start : start + ASSIGN_CHUNK] @ centroids.T)
-        nearest = np.argsort(block, axis=1, kind="stable")[:, : choices.shape[1]]
+        nearest = np.argpartition(block, choices.shape[1] - 1, axis=1)[:, : choices.shape[1]] if choices.shape[1] < n_cells else np.tile(np.arange(n_cells), (len(block), 1))
+        nearest = np.take_along_axis(nearest, np.argsort(np.take_along_axis(block, nearest, axis=1), axis=1, kind="stable"), axis=1)
         choices[start : start + len(block)] = nearest
         distances[start : start + len(block)] = np.take_along_axis(block, nearest, axis=1)
     cell_of = np.full(n, -1, dtype=np.int64)

@@ -147,6 +147,7 @@ class DSSMServing(CandidateServing):
 class BPRKNNServing(CandidateServing):
     """Serving parameters of `bpr_knn`."""
 
+    n_probe: int = Field(48, ge=1)  # BPR's item vectors form loose cells: more of them are scanned (docs/learned.md)
     session_weight: float = Field(3.0, ge=0.0)  # weight of the session's recent tracks in the query vector
     artist_weight: float = Field(0.0, ge=0.0)  # added per unit of listen time the session gave the track's artist
     candidate_boost: float = Field(0.5, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them

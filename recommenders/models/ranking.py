@@ -201,20 +201,17 @@ class CatalogScorer:
     # Candidate stage ---------------------------------------------------------------------------
 
     def _item_vectors(self) -> np.ndarray:
-        """(n_tracks, D) item side of the model's score: score = query . item (+ `_bonus` on forced tracks)."""
+        """(n_tracks, D) item side of the model's score: score = query . item (+ the bonus of `_forced` tracks)."""
         raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
 
     def _query_vectors(self, context: Context) -> np.ndarray:
         """(B, D) query side of the model's score for a batch."""
         raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
 
-    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, tracks): distinct pairs, by row, that are candidates whatever the scan finds (none by default)."""
-        return np.zeros(0, np.int64), np.zeros(0, np.int64)
-
-    def _bonus(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
-        """What the model adds to query . item for the forced pairs (nothing by default)."""
-        return np.zeros(len(rows), dtype=np.float32)
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, bonus): distinct pairs, by row then track, that are candidates whatever the
+        scan finds, and what the model adds to their query . item (none by default)."""
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
 
     def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
         """Hook: change the candidate scores after the serving rules (in place); nothing by default."""
@@ -260,7 +257,7 @@ class CatalogScorer:
         index = self._index
         batch = len(context.users)
         queries = self._query_vectors(context)
-        forced_rows, forced_tracks = self._forced(context)
+        forced_rows, forced_tracks, bonus = self._forced(context)
         counts = np.bincount(forced_rows, minlength=batch)
         scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0)
         width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
@@ -272,7 +269,12 @@ class CatalogScorer:
             columns = index.locate(scan, forced_rows, forced_tracks)
             scores[forced_rows[columns >= 0], columns[columns >= 0]] = -np.inf  # scored once, below
             forced_columns = width + np.arange(len(forced_rows)) - (np.cumsum(counts) - counts)[forced_rows]
-            exact = np.einsum("ij,ij->i", queries[forced_rows], self._item_vectors()[forced_tracks]) + self._bonus(context, forced_rows, forced_tracks)
+            exact = bonus.astype(np.float32, copy=True)
+            items = self._item_vectors()
+            for row, start in zip(np.flatnonzero(counts), (np.cumsum(counts) - counts)[counts > 0], strict=True):
+                # One product per request: gathering (pairs, D) rows of queries and items costs far more.
+                stop = start + counts[row]
+                exact[start:stop] += items[forced_tracks[start:stop]] @ queries[row]
             days = context.days[forced_rows]
             exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
             scores[forced_rows, forced_columns] = exact
