@@ -119,12 +119,6 @@ class HSTUConfig(SequentialConfig):
     attention_dim: int = Field(32, ge=1, le=4096)  # per-head width of Q and K
 
 
-class SequentialServing(Strict):
-    """Serving parameters of `sasrec` and `hstu`."""
-
-    artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
-
-
 class CandidateServing(Strict):
     """How a learned model finds the tracks it ranks: the whole catalog, or an inverted file's candidates.
 
@@ -136,6 +130,13 @@ class CandidateServing(Strict):
     candidates: Literal["exact", "ivf"] = "ivf"  # exact: score the whole catalog per request
     n_lists: int = Field(0, ge=0)  # k-means cells of the inverted file (0: about sqrt(n_tracks))
     n_probe: int = Field(16, ge=1)  # cells scanned per request; n_probe >= n_lists scans every track
+
+
+class SequentialServing(CandidateServing):
+    """Serving parameters of `sasrec` and `hstu`."""
+
+    artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    candidates: Literal["exact", "ivf"] = "exact"  # the forward pass costs more than the catalog product (docs/learned.md)
 
 
 class DSSMServing(CandidateServing):
