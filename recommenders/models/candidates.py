@@ -200,9 +200,12 @@ class InvertedFile:
         return self.tracks[self.offsets[cells] + columns % scan.width]
 
     def scanned_tracks(self, scan: Scan, rows: np.ndarray) -> np.ndarray:
-        """(len(rows), P * width) external track ids of the scan's columns for `rows`, -1 in padding."""
+        """(len(rows), P * width + extra) external track ids of the scan's columns for `rows`, -1 in padding."""
+        cells = scan.cells[rows]
+        slots = np.arange(scan.width)
+        inside = slots[None, None, :] < self.sizes[cells][:, :, None]
+        places = np.minimum(self.offsets[cells][:, :, None] + slots[None, None, :], len(self.tracks) - 1)
+        tracks = np.where(inside, self.tracks[places], -1).reshape(len(rows), -1)
         out = np.full((len(rows), scan.scores.shape[1]), -1, dtype=np.int64)
-        for i, row in enumerate(rows):
-            for j, cell in enumerate(scan.cells[row]):
-                out[i, j * scan.width : j * scan.width + self.sizes[cell]] = self.tracks[self.offsets[cell] : self.offsets[cell + 1]]
+        out[:, : tracks.shape[1]] = tracks
         return out

@@ -14,7 +14,7 @@ from recommenders import registry
 from recommenders.base import Request
 from recommenders.evaluation import build_cases
 from recommenders.models.candidates import InvertedFile, balanced_cells, euclidean_transform
-from recommenders.models.ranking import CatalogScorer, Context
+from recommenders.models.ranking import CatalogScorer, Context, top_k
 from recommenders.models.sessions import SessionLog
 from recommenders.testing import write_catalog
 
@@ -163,3 +163,31 @@ def test_the_default_scan_answers_mostly_as_exact_and_never_repeats(
 def test_candidates_must_be_exact_or_ivf(artifacts: dict[str, Path], small_catalog: Catalog) -> None:
     with pytest.raises(registry.RegistryError, match="candidates: Input should be 'exact' or 'ivf'"):
         registry.make("dssm", small_catalog, {"candidates": "hnsw"}, artifacts["dssm"])
+
+
+def test_scanned_tracks_lists_each_rows_cells_in_column_order() -> None:
+    rng = np.random.default_rng(2)
+    items = rng.standard_normal((300, 4)).astype(np.float32)
+    index = InvertedFile(items, n_lists=6)
+    scan = index.scan(rng.standard_normal((4, 4)).astype(np.float32), n_probe=2, extra=3)
+
+    tracks = index.scanned_tracks(scan, np.array([1, 3]))
+
+    for i, row in enumerate([1, 3]):
+        columns = np.flatnonzero(np.isfinite(scan.scores[row]))
+        assert np.array_equal(tracks[i, columns], index.tracks_at(scan, np.full(len(columns), row), columns))
+        assert (np.delete(tracks[i], columns) == -1).all()
+
+
+def test_many_unreleased_tracks_are_masked_over_the_scan(tmp_path: Path) -> None:
+    artists = [track // 4 for track in range(200)]
+    releases = [0 if track % 2 else 5 for track in range(200)]  # 100 tracks out only on day 5: the dense mask
+    catalog = Catalog(write_catalog(tmp_path / "world", artist=artists, release_day=releases))
+    model = FlatProduct(catalog, artist_penalty=0.25, n_lists=7, n_probe=7)
+    requests = [Request(1, 199, 1.0, (197, 199), (1.0, 1.0), 0, 1), Request(2, 3, 1.0, (3,), (1.0,), 0, 6)]
+
+    ranked = model.rank(requests, 4)
+
+    exact = top_k(model._serving_scores(Context.from_requests(requests, 5, catalog.n_tracks)), 4)
+    assert ranked.tolist() == exact.tolist()
+    assert ranked[0].tolist() == [195, 193, 191, 189]  # odd tracks only on day 1; 197 and 199 played
