@@ -8,10 +8,17 @@ seeds as the service derives them), best of `--repeat`
 runs. `indexed` and `i2i` are fitted on a synthetic log first.
 
     python scripts/bench_recommenders.py --world data/world
+
+With `--candidates`, every model served from an `--artifact` is timed twice in the same run,
+with `candidates: exact` (the whole catalog per request) and with its default candidate stage,
+and the share of requests both answer alike is printed (docs/learned.md):
+
+    python scripts/bench_recommenders.py --world data/world --name dssm --artifact dssm=DIR --candidates --no-single
 """
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -52,9 +59,9 @@ def best_of(repeat: int, work: Callable[[], object]) -> float:
     return min(timings)
 
 
-def build(name: str, catalog: Catalog, events_users: int, artifact: Path | None = None) -> Recommender:
+def build(name: str, catalog: Catalog, events_users: int, artifact: Path | None = None, params: dict[str, object] | None = None) -> Recommender:
     if artifact is not None:
-        return registry.make(name, catalog, {}, artifact)
+        return registry.make(name, catalog, params or {}, artifact)
     cls = registry.get_class(name)
     recommender = cls(catalog)
     if hasattr(recommender, "fit") and name != "top_pop":
@@ -73,7 +80,11 @@ def build(name: str, catalog: Catalog, events_users: int, artifact: Path | None 
 @click.option("--repeat", type=click.IntRange(1, 20), default=5, show_default=True, help="Runs per figure; the best is reported.")
 @click.option("--name", "names", multiple=True, default=DEFAULT_NAMES, show_default=True, help="Recommenders to measure.")
 @click.option("--artifact", "artifacts", multiple=True, metavar="NAME=DIR", help="Serve NAME from a trained artifact instead of fitting it on a synthetic log.")
-def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...], artifacts: tuple[str, ...]) -> None:
+@click.option("--candidates", is_flag=True, help="Also time each artifact-served model with `candidates: exact` and compare the answers.")
+@click.option("--no-single", is_flag=True, help="Skip the one-request-at-a-time timing (slow for models that score the whole catalog).")
+def main(
+    world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...], artifacts: tuple[str, ...], candidates: bool, no_single: bool
+) -> None:
     """Time recommend() and recommend_batch() per request for each recommender."""
     bad = [item for item in artifacts if "=" not in item]
     if bad:
@@ -86,25 +97,35 @@ def main(world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int
     requests = sessions(catalog, n_requests, seed=0)
     build_requests = best_of(repeat, lambda: [Request(r.user, r.track, r.time, r.history, r.times, r.seed) for r in requests])
     click.echo(f"{catalog}; {n_requests} requests, mean history {np.mean([len(r.history) for r in requests]):.1f}")
-    click.echo(f"building the Request objects alone: {build_requests / n_requests * 1e6:.2f} us/request")
-    header = f"{'recommender':<15}{'single us':>11}" + "".join(f"{f'batch {b} us':>17}" for b in batch_sizes) + f"{'events/s (best)':>18}"
+    click.echo(f"building the Request objects alone: {build_requests / n_requests * 1e6:.2f} us/request; load average {os.getloadavg()[0]:.2f}")
+    header = f"{'recommender':<22}{'single us':>11}" + "".join(f"{f'batch {b} us':>17}" for b in batch_sizes) + f"{'events/s (best)':>18}"
     click.echo(header)
     for name in names:
-        try:
-            recommender = build(name, catalog, events_users=2000, artifact=trained.get(name))
-        except (registry.RegistryError, ValueError, FileNotFoundError) as error:
-            click.echo(f"{name:<15}skipped: {error}")
-            continue
-        recommender.recommend_batch(requests[:100])  # warm the caches (pools are built on first use)
-        single = best_of(repeat, lambda r=recommender: [r.recommend(q) for q in requests]) / n_requests
-        row = f"{name:<15}{single * 1e6:>11.2f}"
-        best = single
-        for size in batch_sizes:
-            chunks = [requests[i : i + size] for i in range(0, n_requests, size)]
-            per_request = best_of(repeat, lambda r=recommender, c=chunks: [r.recommend_batch(chunk) for chunk in c]) / n_requests
-            best = min(best, per_request)
-            row += f"{per_request * 1e6:>17.2f}"
-        click.echo(row + f"{1 / best:>18,.0f}")
+        variants: list[tuple[str, dict[str, object]]] = [(name, {})]
+        if candidates and name in trained:
+            variants = [(f"{name} (exact)", {"candidates": "exact"}), (f"{name} (candidates)", {})]
+        answers: list[list[int]] = []
+        for label, params in variants:
+            try:
+                recommender = build(name, catalog, events_users=2000, artifact=trained.get(name), params=params)
+            except (registry.RegistryError, ValueError, FileNotFoundError) as error:
+                click.echo(f"{label:<22}skipped: {error}")
+                break
+            recommender.recommend_batch(requests[:100])  # warm the caches (pools are built on first use)
+            single = float("inf") if no_single else best_of(repeat, lambda r=recommender: [r.recommend(q) for q in requests]) / n_requests
+            row = f"{label:<22}{'-' if no_single else f'{single * 1e6:.2f}':>11}"
+            best = single
+            for size in batch_sizes:
+                chunks = [requests[i : i + size] for i in range(0, n_requests, size)]
+                per_request = best_of(repeat, lambda r=recommender, c=chunks: [r.recommend_batch(chunk) for chunk in c]) / n_requests
+                best = min(best, per_request)
+                row += f"{per_request * 1e6:>17.2f}"
+            click.echo(row + f"{1 / best:>18,.0f}")
+            if len(variants) > 1:
+                answers.append([answer.track for answer in recommender.recommend_batch(requests)])
+        if len(answers) == 2:
+            same = float(np.mean(np.asarray(answers[0]) == np.asarray(answers[1])))
+            click.echo(f"{name}: {same:.2%} of {n_requests} answers equal to exact scoring; load average {os.getloadavg()[0]:.2f}")
 
 
 if __name__ == "__main__":

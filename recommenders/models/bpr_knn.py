@@ -84,6 +84,7 @@ class BPRKNNRecommender(ScoringRecommender):
         self.artist_penalty = serving.artist_penalty
         self.candidate_boost = serving.candidate_boost
         self.artist_weight = serving.artist_weight
+        self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
         self.config = BPRKNNConfig()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
@@ -226,6 +227,8 @@ class BPRKNNRecommender(ScoringRecommender):
         self._pairing = Pairing(
             arrays["neighbour_offsets"], arrays["neighbours"], arrays["similarities"], arrays["candidate_offsets"], arrays["candidates"]
         )
+        self._item_bias = np.ascontiguousarray(np.hstack([self._items, self._bias[:, None]]))
+        self._build_index()
 
     # Serving ------------------------------------------------------------------------------
 
@@ -235,24 +238,89 @@ class BPRKNNRecommender(ScoringRecommender):
         vectors = self._items[np.maximum(context.recent, 0)]
         return (weights[..., None] * vectors).sum(1) / np.maximum(weights.sum(1, keepdims=True), 1e-6)
 
-    def _score_all(self, context: Context) -> np.ndarray:
+    def _queries(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """(user rows in the factor table, 0 for cold users; (B, D) query vectors p_u + w * s)."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
-        query = self._users[users] + self.session_weight * self.session_vectors(context)
-        scores = query @ self._items.T + self._bias
+        return users, self._users[users] + self.session_weight * self.session_vectors(context)
+
+    def _artist_affinity(self, context: Context, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(B, n_artists) weighted listen time of each session artist, and (B,) the weight each row gives it.
+
+        The weight is `artist_weight` for a request the model knows something about and the
+        fallback weight for one it knows nothing about (module docstring).
+        """
         recent = np.maximum(context.recent, 0)
         informed = (users > 0) | ((context.recent >= 0) & self._known[recent]).any(axis=1)
         weight = np.where(informed, self.artist_weight, FALLBACK_ARTIST_WEIGHT).astype(np.float32)
+        n_artists, artist = self.catalog.n_artists, self.catalog.artist
+        rows = np.repeat(np.arange(len(users)), recent.shape[1])
+        valid = (context.recent >= 0).ravel()
+        keys = (rows * n_artists + artist[recent].ravel())[valid]
+        affinity = np.bincount(keys, weights=context.recent_times.ravel()[valid], minlength=len(users) * n_artists).astype(np.float32)
+        return affinity.reshape(len(users), n_artists), weight
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        users, query = self._queries(context)
+        scores = query @ self._items.T + self._bias
+        affinity, weight = self._artist_affinity(context, users)
         if np.any(weight > 0):  # the session's artists, by how long their tracks were heard
-            n_artists, artist = self.catalog.n_artists, self.catalog.artist
-            affinity = np.zeros(len(users) * n_artists, dtype=np.float32)
-            rows = np.repeat(np.arange(len(users)), recent.shape[1])
-            valid = (context.recent >= 0).ravel()
-            np.add.at(affinity, (rows * n_artists + artist[recent].ravel())[valid], context.recent_times.ravel()[valid])
-            affinity = affinity.reshape(len(users), n_artists)
             # Only the session's artists' tracks change: cheaper than a dense (B, n_tracks) gather.
             for row, heard in zip(*np.nonzero(affinity * (weight[:, None] > 0)), strict=True):
                 scores[row, self.catalog.tracks_of_artist(heard)] += weight[row] * affinity[row, heard]
         return scores
+
+    # Candidate stage: [query, 1] . [item, bias], plus the session artists and the KNN pool as forced candidates
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._item_bias
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        query = self._queries(context)[1]
+        return np.hstack([query, np.ones((len(query), 1), np.float32)])
+
+    def _pool_pairs(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, tracks) of each warm user's KNN candidates."""
+        users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
+        rows, tracks = [], []
+        for row in np.flatnonzero(users > 0):
+            pool = self._pairing.candidates_of(int(users[row]) - 1)
+            pool = pool[pool < self.catalog.n_tracks]
+            rows.append(np.full(len(pool), row, dtype=np.int64))
+            tracks.append(pool.astype(np.int64))
+        if not rows:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        return np.concatenate(rows), np.concatenate(tracks)
+
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The session artists' tracks where the row weighs them, and the warm user's KNN candidates, with their bonus."""
+        users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
+        affinity, weight = self._artist_affinity(context, users)
+        rows, artists = np.nonzero(affinity * (weight[:, None] > 0))
+        order, offsets = self._artist_index
+        counts = offsets[artists + 1] - offsets[artists]
+        firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
+        artist_rows, artist_tracks = np.repeat(rows, counts), order[firsts + np.arange(int(counts.sum()))]
+        pool_rows, pool_tracks = self._pool_pairs(context)
+        n_tracks = self.catalog.n_tracks
+        pool_keys = pool_rows * n_tracks + pool_tracks
+        keys = np.unique(np.concatenate([artist_rows * n_tracks + artist_tracks, pool_keys]))
+        rows, tracks = keys // n_tracks, keys % n_tracks
+        bonus = weight[rows] * affinity[rows, self.catalog.artist[tracks]]
+        if not np.isinf(self.candidate_boost) and len(pool_keys):
+            bonus = bonus + np.float32(self.candidate_boost) * np.isin(keys, pool_keys)
+        return rows, tracks, bonus.astype(np.float32)
+
+    def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
+        """With an infinite `candidate_boost`, a row with a live KNN candidate keeps only its KNN candidates."""
+        if not np.isinf(self.candidate_boost) or not len(forced_rows):
+            return
+        pool_rows, pool_tracks = self._pool_pairs(context)
+        in_pool = np.isin(forced_rows * self.catalog.n_tracks + forced_tracks, pool_rows * self.catalog.n_tracks + pool_tracks)
+        live = np.zeros(scores.shape[0], dtype=bool)
+        live[forced_rows[in_pool & np.isfinite(scores[forced_rows, forced_columns])]] = True
+        keep = np.zeros(scores.shape, dtype=bool)
+        keep[forced_rows[in_pool], forced_columns[in_pool]] = True
+        scores[live[:, None] & ~keep] = -np.inf
 
     def _serving_scores(self, context: Context) -> np.ndarray:
         scores = super()._serving_scores(context)

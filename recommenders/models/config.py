@@ -120,21 +120,36 @@ class HSTUConfig(SequentialConfig):
     attention_dim: int = Field(32, ge=1, le=4096)  # per-head width of Q and K
 
 
-class SequentialServing(Strict):
+class CandidateServing(Strict):
+    """How a learned model finds the tracks it ranks: the whole catalog, or an inverted file's candidates.
+
+    `exact` scores every catalog track; `ivf` scans the `n_probe` best of `n_lists` k-means cells
+    of the item vectors (`recommenders.models.candidates`) and ranks what it scanned by the same
+    rules. `n_lists: 0` takes about the square root of the catalog size.
+    """
+
+    candidates: Literal["exact", "ivf"] = "ivf"  # exact: score the whole catalog per request
+    n_lists: int = Field(0, ge=0)  # k-means cells of the inverted file (0: about sqrt(n_tracks))
+    n_probe: int = Field(16, ge=1)  # cells scanned per request; n_probe >= n_lists scans every track
+
+
+class SequentialServing(CandidateServing):
     """Serving parameters of `sasrec` and `hstu`."""
 
     artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    candidates: Literal["exact", "ivf"] = "exact"  # the forward pass costs more than the catalog product (docs/learned.md)
 
 
-class DSSMServing(Strict):
+class DSSMServing(CandidateServing):
     """Serving parameters of `dssm` (the treatment's `params` in `config/experiments.yml`)."""
 
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
 
 
-class BPRKNNServing(Strict):
+class BPRKNNServing(CandidateServing):
     """Serving parameters of `bpr_knn`; defaults from a 30-trial online search on the demo world (docs/learned.md, "Tuning")."""
 
+    n_probe: int = Field(48, ge=1)  # BPR's item vectors form loose cells: more of them are scanned (docs/learned.md)
     session_weight: float = Field(1.07, ge=0.0)  # weight of the session's recent tracks in the query vector
     artist_weight: float = Field(2.08, ge=0.0)  # added per unit of listen time the session gave the track's artist
     candidate_boost: float = Field(0.78, ge=0.0)  # added to the scores of the user's KNN candidates; .inf serves only them

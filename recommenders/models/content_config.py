@@ -13,6 +13,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 
 from contracts.config import Strict
+from recommenders.models.config import CandidateServing
 from recommenders.models.selection import DEFAULT_CAP, DEFAULT_MARGIN, DEFAULT_THRESHOLDS, check_thresholds
 
 
@@ -113,7 +114,7 @@ class ContentModelConfig(FrameTrainingConfig):
         return self
 
 
-class FrameServing(Strict):
+class FrameServing(CandidateServing):
     """Serving parameters of `content` (the treatment's `params`); `tags` adds `predicted`."""
 
     like_threshold: float = Field(0.5, ge=0.0, le=1.0)  # session tracks listened at least this much form the query
@@ -125,3 +126,4 @@ class TagServing(FrameServing):
     """Serving parameters of `tags`."""
 
     predicted: bool = True  # fill unlabelled tracks with predicted tags (False: observed tags only)
+    candidates: Literal["exact", "ivf"] = "exact"  # tag profiles tie often: exact keeps their jittered order

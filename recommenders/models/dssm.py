@@ -11,7 +11,9 @@ user ids at random to learn it) and is served from the session alone; a track un
 training gets the "cold track" id embedding and is placed by its artist, tags and content.
 
 Serving needs no torch: at load, the item embeddings of the whole catalog (N, D) are computed
-once with numpy; a batch of B requests costs one (B, D) x (D, N) product.
+once with numpy; with `candidates: exact` a batch of B requests costs one (B, D) x (D, N)
+product, with `ivf` (the default) each request scans the `n_probe` inverted-file cells nearest
+its user embedding (`candidates`).
 """
 
 from __future__ import annotations
@@ -90,8 +92,9 @@ def _track_features(inputs: TrackInputs, weights: dict[str, np.ndarray]) -> np.n
 class DSSMRecommender(ScoringRecommender):
     """Two-tower DSSM over users, sessions and track metadata (see the module docstring).
 
-    Parameters (serving, from the experiment config): `artist_penalty` (default 0), subtracted
-    from a track's score for each earlier play of its artist in the session.
+    Parameters (serving, from the experiment config): `artist_penalty` (default 0.5), subtracted
+    from a track's score for each earlier play of its artist in the session; `candidates`,
+    `n_lists`, `n_probe` (see `config.CandidateServing`).
     """
 
     name = "dssm"
@@ -102,6 +105,7 @@ class DSSMRecommender(ScoringRecommender):
         super().__init__(catalog)
         self._params = serving
         self.artist_penalty = serving.artist_penalty
+        self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
         self.config = DSSMConfig()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
@@ -193,6 +197,7 @@ class DSSMRecommender(ScoringRecommender):
         self._features = _track_features(inputs, self._weights)
         self._items = np.ascontiguousarray(_tower(self._features, self._weights, "item_tower"))
         self._scale = np.float32(1.0 / np.sqrt(self.config.embedding_dim))
+        self._build_index()
 
     # Serving ------------------------------------------------------------------------------
 
@@ -214,6 +219,12 @@ class DSSMRecommender(ScoringRecommender):
 
     def _score_all(self, context: Context) -> np.ndarray:
         return (self.user_embeddings(context) @ self._items.T) * self._scale
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._items
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        return self.user_embeddings(context) * self._scale
 
     @property
     def item_embeddings(self) -> np.ndarray:

@@ -18,8 +18,11 @@ import numpy as np
 
 from contracts.catalog import Catalog
 from recommenders.base import NotFittedError, Recommendation, Request, Trainable
+from recommenders.models.candidates import InvertedFile, Scan, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
+CANDIDATE_CHUNK = 1024  # requests served at once by the candidate stage (memory: CANDIDATE_CHUNK x scanned tracks)
+DENSE_UNRELEASED = 64  # more tracks than this unreleased on a request's day: mask them over the scan, not pair by pair
 PAD = -1  # padding of track arrays
 
 
@@ -78,41 +81,59 @@ class Context:
     def from_requests(cls, requests: Sequence[Request], history: int, n_tracks: int) -> Context:
         """Arrays for `requests`, keeping the last `history` tracks of each session."""
         batch = len(requests)
+        tracks: list[int] = []
+        times: list[float] = []
+        lengths = np.empty(batch, dtype=np.int64)
+        for row, request in enumerate(requests):  # plain tuples here, one numpy conversion below
+            session, heard = request.history, request.times
+            if session:
+                if len(heard) != len(session):
+                    heard = (1.0,) * len(session)
+                if session[-1] != request.track:  # a history that does not end with the current track
+                    session, heard = (*session, request.track), (*heard, request.time)
+                else:
+                    heard = (*heard[:-1], request.time)
+            else:
+                session, heard = (request.track,), (request.time,)
+            tracks.extend(session)
+            times.extend(heard)
+            lengths[row] = len(session)
+        played = np.asarray(tracks, dtype=np.int64)
+        listened = np.asarray(times, dtype=np.float32)
+        rows = np.repeat(np.arange(batch, dtype=np.int64), lengths)
+        valid = (played >= 0) & (played < n_tracks)
+        played, listened, rows = played[valid], np.clip(listened[valid], 0.0, 1.0), rows[valid]
+        counts = np.bincount(rows, minlength=batch)
+        starts = np.cumsum(counts) - counts
+        back = counts[rows] - 1 - (np.arange(len(rows)) - starts[rows])  # 0 for a session's newest track
+        keep = back < history
         recent = np.full((batch, history), PAD, dtype=np.int64)
         recent_times = np.zeros((batch, history), dtype=np.float32)
+        recent[rows[keep], back[keep]] = played[keep]
+        recent_times[rows[keep], back[keep]] = listened[keep]
         first = np.full(batch, PAD, dtype=np.int64)
-        rows: list[np.ndarray] = []
-        tracks: list[np.ndarray] = []
-        for row, request in enumerate(requests):
-            if request.history:
-                session = np.asarray(request.history, dtype=np.int64)
-                times = np.asarray(request.times, dtype=np.float32) if len(request.times) == len(session) else np.ones(len(session), np.float32)
-                if session[-1] != request.track:  # a history that does not end with the current track
-                    session = np.append(session, request.track)
-                    times = np.append(times, np.float32(request.time))
-                else:
-                    times = times.copy()
-                    times[-1] = request.time
-            else:
-                session = np.asarray([request.track], dtype=np.int64)
-                times = np.asarray([request.time], dtype=np.float32)
-            valid = (session >= 0) & (session < n_tracks)
-            session, times = session[valid], np.clip(times[valid], 0.0, 1.0)
-            newest = session[::-1][:history]
-            recent[row, : len(newest)] = newest
-            recent_times[row, : len(newest)] = times[::-1][:history]
-            if len(session):
-                first[row] = session[0]
-            rows.append(np.full(len(session), row, dtype=np.int64))
-            tracks.append(session)
+        first[counts > 0] = played[starts[counts > 0]]
         return cls(
             users=np.asarray([request.user for request in requests], dtype=np.int64),
             recent=recent,
             recent_times=recent_times,
             first=first,
-            played_rows=np.concatenate(rows) if rows else np.zeros(0, np.int64),
-            played_tracks=np.concatenate(tracks) if tracks else np.zeros(0, np.int64),
+            played_rows=rows,
+            played_tracks=played,
             days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
+        )
+
+    def subset(self, rows: np.ndarray) -> Context:
+        """The requests at `rows` (ascending) as a `Context` of their own."""
+        keep = np.isin(self.played_rows, rows)
+        return Context(
+            users=self.users[rows],
+            recent=self.recent[rows],
+            recent_times=self.recent_times[rows],
+            first=self.first[rows],
+            played_rows=np.searchsorted(rows, self.played_rows[keep]),
+            played_tracks=self.played_tracks[keep],
+            days=self.days[rows],
         )
 
 
@@ -144,11 +165,22 @@ class CatalogScorer:
     Serving ranks by `_serving_scores`: the model's scores lowered by `artist_penalty` for each
     earlier play of a track's artist in the session, and -inf for tracks already played or not
     yet released on the request's `day`.
+
+    Candidate stage (`candidates == "ivf"`): a model whose score is an inner product of a query
+    vector and an item vector (`_item_vectors`, `_query_vectors`) can rank from an inverted file
+    instead (`candidates.InvertedFile`): each request scans its `n_probe` best cells of
+    `n_lists` and the same serving rules pick the best scanned track. Tracks the model must
+    always consider (`_forced`, e.g. boosted ones) are scored exactly beside the scan. A request
+    whose scanned tracks are all excluded is served by exact scoring.
     """
 
     catalog: Catalog
     history_length: int = 10
     artist_penalty: float = 0.0
+    candidates: str = "exact"
+    n_lists: int = 0
+    n_probe: int = 1
+    _index: InvertedFile | None = None
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, n_tracks) float32 model scores for the batch."""
@@ -166,12 +198,114 @@ class CatalogScorer:
         scores[context.played_rows, context.played_tracks] = -np.inf
         return scores
 
+    # Candidate stage ---------------------------------------------------------------------------
+
+    def _item_vectors(self) -> np.ndarray:
+        """(n_tracks, D) item side of the model's score: score = query . item (+ the bonus of `_forced` tracks)."""
+        raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        """(B, D) query side of the model's score for a batch."""
+        raise NotImplementedError(f"{type(self).__name__} has no candidate stage")
+
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, bonus): distinct pairs, by row then track, that are candidates whatever the
+        scan finds, and what the model adds to their query . item (none by default)."""
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+    def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
+        """Hook: change the candidate scores after the serving rules (in place); nothing by default."""
+
+    def _build_index(self) -> None:
+        """Build the inverted file when the candidate stage is on (called once the model is fitted or loaded)."""
+        self._index = None
+        if self.candidates == "ivf":
+            order = np.argsort(self.catalog.artist, kind="stable").astype(np.int64)
+            self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
+            items = self._item_vectors()
+            self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+
+    def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
+        rows, tracks, amounts = [], [], []
+        if self.artist_penalty > 0:
+            pair_rows, artists, plays = played_artists(context, self.catalog.artist)
+            order, offsets = self._artist_index
+            counts = offsets[artists + 1] - offsets[artists]
+            firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
+            rows.append(np.repeat(pair_rows, counts))
+            tracks.append(order[firsts + np.arange(int(counts.sum()))])
+            amounts.append(np.repeat(self.artist_penalty * plays, counts))
+        for day in np.unique(context.days[context.days >= 0]):
+            unreleased = self.catalog.released_after(int(day))
+            day_rows = np.flatnonzero(context.days == day)
+            if len(unreleased) > DENSE_UNRELEASED:  # many: one comparison over the scanned tracks
+                late = self.catalog.release_day[np.maximum(self._index.scanned_tracks(scan, day_rows), 0)] > day
+                scan.scores[day_rows] = np.where(late, -np.inf, scan.scores[day_rows])
+                unreleased = unreleased[:0]
+            rows.append(np.repeat(day_rows, len(unreleased)))
+            tracks.append(np.tile(unreleased, len(day_rows)))
+            amounts.append(np.full(len(day_rows) * len(unreleased), np.inf, dtype=np.float32))
+        rows.append(context.played_rows)
+        tracks.append(context.played_tracks)
+        amounts.append(np.full(len(context.played_rows), np.inf, dtype=np.float32))
+        return np.concatenate(rows), np.concatenate(tracks), np.concatenate(amounts).astype(np.float32)
+
+    def _candidate_serving(self, context: Context, k: int) -> np.ndarray:
+        """(B, k) tracks ranked from the candidate stage, best first (-1 where a row has fewer candidates)."""
+        assert self._index is not None
+        index = self._index
+        batch = len(context.users)
+        queries = self._query_vectors(context)
+        forced_rows, forced_tracks, bonus = self._forced(context)
+        counts = np.bincount(forced_rows, minlength=batch)
+        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0)
+        width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
+        rows, rule_tracks, amounts = self._rule_pairs(context, scan)
+        scores = scan.scores
+        forced_columns = np.zeros(0, np.int64)
+        keys = np.zeros(0, np.int64)
+        if len(forced_rows):
+            columns = index.locate(scan, forced_rows, forced_tracks)
+            scores[forced_rows[columns >= 0], columns[columns >= 0]] = -np.inf  # scored once, below
+            forced_columns = width + np.arange(len(forced_rows)) - (np.cumsum(counts) - counts)[forced_rows]
+            exact = bonus.astype(np.float32, copy=True)
+            items = self._item_vectors()
+            for row, start in zip(np.flatnonzero(counts), (np.cumsum(counts) - counts)[counts > 0], strict=True):
+                # One product per request: gathering (pairs, D) rows of queries and items costs far more.
+                stop = start + counts[row]
+                exact[start:stop] += items[forced_tracks[start:stop]] @ queries[row]
+            days = context.days[forced_rows]
+            exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
+            scores[forced_rows, forced_columns] = exact
+            keys = forced_rows * self.catalog.n_tracks + forced_tracks
+        columns = index.locate(scan, rows, rule_tracks)
+        if len(keys):  # a forced copy replaces the scanned one
+            at = np.minimum(np.searchsorted(keys, rows * self.catalog.n_tracks + rule_tracks), len(keys) - 1)
+            columns = np.where(keys[at] == rows * self.catalog.n_tracks + rule_tracks, forced_columns[at], columns)
+        hit = columns >= 0
+        scores[rows[hit], columns[hit]] -= amounts[hit]
+        self._restrict(context, scores, forced_rows, forced_tracks, forced_columns)
+        best = top_k(scores, k)
+        out = np.full((batch, k), -1, dtype=np.int64)  # a scan narrower than k leaves the rest -1
+        live = np.isfinite(np.take_along_axis(scores, best, axis=1))
+        rows, ranks = np.nonzero(live & (best < width))
+        out[rows, ranks] = index.tracks_at(scan, rows, best[rows, ranks])
+        if len(forced_rows):
+            extra_tracks = np.full((batch, scores.shape[1] - width), -1, dtype=np.int64)
+            extra_tracks[forced_rows, forced_columns - width] = forced_tracks
+            rows, ranks = np.nonzero(live & (best >= width))
+            out[rows, ranks] = extra_tracks[rows, best[rows, ranks] - width]
+        return out
+
     def _check_fitted(self) -> None:
         """Hook for trainable subclasses."""
 
-    def _contexts(self, requests: Sequence[Request]) -> Iterator[tuple[int, Context]]:
-        for start in range(0, len(requests), CHUNK):
-            yield start, Context.from_requests(requests[start : start + CHUNK], self.history_length, self.catalog.n_tracks)
+    _artist_index: tuple[np.ndarray, np.ndarray]  # (tracks by artist, offsets of each artist), for the candidate stage
+
+    def _contexts(self, requests: Sequence[Request], chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
+        for start in range(0, len(requests), chunk):
+            yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
 
     def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
         """(B, C) model scores of `candidates` (B, C external track ids), before serving rules."""
@@ -189,14 +323,26 @@ class CatalogScorer:
         return out
 
     def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
-        """(B, k) the k tracks serving would rank first, best first, none already played."""
+        """(B, k) the k tracks serving would rank first, best first, none already played.
+
+        With the candidate stage on, the k best scanned tracks (requests with fewer than k
+        candidates left, or none, are ranked by exact scoring).
+        """
         self._check_fitted()
         if k <= 0:
             raise ValueError(f"k == {k}, must be > 0")
         out = np.empty((len(requests), min(k, self.catalog.n_tracks)), dtype=np.int64)
         with single_threaded_blas():
-            for start, context in self._contexts(requests):
-                out[start : start + len(context.users)] = top_k(self._serving_scores(context), k)
+            if self._index is None:
+                for start, context in self._contexts(requests):
+                    out[start : start + len(context.users)] = top_k(self._serving_scores(context), k)
+                return out
+            for start, context in self._contexts(requests, CANDIDATE_CHUNK):
+                ranked = self._candidate_serving(context, out.shape[1])
+                short = np.flatnonzero((ranked < 0).any(axis=1))
+                if len(short):  # too few candidates survived the rules: exact scoring for these rows
+                    ranked[short] = top_k(self._serving_scores(context.subset(short)), out.shape[1])
+                out[start : start + len(context.users)] = ranked
         return out
 
 

@@ -74,6 +74,7 @@ class SequentialRecommender(ScoringRecommender):
         super().__init__(catalog)
         self._params = serving
         self.artist_penalty = serving.artist_penalty
+        self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
         self.config = self.config_class()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
@@ -169,8 +170,23 @@ class SequentialRecommender(ScoringRecommender):
         with torch.inference_mode():
             self._catalog = net.catalog()  # (N, D), fixed once trained: computed once for serving
         self.history_length = self.config.history
+        self._build_index()
 
     # Serving ------------------------------------------------------------------------------
+
+    def _item_vectors(self) -> np.ndarray:
+        return self._catalog.numpy()
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        """(B, D) the last position's state: one forward pass over the batch's sessions, newest play last."""
+        import torch
+
+        from recommenders.models.nn.training import cpu_threads
+
+        tokens = np.ascontiguousarray(context.recent[:, ::-1] + 1)  # PAD (-1) becomes token 0
+        times = np.ascontiguousarray(context.recent_times[:, ::-1])
+        with cpu_threads(1), torch.inference_mode():
+            return self._net(torch.from_numpy(tokens), torch.from_numpy(times))[:, -1].numpy().astype(np.float32, copy=True)
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, N) scores: one forward pass over the batch's sessions, newest play last."""

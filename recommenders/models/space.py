@@ -10,6 +10,10 @@ without favouring low track ids, so brand-new tracks (the highest ids) are not l
 
 With `new_only`, tracks of the initial catalog (release day 0) rank after every released new
 track: the cold-start treatments use this to recommend only what nobody could play yesterday.
+
+With `candidates: ivf` (the default of `content`; `tags` stays exact) the cosine plus the
+jitter is one inner product, [query, 1] . [item, offset], searched by the inverted file of
+`candidates`; the large `new_only` offset sets the new tracks apart in cells of their own.
 """
 
 from __future__ import annotations
@@ -60,6 +64,7 @@ class SpaceRecommender(ScoringRecommender):
         self.like_threshold = serving.like_threshold
         self.history_length = serving.history
         self.new_only = serving.new_only
+        self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
         self._items: np.ndarray | sp.csr_matrix | None = None
@@ -72,10 +77,12 @@ class SpaceRecommender(ScoringRecommender):
         return self._params.model_dump()
 
     def _set_space(self, items: np.ndarray | sp.spmatrix, query_items: np.ndarray | sp.spmatrix | None = None) -> None:
+        self._item_offsets: np.ndarray | None = None
         if items.shape[0] != self.catalog.n_tracks:
             raise ValueError(f"{self.name}: the item matrix has {items.shape[0]} rows for a catalog of {self.catalog.n_tracks} tracks")
         self._items = normalise_rows(items)
         self._query_items = self._items if query_items is None else normalise_rows(query_items)
+        self._build_index()
 
     def queries(self, context: Context) -> np.ndarray:
         """(B, k) unit query vectors: the normalised sum of the liked session tracks' query rows."""
@@ -97,6 +104,17 @@ class SpaceRecommender(ScoringRecommender):
         scores = self._items @ queries.T  # (n_tracks, B)
         scores = np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32).T
         return np.ascontiguousarray(scores + self._offset[None, :])
+
+    def _item_vectors(self) -> np.ndarray:
+        """(n_tracks, k + 1) unit item rows and the per-track offset: query . item + offset as one inner product."""
+        if getattr(self, "_item_offsets", None) is None or len(self._item_offsets) != self.catalog.n_tracks:
+            items = self._items.toarray() if sp.issparse(self._items) else self._items
+            self._item_offsets = np.ascontiguousarray(np.hstack([np.asarray(items, np.float32), self._offset[:, None]]))
+        return self._item_offsets
+
+    def _query_vectors(self, context: Context) -> np.ndarray:
+        queries = self.queries(context)
+        return np.hstack([queries, np.ones((len(queries), 1), np.float32)])
 
     # Artifacts: the network's weights under "net.", the model's own arrays beside them --------
 

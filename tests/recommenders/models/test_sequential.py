@@ -149,3 +149,15 @@ def test_bad_sequential_configs_and_params_are_named(small_catalog: Catalog) -> 
         SASRecConfig(embedding_dim=30, heads=4)
     with pytest.raises(TypeError, match="unknown parameter"):
         HSTURecommender(small_catalog, wrong=1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_the_candidate_stage_covering_the_catalog_answers_as_exact(
+    name: str, sequential_artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests
+    exact = registry.make(name, small_catalog, {}, sequential_artifacts[name])
+    covering = registry.make(name, small_catalog, {"candidates": "ivf", "n_probe": 10**6}, sequential_artifacts[name])
+
+    assert exact._index is None and covering._index is not None  # exact is the sequential models' default
+    assert np.array_equal(covering.rank(requests, 3), exact.rank(requests, 3))

@@ -1,0 +1,211 @@
+"""The candidate stage of the learned models: an inverted file over the catalog's item vectors.
+
+Exact serving scores every catalog track per request: one (B, D) x (D, N) product per batch,
+which grows with the catalog. The models whose score is an inner product between a request's
+query vector and a track's item vector (`dssm`, `bpr_knn`, `content`) can instead scan a part of
+the catalog: an inverted file (IVF; Sivic and Zisserman 2003, "Video Google", and the coarse
+quantizer of Jégou, Douze and Schmid 2011, "Product quantization for nearest neighbor search",
+IEEE TPAMI 33(1), section IV-A) splits the item vectors into `n_lists` k-means cells; a batch of
+queries scores the cells' centroids and scans the `n_probe` best cells of each query exactly,
+with one matrix product per cell. The model then applies its serving rules (no repeats, no
+unreleased track, its penalties and boosts) to the scanned tracks and answers the best one.
+
+Scanning every cell (`n_probe >= n_lists`) scores every track, so the answers are those of
+exact scoring. The index is built when a model is loaded or fitted, from a fixed seed: the same
+artifact gives the same cells and the same answers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+KMEANS_ITERATIONS = 10  # Lloyd iterations; the cells only steer the scan, the scores stay exact
+KMEANS_SAMPLE = 64  # training points per cell at most (faiss's k-means uses 39 to 256)
+KMEANS_SEED = 0
+ASSIGN_CHUNK = 8192  # items assigned to cells at once: bounds memory at ASSIGN_CHUNK x n_lists floats
+BALANCE = 1.25  # a cell holds at most this times the mean cell size: a scan's width is the largest cell
+CHOICES = 16  # nearest cells an item may be placed in before it goes to the emptiest one
+
+
+def default_lists(n_items: int) -> int:
+    """Number of cells when the model does not say: about the square root of the catalog size."""
+    return max(1, int(round(np.sqrt(n_items))))
+
+
+def balanced_cells(points: np.ndarray, centroids: np.ndarray, capacity: int) -> np.ndarray:
+    """(n,) cell of every point: its nearest cell that still has room, at most `capacity` points per cell.
+
+    Rounds of proposals: in round r every unplaced point proposes its r-th nearest cell, and each
+    cell takes its closest proposers while it has room (a capacity-constrained k-means assignment;
+    the rare point refused by its `CHOICES` nearest cells goes to the emptiest cell).
+    """
+    n, n_cells = len(points), len(centroids)
+    norms = (centroids * centroids).sum(axis=1)
+    choices = np.empty((n, min(CHOICES, n_cells)), dtype=np.int64)
+    distances = np.empty(choices.shape, dtype=np.float32)
+    for start in range(0, n, ASSIGN_CHUNK):
+        block = norms[None, :] - 2.0 * (points[start : start + ASSIGN_CHUNK] @ centroids.T)
+        nearest = np.argpartition(block, choices.shape[1] - 1, axis=1)[:, : choices.shape[1]] if choices.shape[1] < n_cells else np.tile(np.arange(n_cells), (len(block), 1))
+        nearest = np.take_along_axis(nearest, np.argsort(np.take_along_axis(block, nearest, axis=1), axis=1, kind="stable"), axis=1)
+        choices[start : start + len(block)] = nearest
+        distances[start : start + len(block)] = np.take_along_axis(block, nearest, axis=1)
+    cell_of = np.full(n, -1, dtype=np.int64)
+    room = np.full(n_cells, capacity, dtype=np.int64)
+    for r in range(choices.shape[1]):
+        open_points = np.flatnonzero(cell_of < 0)
+        if not len(open_points):
+            break
+        wanted, distance = choices[open_points, r], distances[open_points, r]
+        order = np.lexsort((open_points, distance, wanted))  # by cell, closest first
+        wanted_sorted = wanted[order]
+        first = np.searchsorted(wanted_sorted, wanted_sorted, side="left")
+        rank = np.arange(len(order)) - first
+        taken = rank < room[wanted_sorted]
+        cell_of[open_points[order[taken]]] = wanted_sorted[taken]
+        room -= np.bincount(wanted_sorted[taken], minlength=n_cells)
+    for point in np.flatnonzero(cell_of < 0):
+        cell = int(np.argmax(room))
+        cell_of[point] = cell
+        room[cell] -= 1
+    return cell_of
+
+
+def _nearest(points: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """(n,) index of the nearest centroid (squared L2) of every point, ties to the lower index."""
+    out = np.empty(len(points), dtype=np.int64)
+    norms = (centroids * centroids).sum(axis=1)
+    for start in range(0, len(points), ASSIGN_CHUNK):
+        block = points[start : start + ASSIGN_CHUNK]
+        out[start : start + len(block)] = np.argmin(norms[None, :] - 2.0 * (block @ centroids.T), axis=1)
+    return out
+
+
+def euclidean_transform(items: np.ndarray) -> np.ndarray:
+    """(N, D + 1) items with the coordinate sqrt(M^2 - |x|^2) appended, M the largest norm.
+
+    Every transformed item has norm M, so for a query q extended by 0 the largest inner product
+    is the nearest item in L2 (Bachrach et al. 2014, "Speeding up the Xbox recommender system
+    using a Euclidean transformation for inner-product spaces", RecSys): k-means cells of the
+    transformed items group what a query scores alike, whatever the norms.
+    """
+    squared = (items.astype(np.float64) ** 2).sum(axis=1)
+    extra = np.sqrt(np.maximum(squared.max() - squared, 0.0))
+    return np.hstack([items, extra[:, None]]).astype(np.float32)
+
+
+def kmeans(points: np.ndarray, n_clusters: int, rng: np.random.Generator, iterations: int = KMEANS_ITERATIONS) -> np.ndarray:
+    """(n_clusters, D) centroids by Lloyd's algorithm from `n_clusters` distinct points drawn by `rng`.
+
+    A cell that loses all its points keeps its centroid (it stays empty or wins points back).
+    """
+    centroids = points[rng.choice(len(points), size=n_clusters, replace=False)].astype(np.float64)
+    for _ in range(iterations):
+        cells = _nearest(points, centroids.astype(np.float32))
+        counts = np.bincount(cells, minlength=n_clusters)
+        sums = np.zeros_like(centroids)
+        np.add.at(sums, cells, points)
+        filled = counts > 0
+        centroids[filled] = sums[filled] / counts[filled, None]
+    return centroids.astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Scan:
+    """The tracks a batch of queries scanned, and their inner products with the queries.
+
+    Column `j * width + i` of a row holds the i-th track of the row's j-th scanned cell.
+
+    Attributes:
+        scores: (B, P * width + extra) float32 query . item of each scanned track, -inf in padding
+            and in the `extra` columns the caller asked for.
+        cells: (B, P) the cells each query scanned.
+        width: columns per scanned cell (the largest cell's size).
+        columns: (B, n_lists) the column where each cell begins, -1 where the row did not scan it.
+    """
+
+    scores: np.ndarray
+    cells: np.ndarray
+    width: int
+    columns: np.ndarray
+
+
+class InvertedFile:
+    """IVF index over `items` (N, D) for maximum inner product search (see the module docstring).
+
+    Track ids are the row numbers of `items` (external catalog ids). Each track sits in one cell;
+    the vectors of a cell are stored contiguously, so scanning a cell is one matrix product.
+    """
+
+    def __init__(self, items: np.ndarray, n_lists: int, seed: int = KMEANS_SEED) -> None:
+        items = np.ascontiguousarray(items, dtype=np.float32)
+        if items.ndim != 2 or not len(items):
+            raise ValueError(f"items must be a non-empty (N, D) matrix, got shape {items.shape}")
+        if n_lists < 1:
+            raise ValueError(f"n_lists == {n_lists}, must be >= 1")
+        n_lists = min(n_lists, len(items))
+        rng = np.random.default_rng(seed)
+        points = euclidean_transform(items)
+        sample = points if len(points) <= n_lists * KMEANS_SAMPLE else points[np.sort(rng.choice(len(points), n_lists * KMEANS_SAMPLE, replace=False))]
+        centroids = kmeans(sample, n_lists, rng) if n_lists > 1 else points.mean(axis=0, keepdims=True)
+        capacity = int(np.ceil(BALANCE * len(items) / n_lists))
+        cell_of = balanced_cells(points, centroids, capacity) if n_lists > 1 else np.zeros(len(items), dtype=np.int64)
+        self.centroids = np.ascontiguousarray(centroids[:, :-1])  # a query's extra coordinate is 0
+        order = np.argsort(cell_of, kind="stable")
+        self.n_lists = n_lists
+        self.offsets = np.searchsorted(cell_of[order], np.arange(n_lists + 1)).astype(np.int64)
+        self.sizes = np.diff(self.offsets)
+        self.tracks = order.astype(np.int64)  # tracks of cell c: tracks[offsets[c]:offsets[c + 1]]
+        self.vectors = np.ascontiguousarray(items[order])
+        self.cell_of = cell_of
+        self.position = np.empty(len(items), dtype=np.int64)  # each track's place within its cell
+        self.position[order] = np.arange(len(items)) - self.offsets[cell_of[order]]
+
+    def scan(self, queries: np.ndarray, n_probe: int, extra: int = 0) -> Scan:
+        """Score every track of the `n_probe` cells whose centroids have the highest inner product with each query.
+
+        `extra` more columns (-inf) follow the scanned ones in `scores`, for the caller's own candidates.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        batch = len(queries)
+        n_probe = min(n_probe, self.n_lists)
+        if n_probe == self.n_lists:
+            cells = np.tile(np.arange(self.n_lists), (batch, 1))
+        else:
+            cells = np.argpartition(-(queries @ self.centroids.T), n_probe - 1, axis=1)[:, :n_probe]
+        width = int(self.sizes.max())
+        columns = np.full((batch, self.n_lists), -1, dtype=np.int64)
+        np.put_along_axis(columns, cells, np.arange(n_probe) * width, axis=1)
+        buffer = np.full((batch, n_probe * width + extra), -np.inf, dtype=np.float32)
+        scores = buffer[:, : n_probe * width].reshape(batch, n_probe, width)  # a view: rows copy into the buffer
+        flat = cells.ravel()
+        order = np.argsort(flat, kind="stable")
+        bounds = np.flatnonzero(np.diff(flat[order])) + 1
+        for group in np.split(order, bounds):  # one matrix product per scanned cell, copied row by row
+            cell = int(flat[group[0]])
+            first, last = self.offsets[cell], self.offsets[cell + 1]
+            rows = group // n_probe
+            scores[rows, group % n_probe, : last - first] = queries[rows] @ self.vectors[first:last].T
+        return Scan(buffer, cells, width, columns)
+
+    def locate(self, scan: Scan, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """Column of each (row, track) pair in `scan`, -1 where the row did not scan the track's cell."""
+        start = scan.columns[rows, self.cell_of[tracks]]
+        return np.where(start >= 0, start + self.position[tracks], -1)
+
+    def tracks_at(self, scan: Scan, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
+        """External track id at each (row, column) of `scan` (columns that hold a track, not padding)."""
+        cells = scan.cells[rows, columns // scan.width]
+        return self.tracks[self.offsets[cells] + columns % scan.width]
+
+    def scanned_tracks(self, scan: Scan, rows: np.ndarray) -> np.ndarray:
+        """(len(rows), P * width + extra) external track ids of the scan's columns for `rows`, -1 in padding."""
+        cells = scan.cells[rows]
+        slots = np.arange(scan.width)
+        inside = slots[None, None, :] < self.sizes[cells][:, :, None]
+        places = np.minimum(self.offsets[cells][:, :, None] + slots[None, None, :], len(self.tracks) - 1)
+        tracks = np.where(inside, self.tracks[places], -1).reshape(len(rows), -1)
+        out = np.full((len(rows), scan.scores.shape[1]), -1, dtype=np.int64)
+        out[:, : tracks.shape[1]] = tracks
+        return out
