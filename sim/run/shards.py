@@ -109,7 +109,7 @@ def run_shard(
             if before_day is not None and not before_day(day):
                 break
             timeline.run_day(day, job.episodes)
-        return ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches)
+        return ShardResult(timeline.records, timeline.served, timeline.batches)
     finally:
         client.close()
 
