@@ -2,6 +2,7 @@
 
     python -m sim.run --episodes 2000                                   # one day, one process
     python -m sim.run --episodes 2000 --config config/env.yml multi --processes 4
+    python -m sim.run --episodes 100000 --recommender local:sticky_artist multi --processes 8 --executor ray [--address HOST:PORT]
     python -m sim.run --episodes 500 --recommender local:sticky_artist --log data/local.duckdb
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb experiment --experiments config/experiments.yml
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb truth --experiments config/experiments.yml
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from contracts.config import ConfigError
 from sim.config import EnvConfig, ServiceOptions, load_env_config
 from sim.run.clients import LOCAL_EXPERIMENT, RemoteClient, ServiceError, ServiceUnavailable
-from sim.run.shards import ClientSpec, ProcessExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
+from sim.run.shards import ClientSpec, ClusterUnavailable, ProcessExecutor, RayExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.world import load_world_config
 
@@ -165,25 +166,31 @@ def single(options: RunOptions, no_pause: bool) -> None:
 
 
 @main.command()
-@click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Parallel shards (processes).")
+@click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Parallel shards (processes, or Ray tasks).")
+@click.option("--executor", type=click.Choice(["process", "ray"]), default="process", show_default=True,
+              help="Who runs the shards: local processes, or Ray tasks (a local Ray cluster of --processes CPUs, or the cluster at --address).")
+@click.option("--address", default=None, metavar="HOST:PORT", help="--executor ray: the Ray cluster to run on (its head's address, ray://host:port or auto).")
 @click.pass_obj
-def multi(options: RunOptions, processes: int) -> None:
+def multi(options: RunOptions, processes: int, executor: str, address: str | None) -> None:
     """Parallel shards of each day's arrivals, results merged (same sessions as `single`)."""
-    _simulate(options, processes=processes, interactive=False)
+    if address is not None and executor != "ray":
+        raise click.BadParameter("--address is for --executor ray", param_hint="--address")
+    shards: ShardExecutor = RayExecutor(address, num_cpus=processes) if executor == "ray" else ProcessExecutor(processes)
+    _simulate(options, processes=processes, interactive=False, executor=shards)
 
 
-def _simulate(options: RunOptions, processes: int, interactive: bool) -> None:
+def _simulate(options: RunOptions, processes: int, interactive: bool, executor: ShardExecutor | None = None) -> None:
     """Run the simulation; a world or an artifact that fails its checks ends it with their one line."""
     from contracts.catalog import CatalogError
     from recommenders.base import ArtifactError
 
     try:
-        _simulate_checked(options, processes, interactive)
-    except (CatalogError, ArtifactError) as error:
+        _simulate_checked(options, processes, interactive, executor)
+    except (CatalogError, ArtifactError, ClusterUnavailable) as error:
         raise click.ClickException(str(error)) from None
 
 
-def _simulate_checked(options: RunOptions, processes: int, interactive: bool) -> None:
+def _simulate_checked(options: RunOptions, processes: int, interactive: bool, executor: ShardExecutor | None = None) -> None:
     try:
         config = load_run_config(options)
     except ConfigError as error:
@@ -201,11 +208,11 @@ def _simulate_checked(options: RunOptions, processes: int, interactive: bool) ->
         _start_local_log(spec.log, config.world, spec.name)
     started = time.perf_counter()
     try:
-        if processes == 1:
+        if processes == 1 and not isinstance(executor, RayExecutor):
             results = _run_inline(config, options, spec, interactive)
         else:
             click.echo(f"simulating {options.episodes} arrivals/day for {options.days or 1} day(s) in {processes} shards...", err=True)
-            results = _run_shards(ProcessExecutor(processes), config, options, spec, processes)
+            results = _run_shards(executor or ProcessExecutor(processes), config, options, spec, processes)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # the registry's or an artifact's error in local mode
