@@ -51,6 +51,7 @@ class RunOptions:
     quiet: bool
     pairs: tuple[str, ...] = ()
     fallback: str | None = None
+    urls: tuple[str, ...] = ()
 
 
 def load_run_config(options: RunOptions) -> EnvConfig:
@@ -64,12 +65,31 @@ def load_run_config(options: RunOptions) -> EnvConfig:
         raise ConfigError(f"env config {path} does not exist")
     service: dict[str, object] = config.service.model_dump()
     service.update({k: v for k, v in (("host", options.host), ("port", options.port)) if v is not None})
+    if options.urls:
+        if options.host is not None or options.port is not None:
+            raise ConfigError("--url names the services; leave out --host and --port")
+        service["replicas"] = [_host_port(url) for part in options.urls for url in part.split(",") if url.strip()]
     update: dict[str, object] = {"service": ServiceOptions.model_validate(service)}
     if options.world is not None:
         if not (options.world / "public").is_dir():
             raise ConfigError(f"--world {options.world} is not a world directory; generate one with `python -m sim.world --out {options.world}`")
         update["world"] = options.world
     return config.model_copy(update=update)
+
+
+def _host_port(url: str) -> str:
+    """"host:port" of a --url given as http://host:port or host:port; `ConfigError` for anything else."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ConfigError(f"--url {text!r} is not a botify address such as http://127.0.0.1:5001")
+    return f"{parts.hostname}:{port}"
 
 
 def _ensure_world(config: EnvConfig) -> None:
@@ -134,6 +154,8 @@ def client_spec(options: RunOptions) -> ClientSpec:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and listener decisions (common random numbers).")
 @click.option("--host", default=None, help="botify host (overrides the config; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="botify port (overrides the config; default 5001).")
+@click.option("--url", "urls", multiple=True, metavar="URL[,URL...]",
+              help="botify replicas, e.g. http://127.0.0.1:5001,http://127.0.0.1:5002 (repeatable): each listener is served by one of them (a hash of the user).")
 @click.option("--recommender", default="remote", show_default=True, help="remote (botify over HTTP), console (pick tracks by hand), dummy (random, no service) or local:<registry name> (botify's service in process).")
 @click.option("--artifact", default=None, help="Artifact directory for a trainable local:<name> recommender.")
 @click.option("--days", type=click.IntRange(min=1), default=None, help="Simulate this many days without pausing (default: 1 day; `single` pauses after each day when run in a terminal without --days).")
@@ -232,15 +254,18 @@ def _describe_client(config: EnvConfig, spec: ClientSpec) -> dict[str, object] |
         return {"recommender": spec.name}
     if spec.kind != "remote":
         return None
-    probe = RemoteClient(config.service)
-    try:
-        description = probe.describe()
-    except ServiceUnavailable as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        probe.close()
-    _check_served_world(description, config)
-    return description
+    descriptions = []
+    for host, port in config.service.addresses():
+        service = config.service.model_copy(update={"host": host, "port": port, "replicas": []})
+        probe = RemoteClient(service)
+        try:
+            descriptions.append(probe.describe())
+        except ServiceUnavailable as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            probe.close()
+        _check_served_world(descriptions[-1], config.model_copy(update={"service": service}))
+    return descriptions[0]
 
 
 def _run_shards(executor: ShardExecutor, config: EnvConfig, options: RunOptions, spec: ClientSpec, n_shards: int) -> list[ShardResult]:

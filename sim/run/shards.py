@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sim.config import EnvConfig
-from sim.run.clients import Client, DummyClient, LocalClient, RemoteClient
+from sim.run.clients import Client, DummyClient, LocalClient, remote_client
 from sim.run.timeline import SessionRecord, Timeline
 from sim.world import World
 
@@ -48,7 +48,7 @@ class ClientSpec:
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
         if self.kind == "remote":
-            return RemoteClient(config.service)
+            return remote_client(config.service)
         if self.kind == "dummy":
             return DummyClient(world.n_tracks, seed)
         if self.kind == "local":
