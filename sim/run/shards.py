@@ -172,7 +172,10 @@ class RayExecutor:
             if self.address is None:
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
             else:
-                ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+                try:
+                    ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+                except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+                    raise ClusterUnavailable(f"could not join the Ray cluster at {self.address}: {str(error).splitlines()[0]}") from None
         try:
             task = ray.remote(num_cpus=1, max_retries=0)(fn)
             return list(ray.get([task.remote(job) for job in jobs]))
