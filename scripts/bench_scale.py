@@ -180,8 +180,10 @@ def part_ray(world_dir: Path, tmp: Path) -> dict[str, object]:
     """Process pool against Ray, end to end, for a small and a large day (2 shards each)."""
     out: dict[str, object] = {"load_average": load()}
     # A cluster kept alive by a driver of its own (stopped by its process id): the running cluster,
-    # on loopback without token authentication (RAY_AUTH_MODE=disabled, for this benchmark only).
+    # on loopback without token authentication (RAY_AUTH_MODE=disabled, for this benchmark only),
+    # its workers at normal priority.
     os.environ["RAY_AUTH_MODE"] = "disabled"
+    os.environ["RAY_worker_niceness"] = "0"  # as RayExecutor starts its local clusters
     holder = subprocess.Popen(
         [sys.executable, "-c", "import logging, sys, time, ray; ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR); "
          "print(ray.get_runtime_context().gcs_address, flush=True); time.sleep(3600)"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -170,6 +171,9 @@ class RayExecutor:
         started_here = not ray.is_initialized()
         if started_here:
             if self.address is None:
+                # Ray runs its workers at niceness 15 by default: on a busy machine the shards, the
+                # run's whole work, would then yield to everything else (the process pool's do not).
+                os.environ.setdefault("RAY_worker_niceness", "0")
                 ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
             else:
                 try:
