@@ -83,6 +83,10 @@ def validate(name: str, n_tracks: int, request: Request, answer: Any) -> tuple[i
         BrokenRule: `answer` is not a `Recommendation`, its track is not an integer id below
             `n_tracks`, or its propensity is not None nor a number in (0, 1].
     """
+    if type(answer) is Recommendation:  # the common case, checked without building any message
+        track, propensity = answer.track, answer.propensity
+        if type(track) is int and 0 <= track < n_tracks and (propensity is None or (type(propensity) is float and 0.0 < propensity <= 1.0)):
+            return track, propensity
     where = describe_request(request)
     if not isinstance(answer, Recommendation):
         raise BrokenRule(name, "wrong_type", f"got {answer!r} ({_type_name(answer)}), must be a Recommendation(track, propensity); {where}")

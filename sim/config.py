@@ -9,7 +9,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from contracts.config import Strict, read_mapping, validate_mapping
 
@@ -32,6 +32,24 @@ class ServiceOptions(Strict):
     backoff_s: float = Field(0.1, ge=0.0)  # first backoff; doubles on each retry
     max_batch: int = Field(5_000, ge=1, le=10_000)  # items per POST /batch
     batch: bool = True  # use POST /batch when the service offers it
+    # "host:port" of several botify replicas (sharing Redis and one log); when given, they replace
+    # host and port, and each listener's requests go to one of them, chosen by a hash of the user.
+    replicas: list[str] = Field(default_factory=list)
+
+    @field_validator("replicas")
+    @classmethod
+    def _host_port(cls, replicas: list[str]) -> list[str]:
+        for replica in replicas:
+            host, _, port = replica.rpartition(":")
+            if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"replica {replica!r} is not host:port")
+        return replicas
+
+    def addresses(self) -> list[tuple[str, int]]:
+        """(host, port) of every replica, or of the one service."""
+        if not self.replicas:
+            return [(self.host, self.port)]
+        return [(host, int(port)) for host, _, port in (replica.rpartition(":") for replica in self.replicas)]
 
 
 class TimeOptions(Strict):

@@ -2,6 +2,7 @@
 
     python -m sim.run --episodes 2000                                   # one day, one process
     python -m sim.run --episodes 2000 --config config/env.yml multi --processes 4
+    python -m sim.run --episodes 100000 --recommender local:sticky_artist multi --processes 8 --executor ray [--address HOST:PORT]
     python -m sim.run --episodes 500 --recommender local:sticky_artist --log data/local.duckdb
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb experiment --experiments config/experiments.yml
     python -m sim.run --episodes 2000 --days 14 --log data/exp.duckdb truth --experiments config/experiments.yml
@@ -25,7 +26,7 @@ from tqdm import tqdm
 from contracts.config import ConfigError
 from sim.config import EnvConfig, ServiceOptions, load_env_config
 from sim.run.clients import LOCAL_EXPERIMENT, RemoteClient, ServiceError, ServiceUnavailable
-from sim.run.shards import ClientSpec, ProcessExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
+from sim.run.shards import ClientSpec, ClusterUnavailable, ProcessExecutor, RayExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.world import load_world_config
 
@@ -50,6 +51,7 @@ class RunOptions:
     quiet: bool
     pairs: tuple[str, ...] = ()
     fallback: str | None = None
+    urls: tuple[str, ...] = ()
 
 
 def load_run_config(options: RunOptions) -> EnvConfig:
@@ -63,12 +65,31 @@ def load_run_config(options: RunOptions) -> EnvConfig:
         raise ConfigError(f"env config {path} does not exist")
     service: dict[str, object] = config.service.model_dump()
     service.update({k: v for k, v in (("host", options.host), ("port", options.port)) if v is not None})
+    if options.urls:
+        if options.host is not None or options.port is not None:
+            raise ConfigError("--url names the services; leave out --host and --port")
+        service["replicas"] = [_host_port(url) for part in options.urls for url in part.split(",") if url.strip()]
     update: dict[str, object] = {"service": ServiceOptions.model_validate(service)}
     if options.world is not None:
         if not (options.world / "public").is_dir():
             raise ConfigError(f"--world {options.world} is not a world directory; generate one with `python -m sim.world --out {options.world}`")
         update["world"] = options.world
     return config.model_copy(update=update)
+
+
+def _host_port(url: str) -> str:
+    """"host:port" of a --url given as http://host:port or host:port; `ConfigError` for anything else."""
+    from urllib.parse import urlsplit
+
+    text = url.strip()
+    parts = urlsplit(text if "://" in text else f"http://{text}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if parts.scheme != "http" or not parts.hostname or port is None or parts.path not in ("", "/"):
+        raise ConfigError(f"--url {text!r} is not a botify address such as http://127.0.0.1:5001")
+    return f"{parts.hostname}:{port}"
 
 
 def _ensure_world(config: EnvConfig) -> None:
@@ -133,6 +154,8 @@ def client_spec(options: RunOptions) -> ClientSpec:
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and listener decisions (common random numbers).")
 @click.option("--host", default=None, help="botify host (overrides the config; default 127.0.0.1).")
 @click.option("--port", type=int, default=None, help="botify port (overrides the config; default 5001).")
+@click.option("--url", "urls", multiple=True, metavar="URL[,URL...]",
+              help="botify replicas, e.g. http://127.0.0.1:5001,http://127.0.0.1:5002 (repeatable): each listener is served by one of them (a hash of the user).")
 @click.option("--recommender", default="remote", show_default=True, help="remote (botify over HTTP), console (pick tracks by hand), dummy (random, no service) or local:<registry name> (botify's service in process).")
 @click.option("--artifact", default=None, help="Artifact directory for a trainable local:<name> recommender.")
 @click.option("--days", type=click.IntRange(min=1), default=None, help="Simulate this many days without pausing (default: 1 day; `single` pauses after each day when run in a terminal without --days).")
@@ -165,25 +188,31 @@ def single(options: RunOptions, no_pause: bool) -> None:
 
 
 @main.command()
-@click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Parallel shards (processes).")
+@click.option("--processes", type=click.IntRange(min=1, max=64), default=2, show_default=True, help="Parallel shards (processes, or Ray tasks).")
+@click.option("--executor", type=click.Choice(["process", "ray"]), default="process", show_default=True,
+              help="Who runs the shards: local processes, or Ray tasks (a local Ray cluster of --processes CPUs, or the cluster at --address).")
+@click.option("--address", default=None, metavar="HOST:PORT", help="--executor ray: the Ray cluster to run on (its head's address, ray://host:port or auto).")
 @click.pass_obj
-def multi(options: RunOptions, processes: int) -> None:
+def multi(options: RunOptions, processes: int, executor: str, address: str | None) -> None:
     """Parallel shards of each day's arrivals, results merged (same sessions as `single`)."""
-    _simulate(options, processes=processes, interactive=False)
+    if address is not None and executor != "ray":
+        raise click.BadParameter("--address is for --executor ray", param_hint="--address")
+    shards: ShardExecutor = RayExecutor(address, num_cpus=processes) if executor == "ray" else ProcessExecutor(processes)
+    _simulate(options, processes=processes, interactive=False, executor=shards)
 
 
-def _simulate(options: RunOptions, processes: int, interactive: bool) -> None:
+def _simulate(options: RunOptions, processes: int, interactive: bool, executor: ShardExecutor | None = None) -> None:
     """Run the simulation; a world or an artifact that fails its checks ends it with their one line."""
     from contracts.catalog import CatalogError
     from recommenders.base import ArtifactError
 
     try:
-        _simulate_checked(options, processes, interactive)
-    except (CatalogError, ArtifactError) as error:
+        _simulate_checked(options, processes, interactive, executor)
+    except (CatalogError, ArtifactError, ClusterUnavailable) as error:
         raise click.ClickException(str(error)) from None
 
 
-def _simulate_checked(options: RunOptions, processes: int, interactive: bool) -> None:
+def _simulate_checked(options: RunOptions, processes: int, interactive: bool, executor: ShardExecutor | None = None) -> None:
     try:
         config = load_run_config(options)
     except ConfigError as error:
@@ -201,11 +230,11 @@ def _simulate_checked(options: RunOptions, processes: int, interactive: bool) ->
         _start_local_log(spec.log, config.world, spec.name)
     started = time.perf_counter()
     try:
-        if processes == 1:
+        if processes == 1 and not isinstance(executor, RayExecutor):
             results = _run_inline(config, options, spec, interactive)
         else:
             click.echo(f"simulating {options.episodes} arrivals/day for {options.days or 1} day(s) in {processes} shards...", err=True)
-            results = _run_shards(ProcessExecutor(processes), config, options, spec, processes)
+            results = _run_shards(executor or ProcessExecutor(processes), config, options, spec, processes)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # the registry's or an artifact's error in local mode
@@ -225,15 +254,18 @@ def _describe_client(config: EnvConfig, spec: ClientSpec) -> dict[str, object] |
         return {"recommender": spec.name}
     if spec.kind != "remote":
         return None
-    probe = RemoteClient(config.service)
-    try:
-        description = probe.describe()
-    except ServiceUnavailable as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        probe.close()
-    _check_served_world(description, config)
-    return description
+    descriptions = []
+    for host, port in config.service.addresses():
+        service = config.service.model_copy(update={"host": host, "port": port, "replicas": []})
+        probe = RemoteClient(service)
+        try:
+            descriptions.append(probe.describe())
+        except ServiceUnavailable as error:
+            raise click.ClickException(str(error)) from None
+        finally:
+            probe.close()
+        _check_served_world(descriptions[-1], config.model_copy(update={"service": service}))
+    return descriptions[0]
 
 
 def _run_shards(executor: ShardExecutor, config: EnvConfig, options: RunOptions, spec: ClientSpec, n_shards: int) -> list[ShardResult]:

@@ -11,6 +11,7 @@ import datetime as dt
 import logging
 import time
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -22,6 +23,7 @@ from urllib3.exceptions import HTTPError
 from botify.validation import Item
 from contracts.columns import MESSAGE_LAST as LAST
 from contracts.columns import MESSAGE_NEXT as NEXT
+from sim import streams
 from sim.config import ServiceOptions
 
 if TYPE_CHECKING:
@@ -33,7 +35,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ServiceError", "ServiceUnavailable", "SwitchClient",
+    "LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ReplicaClient", "ServiceError", "ServiceUnavailable",
+    "SwitchClient", "remote_client",
 ]
 
 LOCAL_EXPERIMENT = "local"  # the one experiment of an in-process run's log
@@ -159,6 +162,63 @@ class RemoteClient:
 
     def close(self) -> None:
         self._http.close()
+
+
+class ReplicaClient:
+    """Several botify replicas as one client: each listener's requests go to one replica.
+
+    The replica of a user is a hash of the user id, so a session (and every later session of
+    the listener) stays on one replica, whose history and any per-process state it then finds.
+    A batch is split by replica, order kept within each part, and the parts are sent at once
+    (one thread per replica), so replicas on several cores or hosts serve in parallel. The
+    answers are those of one service when the replicas share the service's configuration
+    (experiments, seed, world): a request's answer depends only on its session and user.
+    """
+
+    def __init__(self, replicas: Sequence[Client]) -> None:
+        if not replicas:
+            raise ValueError("ReplicaClient needs at least one replica")
+        self.replicas = list(replicas)
+        self._pool: ThreadPoolExecutor | None = None
+
+    def replica_of(self, user: int) -> int:
+        """The index of the replica that serves `user`."""
+        return int(streams.uniform_scalar(REPLICA_KEY, user) * len(self.replicas))
+
+    def describe(self) -> dict[str, object] | None:
+        return self.replicas[0].describe()
+
+    def serve(self, items: Sequence[Item]) -> list[int | None]:
+        parts: dict[int, list[int]] = {}
+        for i, item in enumerate(items):
+            parts.setdefault(self.replica_of(item.user), []).append(i)
+        if len(parts) == 1:
+            (replica,) = parts
+            return self.replicas[replica].serve(items)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(len(self.replicas), thread_name_prefix="replica")
+        futures = {replica: self._pool.submit(self.replicas[replica].serve, [items[i] for i in indices]) for replica, indices in parts.items()}
+        answers: list[int | None] = [None] * len(items)
+        for replica, indices in parts.items():
+            for i, answer in zip(indices, futures[replica].result(), strict=True):
+                answers[i] = answer
+        return answers
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown()
+        for replica in self.replicas:
+            replica.close()
+
+
+REPLICA_KEY = 0x5EED_0F_4E9  # keys the user -> replica hash (any fixed value; changing it moves listeners)
+
+
+def remote_client(options: ServiceOptions) -> Client:
+    """botify over HTTP: one service, or a `ReplicaClient` over `options.replicas`."""
+    if not options.replicas:
+        return RemoteClient(options)
+    return ReplicaClient([RemoteClient(options.model_copy(update={"host": host, "port": port, "replicas": []})) for host, port in options.addresses()])
 
 
 def _body(item: Item) -> dict[str, object]:

@@ -1,14 +1,17 @@
-"""Running a simulation as shards: one process per shard, or any other executor.
+"""Running a simulation as shards: one process per shard, Ray tasks, or any other executor.
 
 A shard takes every n-th arrival of each day (session ids are planned from the seed), so
 the union of the shards is exactly the single-process run's sessions. The executor is an
-interface: the process pool is one implementation; a cluster executor (Ray, say) only has to
-map `run_shard` over the jobs and return the results in order.
+interface: it only has to map `run_shard` over the jobs and return the results in order. The
+process pool runs them on this machine, `RayExecutor` as Ray tasks on a local or remote cluster.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import os
+import socket
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
@@ -16,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, TypeVar
 
 from sim.config import EnvConfig
-from sim.run.clients import Client, DummyClient, LocalClient, RemoteClient
+from sim.run.clients import Client, DummyClient, LocalClient, remote_client
 from sim.run.timeline import SessionRecord, Timeline
 from sim.world import World
 
@@ -46,7 +49,7 @@ class ClientSpec:
     def build(self, config: EnvConfig, seed: int, world: World) -> Client:
         """The client, given the shard's already loaded `world` (local recommenders read its catalog)."""
         if self.kind == "remote":
-            return RemoteClient(config.service)
+            return remote_client(config.service)
         if self.kind == "dummy":
             return DummyClient(world.n_tracks, seed)
         if self.kind == "local":
@@ -109,7 +112,7 @@ def run_shard(
             if before_day is not None and not before_day(day):
                 break
             timeline.run_day(day, job.episodes)
-        return ShardResult(timeline.records, timeline.batcher.served, timeline.batcher.batches)
+        return ShardResult(timeline.records, timeline.served, timeline.batches)
     finally:
         client.close()
 
@@ -138,3 +141,65 @@ class ProcessExecutor:
     def map(self, fn: Callable[[T], R], jobs: Sequence[T]) -> list[R]:
         with ProcessPoolExecutor(max_workers=self.processes) as pool:
             return list(pool.map(fn, jobs))
+
+
+class ClusterUnavailable(RuntimeError):
+    """No Ray cluster answers at the given address; the message says where and what to do."""
+
+
+class RayExecutor:
+    """Runs the shards as Ray tasks, one CPU each.
+
+    Without `address`, a local Ray cluster of `num_cpus` CPUs is started for the run and shut
+    down after it (one already started in this process, by `ray.init`, is used as it is). With
+    `address` ("host:port" of a cluster's head, "ray://host:port" for Ray Client, or "auto"),
+    the tasks run on that cluster, whose nodes need this project installed and the world at the
+    same path. A shard's result does not depend on where it runs, so the sessions are those of
+    the process executor.
+    """
+
+    def __init__(self, address: str | None = None, num_cpus: int | None = None) -> None:
+        if num_cpus is not None and num_cpus < 1:
+            raise ValueError(f"num_cpus == {num_cpus}, must be >= 1")
+        self.address, self.num_cpus = address, num_cpus
+
+    def map(self, fn: Callable[[T], R], jobs: Sequence[T]) -> list[R]:
+        import ray
+
+        if self.address is not None:
+            check_reachable(self.address)
+        started_here = not ray.is_initialized()
+        if started_here:
+            if self.address is None:
+                # Ray runs its workers at niceness 15 by default: on a busy machine the shards, the
+                # run's whole work, would then yield to everything else (the process pool's do not).
+                os.environ.setdefault("RAY_worker_niceness", "0")
+                ray.init(num_cpus=self.num_cpus, include_dashboard=False, logging_level=logging.ERROR, log_to_driver=False)
+            else:
+                try:
+                    ray.init(address=self.address, logging_level=logging.ERROR, log_to_driver=False)
+                except (ConnectionError, ray.exceptions.AuthenticationError) as error:
+                    raise ClusterUnavailable(f"could not join the Ray cluster at {self.address}: {str(error).splitlines()[0]}") from None
+        try:
+            task = ray.remote(num_cpus=1, max_retries=0)(fn)
+            return list(ray.get([task.remote(job) for job in jobs]))
+        finally:
+            if started_here:
+                ray.shutdown()
+
+
+def check_reachable(address: str, timeout_s: float = 3.0) -> None:
+    """Raise `ClusterUnavailable` unless something accepts connections at `address` ("host:port",
+    "ray://host:port"); "auto" and other forms are left to Ray. Ray itself retries for a minute."""
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        if address != "auto":
+            raise ClusterUnavailable(f"--address {address!r} is not host:port, ray://host:port or auto")
+        return
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout_s).close()
+    except OSError as error:
+        raise ClusterUnavailable(
+            f"no Ray cluster answers at {address} ({error.strerror or error}); start one with `ray start --head` "
+            f"or leave out --address to run on a local cluster"
+        ) from None

@@ -24,13 +24,11 @@ listener's sessions as they were.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Generator
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
-from typing import cast
 
 import numpy as np
-import simpy
 
 from sim import streams
 from sim.config import EnvConfig
@@ -100,43 +98,22 @@ def return_session(key: int, user: int, previous: int, comeback: float) -> int:
     return (int(comeback // DAY_S) + 1) * SESSION_ID_DAY + RETURN_INDEX + index
 
 
-class Batcher:
-    """Gathers the listeners' messages over one window of simulated time and serves them at once."""
-
-    def __init__(self, env: simpy.Environment, client: Client, model: ListenerModel, window_s: float) -> None:
-        self.env, self.client, self.model, self.window_s = env, client, model, window_s
-        self._pending: list[tuple[int, Item, simpy.Event]] = []
-        self.served = 0
-        self.batches = 0
-
-    def ask(self, slot: int, item: Item) -> simpy.Event:
-        """Queue `item` from the session in `slot`; the event yields (track, fraction, ended) for 'next'."""
-        event = self.env.event()
-        if not self._pending:
-            self.env.process(self._flush_later())
-        self._pending.append((slot, item, event))
-        return event
-
-    def _flush_later(self) -> Generator[simpy.Event, None, None]:
-        yield self.env.timeout(self.window_s)
-        pending, self._pending = self._pending, []
-        answers = self.client.serve([item for _, item, _ in pending])
-        self.served += len(pending)
-        self.batches += 1
-        asked = [i for i, (_, item, _) in enumerate(pending) if item.message == NEXT]
-        if asked:
-            slots = np.array([pending[i][0] for i in asked])
-            tracks = np.array([answers[i] for i in asked], dtype=np.int64)
-            fractions, ended = self.model.respond(tracks, slots)
-            for j, i in enumerate(asked):
-                pending[i][2].succeed((int(tracks[j]), float(fractions[j]), bool(ended[j])))
-        for _, item, event in pending:
-            if item.message == LAST:
-                event.succeed(None)
-
-
 class Timeline:
-    """One shard's simulated world over consecutive days, against one client."""
+    """One shard's simulated world over consecutive days, against one client.
+
+    The scheduler steps every session that asks within one batch window together: one call to
+    the client and one pass of the listener model per window, with numpy over the sessions'
+    state, instead of one SimPy process per session. It reproduces the event order of the
+    per-session SimPy loop it replaced exactly (the tests keep that loop as the reference):
+
+    - a session asks at simulated time `max(its clock, the time it was answered)`: a session
+      whose clock lags the batch that answered it asks at once, when that batch is answered;
+    - a batch is sent `batch_window_s` after the first request that finds no batch open, and
+      holds every request made up to then, in the order made (time, then the order in which
+      the requests were scheduled: the answered `next`s in batch order, then the returns
+      launched by the batch's `last`s);
+    - times are computed with the same floating-point operations (`now + max(0, t - now)`).
+    """
 
     def __init__(
         self,
@@ -152,18 +129,21 @@ class Timeline:
         self.world, self.config, self.client = world, config, client
         self.key = streams.key_from_seed(seed)
         self.shard, self.n_shards = shard, n_shards
-        self.env = simpy.Environment()
         self.model = ListenerModel.from_options(world, 256, self.key, config.listener)
-        self.batcher = Batcher(self.env, client, self.model, config.time.batch_window_s)
+        self.window_s = config.time.batch_window_s
         self.records: list[SessionRecord] = []
+        self.served = 0  # items sent to the client
+        self.batches = 0  # calls to the client
         self._on_session = on_session
         self._free = list(range(self.model.n_slots - 1, -1, -1))
-        self._active = 0
         self._carried: list[tuple[float, int, int]] = []  # returns due on later days: (time, user, session)
         self._epoch_ms = int(datetime.combine(config.time.start, time(), tzinfo=UTC).timestamp() * 1000)
         self._duration = world.catalog.duration.astype(np.float64)
         self._day_end = 0.0
-        self._idle: simpy.Event | None = None
+        self._now = 0.0  # simulated time of the last answered batch (or of the day's start)
+        self._seq = 0  # scheduling order: breaks ties between requests made at the same time
+        self._slots = _Slots(self.model.n_slots)
+        self._launches = _Launches()
 
     def run_day(self, day: int, episodes: int) -> list[SessionRecord]:
         """Simulate day `day` (1-based) with `episodes` arrivals in total (this shard's share of
@@ -173,53 +153,125 @@ class Timeline:
         sessions, users, arrivals = plan_day(self.key, day, episodes, self.world.n_users, self.config, self.shard, self.n_shards)
         due = [c for c in self._carried if c[0] < self._day_end]
         self._carried = [c for c in self._carried if c[0] >= self._day_end]
-        if self.env.now < (day - 1) * DAY_S:
-            self.env.run(until=(day - 1) * DAY_S)
-        for session, user, arrival in zip(sessions.tolist(), users.tolist(), arrivals.tolist()):
-            self._launch(session, user, arrival, returning=False)
-        for arrival, user, session in due:
-            self._launch(session, user, arrival, returning=True)
-        if self._active:
-            self._idle = self.env.event()
-            self.env.run(until=self._idle)
+        self._now = max(self._now, (day - 1) * DAY_S)
+        self._launch(sessions, users, arrivals.astype(np.float64), returning=False)
+        if due:
+            self._launch(
+                np.array([c[2] for c in due], dtype=np.int64), np.array([c[1] for c in due], dtype=np.int64),
+                np.array([c[0] for c in due], dtype=np.float64), returning=True,
+            )
+        while len(self._launches) or self._slots.waiting.any():
+            self._serve_window()
         return self.records[first_record:]
 
-    def _launch(self, session: int, user: int, arrival: float, returning: bool) -> None:
-        self._active += 1
-        self.env.process(self._session(session, user, arrival, returning))
+    def _launch(self, sessions: np.ndarray, users: np.ndarray, arrivals: np.ndarray, returning: bool) -> None:
+        """Sessions that will arrive at `arrivals` (s), launched now: they first ask at `now + max(0, arrival - now)`."""
+        now = self._now
+        asks = now + np.maximum(0.0, arrivals - now)
+        seq = self._seq + np.arange(len(sessions), dtype=np.int64)
+        self._seq += len(sessions)
+        self._launches.add(asks, seq, sessions, users, arrivals, np.full(len(sessions), returning))
 
-    def _ms(self, t: float) -> int:
-        return self._epoch_ms + int(round(t * 1000.0))
+    def _ms(self, t: np.ndarray) -> np.ndarray:
+        return self._epoch_ms + np.rint(t * 1000.0).astype(np.int64)
 
-    def _session(self, session: int, user: int, arrival: float, returning: bool) -> Generator[simpy.Event, object, None]:
-        """A listener arrives, plays their own first track, asks for more until they leave."""
-        yield self.env.timeout(max(0.0, arrival - self.env.now))
-        slot = self._take_slot()
-        track = int(self.model.start(np.array([slot]), np.array([user]), np.array([session]))[0])
-        clock, fraction = arrival, 1.0
-        tracks, total, listened = 0, 0.0, 0.0
-        while True:
-            answer = yield self.batcher.ask(slot, Item(NEXT, user, track, fraction, session, self._ms(clock)))
-            track, fraction, ended = cast(tuple[int, float, bool], answer)
-            seconds = fraction * float(self._duration[track])
-            tracks, total, listened, clock = tracks + 1, total + fraction, listened + seconds, clock + seconds
-            yield self.env.timeout(max(0.0, clock - self.env.now))
-            if ended or self.model.step[slot] >= self.model.max_steps:
-                yield self.batcher.ask(slot, Item(LAST, user, track, fraction, session, self._ms(clock)))
-                break
+    def _serve_window(self) -> None:
+        """Gather the requests of one window, serve them in one call, let the listeners respond."""
+        s = self._slots
+        waiting = np.flatnonzero(s.waiting)
+        first = min(float(s.ask[waiting].min()) if len(waiting) else math.inf, self._launches.first())
+        flush = first + self.window_s
+        asking = waiting[s.ask[waiting] <= flush]
+        arrived = self._launches.take(flush)
+        new_slots = self._start(arrived)
+        slots = np.concatenate([asking, new_slots])
+        order = np.lexsort((s.seq[slots], s.ask[slots]))
+        slots = slots[order]
+        s.waiting[slots] = False
+        self._now = flush
+
+        last = s.last[slots]
+        messages = [LAST if m else NEXT for m in last.tolist()]
+        items = [
+            Item(m, u, tr, f, se, ts)
+            for m, u, tr, f, se, ts in zip(
+                messages, self.model.user[slots].tolist(), s.track[slots].tolist(), s.fraction[slots].tolist(),
+                s.session[slots].tolist(), self._ms(s.clock[slots]).tolist(), strict=True,
+            )
+        ]
+        answers = self.client.serve(items)
+        self.served += len(items)
+        self.batches += 1
+
+        asked = np.flatnonzero(~last)
+        if len(asked):
+            ask_slots = slots[asked]
+            tracks = np.array([answers[i] for i in asked.tolist()], dtype=np.int64)
+            fractions, ended = self.model.respond(tracks, ask_slots)
+            seconds = fractions * self._duration[tracks]
+            s.tracks[ask_slots] += 1
+            s.total[ask_slots] += fractions
+            s.listened[ask_slots] += seconds
+            clock = s.clock[ask_slots] + seconds
+            s.clock[ask_slots] = clock
+            s.track[ask_slots] = tracks
+            s.fraction[ask_slots] = fractions
+            s.ask[ask_slots] = flush + np.maximum(0.0, clock - flush)
+            s.seq[ask_slots] = self._seq + np.arange(len(ask_slots), dtype=np.int64)
+            self._seq += len(ask_slots)
+            s.last[ask_slots] = ended | (self.model.step[ask_slots] >= self.model.max_steps)
+            s.waiting[ask_slots] = True
+        returns: list[tuple[int, int, float]] = []
+        for slot in slots[last].tolist():
+            self._end(slot, returns)
+        if returns:  # launched in the order of the 'last's that ended their sessions
+            session, user, comeback = zip(*returns, strict=True)
+            self._launch(np.array(session, dtype=np.int64), np.array(user, dtype=np.int64), np.array(comeback), returning=True)
+
+    def _start(self, arrived: _Arrivals) -> np.ndarray:
+        """Give each arrived session a slot and its first track (its own choice)."""
+        n = len(arrived.session)
+        if not n:
+            return np.zeros(0, dtype=np.int64)
+        while len(self._free) < n:
+            old = self.model.n_slots
+            self.model.grow(2 * old)
+            self._slots.grow(2 * old)
+            self._free.extend(range(2 * old - 1, old - 1, -1))
+        slots = np.array([self._free.pop() for _ in range(n)], dtype=np.int64)
+        s = self._slots
+        s.track[slots] = self.model.start(slots, arrived.user, arrived.session)
+        s.fraction[slots] = 1.0
+        s.session[slots] = arrived.session
+        s.arrival[slots] = arrived.arrival
+        s.clock[slots] = arrived.arrival
+        s.returning[slots] = arrived.returning
+        s.tracks[slots] = 0
+        s.total[slots] = 0.0
+        s.listened[slots] = 0.0
+        s.last[slots] = False
+        s.ask[slots] = arrived.ask
+        s.seq[slots] = arrived.seq
+        return slots
+
+    def _end(self, slot: int, returns: list[tuple[int, int, float]]) -> None:
+        """The session in `slot` has said 'last': record it, free the slot, maybe schedule a return
+        (appended to `returns` as (session, user, time) when it falls on this day)."""
+        s = self._slots
+        arrival, clock = float(s.arrival[slot]), float(s.clock[slot])
+        record = SessionRecord(
+            int(arrival // DAY_S) + 1, int(self.model.user[slot]), int(s.session[slot]), int(s.tracks[slot]), float(s.total[slot]),
+            float(s.listened[slot]), self._epoch_ms + int(round(arrival * 1000.0)), self._epoch_ms + int(round(clock * 1000.0)),
+            bool(s.returning[slot]),
+        )
         self._free.append(slot)
-        day = int(arrival // DAY_S) + 1
-        record = SessionRecord(day, user, session, tracks, total, listened, self._ms(arrival), self._ms(clock), returning)
         self.records.append(record)
         if self._on_session is not None:
             self._on_session(record)
         if self.config.returns.enabled:
-            self._schedule_return(record, clock)
-        self._active -= 1
-        if self._active == 0 and self._idle is not None and not self._idle.triggered:
-            self._idle.succeed()
+            self._schedule_return(record, clock, returns)
 
-    def _schedule_return(self, record: SessionRecord, clock: float) -> None:
+    def _schedule_return(self, record: SessionRecord, clock: float, returns: list[tuple[int, int, float]]) -> None:
         """Return hazard (per day): base_rate * exp(sensitivity * (time - reference)); exponential wait."""
         options = self.config.returns
         rate = options.base_rate_per_day * math.exp(options.sensitivity * (record.time - options.reference)) / DAY_S
@@ -227,13 +279,71 @@ class Timeline:
         comeback = clock - math.log1p(-u) / rate
         session = return_session(self.key, record.user, record.session, comeback)
         if comeback < self._day_end:
-            self._launch(session, record.user, comeback, returning=True)
+            returns.append((session, record.user, comeback))
         else:
             self._carried.append((comeback, record.user, session))
 
-    def _take_slot(self) -> int:
-        if not self._free:
-            old = self.model.n_slots
-            self.model.grow(2 * old)
-            self._free.extend(range(2 * old - 1, old - 1, -1))
-        return self._free.pop()
+
+class _Slots:
+    """Per-slot state of the sessions in progress (the listener model holds the rest)."""
+
+    def __init__(self, n: int) -> None:
+        self.session = np.zeros(n, dtype=np.int64)
+        self.track = np.zeros(n, dtype=np.int64)  # the track just played (the next request's `track`)
+        self.fraction = np.zeros(n)  # the fraction of it listened
+        self.arrival = np.zeros(n)
+        self.clock = np.zeros(n)  # the session's own time, s
+        self.returning = np.zeros(n, dtype=bool)
+        self.tracks = np.zeros(n, dtype=np.int64)
+        self.total = np.zeros(n)
+        self.listened = np.zeros(n)
+        self.ask = np.zeros(n)  # simulated time of the pending request
+        self.seq = np.zeros(n, dtype=np.int64)  # its scheduling order
+        self.last = np.zeros(n, dtype=bool)  # whether it is the session's 'last'
+        self.waiting = np.zeros(n, dtype=bool)  # whether a request is pending
+
+    def grow(self, n: int) -> None:
+        for name, array in list(vars(self).items()):
+            setattr(self, name, np.concatenate([array, np.zeros(n - len(array), dtype=array.dtype)]))
+
+
+@dataclass
+class _Arrivals:
+    """Sessions launched but not yet arrived: when each first asks, in which order, who and since when."""
+
+    ask: np.ndarray
+    seq: np.ndarray
+    session: np.ndarray
+    user: np.ndarray
+    arrival: np.ndarray
+    returning: np.ndarray
+
+
+class _Launches:
+    """The launched sessions, kept sorted by first request; `take` removes those due by a time."""
+
+    def __init__(self) -> None:
+        empty = np.zeros(0)
+        self._pending = _Arrivals(empty, empty.astype(np.int64), empty.astype(np.int64), empty.astype(np.int64), empty, empty.astype(bool))
+        self._head = 0  # the first not yet taken
+
+    def __len__(self) -> int:
+        return len(self._pending.ask) - self._head
+
+    def add(self, ask: np.ndarray, seq: np.ndarray, session: np.ndarray, user: np.ndarray, arrival: np.ndarray, returning: np.ndarray) -> None:
+        p, h = self._pending, self._head
+        merged = [np.concatenate([getattr(p, name)[h:], new]) for name, new in
+                  (("ask", ask), ("seq", seq), ("session", session), ("user", user), ("arrival", arrival), ("returning", returning))]
+        order = np.lexsort((merged[1], merged[0]))
+        self._pending = _Arrivals(*(array[order] for array in merged))
+        self._head = 0
+
+    def first(self) -> float:
+        return float(self._pending.ask[self._head]) if len(self) else math.inf
+
+    def take(self, until: float) -> _Arrivals:
+        p, h = self._pending, self._head
+        end = int(np.searchsorted(p.ask, until, side="right"))
+        end = max(end, h)
+        self._head = end
+        return _Arrivals(p.ask[h:end], p.seq[h:end], p.session[h:end], p.user[h:end], p.arrival[h:end], p.returning[h:end])

@@ -49,9 +49,11 @@ class Service:
 
 
 @contextlib.contextmanager
-def _serving(world_dir: Path, tmp_path: Path, recommenders: list[str]) -> Iterator[Service]:
-    """`botify serve` with one worker on a free loopback port, experiment 'e2e' with these treatments."""
-    port, log = _free_port(), tmp_path / "events.duckdb"
+def _serving(world_dir: Path, tmp_path: Path, recommenders: list[str], log: Path | None = None) -> Iterator[Service]:
+    """`botify serve` with one worker on a free loopback port, experiment 'e2e' with these treatments,
+    logging to `log` (default: events.duckdb in `tmp_path`)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    port, log = _free_port(), log or tmp_path / "events.duckdb"
     experiments = tmp_path / "experiments.yml"
     treatments = [{"recommender": name} for name in recommenders]
     experiments.write_text(yaml.safe_dump({"experiments": [{"name": "e2e", "serving": True, "treatments": treatments}]}))
@@ -147,3 +149,31 @@ def test_a_run_against_a_service_of_another_world_is_refused(small_world_dir: Pa
     with duckdb.connect(str(service.log), read_only=True) as connection:
         assert connection.execute("SELECT count(*) FROM events").fetchone() == (0,)
         assert connection.execute("SELECT fingerprint, path FROM worlds").fetchall() == [(served, str(small_world_dir.absolute()))]
+
+
+def test_replicas_behind_a_list_give_one_service_s_sessions(small_world_dir: Path, tmp_path: Path) -> None:
+    """Two `botify serve` replicas writing one log, addressed as a list: each listener stays on one
+    replica, and the sessions and the events are those of one service."""
+    from sim.run.clients import ReplicaClient, remote_client
+
+    with _serving(small_world_dir, tmp_path / "one", ["sticky_artist", "random"]) as one:
+        alone = _simulate(small_world_dir, one.port, seed=13)
+        one.stop()
+    log = tmp_path / "shared" / "events.duckdb"
+    with _serving(small_world_dir, tmp_path / "shared", ["sticky_artist", "random"]) as a, \
+            _serving(small_world_dir, tmp_path / "shared", ["sticky_artist", "random"], log=log) as b:
+        replicas = [f"127.0.0.1:{a.port}", f"127.0.0.1:{b.port}"]
+        config = env_config_from_mapping({"world": str(small_world_dir), "service": {"replicas": replicas}})
+        replicated = sorted(run_shard(ShardJob(config, 13, (1,), EPISODES, ClientSpec("remote"))).records, key=lambda r: r.session)
+        client = remote_client(config.service)
+        assert isinstance(client, ReplicaClient)
+        sides = {client.replica_of(r.user) for r in replicated}
+        a.stop()
+        b.stop()
+    assert replicated == alone
+    assert sides == {0, 1}  # both replicas served
+    with duckdb.connect(str(log), read_only=True) as connection:
+        per_session = connection.execute(
+            "SELECT session, count(*) FILTER (WHERE message = 'next'), count(*) FILTER (WHERE message = 'last') FROM events GROUP BY session ORDER BY session"
+        ).fetchall()
+    assert per_session == [(r.session, r.tracks, 1) for r in alone]

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,44 @@ def test_without_a_batch_endpoint_it_falls_back_to_one_request_per_item(serve: C
     assert client.serve(ITEMS[:1]) == [70]  # and stays on single requests
     assert [c[0] for c in server.calls] == ["/batch", "/next/7", "/last/8", "/next/9", "/next/7"]
     assert server.calls[1][1] == {"track": 1, "time": 0.5, "session": 70, "ts": 1_000}
+
+
+def test_url_lists_name_replicas_and_bad_ones_are_one_line(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from sim.run.__main__ import main as run_cli
+
+    runner = CliRunner()
+    bad = runner.invoke(run_cli, ["--url", "http://127.0.0.1:9,ftp://x:1", "--episodes", "5", "--quiet"])
+    assert bad.exit_code == 1 and "--url 'ftp://x:1' is not a botify address" in bad.output and "Traceback" not in bad.output
+    both = runner.invoke(run_cli, ["--url", "127.0.0.1:9", "--port", "9", "--episodes", "5", "--quiet"])
+    assert both.exit_code == 1 and "leave out --host and --port" in both.output
+    down = runner.invoke(run_cli, ["--url", "http://127.0.0.1:9", "--url", "127.0.0.1:10", "--episodes", "5", "--quiet"])
+    assert down.exit_code == 1 and "no botify service answers at http://127.0.0.1:9" in down.output
+
+
+def test_a_listener_stays_on_one_replica_and_batches_are_split_in_order() -> None:
+    from sim.run.clients import ReplicaClient
+
+    class Echo:
+        def __init__(self) -> None:
+            self.seen: list[int] = []
+
+        def describe(self) -> None:
+            return None
+
+        def serve(self, items: Sequence[Item]) -> list[int | None]:
+            self.seen.extend(item.user for item in items)
+            return [item.track for item in items]
+
+        def close(self) -> None:
+            pass
+
+    replicas = [Echo(), Echo(), Echo()]
+    client = ReplicaClient(replicas)  # type: ignore[list-item]
+    items = [Item("next", user, 100 + i, 1.0, user, None) for i, user in enumerate(list(range(60)) * 2)]
+    assert client.serve(items) == [100 + i for i in range(120)]
+    client.close()
+    for index, replica in enumerate(replicas):
+        assert replica.seen and all(client.replica_of(user) == index for user in replica.seen)
+        assert replica.seen == [u for u in list(range(60)) * 2 if client.replica_of(u) == index]
