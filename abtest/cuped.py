@@ -227,6 +227,6 @@ def align_pre(users: np.ndarray, pre: Mapping[str, Any]) -> dict[str, np.ndarray
     where = np.array([index.get(int(user), -1) for user in users], dtype=np.int64)
     out = {}
     for name in (*PRE_VALUES, *((EXPOSURE,) if EXPOSURE in pre else ())):
-        column = np.ma.filled(np.ma.asarray(pre[name], dtype=float), np.nan)  # NULL (no pre-period) -> NaN
+        column: np.ndarray = np.ma.filled(np.ma.asarray(pre[name], dtype=float), np.nan)  # NULL (no pre-period) -> NaN
         out[name] = np.where(where >= 0, column[np.maximum(where, 0)] if len(column) else np.nan, np.nan)
     return out

@@ -227,6 +227,7 @@ class CatalogScorer:
 
     def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
+        assert self._index is not None, "the serving rules of a scan need the inverted file"
         rows, tracks, amounts = [], [], []
         if self.artist_penalty > 0:
             pair_rows, artists, plays = played_artists(context, self.catalog.artist)
