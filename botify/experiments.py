@@ -14,7 +14,7 @@ import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 
@@ -89,7 +89,8 @@ class TreatmentConfig(RecommenderConfig):
     evaluation. `interleave` (a registry name, or a mapping like the treatment's own) makes the
     arm a team-draft interleaving of the treatment's recommender (team A) and that one (team B):
     each request serves the top of the merged list and logs the drafting team's name as the
-    event's `recommender` (`recommenders.interleaving`; docs/ope.md).
+    event's `recommender` (`recommenders.interleaving`; docs/ope.md). `interleave_unit` says
+    whether the team is drawn per request (default) or once per session.
     """
 
     fallback: RecommenderConfig | None = None
@@ -97,6 +98,7 @@ class TreatmentConfig(RecommenderConfig):
     explore: ExploreConfig | None = None
     interleave: RecommenderConfig | None = None
     interleave_salt: int = Field(0, ge=0)
+    interleave_unit: Literal["request", "session"] = "request"
 
     @field_validator("fallback", "interleave", mode="before")
     @classmethod
@@ -256,7 +258,8 @@ def build_treatment(treatment: TreatmentConfig, catalog: Catalog, where: str) ->
         other = _build(treatment.interleave, catalog, f"{where}, interleave")
         if treatment.interleave.recommender == treatment.recommender:
             raise ConfigError(f"{where}: interleave names {treatment.recommender!r}, the treatment's own recommender; the teams need two names")
-        return TeamDraftRecommender(catalog, (treatment.recommender, recommender), (treatment.interleave.recommender, other), treatment.interleave_salt)
+        return TeamDraftRecommender(catalog, (treatment.recommender, recommender), (treatment.interleave.recommender, other), treatment.interleave_salt,
+                                   treatment.interleave_unit)
     return recommender
 
 

@@ -14,17 +14,31 @@ The listen fraction of that track (the `time` of the session's next event) is th
 When both recommenders answer the same track the coin does not matter: that request is a tie
 (propensity 1, credited to the coin's team but carrying no preference), and analysis
 (`abtest.interleaving`) leaves it out. Otherwise the served track had probability 1/2.
+
+The coin is flipped per request (`unit="request"`, the default) or per session
+(`unit="session"`). Per request, the teams alternate at random inside a session, so each team's
+credit measures a one-step choice from a state both teams built; a recommender whose advantage
+comes over several steps (one that keeps the listener's first artist, say) is diluted by the
+other team's steps. Per session, one coin drafts the whole session to one team, so each session is
+what that team alone would have served, and a listener's sessions under both teams are paired:
+a within-listener (crossover) comparison of the two policies' sessions. The service sees no session
+id, so the session coin is hashed from (salt, listener, the session's first track), the track
+the listener chose before any recommendation: every request of a session gets the same coin
+as long as the service keeps the session's whole history (botify's `max_length` steps).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from contracts.catalog import Catalog
 from recommenders.base import Recommendation, Recommender, Request
 from recommenders.models.mix import request_uniforms
 
 TEAM_A, TEAM_B = 0, 1
+UNITS = ("request", "session")
 
 
 def team_draft(a: Sequence[int], b: Sequence[int], coins: Iterable[bool], length: int | None = None) -> tuple[list[int], list[int]]:
@@ -70,6 +84,19 @@ def team_draft(a: Sequence[int], b: Sequence[int], coins: Iterable[bool], length
     return merged, teams
 
 
+def team_coins(requests: Sequence[Request], unit: str = "request", salt: int = 0) -> np.ndarray:
+    """(B,) booleans, True where team A wins the request's coin: a fair coin per request
+    (`request_uniforms`), or per session (hashed from the listener and the session's first track,
+    `history[0]`, so every request of a session gets the same one)."""
+    if unit == "request":
+        return request_uniforms(requests, salt) < 0.5
+    if unit != "session":
+        raise ValueError(f"unit == {unit!r}, must be one of {', '.join(UNITS)}")
+    firsts = [r.history[0] if r.history else r.track for r in requests]
+    starts = [Request(r.user, first, 1.0, seed=first) for r, first in zip(requests, firsts, strict=True)]
+    return request_uniforms(starts, salt) < 0.5
+
+
 class TeamDraftRecommender(Recommender):
     """Serves the first track of the team-drafted list of two recommenders (see the module docstring).
 
@@ -77,14 +104,18 @@ class TeamDraftRecommender(Recommender):
         catalog: the public catalog.
         a, b: (registry name, recommender) of team A and team B.
         salt: changes the request -> coin mapping.
+        unit: "request" (a coin per request) or "session" (one coin per session).
     """
 
     name = "team_draft"
 
-    def __init__(self, catalog: Catalog, a: tuple[str, Recommender], b: tuple[str, Recommender], salt: int = 0) -> None:
+    def __init__(self, catalog: Catalog, a: tuple[str, Recommender], b: tuple[str, Recommender], salt: int = 0, unit: str = "request") -> None:
+        if unit not in UNITS:
+            raise ValueError(f"interleave unit == {unit!r}, must be one of {', '.join(UNITS)}")
         super().__init__(catalog)
         (self.name_a, self.a), (self.name_b, self.b) = a, b
         self.salt = int(salt)
+        self.unit = unit
 
     def _recommend(self, request: Request) -> Recommendation:
         return self._recommend_batch([request])[0]
@@ -92,10 +123,10 @@ class TeamDraftRecommender(Recommender):
     def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         if not requests:
             return []
-        coins = request_uniforms(requests, self.salt) < 0.5
         names = (self.name_a, self.name_b)
         answers = []
-        for answer_a, answer_b, coin in zip(self.a.recommend_batch(requests), self.b.recommend_batch(requests), coins, strict=True):
+        drawn = team_coins(requests, self.unit, self.salt)
+        for answer_a, answer_b, coin in zip(self.a.recommend_batch(requests), self.b.recommend_batch(requests), drawn, strict=True):
             merged, teams = team_draft([answer_a.track], [answer_b.track], [bool(coin)], length=1)
             inner = answer_a if teams[0] == TEAM_A else answer_b
             share = 1.0 if answer_a.track == answer_b.track else 0.5

@@ -114,6 +114,33 @@ def test_interleaving_credits_the_drafting_team(make_app: Callable[..., Flask], 
     assert low <= team_a <= high
 
 
+def test_session_interleaving_drafts_each_session_to_one_team(make_app: Callable[..., Flask], tmp_path: Path) -> None:
+    treatment = {"recommender": "score_probe", "interleave": "history_probe", "interleave_unit": "session"}
+    experiments = write_experiments(tmp_path / "sessions.yml", {"name": "explore", "serving": True, "treatments": [treatment, treatment]})
+    app = make_app(experiments=experiments)
+    client = app.test_client()
+    sessions, steps = 100, 4
+    for k in range(sessions):
+        track = (7 * k) % 500
+        for step in range(steps):
+            body = {"track": track, "time": 1.0 if step == 0 else 0.5, "session": 1000 + k, "ts": 1_767_225_600_000 + 60_000 * (steps * k + step)}
+            answer = client.post(f"/next/{k % 50}", json=body)
+            assert answer.status_code == 200
+            track = answer.get_json()["track"]
+    app.extensions[eventlog.EXTENSION].flush()
+    connection = duckdb.connect(str(app.config["BOTIFY"].log), read_only=True)
+    try:
+        teams = connection.execute("SELECT session, list(DISTINCT recommender) FROM events GROUP BY session").fetchall()
+    finally:
+        connection.close()
+
+    assert len(teams) == sessions
+    assert all(len(names) == 1 for _, names in teams)
+    team_a = sum(names == ["score_probe"] for _, names in teams)
+    low, high = binomial_band(0.5, sessions)
+    assert low <= team_a <= high
+
+
 @pytest.mark.parametrize(
     ("treatment", "message"),
     [
@@ -124,6 +151,7 @@ def test_interleaving_credits_the_drafting_team(make_app: Callable[..., Flask], 
         ({"recommender": "random", "explore": {"epsilon": 1.5, "mix": ["top_pop"]}}, "epsilon"),
         ({"recommender": "random", "interleave": "top_pop", "explore": {"epsilon": 0.1, "mix": ["top_pop"]}}, "not both"),
         ({"recommender": "random", "interleave": "random"}, "teams need two names"),
+        ({"recommender": "random", "interleave": "top_pop", "interleave_unit": "day"}, "interleave_unit"),
     ],
 )
 def test_bad_exploration_fails_at_start_up_naming_the_rule(small_world_dir: Path, treatment: dict, message: str) -> None:
