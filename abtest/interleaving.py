@@ -12,10 +12,18 @@ Radlinski and Yue 2012, https://doi.org/10.1145/2094072.2094078, with listen fra
 graded clicks); the verdict averages it over listeners with a t interval, so the unit of
 inference is the listener, as in the A/B test. The decision-level difference of mean listen
 fractions, with an interval clustered by listener, is reported beside it.
+
+A log interleaved per session (`interleave_unit: session`: one team serves a whole session) is
+read with `unit="session"`: every decision of a session is its team's, ties included (they are
+part of what the team's session earned), the difference compares the two teams' sessions as the
+A/B compares its arms (mean listen fraction per decision, clustered by listener), and the
+per-listener preference pairs, within each listener who had sessions of both teams, the two
+teams' mean listen fractions M_A and M_B: (M_A - M_B) / (M_A + M_B).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -28,6 +36,8 @@ from abtest.errors import AbtestError
 from abtest.ope import clustered_mean
 from contracts.columns import Columns
 
+UNITS = ("request", "session")
+
 
 class Preference(NamedTuple):
     """Interleaving's result for team A against team B.
@@ -39,9 +49,13 @@ class Preference(NamedTuple):
         p_value: two-sided p-value of "no preference" (one-sample t-test over listeners).
         difference: mean listen fraction of A's tracks minus B's, over decisions.
         difference_lower, difference_upper: its interval, clustered by listener.
-        listeners: listeners with credit for either team.
-        decisions: non-tied decisions counted.
-        ties: decisions on which both teams served the same track (left out).
+        listeners: listeners in the per-listener preference.
+        decisions: decisions counted.
+        ties: decisions on which both teams served the same track (left out per request, counted per session).
+        preference_sd: the per-listener preference's standard deviation over listeners.
+        difference_se: the difference's standard error, clustered by listener.
+        difference_listeners: listeners (clusters) in the difference.
+        unit: "request" or "session", how the log was interleaved.
     """
 
     team_a: str
@@ -56,6 +70,10 @@ class Preference(NamedTuple):
     listeners: int
     decisions: int
     ties: int
+    preference_sd: float
+    difference_se: float
+    difference_listeners: int
+    unit: str
 
     @property
     def verdict(self) -> str:
@@ -75,21 +93,45 @@ class Preference(NamedTuple):
             return self.team_b
         return "tie"
 
+    def listeners_needed(self, alpha: float | None = None, power: float | None = None) -> float:
+        """Listeners the decision-level difference needs for `power` at a two-sided level `alpha`,
+        at the difference it measured: G (z_{1-alpha/2} + z_power)^2 se^2 / d^2, with se the clustered
+        standard error over G listeners (se^2 shrinks as 1 / G). The A/B's counterpart, both arms
+        together, is 4 (z_{1-alpha/2} + z_power)^2 s^2 / d^2 with s the per-listener standard deviation."""
+        alpha, power = resolve("alpha", alpha), resolve("power", power)
+        if self.difference == 0:
+            return math.inf
+        z = float(scipy.special.ndtri(1.0 - alpha / 2.0) + scipy.special.ndtri(power))
+        return self.difference_listeners * z**2 * self.difference_se**2 / self.difference**2
 
-def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None) -> Preference:
-    """The interleaving verdict of team `team_a` against `team_b` from `abtest.decisions.session_events`."""
+
+def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None, unit: str = "request") -> Preference:
+    """The interleaving verdict of team `team_a` against `team_b` from `abtest.decisions.session_events`,
+    for a log interleaved per request (`unit="request"`) or per session (`unit="session"`)."""
     alpha = resolve("alpha", alpha)
+    if unit not in UNITS:
+        raise AbtestError(f"unit == {unit!r}, must be one of {', '.join(UNITS)}")
     decisions = events[events[DecisionColumns.DECISION] & events[Columns.RECOMMENDER].isin([team_a, team_b])]
     ties = decisions[Columns.PROPENSITY].fillna(0.0) >= 1.0
-    drafted = decisions[~ties]
+    drafted = decisions if unit == "session" else decisions[~ties]
     if drafted.empty:
         raise AbtestError(f"no interleaved decisions between {team_a!r} and {team_b!r}: is an interleave treatment in the log?")
+    if unit == "session":
+        teams_per_session = drafted.groupby([Columns.USER, Columns.SESSION])[Columns.RECOMMENDER].nunique()
+        if (teams_per_session > 1).any():
+            raise AbtestError(f"{int((teams_per_session > 1).sum())} sessions mix both teams: the log was interleaved per request; use unit='request'")
     is_a = (drafted[Columns.RECOMMENDER] == team_a).to_numpy()
     reward = drafted[DecisionColumns.REWARD].to_numpy(dtype=np.float64)
     users = drafted[Columns.USER].to_numpy()
     _, index = np.unique(users, return_inverse=True)
     credit_a = np.bincount(index, weights=np.where(is_a, reward, 0.0))
     credit_b = np.bincount(index, weights=np.where(is_a, 0.0, reward))
+    if unit == "session":  # each team's mean per decision, for listeners who had both teams' sessions
+        count_a = np.bincount(index, weights=is_a.astype(np.float64))
+        count_b = np.bincount(index, weights=(~is_a).astype(np.float64))
+        both = (count_a > 0) & (count_b > 0)
+        credit_a = np.where(both, credit_a / np.maximum(count_a, 1.0), 0.0)
+        credit_b = np.where(both, credit_b / np.maximum(count_b, 1.0), 0.0)
     total = credit_a + credit_b
     keep = total > 0
     per_user = (credit_a[keep] - credit_b[keep]) / total[keep]
@@ -97,13 +139,15 @@ def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | No
     if n < 2:
         raise AbtestError(f"interleaving needs at least 2 listeners with credit, got {n}")
     mean = float(per_user.mean())
-    se = float(per_user.std(ddof=1) / np.sqrt(n))
+    sd = float(per_user.std(ddof=1))
+    se = sd / math.sqrt(n)
     t = float(scipy.special.stdtrit(n - 1, 1.0 - alpha / 2.0))
     p_value = float(2.0 * scipy.special.stdtr(n - 1, -abs(mean / se))) if se > 0 else (0.0 if mean != 0 else 1.0)
     # Decision-level difference: +r for A's decisions, -r for B's, each scaled by the share of its team.
     share_a = is_a.mean()
     terms = np.where(is_a, reward / share_a, -reward / (1.0 - share_a)) if 0 < share_a < 1 else np.zeros_like(reward)
-    difference, low, high, _, _ = clustered_mean(terms, users, alpha)
+    difference, low, high, difference_se, groups = clustered_mean(terms, users, alpha)
     return Preference(
-        team_a, team_b, mean, mean - t * se, mean + t * se, p_value, difference, low, high, n, len(drafted), int(ties.sum())
+        team_a, team_b, mean, mean - t * se, mean + t * se, p_value, difference, low, high, n, len(drafted), int(ties.sum()),
+        sd, difference_se, groups, unit,
     )

@@ -59,6 +59,52 @@ def test_a_consistent_preference_gives_the_verdict() -> None:
     assert result.difference_verdict == "b" and result.difference_upper < 0
 
 
+def session_decisions(rows: list[tuple[int, int, str, float, float]]) -> pd.DataFrame:
+    """(user, session, team, reward, propensity) per decision, as `session_events` returns them."""
+    frame = decisions([(user, team, reward, propensity) for user, _, team, reward, propensity in rows])
+    frame[Columns.SESSION] = [r[1] for r in rows]
+    return frame
+
+
+def test_per_session_every_decision_counts_for_its_sessions_team() -> None:
+    events = session_decisions([
+        (1, 10, "a", 0.9, 0.5), (1, 10, "a", 0.5, 1.0), (1, 11, "b", 0.3, 0.5),  # M_A 0.7, M_B 0.3: 0.4 / 1.0
+        (2, 20, "a", 0.2, 0.5), (2, 21, "b", 0.6, 0.5), (2, 21, "b", 0.2, 0.5),  # M_A 0.2, M_B 0.4: -0.2 / 0.6
+        (3, 30, "a", 1.0, 0.5),  # only team a's sessions: in the difference, not in the paired preference
+    ])
+
+    result = preference(events, "a", "b", unit="session")
+
+    assert result.preference == pytest.approx((0.4 - 1 / 3) / 2)
+    # a's decisions (0.9, 0.5, 0.2, 1.0), the tie included, against b's (0.3, 0.6, 0.2).
+    assert result.difference == pytest.approx(0.65 - 1.1 / 3)
+    assert (result.listeners, result.difference_listeners, result.decisions, result.ties) == (2, 3, 7, 1)
+    # Per request the tie is left out and listener 3 counts: credit shares 0.6 / 1.2, -0.6 / 1.0 and 1.
+    per_request = preference(events, "a", "b")
+    assert per_request.preference == pytest.approx((0.9 - 0.3) / 1.2 / 3 + (0.2 - 0.8) / 1.0 / 3 + 1 / 3)
+
+
+def test_a_session_with_both_teams_is_an_error_per_session() -> None:
+    events = session_decisions([(1, 10, "a", 0.9, 0.5), (1, 10, "b", 0.3, 0.5), (2, 20, "a", 0.4, 0.5)])
+
+    with pytest.raises(AbtestError, match="1 sessions mix both teams.*unit='request'"):
+        preference(events, "a", "b", unit="session")
+
+
+def test_an_unknown_unit_is_an_error() -> None:
+    with pytest.raises(AbtestError, match="unit == 'day', must be one of request, session"):
+        preference(decisions([(1, "a", 0.5, 0.5)]), "a", "b", unit="day")
+
+
+def test_listeners_needed_scales_the_clustered_variance_to_one_listener() -> None:
+    result = preference(decisions([(user, team, 0.8 if team == "b" else 0.3, 0.5) for user in range(40) for team in ("a", "b")]), "a", "b")
+    measured = result._replace(difference=0.1, difference_se=0.02, difference_listeners=100)
+
+    # 100 listeners x (1.959964 + 0.841621)^2 x 0.02^2 / 0.1^2
+    assert measured.listeners_needed() == pytest.approx(100 * (1.959964 + 0.841621) ** 2 * 0.0004 / 0.01, rel=1e-6)
+    assert measured._replace(difference=0.0).listeners_needed() == float("inf")
+
+
 def test_no_interleaved_decisions_is_an_error() -> None:
     with pytest.raises(AbtestError, match="no interleaved decisions"):
         preference(decisions([(1, "c", 0.5, 0.5)]), "a", "b")
