@@ -10,8 +10,11 @@ Per listener u, with C_A and C_B the summed credit of the two teams' tracks, the
 (C_A - C_B) / (C_A + C_B), in [-1, 1] (the per-user "win" statistic of Chapelle, Joachims,
 Radlinski and Yue 2012, https://doi.org/10.1145/2094072.2094078, with listen fractions as
 graded clicks); the verdict averages it over listeners with a t interval, so the unit of
-inference is the listener, as in the A/B test. The decision-level difference of mean listen
-fractions, with an interval clustered by listener, is reported beside it.
+inference is the listener, as in the A/B test. The difference of the two teams' mean listen
+fractions, with an interval clustered by listener, is reported beside it, in one of two weightings:
+per listener (default: each listener's mean listen fraction of each team's tracks, averaged over
+listeners, which is the A/B's own per-user metric, so both measure the same quantity) or per
+decision (every decision weighs the same, so listeners with long sessions weigh more).
 
 A log interleaved per session (`interleave_unit: session`: one team serves a whole session) is
 read with `unit="session"`: every decision of a session is its team's, ties included (they are
@@ -37,6 +40,7 @@ from abtest.ope import clustered_mean
 from contracts.columns import Columns
 
 UNITS = ("request", "session")
+WEIGHTS = ("listener", "decision")
 
 
 class Preference(NamedTuple):
@@ -47,7 +51,7 @@ class Preference(NamedTuple):
         preference: mean over listeners of (C_A - C_B) / (C_A + C_B); > 0 favours A.
         lower, upper: its (1 - alpha) t interval over listeners.
         p_value: two-sided p-value of "no preference" (one-sample t-test over listeners).
-        difference: mean listen fraction of A's tracks minus B's, over decisions.
+        difference: mean listen fraction of A's tracks minus B's (per listener or per decision).
         difference_lower, difference_upper: its interval, clustered by listener.
         listeners: listeners in the per-listener preference.
         decisions: decisions counted.
@@ -105,12 +109,17 @@ class Preference(NamedTuple):
         return self.difference_listeners * z**2 * self.difference_se**2 / self.difference**2
 
 
-def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None, unit: str = "request") -> Preference:
+def preference(
+    events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None, unit: str = "request", weight: str = "listener"
+) -> Preference:
     """The interleaving verdict of team `team_a` against `team_b` from `abtest.decisions.session_events`,
-    for a log interleaved per request (`unit="request"`) or per session (`unit="session"`)."""
+    for a log interleaved per request (`unit="request"`) or per session (`unit="session"`), with the
+    difference weighted per listener (`weight="listener"`) or per decision (`weight="decision"`)."""
     alpha = resolve("alpha", alpha)
     if unit not in UNITS:
         raise AbtestError(f"unit == {unit!r}, must be one of {', '.join(UNITS)}")
+    if weight not in WEIGHTS:
+        raise AbtestError(f"weight == {weight!r}, must be one of {', '.join(WEIGHTS)}")
     decisions = events[events[DecisionColumns.DECISION] & events[Columns.RECOMMENDER].isin([team_a, team_b])]
     ties = decisions[Columns.PROPENSITY].fillna(0.0) >= 1.0
     drafted = decisions if unit == "session" else decisions[~ties]
@@ -143,7 +152,10 @@ def preference(events: pd.DataFrame, team_a: str, team_b: str, alpha: float | No
     se = sd / math.sqrt(n)
     t = float(scipy.special.stdtrit(n - 1, 1.0 - alpha / 2.0))
     p_value = float(2.0 * scipy.special.stdtr(n - 1, -abs(mean / se))) if se > 0 else (0.0 if mean != 0 else 1.0)
-    # Decision-level difference: +r for A's decisions, -r for B's, each scaled by the share of its team.
+    if weight == "listener":  # one value per (listener, team): that listener's mean listen fraction of the team's tracks
+        cells = pd.DataFrame({"user": users, "is_a": is_a, "reward": reward}).groupby(["user", "is_a"])["reward"].mean().reset_index()
+        users, is_a, reward = cells["user"].to_numpy(), cells["is_a"].to_numpy(dtype=bool), cells["reward"].to_numpy(dtype=np.float64)
+    # +x for A's values, -x for B's, each scaled by the share of its team: the mean is mean(A) - mean(B).
     share_a = is_a.mean()
     terms = np.where(is_a, reward / share_a, -reward / (1.0 - share_a)) if 0 < share_a < 1 else np.zeros_like(reward)
     difference, low, high, difference_se, groups = clustered_mean(terms, users, alpha)
