@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from abtest.decisions import DecisionColumns, session_events  # noqa: E402
-from abtest.interleaving import preference  # noqa: E402
+from abtest.interleaving import Preference, preference  # noqa: E402
 from abtest.log import EventLog  # noqa: E402
 from contracts.catalog import Catalog  # noqa: E402
 from contracts.columns import Columns, TruthColumns  # noqa: E402
@@ -48,6 +48,8 @@ CANDIDATES = ("dssm", "content")
 EPSILON = 0.5
 LOGGING_BASE = "bpr_knn"  # deterministic, like the candidates: every logged propensity is exact
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5%, 80% power
+UNITS = {"request": "il", "session": "sil"}  # interleaving's coin per request or per session -> the logs' name prefix
+WEIGHTS = {"request": ("decision", "listener"), "session": ("listener",)}  # the difference's weightings scored per unit
 
 
 def run(*args: str) -> None:
@@ -129,11 +131,29 @@ def ab_verdict(a: np.ndarray, b: np.ndarray) -> tuple[float, str, float]:
     return diff / b.mean(), verdict, needed
 
 
+def scored(result: Preference, weight: str, a: np.ndarray, b: np.ndarray, true_effect: float, seed: int) -> dict:
+    """One pair's row of results.json: interleaving's verdicts and the listeners it needs, beside the
+    A/B's on the same pair (`a`, `b`: the A/B arms' per-listener values), at the effect each measured."""
+    effect, ab, ab_needed = ab_verdict(a, b)
+    # The per-listener preference: (z + z)^2 sd^2 / p^2 listeners entering it, scaled to all the pair's
+    # listeners (per session only those with both teams' sessions enter it).
+    enter = result.listeners / result.difference_listeners
+    pref_needed = (Z_ALPHA + Z_POWER) ** 2 * result.preference_sd**2 / result.preference**2 / enter if result.preference else math.inf
+    return {
+        "seed": seed, "unit": result.unit, "weight": weight, "a": result.team_a, "b": result.team_b, "true_effect": true_effect, "ab_effect": effect,
+        "ab": {"A": result.team_a, "B": result.team_b}.get(ab, "tie"), "interleaving": result.verdict, "il_diff": result.difference_verdict,
+        "preference": result.preference, "il_lower": result.lower, "il_upper": result.upper, "il_difference": result.difference,
+        "il_difference_lower": result.difference_lower, "il_difference_upper": result.difference_upper,
+        "il_listeners": result.difference_listeners, "ab_listeners": len(a) + len(b),
+        "il_needed": pref_needed, "il_diff_needed": result.listeners_needed(), "ab_needed": ab_needed,
+    }
+
+
 @click.command()
 @click.option("--workdir", type=click.Path(path_type=Path), default=REPO / "data" / "ope", show_default=True)
 @click.option("--episodes", type=int, default=600, show_default=True, help="Arrivals per simulated day.")
 @click.option("--days", type=int, default=3, show_default=True, help="Days of each experiment.")
-@click.option("--seeds", type=int, default=3, show_default=True, help="Repetitions (simulation seeds).")
+@click.option("--seeds", type=int, default=5, show_default=True, help="Repetitions (simulation seeds).")
 def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
     """OPE vs truth and interleaving vs A/B vs truth; prints markdown tables and writes WORKDIR/results.json."""
     from recommenders import registry
@@ -160,28 +180,19 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
                 results["ope"].append({"seed": seed, "candidate": name, "level": row["level"], "estimator": row["estimator"], "value": row["value"],
                                        "lower": row["lower"], "upper": row["upper"], "se": row["se"], "truth": true_value[row["level"]]})
         users = ab_users(log, "ab", len(arms))
-        for start in range(0, len(pairs), 8):
-            chunk = pairs[start : start + 8]
-            name = f"il{start // 8}"
-            il_log = experiment(workdir, world, name, [{**treatment(a, artifacts), "interleave": treatment(b, artifacts)} for a, b in chunk], seed, episodes, days, truth=False)
-            with EventLog.open(il_log) as event_log:
-                events = session_events(event_log, name)
-            for k, (a, b) in enumerate(chunk):
-                result = preference(events[events["arm"] == k], a, b)
-                effect, ab, ab_needed = ab_verdict(users[1 + RANKED.index(a)], users[1 + RANKED.index(b)])
-                true_a, true_b = truth[1 + RANKED.index(a)], truth[1 + RANKED.index(b)]
-                sd = math.sqrt(result.listeners) * (result.upper - result.preference) / Z_ALPHA
-                il_needed = (Z_ALPHA + Z_POWER) ** 2 * sd**2 / result.preference**2 if result.preference else math.inf
-                # The decision-level difference: its clustered standard error scales as 1 / sqrt(listeners).
-                se = (result.difference_upper - result.difference) / Z_ALPHA
-                diff_needed = result.listeners * (Z_ALPHA + Z_POWER) ** 2 * se**2 / result.difference**2 if result.difference else math.inf
-                results["interleaving"].append({
-                    "seed": seed, "a": a, "b": b, "true_effect": true_a / true_b - 1, "ab_effect": effect,
-                    "ab": {"A": a, "B": b}.get(ab, "tie"), "interleaving": result.verdict, "il_diff": result.difference_verdict, "il_diff_needed": diff_needed, "preference": result.preference,
-                    "il_lower": result.lower, "il_upper": result.upper, "il_difference": result.difference,
-                    "il_difference_lower": result.difference_lower, "il_difference_upper": result.difference_upper, "il_listeners": result.listeners, "ab_listeners": int(len(users[1 + RANKED.index(a)]) + len(users[1 + RANKED.index(b)])),
-                    "il_needed": il_needed, "ab_needed": ab_needed,
-                })
+        for unit, prefix in UNITS.items():
+            for start in range(0, len(pairs), 8):
+                chunk = pairs[start : start + 8]
+                name = f"{prefix}{start // 8}"
+                interleaved = [{**treatment(a, artifacts), "interleave": treatment(b, artifacts), "interleave_unit": unit} for a, b in chunk]
+                il_log = experiment(workdir, world, name, interleaved, seed, episodes, days, truth=False)
+                with EventLog.open(il_log) as event_log:
+                    events = session_events(event_log, name)
+                for k, (a, b) in enumerate(chunk):
+                    for weight in WEIGHTS[unit]:
+                        result = preference(events[events["arm"] == k], a, b, unit=unit, weight=weight)
+                        true_effect = truth[1 + RANKED.index(a)] / truth[1 + RANKED.index(b)] - 1
+                        results["interleaving"].append(scored(result, weight, users[1 + RANKED.index(a)], users[1 + RANKED.index(b)], true_effect, seed))
     (workdir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     click.echo(tables(results))
 
@@ -204,25 +215,34 @@ def tables(results: dict) -> str:
                 sd = values.std(ddof=1) if len(values) > 1 else float("nan")
                 lines.append(f"| {name} | {level} | {estimator} | {truth.mean():.4f} | {values.mean():.4f} | {bias:+.4f} | {100 * bias / truth.mean():+.1f}% | "
                              f"{sd:.4f} | {np.mean([r['se'] for r in rows]):.4f} | {covered}/{len(rows)} |")
-    lines += ["", "| pair (A vs B) | true effect of A | A/B agrees with truth | interleaving agrees: per-listener preference | decision-level difference | "
-              "mean preference [mean 95% interval] | listeners for 80% power (median): A/B | preference | difference | ratio (difference / A/B) |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", "| pair (A vs B) | true effect of A | A/B | per request: preference | per request: difference per decision | "
+              "per request: difference per listener | per session: preference | per session: difference per listener |",
+              "|---|---|---|---|---|---|---|---|"]
+    traffic = ["", "| pair (A vs B) | A/B | per request: difference per decision | per request: difference per listener | "
+               "per session: difference per listener | per session: preference | ratio to the A/B: per request, per decision | "
+               "per request, per listener | per session, per listener | per session, preference |", "|---|---|---|---|---|---|---|---|---|---|"]
     for a, b in itertools.combinations(RANKED, 2):
-        rows = [r for r in results["interleaving"] if r["a"] == a and r["b"] == b]
-        if not rows:
+        rows = {(unit, weight): [r for r in results["interleaving"] if (r["a"], r["b"], r["unit"], r["weight"]) == (a, b, unit, weight)]
+                for unit in UNITS for weight in WEIGHTS[unit]}
+        base = rows["request", "decision"]
+        if not base:
             continue
-        true_effect = float(np.mean([r["true_effect"] for r in rows]))
+        true_effect = float(np.mean([r["true_effect"] for r in base]))
         true = a if true_effect > 0.05 else b if true_effect < -0.05 else None
-        def agree(key: str, rows: list = rows, true: str | None = true) -> str:
+        def agree(rows: list, key: str, true: str | None = true) -> str:
             if true is None:
-                return "n/a (within 5%): " + ", ".join(r[key] for r in rows)
+                return "n/a: " + ", ".join(r[key] for r in rows)
             return f"{sum(r[key] == true for r in rows)}/{len(rows)}"
-        ab_needed = float(np.median([r["ab_needed"] for r in rows]))
-        il_needed = float(np.median([r["il_needed"] for r in rows]))
-        diff_needed = float(np.median([r["il_diff_needed"] for r in rows]))
-        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | {agree('ab')} | {agree('interleaving')} | {agree('il_diff')} | "
-                     f"{np.mean([r['preference'] for r in rows]):+.3f} [{np.mean([r['il_lower'] for r in rows]):+.3f}, {np.mean([r['il_upper'] for r in rows]):+.3f}] | "
-                     f"{ab_needed:,.0f} | {il_needed:,.0f} | {diff_needed:,.0f} | {diff_needed / ab_needed:.2f} |")
+        def needed(rows: list, key: str) -> float:
+            return float(np.median([r[key] for r in rows])) if rows else math.nan
+        request, session = rows["request", "listener"], rows["session", "listener"]
+        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | {agree(base, 'ab')} | {agree(request, 'interleaving')} | {agree(base, 'il_diff')} | "
+                     f"{agree(request, 'il_diff')} | {agree(session, 'interleaving')} | {agree(session, 'il_diff')} |")
+        ab_needed = needed(base, "ab_needed")
+        figures = [needed(base, "il_diff_needed"), needed(request, "il_diff_needed"), needed(session, "il_diff_needed"), needed(session, "il_needed")]
+        traffic.append(f"| {a} vs {b} | {ab_needed:,.0f} | " + " | ".join(f"{x:,.0f}" for x in figures) + " | "
+                       + " | ".join(f"{x / ab_needed:.2f}" for x in figures) + " |")
+    lines += traffic
     return "\n".join(lines)
 
 
