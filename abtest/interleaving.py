@@ -11,7 +11,11 @@ Per listener u, with C_A and C_B the summed credit of the two teams' tracks, the
 Radlinski and Yue 2012, https://doi.org/10.1145/2094072.2094078, with listen fractions as
 graded clicks); the verdict averages it over listeners with a t interval, so the unit of
 inference is the listener, as in the A/B test. The difference of the two teams' mean listen
-fractions, with an interval clustered by listener, is reported beside it, in one of two weightings:
+fractions is reported beside it, with the delta method's interval clustered by listener (Deng,
+Knoblich and Lu 2018, "Applying the delta method in metric analytics", KDD,
+https://doi.org/10.1145/3219819.3219919: each value's deviation from its own team's mean, so a
+listener whose values all belong to one team adds only their spread, not their level), in one
+of two weightings:
 per listener (default: each listener's mean listen fraction of each team's tracks, averaged over
 listeners, which is the A/B's own per-user metric, so both measure the same quantity) or per
 decision (every decision weighs the same, so listeners with long sessions weigh more).
@@ -155,10 +159,17 @@ def preference(
     if weight == "listener":  # one value per (listener, team): that listener's mean listen fraction of the team's tracks
         cells = pd.DataFrame({"user": users, "is_a": is_a, "reward": reward}).groupby(["user", "is_a"])["reward"].mean().reset_index()
         users, is_a, reward = cells["user"].to_numpy(), cells["is_a"].to_numpy(dtype=bool), cells["reward"].to_numpy(dtype=np.float64)
-    # +x for A's values, -x for B's, each scaled by the share of its team: the mean is mean(A) - mean(B).
+    # mean(A) - mean(B) with the delta method's variance: each value's deviation from its own team's
+    # mean, over its team's share, summed per listener (clustered_mean), since the teams' shares are random.
     share_a = is_a.mean()
-    terms = np.where(is_a, reward / share_a, -reward / (1.0 - share_a)) if 0 < share_a < 1 else np.zeros_like(reward)
-    difference, low, high, difference_se, groups = clustered_mean(terms, users, alpha)
+    if 0 < share_a < 1:
+        mean_a, mean_b = reward[is_a].mean(), reward[~is_a].mean()
+        difference = float(mean_a - mean_b)
+        terms = np.where(is_a, (reward - mean_a) / share_a, -(reward - mean_b) / (1.0 - share_a))
+    else:
+        difference, terms = 0.0, np.zeros_like(reward)
+    centre, low, high, difference_se, groups = clustered_mean(terms, users, alpha)
+    low, high = difference + (low - centre), difference + (high - centre)
     return Preference(
         team_a, team_b, mean, mean - t * se, mean + t * se, p_value, difference, low, high, n, len(drafted), int(ties.sum()),
         sd, difference_se, groups, unit,

@@ -85,6 +85,19 @@ def test_per_session_every_decision_counts_for_its_sessions_team() -> None:
     assert preference(events, "a", "b").preference == pytest.approx((0.5 - 0.7 / 1.1 + 1) / 3)
 
 
+def test_the_differences_interval_is_the_delta_methods_clustered_by_listener() -> None:
+    # Listener 1 had both teams' tracks, listener 2 only a's, listener 3 only b's.
+    events = decisions([(1, "a", 0.9, 0.5), (1, "b", 0.3, 0.5), (2, "a", 0.5, 0.5), (3, "b", 0.1, 0.5)])
+
+    result = preference(events, "a", "b")
+
+    # mean(a) 0.7, mean(b) 0.2, each team half the values: deviations over 1/2 summed per listener are
+    # 0.4 - 0.2, -0.4 and 0.2; variance (0.2^2 + 0.4^2 + 0.2^2) / 4^2 x 3 / 2 = 0.0225.
+    assert result.difference == pytest.approx(0.5)
+    assert result.difference_se == pytest.approx(0.15)
+    assert (result.difference_lower, result.difference_upper) == pytest.approx((0.5 - 1.959964 * 0.15, 0.5 + 1.959964 * 0.15), rel=1e-6)
+
+
 def test_a_session_with_both_teams_is_an_error_per_session() -> None:
     events = session_decisions([(1, 10, "a", 0.9, 0.5), (1, 10, "b", 0.3, 0.5), (2, 20, "a", 0.4, 0.5)])
 
