@@ -232,7 +232,8 @@ def tables(results: dict) -> str:
         def agree(rows: list, key: str, true: str | None = true) -> str:
             if true is None:
                 return "n/a: " + ", ".join(r[key] for r in rows)
-            return f"{sum(r[key] == true for r in rows)}/{len(rows)}"
+            wrong = sum(r[key] not in (true, "tie") for r in rows)
+            return f"{sum(r[key] == true for r in rows)}/{len(rows)}" + (f" ({wrong} wrong)" if wrong else "")
         def needed(rows: list, key: str) -> float:
             return float(np.median([r[key] for r in rows])) if rows else math.nan
         request, session = rows["request", "listener"], rows["session", "listener"]
