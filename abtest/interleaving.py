@@ -15,17 +15,17 @@ fractions is reported beside it, with the delta method's interval clustered by l
 Knoblich and Lu 2018, "Applying the delta method in metric analytics", KDD,
 https://doi.org/10.1145/3219819.3219919: each value's deviation from its own team's mean, so a
 listener whose values all belong to one team adds only their spread, not their level), in one
-of two weightings:
-per listener (default: each listener's mean listen fraction of each team's tracks, averaged over
-listeners, which is the A/B's own per-user metric, so both measure the same quantity) or per
-decision (every decision weighs the same, so listeners with long sessions weigh more).
+of two weightings: per decision (default: every decision weighs the same, as in the truth's mean
+listen fraction per decision, so listeners with long sessions weigh more) or per listener (each
+listener's mean listen fraction of each team's tracks, averaged over listeners: the A/B's own
+per-user metric). On the scenario of `scripts/ope_vs_truth.py` the per-decision weighting agrees
+with the truth more often (docs/ope.md).
 
 A log interleaved per session (`interleave_unit: session`: one team serves a whole session) is
 read with `unit="session"`: every decision of a session is its team's, ties included (they are
 part of what the team's session earned), the difference compares the two teams' sessions as the
-A/B compares its arms (mean listen fraction per decision, clustered by listener), and the
-per-listener preference pairs, within each listener who had sessions of both teams, the two
-teams' mean listen fractions M_A and M_B: (M_A - M_B) / (M_A + M_B).
+A/B compares its arms, and the per-listener preference pairs, within each listener who had
+sessions of both teams, the two teams' mean listen fractions M_A and M_B: (M_A - M_B) / (M_A + M_B).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ from abtest.ope import clustered_mean
 from contracts.columns import Columns
 
 UNITS = ("request", "session")
-WEIGHTS = ("listener", "decision")
+WEIGHTS = ("decision", "listener")
 
 
 class Preference(NamedTuple):
@@ -114,11 +114,11 @@ class Preference(NamedTuple):
 
 
 def preference(
-    events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None, unit: str = "request", weight: str = "listener"
+    events: pd.DataFrame, team_a: str, team_b: str, alpha: float | None = None, unit: str = "request", weight: str = "decision"
 ) -> Preference:
     """The interleaving verdict of team `team_a` against `team_b` from `abtest.decisions.session_events`,
     for a log interleaved per request (`unit="request"`) or per session (`unit="session"`), with the
-    difference weighted per listener (`weight="listener"`) or per decision (`weight="decision"`)."""
+    difference weighted per decision (`weight="decision"`) or per listener (`weight="listener"`)."""
     alpha = resolve("alpha", alpha)
     if unit not in UNITS:
         raise AbtestError(f"unit == {unit!r}, must be one of {', '.join(UNITS)}")

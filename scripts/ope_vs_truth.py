@@ -49,7 +49,7 @@ EPSILON = 0.5
 LOGGING_BASE = "bpr_knn"  # deterministic, like the candidates: every logged propensity is exact
 Z_ALPHA, Z_POWER = 1.959964, 0.841621  # two-sided 5%, 80% power
 UNITS = {"request": "il", "session": "sil"}  # interleaving's coin per request or per session -> the logs' name prefix
-WEIGHTS = {"request": ("decision", "listener"), "session": ("listener",)}  # the difference's weightings scored per unit
+WEIGHTS = ("decision", "listener")  # the difference's weightings (abtest.interleaving)
 
 
 def run(*args: str) -> None:
@@ -189,7 +189,7 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
                 with EventLog.open(il_log) as event_log:
                     events = session_events(event_log, name)
                 for k, (a, b) in enumerate(chunk):
-                    for weight in WEIGHTS[unit]:
+                    for weight in WEIGHTS:
                         result = preference(events[events["arm"] == k], a, b, unit=unit, weight=weight)
                         true_effect = truth[1 + RANKED.index(a)] / truth[1 + RANKED.index(b)] - 1
                         results["interleaving"].append(scored(result, weight, users[1 + RANKED.index(a)], users[1 + RANKED.index(b)], true_effect, seed))
@@ -216,14 +216,14 @@ def tables(results: dict) -> str:
                 lines.append(f"| {name} | {level} | {estimator} | {truth.mean():.4f} | {values.mean():.4f} | {bias:+.4f} | {100 * bias / truth.mean():+.1f}% | "
                              f"{sd:.4f} | {np.mean([r['se'] for r in rows]):.4f} | {covered}/{len(rows)} |")
     lines += ["", "| pair (A vs B) | true effect of A | A/B | per request: preference | per request: difference per decision | "
-              "per request: difference per listener | per session: preference | per session: difference per listener |",
-              "|---|---|---|---|---|---|---|---|"]
+              "per request: difference per listener | per session: preference | per session: difference per decision | per session: difference per listener |",
+              "|---|---|---|---|---|---|---|---|---|"]
     traffic = ["", "| pair (A vs B) | A/B | per request: difference per decision | per request: difference per listener | "
-               "per session: difference per listener | per session: preference | ratio to the A/B: per request, per decision | "
-               "per request, per listener | per session, per listener | per session, preference |", "|---|---|---|---|---|---|---|---|---|---|"]
+               "per session: difference per decision | per session: difference per listener | ratio to the A/B: per request, per decision | "
+               "per request, per listener | per session, per decision | per session, per listener |", "|---|---|---|---|---|---|---|---|---|---|"]
     for a, b in itertools.combinations(RANKED, 2):
         rows = {(unit, weight): [r for r in results["interleaving"] if (r["a"], r["b"], r["unit"], r["weight"]) == (a, b, unit, weight)]
-                for unit in UNITS for weight in WEIGHTS[unit]}
+                for unit in UNITS for weight in WEIGHTS}
         base = rows["request", "decision"]
         if not base:
             continue
@@ -236,11 +236,12 @@ def tables(results: dict) -> str:
             return f"{sum(r[key] == true for r in rows)}/{len(rows)}" + (f" ({wrong} wrong)" if wrong else "")
         def needed(rows: list, key: str) -> float:
             return float(np.median([r[key] for r in rows])) if rows else math.nan
-        request, session = rows["request", "listener"], rows["session", "listener"]
-        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | {agree(base, 'ab')} | {agree(request, 'interleaving')} | {agree(base, 'il_diff')} | "
-                     f"{agree(request, 'il_diff')} | {agree(session, 'interleaving')} | {agree(session, 'il_diff')} |")
+        methods = [rows[unit, weight] for unit in UNITS for weight in WEIGHTS]
+        verdicts = [agree(base, "ab"), agree(base, "interleaving"), *(agree(m, "il_diff") for m in methods[:2]),
+                    agree(methods[2], "interleaving"), *(agree(m, "il_diff") for m in methods[2:])]
+        lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | " + " | ".join(verdicts) + " |")
         ab_needed = needed(base, "ab_needed")
-        figures = [needed(base, "il_diff_needed"), needed(request, "il_diff_needed"), needed(session, "il_diff_needed"), needed(session, "il_needed")]
+        figures = [needed(m, "il_diff_needed") for m in methods]
         traffic.append(f"| {a} vs {b} | {ab_needed:,.0f} | " + " | ".join(f"{x:,.0f}" for x in figures) + " | "
                        + " | ".join(f"{x / ab_needed:.2f}" for x in figures) + " |")
     lines += traffic

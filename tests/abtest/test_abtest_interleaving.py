@@ -44,7 +44,7 @@ def test_preference_averages_each_listeners_share_of_credit() -> None:
     half_width = 4.302653 * per_user.std(ddof=1) / np.sqrt(3)  # t(2) quantile at 0.975
     assert (result.lower, result.upper) == pytest.approx((per_user.mean() - half_width, per_user.mean() + half_width), rel=1e-5)
     assert (result.listeners, result.decisions, result.ties) == (3, 5, 1)
-    # Per listener (each listener's mean of a's and of b's tracks): (0.9, 0.2, 1.0) against (0.3, 0.2).
+    # Per decision: a's rewards (0.9, 0.2, 1.0) against b's (0.3, 0.2); per listener the same here.
     assert result.difference == pytest.approx(0.7 - 0.25)
     assert result.verdict == "tie"
 
@@ -76,11 +76,11 @@ def test_per_session_every_decision_counts_for_its_sessions_team() -> None:
     result = preference(events, "a", "b", unit="session")
 
     assert result.preference == pytest.approx((0.4 - 0.2) / 2)
-    # Per listener: a's listener means (0.7, 0.2, 1.0), the tie included, against b's (0.3, 0.3).
-    assert result.difference == pytest.approx(1.9 / 3 - 0.3)
+    # Per decision: a's decisions (0.9, 0.5, 0.2, 1.0), the tie included, against b's (0.3, 0.6, 0.2, 0.1).
+    assert result.difference == pytest.approx(0.65 - 0.3)
     assert (result.listeners, result.difference_listeners, result.decisions, result.ties) == (2, 3, 8, 1)
-    # Per decision: a's decisions (0.9, 0.5, 0.2, 1.0) against b's (0.3, 0.6, 0.2, 0.1).
-    assert preference(events, "a", "b", unit="session", weight="decision").difference == pytest.approx(0.65 - 0.3)
+    # Per listener: a's listener means (0.7, 0.2, 1.0) against b's (0.3, 0.3).
+    assert preference(events, "a", "b", unit="session", weight="listener").difference == pytest.approx(1.9 / 3 - 0.3)
     # Per request the tie is left out and listener 3 counts: credit shares 0.6 / 1.2, -0.7 / 1.1 and 1.
     assert preference(events, "a", "b").preference == pytest.approx((0.5 - 0.7 / 1.1 + 1) / 3)
 
@@ -107,7 +107,7 @@ def test_a_session_with_both_teams_is_an_error_per_session() -> None:
 
 @pytest.mark.parametrize(
     ("options", "message"),
-    [({"unit": "day"}, "unit == 'day', must be one of request, session"), ({"weight": "session"}, "weight == 'session', must be one of listener, decision")],
+    [({"unit": "day"}, "unit == 'day', must be one of request, session"), ({"weight": "session"}, "weight == 'session', must be one of decision, listener")],
 )
 def test_an_unknown_option_is_an_error_naming_it(options: dict[str, str], message: str) -> None:
     with pytest.raises(AbtestError, match=message):
