@@ -159,18 +159,26 @@ def preference(
     if weight == "listener":  # one value per (listener, team): that listener's mean listen fraction of the team's tracks
         cells = pd.DataFrame({"user": users, "is_a": is_a, "reward": reward}).groupby(["user", "is_a"])["reward"].mean().reset_index()
         users, is_a, reward = cells["user"].to_numpy(), cells["is_a"].to_numpy(dtype=bool), cells["reward"].to_numpy(dtype=np.float64)
-    # mean(A) - mean(B) with the delta method's variance: each value's deviation from its own team's
-    # mean, over its team's share, summed per listener (clustered_mean), since the teams' shares are random.
-    share_a = is_a.mean()
-    if 0 < share_a < 1:
-        mean_a, mean_b = reward[is_a].mean(), reward[~is_a].mean()
-        difference = float(mean_a - mean_b)
-        terms = np.where(is_a, (reward - mean_a) / share_a, -(reward - mean_b) / (1.0 - share_a))
-    else:
-        difference, terms = 0.0, np.zeros_like(reward)
-    centre, low, high, difference_se, groups = clustered_mean(terms, users, alpha)
-    low, high = difference + (low - centre), difference + (high - centre)
+    difference, low, high, difference_se, groups = mean_difference(reward, is_a, users, alpha)
     return Preference(
         team_a, team_b, mean, mean - t * se, mean + t * se, p_value, difference, low, high, n, len(drafted), int(ties.sum()),
         sd, difference_se, groups, unit,
     )
+
+
+def mean_difference(values: np.ndarray, is_a: np.ndarray, clusters: np.ndarray, alpha: float | None = None) -> tuple[float, float, float, float, int]:
+    """(difference, lower, upper, se, clusters): mean of `values[is_a]` minus mean of the rest, with
+    the delta method's interval clustered by `clusters` (Deng, Knoblich and Lu 2018): each value's
+    deviation from its own group's mean, over its group's share, summed per cluster, since the
+    groups' sizes are random. 0 with a zero interval when either group is empty."""
+    values = np.asarray(values, dtype=np.float64)
+    is_a = np.asarray(is_a, dtype=bool)
+    share_a = is_a.mean()
+    if 0 < share_a < 1:
+        mean_a, mean_b = values[is_a].mean(), values[~is_a].mean()
+        difference = float(mean_a - mean_b)
+        terms = np.where(is_a, (values - mean_a) / share_a, -(values - mean_b) / (1.0 - share_a))
+    else:
+        difference, terms = 0.0, np.zeros_like(values)
+    centre, low, high, se, groups = clustered_mean(terms, clusters, alpha)
+    return difference, difference + (low - centre), difference + (high - centre), se, groups

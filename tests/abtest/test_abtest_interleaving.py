@@ -143,3 +143,24 @@ def test_events_sharing_a_timestamp_are_put_in_chain_order(make_log: Callable[..
     assert events[Columns.TRACK].tolist() == [1, 9, 3, 4]
     assert events[DecisionColumns.REWARD].tolist()[:3] == [0.0, 0.0, 0.7]
     assert events[DecisionColumns.DECISION].tolist() == [True, True, True, False]
+
+
+@pytest.mark.parametrize("unit", ["request", "session"])
+def test_the_differences_interval_covers_a_zero_difference_at_its_level(unit: str) -> None:
+    # Two equally good teams on seeded listeners with their own levels and uneven numbers of
+    # sessions and steps: the 95% interval should hold 0 in about 95% of 200 replications.
+    replications, covered = 200, 0
+    for seed in range(replications):
+        rng = np.random.default_rng(seed)
+        rows = []
+        for user in range(40):
+            level = rng.normal(0.4, 0.15)
+            for session in range(1 + rng.poisson(1.5)):
+                session_team = rng.random() < 0.5
+                for _ in range(1 + rng.poisson(5)):
+                    team = session_team if unit == "session" else rng.random() < 0.5
+                    rows.append((user, 10 * user + session, "a" if team else "b", float(np.clip(level + rng.normal(0, 0.25), 0, 1)), 0.5))
+        result = preference(session_decisions(rows), "a", "b", unit=unit)
+        covered += result.difference_lower <= 0 <= result.difference_upper
+    sd = np.sqrt(0.95 * 0.05 * replications)  # binomial, 4.5 sd: a false alarm about once in 150,000 runs
+    assert 0.95 * replications - 4.5 * sd <= covered <= 0.95 * replications + 4.5 * sd
