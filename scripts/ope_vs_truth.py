@@ -29,13 +29,14 @@ from pathlib import Path
 import click
 import duckdb
 import numpy as np
+import pandas as pd
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from abtest.decisions import DecisionColumns, session_events  # noqa: E402
-from abtest.interleaving import Preference, preference  # noqa: E402
+from abtest.interleaving import Preference, mean_difference, preference  # noqa: E402
 from abtest.log import EventLog  # noqa: E402
 from contracts.catalog import Catalog  # noqa: E402
 from contracts.columns import Columns, TruthColumns  # noqa: E402
@@ -121,6 +122,21 @@ def ab_users(log: Path, experiment_name: str, arms: int) -> list[np.ndarray]:
     return [per_user.loc[arm].to_numpy() if arm in per_user.index.get_level_values(0) else np.zeros(0) for arm in range(arms)]
 
 
+def ab_decisions(log: Path, experiment_name: str) -> pd.DataFrame:
+    """The A/B's decisions (arm, listener, reward), for its difference per decision."""
+    with EventLog.open(log) as event_log:
+        events = session_events(event_log, experiment_name)
+    return events.loc[events[DecisionColumns.DECISION], ["arm", Columns.USER, DecisionColumns.REWARD]]
+
+
+def ab_decision_needed(decisions: pd.DataFrame, arm_a: int, arm_b: int) -> float:
+    """Listeners in all the A/B needs for 80% power with interleaving's own statistic: the difference
+    of the two arms' mean listen fraction per decision, delta-method variance clustered by listener."""
+    pair = decisions[decisions["arm"].isin([arm_a, arm_b])]
+    difference, _, _, se, groups = mean_difference(pair[DecisionColumns.REWARD].to_numpy(), (pair["arm"] == arm_a).to_numpy(), pair[Columns.USER].to_numpy())
+    return groups * (Z_ALPHA + Z_POWER) ** 2 * se**2 / difference**2 if difference else math.inf
+
+
 def ab_verdict(a: np.ndarray, b: np.ndarray) -> tuple[float, str, float]:
     """(relative effect of a over b, verdict, listeners the A/B needs in all for 80% power at that effect)."""
     diff = a.mean() - b.mean()
@@ -180,6 +196,7 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
                 results["ope"].append({"seed": seed, "candidate": name, "level": row["level"], "estimator": row["estimator"], "value": row["value"],
                                        "lower": row["lower"], "upper": row["upper"], "se": row["se"], "truth": true_value[row["level"]]})
         users = ab_users(log, "ab", len(arms))
+        decisions = ab_decisions(log, "ab")
         for unit, prefix in UNITS.items():
             for start in range(0, len(pairs), 8):
                 chunk = pairs[start : start + 8]
@@ -192,7 +209,9 @@ def main(workdir: Path, episodes: int, days: int, seeds: int) -> None:
                     for weight in WEIGHTS:
                         result = preference(events[events["arm"] == k], a, b, unit=unit, weight=weight)
                         true_effect = truth[1 + RANKED.index(a)] / truth[1 + RANKED.index(b)] - 1
-                        results["interleaving"].append(scored(result, weight, users[1 + RANKED.index(a)], users[1 + RANKED.index(b)], true_effect, seed))
+                        row = scored(result, weight, users[1 + RANKED.index(a)], users[1 + RANKED.index(b)], true_effect, seed)
+                        row["ab_decision_needed"] = ab_decision_needed(decisions, 1 + RANKED.index(a), 1 + RANKED.index(b))
+                        results["interleaving"].append(row)
     (workdir / "results.json").write_text(json.dumps(results, indent=1, default=float))
     click.echo(tables(results))
 
@@ -218,9 +237,10 @@ def tables(results: dict) -> str:
     lines += ["", "| pair (A vs B) | true effect of A | A/B | per request: preference | per request: difference per decision | "
               "per request: difference per listener | per session: preference | per session: difference per decision | per session: difference per listener |",
               "|---|---|---|---|---|---|---|---|---|"]
-    traffic = ["", "| pair (A vs B) | A/B | per request: difference per decision | per request: difference per listener | "
+    traffic = ["", "| pair (A vs B) | A/B | A/B, difference per decision | per request: difference per decision | per request: difference per listener | "
                "per session: difference per decision | per session: difference per listener | ratio to the A/B: per request, per decision | "
-               "per request, per listener | per session, per decision | per session, per listener |", "|---|---|---|---|---|---|---|---|---|---|"]
+               "per request, per listener | per session, per decision | per session, per listener | per session, per decision / A/B per decision |",
+               "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for a, b in itertools.combinations(RANKED, 2):
         rows = {(unit, weight): [r for r in results["interleaving"] if (r["a"], r["b"], r["unit"], r["weight"]) == (a, b, unit, weight)]
                 for unit in UNITS for weight in WEIGHTS}
@@ -242,8 +262,9 @@ def tables(results: dict) -> str:
         lines.append(f"| {a} vs {b} | {100 * true_effect:+.1f}% | " + " | ".join(verdicts) + " |")
         ab_needed = needed(base, "ab_needed")
         figures = [needed(m, "il_diff_needed") for m in methods]
-        traffic.append(f"| {a} vs {b} | {ab_needed:,.0f} | " + " | ".join(f"{x:,.0f}" for x in figures) + " | "
-                       + " | ".join(f"{x / ab_needed:.2f}" for x in figures) + " |")
+        ab_decision = needed(base, "ab_decision_needed")
+        traffic.append(f"| {a} vs {b} | {ab_needed:,.0f} | {ab_decision:,.0f} | " + " | ".join(f"{x:,.0f}" for x in figures) + " | "
+                       + " | ".join(f"{x / ab_needed:.2f}" for x in figures) + f" | {figures[2] / ab_decision:.2f} |")
     lines += traffic
     return "\n".join(lines)
 
