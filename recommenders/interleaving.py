@@ -24,7 +24,9 @@ what that team alone would have served, and a listener's sessions under both tea
 a within-listener (crossover) comparison of the two policies' sessions. The service sees no session
 id, so the session coin is hashed from (salt, listener, the session's first track), the track
 the listener chose before any recommendation: every request of a session gets the same coin
-as long as the service keeps the session's whole history (botify's `max_length` steps).
+as long as the service keeps the session's whole history (botify's `max_length` steps). Two
+sessions of one listener that start with the same track share a coin; since that track is chosen
+before any recommendation, the draft stays independent of what either team serves.
 """
 
 from __future__ import annotations
