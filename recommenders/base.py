@@ -172,8 +172,20 @@ class Fittable(Recommender):
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
-        self._load(directory)
-        self.fitted = True
+        try:
+            self._load(directory)
+            self.fitted = True
+            # Arrays of consistent names but wrong sizes load silently and fail on the first
+            # request they meet; asking a few here turns that 500 into an error at start-up.
+            probe = _probe_requests(self.catalog)
+            self.recommend_batch(probe)
+            self.recommend(probe[0])
+        except (ArtifactError, NotFittedError):
+            self.fitted = False
+            raise
+        except (LookupError, ValueError, IndexError, TypeError, ArithmeticError) as error:
+            self.fitted = False
+            raise ArtifactError(f"artifact {directory} does not fit recommender {self.name!r} on this world: {_describe(error)}") from None
         return self
 
     @abstractmethod
@@ -187,6 +199,22 @@ class Fittable(Recommender):
     @abstractmethod
     def _load(self, directory: Path) -> None:
         """Subclasses read back what `_save` wrote into `directory`."""
+
+
+def _probe_requests(catalog: Catalog) -> list[Request]:
+    """Requests that touch the ends of the catalog and of the id space: the first, middle and last
+    tracks in a session's history, for user 0 and for an id no model has seen."""
+    n = catalog.n_tracks
+    history = tuple(dict.fromkeys((0, n // 2, n - 1)))
+    times = tuple(1.0 if i == 0 else 0.5 for i in range(len(history)))
+    return [Request(user=user, track=history[-1], time=times[-1], history=history, times=times) for user in (0, 2**62)]
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a load error: a missing key is named as such, anything else by its message."""
+    if isinstance(error, KeyError):
+        return f"it lacks {error.args[0]!r}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class Trainable(Fittable):
