@@ -168,24 +168,31 @@ class Fittable(Recommender):
         return directory
 
     def load(self, directory: str | Path) -> Self:
-        """Read artifacts written by `save`; the recommender then serves what it learned."""
+        """Read artifacts written by `save`; the recommender then serves what it learned.
+
+        Raises `ArtifactError` (one line naming the directory) when the files do not fit this
+        recommender on this catalog, including when it cannot answer two probe requests with them.
+        """
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
+        where = f"artifact {directory} does not fit recommender {self.name!r} on this world"
         try:
             self._load(directory)
-            self.fitted = True
-            # Arrays of consistent names but wrong sizes load silently and fail on the first
-            # request they meet; asking a few here turns that 500 into an error at start-up.
-            probe = _probe_requests(self.catalog)
+        except ArtifactError:
+            raise
+        except (LookupError, ValueError, TypeError, ArithmeticError) as error:
+            raise ArtifactError(f"{where}: {_describe(error)}") from None
+        self.fitted = True
+        # Arrays of consistent names but wrong sizes load silently and fail on the first request
+        # they meet; asking a few here turns that 500 into an error at start-up.
+        probe = _probe_requests(self.catalog)
+        try:
             self.recommend_batch(probe)
             self.recommend(probe[0])
-        except (ArtifactError, NotFittedError):
+        except Exception as error:  # whatever it is, a real request would meet it too
             self.fitted = False
-            raise
-        except (LookupError, ValueError, IndexError, TypeError, ArithmeticError) as error:
-            self.fitted = False
-            raise ArtifactError(f"artifact {directory} does not fit recommender {self.name!r} on this world: {_describe(error)}") from None
+            raise ArtifactError(f"{where}: a probe request fails: {_describe(error)}") from None
         return self
 
     @abstractmethod
