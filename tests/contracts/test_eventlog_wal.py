@@ -174,10 +174,15 @@ def test_a_recovered_torn_file_keeps_every_complete_record(log: Path) -> None:
     writer.extend([row(1), row(2)])
     writer.extend([row(3)])
     (wal,) = wal_files(log)
-    torn = wal.read_bytes()[:-3]
+    # The writer's file, cut short, as a dead worker's file appears: whole and at once (the
+    # writer's thread recovers at its start, and may do so at any moment on a loaded machine).
+    dead = wal.with_name(f"0000000000000000001-1-000001{WAL_SUFFIX}")
+    staging = wal.with_name("torn.tmp")
+    staging.write_bytes(wal.read_bytes()[:-3])
+    os.replace(staging, dead)
+    wal.unlink()  # still locked by the writer until its descriptor closes: nobody seals it
     os.close(writer._current.fd)
     writer._current = None
-    wal.write_bytes(torn)
 
     recover(LogLayout.of(log))
 
