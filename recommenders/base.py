@@ -168,12 +168,31 @@ class Fittable(Recommender):
         return directory
 
     def load(self, directory: str | Path) -> Self:
-        """Read artifacts written by `save`; the recommender then serves what it learned."""
+        """Read artifacts written by `save`; the recommender then serves what it learned.
+
+        Raises `ArtifactError` (one line naming the directory) when the files do not fit this
+        recommender on this catalog, including when it cannot answer two probe requests with them.
+        """
         directory = Path(directory)
         if not directory.is_dir():
             raise FileNotFoundError(f"artifact directory {directory} for recommender {self.name!r} does not exist")
-        self._load(directory)
+        where = f"artifact {directory} does not fit recommender {self.name!r} on this world"
+        try:
+            self._load(directory)
+        except ArtifactError:
+            raise
+        except (LookupError, ValueError, TypeError, ArithmeticError) as error:
+            raise ArtifactError(f"{where}: {_describe(error)}") from None
         self.fitted = True
+        # Arrays of consistent names but wrong sizes load silently and fail on the first request
+        # they meet; asking a few here turns that 500 into an error at start-up.
+        probe = _probe_requests(self.catalog)
+        try:
+            self.recommend_batch(probe)
+            self.recommend(probe[0])
+        except Exception as error:  # whatever it is, a real request would meet it too
+            self.fitted = False
+            raise ArtifactError(f"{where}: a probe request fails: {_describe(error)}") from None
         return self
 
     @abstractmethod
@@ -187,6 +206,22 @@ class Fittable(Recommender):
     @abstractmethod
     def _load(self, directory: Path) -> None:
         """Subclasses read back what `_save` wrote into `directory`."""
+
+
+def _probe_requests(catalog: Catalog) -> list[Request]:
+    """Requests that touch the ends of the catalog and of the id space: the first, middle and last
+    tracks in a session's history, for user 0 and for an id no model has seen."""
+    n = catalog.n_tracks
+    history = tuple(dict.fromkeys((0, n // 2, n - 1)))
+    times = tuple(1.0 if i == 0 else 0.5 for i in range(len(history)))
+    return [Request(user=user, track=history[-1], time=times[-1], history=history, times=times) for user in (0, 2**62)]
+
+
+def _describe(error: BaseException) -> str:
+    """One line for a load error: a missing key is named as such, anything else by its message."""
+    if isinstance(error, KeyError):
+        return f"it lacks {error.args[0]!r}"
+    return " ".join(str(error).split()) or type(error).__name__
 
 
 class Trainable(Fittable):

@@ -22,7 +22,7 @@ import scipy.sparse as sp
 
 from contracts.columns import EVENTS_TABLE, WORLDS_TABLE, Columns, WorldColumns, quote
 from contracts.eventlog import LogError, open_log
-from contracts.eventlog.reader import tables
+from contracts.eventlog.reader import duckdb_message, tables
 
 #: The log's columns that a Dataset keeps (the experiments map and latency are the service's business).
 INTERACTION_COLUMNS = (
@@ -86,7 +86,7 @@ class Dataset:
         except LogError as error:
             raise DatasetError(str(error)) from None
         except duckdb.Error as error:
-            raise DatasetError(f"cannot read the event log {path}: {error}") from error
+            raise DatasetError(f"cannot read the event log {path}: {duckdb_message(error)}") from error
         return cls(frame)
 
     @classmethod
@@ -159,7 +159,7 @@ def logged_worlds(path: str | Path) -> list[tuple[str, str]]:
     except LogError as error:
         raise DatasetError(str(error)) from None
     except duckdb.Error as error:
-        raise DatasetError(f"cannot read the worlds recorded in the event log {path}: {error}") from error
+        raise DatasetError(f"cannot read the worlds recorded in the event log {path}: {duckdb_message(error)}") from error
 
 
 def as_interactions(events: EventsLike) -> pd.DataFrame:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, RecToolsColumns, sql_string
-from contracts.eventlog.layout import SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, connect, file_lock, init_log
+from contracts.eventlog.layout import SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, connect, duckdb_message, file_lock, init_log
 
 PARTITION_COLUMN = "date"
 RECTOOLS_FILE = "interactions.csv"
@@ -44,6 +44,8 @@ def export_parquet(log: str | Path, out: str | Path) -> dict[str, int]:
         )
         for table in tables[1:]:
             connection.execute(f"COPY (SELECT * FROM {table} ORDER BY started) TO {_quote(out / f'{table}.parquet')} (FORMAT parquet)")
+    except duckdb.Error as error:  # a segment cut short or corrupt: DuckDB's message names the file
+        raise LogError(f"cannot export event log {log}: {duckdb_message(error)}") from None
     finally:
         connection.close()
     return counts
@@ -73,6 +75,8 @@ def export_rectools(log: str | Path, out: str | Path) -> dict[str, int]:
         query = f"SELECT {select} FROM {EVENTS_TABLE} ORDER BY {Columns.TS}, {Columns.USER}"
         count = _count(connection, f"SELECT count(*) FROM {EVENTS_TABLE}")
         connection.execute(f"COPY ({query}) TO {_quote(out / RECTOOLS_FILE)} (FORMAT csv, HEADER true)")
+    except duckdb.Error as error:
+        raise LogError(f"cannot export event log {log}: {duckdb_message(error)}") from None
     finally:
         connection.close()
     return {EVENTS_TABLE: count}
@@ -106,5 +110,7 @@ def compact(log: str | Path) -> tuple[int, int]:
             for path in segments:
                 path.unlink()
             return len(segments), rows
+        except duckdb.Error as error:  # nothing was removed: the segments stay as they were
+            raise LogError(f"cannot compact event log {layout.path}: {duckdb_message(error)}") from None
         finally:
             guard.close()

@@ -156,6 +156,12 @@ def file_lock(path: Path, *, shared: bool = False, blocking: bool = True) -> Ite
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def duckdb_message(error: BaseException) -> str:
+    """DuckDB's error message without the echoed SQL (the part a user can act on)."""
+    text = str(error).split("\n\nLINE ")[0].strip()
+    return " ".join(text.split())
+
+
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         return duckdb.connect(str(path), read_only=read_only)
@@ -190,6 +196,8 @@ def _write_views(layout: LogLayout) -> None:
         connection.execute(f"CREATE OR REPLACE TABLE {INFO_TABLE} (format_version INTEGER, segments VARCHAR)")
         connection.execute(f"INSERT INTO {INFO_TABLE} VALUES (?, ?)", [FORMAT_VERSION, str(layout.segments)])
         connection.execute("COMMIT")
+    except duckdb.Error as error:  # a view binds its segments' schema: a corrupt segment fails here
+        raise LogError(f"cannot write the views of event log {layout.path}: {duckdb_message(error)}") from None
     finally:
         connection.close()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import duckdb
 
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, sql_string
-from contracts.eventlog.layout import SEGMENT_SUFFIX, TABLES, LogError, LogLayout
+from contracts.eventlog.layout import SEGMENT_SUFFIX, TABLES, LogError, LogLayout, duckdb_message
 
 _GLOB_CHARACTERS = set("*?[")
 
@@ -42,12 +42,6 @@ def directory_tables(directory: Path) -> dict[str, str]:
         elif (directory / table).is_dir():  # segments
             tables[table] = str(directory / table / f"*{SEGMENT_SUFFIX}")
     return tables
-
-
-def duckdb_message(error: BaseException) -> str:
-    """DuckDB's error message without the echoed SQL (the part a user can act on)."""
-    text = str(error).split("\n\nLINE ")[0].strip()
-    return " ".join(text.split())
 
 
 def open_log(path: str | Path) -> duckdb.DuckDBPyConnection:

@@ -15,7 +15,9 @@ first record is the header `{"format": 1, "columns": [...], "experiments": [...]
 declared columns and the experiment names of the `experiments` tuples when the file was
 written); every later record is a list of rows, one `append` or `extend` call. A crash in the
 middle of a write leaves an incomplete (or, after power loss, garbled) tail record: reading
-stops there, and every complete record before it is kept.
+stops there, and every complete record before it is kept. A complete record whose checksum fails
+(a disk fault in the middle of the file) is skipped by its length, so the records after it are
+kept too; recovery counts what it skipped and keeps the file aside as evidence.
 """
 
 from __future__ import annotations
@@ -55,36 +57,45 @@ class Decoded(NamedTuple):
         header: the first record (columns and experiment names), or None when even it is incomplete.
         rows: every row of every complete record after the header, in order.
         dropped: bytes at the end that do not form a complete record (a torn last write).
+        corrupt: complete records skipped because their checksum or JSON is wrong.
     """
 
     header: dict[str, Any] | None
     rows: list[list[Any]]
     dropped: int
+    corrupt: int = 0
 
 
 def decode(data: bytes) -> Decoded:
-    """Read the records of a write-ahead file's bytes, stopping at the first incomplete or corrupt one."""
+    """Read the records of a write-ahead file's bytes: a complete record that fails its checksum is
+    skipped (its length is all that is trusted of it); reading stops at the first incomplete one."""
     offset, size = 0, len(data)
     header: dict[str, Any] | None = None
     rows: list[list[Any]] = []
+    corrupt = 0
     while offset + _HEADER.size <= size:
         length, crc = _HEADER.unpack_from(data, offset)
         start = offset + _HEADER.size
         payload = data[start : start + length]
-        if len(payload) < length or zlib.crc32(payload) != crc:
+        if length == 0 or len(payload) < length:  # no record is empty: zeros are a tail never written
             break
-        try:
-            value = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            break
+        offset = start + length
+        value: Any = None
+        if zlib.crc32(payload) == crc:
+            try:
+                value = orjson.loads(payload)
+            except orjson.JSONDecodeError:
+                value = None
         if header is None:
-            if not isinstance(value, dict):
+            if not isinstance(value, dict):  # without its header no row can be read
+                offset = start - _HEADER.size
                 break
             header = value
-        else:
+        elif isinstance(value, list):
             rows.extend(value)
-        offset = start + length
-    return Decoded(header, rows, size - offset)
+        else:
+            corrupt += 1
+    return Decoded(header, rows, size - offset, corrupt)
 
 
 def events_table(rows: Sequence[Sequence[Any]], experiment_names: Sequence[str], columns: Sequence[str] = Columns.ALL) -> pa.Table:
@@ -171,6 +182,11 @@ def _recover_one(layout: LogLayout, path: Path, fd: int) -> int:
         return 0
     if decoded.dropped:
         logger.warning("event log: %s ends in an incomplete record (%d bytes, a write cut short); dropped it", path, decoded.dropped)
+    if decoded.corrupt:
+        logger.error(
+            "event log: %s holds %d record(s) that fail their checksum (a disk fault or a power loss); skipped them, "
+            "kept the others, and kept the file as %s", path, decoded.corrupt, path.name + ".corrupt",
+        )
     columns = decoded.header["columns"]
     unknown = sorted(set(columns) - set(Columns.ALL))
     if unknown:
@@ -181,5 +197,8 @@ def _recover_one(layout: LogLayout, path: Path, fd: int) -> int:
         if write_segment(layout.directory(EVENTS_TABLE), segment_name(path), table, exclusive=True, durable=True) is not None:
             sealed = len(decoded.rows)
             logger.warning("event log: recovered %d events that a stopped worker had written to %s", sealed, path)
-    path.unlink(missing_ok=True)
+    if decoded.corrupt:
+        os.replace(path, path.with_name(path.name + ".corrupt"))  # out of recovery's way, kept for inspection
+    else:
+        path.unlink(missing_ok=True)
     return sealed

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from contracts.catalog import Catalog
 from recommenders.dataset import Dataset
-from recommenders.models.artifacts import read_metadata, read_weights, write_artifact
+from recommenders.models.artifacts import WEIGHTS_FILE, ArtifactError, read_metadata, read_weights, write_artifact
 from recommenders.models.config import BPRKNNConfig, BPRKNNServing, serving_params
 from recommenders.models.features import vocabulary_index
 from recommenders.models.knn import Pairing, pair_users
@@ -206,7 +206,31 @@ class BPRKNNRecommender(ScoringRecommender):
         self.data = metadata["data"]
         self.history = list(self.data.get("history", []))
         self._arrays = read_weights(directory, ARRAYS)
+        self._check_sizes(directory)
         self._prepare()
+
+    def _check_sizes(self, directory: Path) -> None:
+        """Refuse arrays whose lengths disagree with each other or with the tracks trained on: a
+        shorter track table would otherwise pass for tracks released after training."""
+        arrays = self._arrays
+        users = len(arrays["user_vocabulary"])
+        expected = {
+            "item_factors": int(self.data.get("n_tracks", len(arrays["item_factors"]))),
+            "item_bias": len(arrays["item_factors"]),
+            "user_factors": users,
+            "neighbour_offsets": len(arrays["user_factors"]) + 1,
+            "candidate_offsets": len(arrays["user_factors"]) + 1,
+            "similarities": len(arrays["neighbours"]),
+        }
+        for name, rows in expected.items():
+            if len(arrays[name]) != rows:
+                raise ArtifactError(
+                    f"{directory / WEIGHTS_FILE}: {name} has {len(arrays[name])} rows where {rows} belong (truncated, or mixed from another artifact?)"
+                )
+        for name, values in (("neighbour_offsets", "neighbours"), ("candidate_offsets", "candidates")):
+            offsets = arrays[name]
+            if len(offsets) and (offsets[0] != 0 or offsets[-1] != len(arrays[values]) or np.any(np.diff(offsets) < 0)):
+                raise ArtifactError(f"{directory / WEIGHTS_FILE}: {name} do not index {values} (truncated, or mixed from another artifact?)")
 
     def _prepare(self) -> None:
         """Serving tables: user factors with a zero row for cold users, track tables padded to the catalog."""

@@ -388,3 +388,29 @@ def test_cli_export_of_a_missing_log_says_what_to_do(tmp_path: Path) -> None:
 
     assert result.exit_code == 1
     assert "no event log at" in result.output and "botify serve --log" in result.output
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.0], ids=["truncated", "empty"])
+def test_a_damaged_segment_is_one_line_naming_it_for_export_compact_and_init_db(
+    log: Path, writer: EventWriter, tmp_path: Path, keep: float
+) -> None:
+    for user in (1, 2):  # two segments, so that compact has something to merge
+        writer.append(row(user))
+        writer.flush()
+    segment = next(s for s in LogLayout.of(log).segment_files(EVENTS_TABLE) if s.name != TEMPLATE_NAME)
+    damaged = segment.read_bytes()[: int(segment.stat().st_size * keep)]
+    segment.write_bytes(damaged)
+    runner = CliRunner()
+
+    results = {
+        "export": runner.invoke(main, ["export", "--log", str(log), "--out", str(tmp_path / "out")]),
+        "compact": runner.invoke(main, ["compact", "--log", str(log)]),
+    }
+    (tmp_path / "data").rename(tmp_path / "moved")  # a moved log's views are rewritten, and a view reads every segment
+    results["init-db"] = runner.invoke(main, ["init-db", "--log", str(tmp_path / "moved" / "events.duckdb")])
+
+    for command, result in results.items():
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1, (command, result.output)
+        assert lines[0].startswith("Error: ") and segment.name in lines[0], (command, result.output)
+    assert (tmp_path / "moved" / segment.relative_to(tmp_path / "data")).read_bytes() == damaged  # compact removed nothing

@@ -115,6 +115,11 @@ def assert_answered_are_logged_once(log: Path, players: Players) -> Counter:
     extra = rows - answered
     assert not extra - Counter(players.unanswered), "the log holds events that were never sent"
     assert all(count == 1 for count in rows.values()), "an event is logged twice"
+    duplicates = sum(count - 1 for count in rows.values())
+    print(  # the Proof's figures, shown with `pytest -s`
+        f"\n{len(players.answered):,} answered 200, {sum(rows.values()):,} rows logged "
+        f"({sum(extra.values())} of them in flight at the kill, unanswered), {duplicates} duplicates"
+    )
     return rows
 
 
@@ -145,6 +150,7 @@ def test_kill_9_of_every_worker_under_load_loses_no_answered_event_and_a_restart
 
     rows = logged(log)
     assert rows == recovered + Counter(after.answered)
+    print(f"restart: {sum(recovered.values()):,} rows recovered, then {len(after.answered):,} answered and appended after them")
     connection = duckdb.connect(str(log), read_only=True)
     (first_new,) = connection.execute('SELECT min(ts) FROM events WHERE "user" >= ?', [10**8]).fetchone()
     (last_old,) = connection.execute('SELECT max(ts) FROM events WHERE "user" < ?', [10**8]).fetchone()
@@ -198,6 +204,7 @@ def test_a_slow_body_does_not_delay_a_concurrent_good_request(
     # While the slow body is held (it never completes), each good request is answered on its own
     # time: a stalled service would make them wait for the slow client, indefinitely.
     assert statistics.median(latencies) < 0.1, f"good requests took {[round(x * 1000) for x in latencies]} ms"
+    print(f"\nwhile a slow body is held: good requests answered in {[round(x * 1000, 1) for x in latencies]} ms")
     assert server.stop() == 0
     assert count_events(log) == 10
 
@@ -356,6 +363,9 @@ def test_every_kind_of_bad_http_input_gets_a_4xx_is_not_logged_and_the_service_s
         else:
             assert content == b"", f"{name}: granian's own refusal, documented as carrying no body"
     assert count_events(log) == 0
+    statuses = Counter(answers[name][0] for name, *_ in BAD_INPUT)
+    with_json = sum(1 for *_, can_be_json in BAD_INPUT if can_be_json)
+    print(f"\n{len(BAD_INPUT)} kinds of bad input, statuses {dict(sorted(statuses.items()))}, {with_json} with a JSON error, 0 logged")
 
 
 def test_a_second_serve_on_a_busy_port_exits_naming_the_port(

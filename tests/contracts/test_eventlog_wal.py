@@ -88,6 +88,35 @@ def test_a_record_round_trips_and_a_torn_tail_drops_only_itself() -> None:
     assert decode(garbled).rows == [[1], [2]]
 
 
+def test_a_garbled_record_in_the_middle_loses_only_itself_and_a_zero_tail_is_a_torn_write() -> None:
+    header = encode_record({"format": 1, "columns": ["a"], "experiments": []})
+    first, second, third = encode_record([[1]]), encode_record([[2], [3]]), encode_record([[4]])
+    garbled = bytearray(second)
+    garbled[-2] ^= 0xFF  # a disk fault inside the record: its length is intact, its bytes are not
+
+    decoded = decode(header + first + bytes(garbled) + third)
+    assert decoded.rows == [[1], [4]] and decoded.corrupt == 1 and decoded.dropped == 0
+
+    zero_tail = decode(header + first + bytes(4096))  # a file extended by a power loss, never written
+    assert zero_tail.rows == [[1]] and zero_tail.corrupt == 0 and zero_tail.dropped == 4096
+
+
+def test_recovery_keeps_the_records_after_a_garbled_one_and_keeps_the_file_aside(log: Path) -> None:
+    layout = LogLayout.of(log)
+    wal = layout.wal / f"0000000000000000001-1-000001{WAL_SUFFIX}"
+    header = encode_record({"format": 1, "columns": list(Columns.ALL), "experiments": ["first", "second"]})
+    records = [encode_record([list(row(user))]) for user in range(5)]
+    garbled = bytearray(records[2])
+    garbled[-3] ^= 0xFF
+    records[2] = bytes(garbled)
+    wal.write_bytes(header + b"".join(records))
+
+    assert recover(layout) == 4
+    init_log(log)
+    assert users(log) == Counter({0: 1, 1: 1, 3: 1, 4: 1})
+    assert wal_files(log) == [] and wal.with_name(wal.name + ".corrupt").is_file()
+
+
 def test_an_appended_event_is_in_the_write_ahead_file_before_any_seal(log: Path) -> None:
     writer = new_writer(log)
 
@@ -145,10 +174,15 @@ def test_a_recovered_torn_file_keeps_every_complete_record(log: Path) -> None:
     writer.extend([row(1), row(2)])
     writer.extend([row(3)])
     (wal,) = wal_files(log)
-    torn = wal.read_bytes()[:-3]
+    # The writer's file, cut short, as a dead worker's file appears: whole and at once (the
+    # writer's thread recovers at its start, and may do so at any moment on a loaded machine).
+    dead = wal.with_name(f"0000000000000000001-1-000001{WAL_SUFFIX}")
+    staging = wal.with_name("torn.tmp")
+    staging.write_bytes(wal.read_bytes()[:-3])
+    os.replace(staging, dead)
+    wal.unlink()  # still locked by the writer until its descriptor closes: nobody seals it
     os.close(writer._current.fd)
     writer._current = None
-    wal.write_bytes(torn)
 
     recover(LogLayout.of(log))
 

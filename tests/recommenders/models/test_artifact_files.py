@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -117,3 +120,57 @@ def test_train_on_a_truncated_world_is_one_line(small_world_dir: Path, two_day_l
     assert result.exit_code == 1
     assert str(frames) in one_line(result.output) and "truncated" in result.output
     assert not (tmp_path / "out").exists()
+
+
+def rewrite_weights(artifact: Path, change: Callable[[dict[str, np.ndarray]], None]) -> None:
+    """Load the artifact's arrays, `change` them in place, and save them back (a well-formed archive)."""
+    with np.load(artifact / "weights.npz") as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    change(arrays)
+    np.savez(artifact / "weights.npz", **arrays)
+
+
+def halve(name: str) -> Callable[[dict[str, np.ndarray]], None]:
+    def cut(arrays: dict[str, np.ndarray]) -> None:
+        arrays[name] = arrays[name][: len(arrays[name]) // 2]
+
+    return cut
+
+
+def drop(name: str) -> Callable[[dict[str, np.ndarray]], None]:
+    def remove(arrays: dict[str, np.ndarray]) -> None:
+        del arrays[name]
+
+    return remove
+
+
+# (model, how the arrays are broken, words of the error): archives that open fine but whose arrays
+# do not fit the model; before they were checked, these loaded and answered 500 (or wrong tracks) later.
+INCONSISTENT = [
+    ("bpr_knn", halve("item_factors"), "item_factors has"),
+    ("bpr_knn", halve("user_factors"), "user_factors has"),
+    ("bpr_knn", halve("neighbours"), "similarities has"),
+    ("dssm", halve("net.user_tower.0.weight"), "does not fit recommender 'dssm'"),
+    ("dssm", drop("content_mean"), "it lacks 'content_mean'"),
+]
+
+
+@pytest.mark.parametrize(("model", "change", "words"), INCONSISTENT, ids=[f"{m}-{i}" for i, (m, _, _) in enumerate(INCONSISTENT)])
+def test_arrays_that_do_not_fit_the_model_are_refused_at_load(
+    artifacts: dict[str, Path], small_world_dir: Path, tmp_path: Path, model: str, change: Callable, words: str
+) -> None:
+    artifact = copy_artifact(artifacts[model], tmp_path)
+    rewrite_weights(artifact, change)
+
+    with pytest.raises(ArtifactError, match=re.escape(words)) as error:
+        registry.make(model, Catalog(small_world_dir), artifact=artifact)
+    assert str(artifact) in str(error.value) and "\n" not in str(error.value)
+
+
+def test_a_mixed_artifact_is_one_line_from_botify_serve(artifacts: dict[str, Path], small_world_dir: Path, tmp_path: Path) -> None:
+    artifact = copy_artifact(artifacts["bpr_knn"], tmp_path)
+    rewrite_weights(artifact, halve("item_factors"))
+
+    done = serve(tmp_path, small_world_dir, artifact)
+
+    assert done.returncode == 1 and "item_factors has" in one_line(done.stderr)
