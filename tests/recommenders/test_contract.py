@@ -28,6 +28,10 @@ def test_registered_recommender_passes_the_contract(name: str, small_catalog: Ca
     cls = registry.get_class(name)
     params = PARAMS.get(name, {})
     requests = make_requests(small_catalog, 200, seed=3)
-    report = check_recommender(lambda: cls(small_catalog, **params), small_catalog, requests=requests, events=small_events)
+    # The rules, not the speed: a loaded machine slows sasrec's recommend() past the default 10 ms
+    # budget, so the budget here only catches a pathological slowdown (speed: bench_recommenders).
+    report = check_recommender(
+        lambda: cls(small_catalog, **params), small_catalog, requests=requests, events=small_events, latency_budget=1.0
+    )
     logger.info("%s", report)
     assert report.requests == 200 and "batch agrees with single" in report.checks
