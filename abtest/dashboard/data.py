@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from abtest import sequential, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
-from abtest.log import EventLog
+from abtest.log import EventLog, ExperimentInfo
 from abtest.metrics import DAY, UNTIL, AggrCols, add_aggregates, aggregates_sql, parse_aggregates, running_users_sql
 from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
 from contracts.columns import Columns, quote
@@ -178,6 +179,21 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
+    # The latency chart reads the experiment's events, not its sessions: it runs on a second
+    # connection in another thread, so DuckDB's threads have its work while the sessions' queries
+    # wait on Python, or on one thread finishing a step.
+    with log.cursor() as other, ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(latency, other, info.name)
+        out.update(_sessions_parts(log, name, info, options, analysis))
+        out["latency"] = pending.result()
+    return out
+
+
+def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: ViewOptions, analysis: Experiment) -> dict[str, Any]:
+    """What the experiment page draws from the experiment's sessions: the report's rows, the
+    cumulative effect and the sessions over time (raises AbtestError when there is nothing to show)."""
+    filters = options.filters
+    out: dict[str, Any] = {"note": None}
     strategy, quality = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
@@ -210,7 +226,6 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
             out.update(_report_part(report, analysis))
             out["cumulative"] = boundaries(cumulative(log, analysis, report, filters), report.alpha)
         out["sessions"] = _sessions_part(log, out["arms"])
-        out["latency"] = latency(log, info.name)
     finally:
         log.con.execute(f"DROP TABLE IF EXISTS {SESSIONS_VIEW}")
     return out
