@@ -56,11 +56,16 @@ class Served:
         env = dict(os.environ)
         if code is not None:
             env["PYTHONPATH"] = str(code)
+        # `python -m` puts the working directory first on the path, before PYTHONPATH: the other
+        # revision's server runs in its own directory, or it would import this checkout's packages.
+        cwd = str(code) if code is not None else None
         command = [sys.executable, "-m", "abtest", "serve", "--log", str(log.absolute()), "--port", self.url.rsplit(":", 1)[1]]
         if not cache:
-            options = subprocess.run([*command[:3], "serve", "--help"], env=env, capture_output=True, text=True, check=True).stdout
+            options = subprocess.run([*command[:3], "serve", "--help"], env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
             command += ["--no-cache"] if "--no-cache" in options else ["--cache-ttl", "0"]  # older revisions: a TTL cache
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self.http = urllib3.PoolManager(retries=False, timeout=120.0)
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
