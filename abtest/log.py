@@ -80,11 +80,6 @@ class EventLog:
         """Close the connection."""
         self.con.close()
 
-    def cursor(self) -> EventLog:
-        """Another connection to the same open log, for queries run at the same time in another thread
-        (a DuckDB connection serves one thread at a time). Close it when done."""
-        return EventLog(self.con.cursor(), self.source)
-
     def __enter__(self) -> EventLog:
         return self
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -21,7 +20,16 @@ from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
 from abtest.log import EventLog, ExperimentInfo
-from abtest.metrics import DAY, UNTIL, AggrCols, add_aggregates, aggregates_sql, parse_aggregates, running_users_sql
+from abtest.metrics import (
+    DAY,
+    UNTIL,
+    AggrCols,
+    add_aggregates,
+    aggregates_sql,
+    parse_aggregates,
+    running_users_sql,
+    users_sql,
+)
 from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
 from contracts.columns import Columns, quote
 
@@ -179,13 +187,8 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
-    # The latency chart reads the experiment's events, not its sessions: it runs on a second
-    # connection in another thread, so DuckDB's threads have its work while the sessions' queries
-    # wait on Python, or on one thread finishing a step.
-    with log.cursor() as other, ThreadPoolExecutor(1) as pool:
-        pending = pool.submit(latency, other, info.name)
-        out.update(_sessions_parts(log, name, info, options, analysis))
-        out["latency"] = pending.result()
+    out.update(_sessions_parts(log, name, info, options, analysis))
+    out["latency"] = latency(log, info.name)
     return out
 
 
@@ -291,9 +294,13 @@ def cumulative(log: EventLog, analysis: Experiment, report: Any, filters: Filter
     day_zero = filters.day_zero or bounds[0].date()
     first, last = day_of(bounds[0], day_zero), day_of(bounds[1], day_zero)
     day = f"{s.START}::DATE - DATE '{day_zero:%Y-%m-%d}'"  # day_of in SQL
-    users = running_users_sql(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), day)
-    query = aggregates_sql(users, analysis.aggr_cols, by=(DAY, UNTIL))
-    rows = log.con.execute(query.sql, query.params).fetchall()
+    table = Query(f"SELECT * FROM {SESSIONS_VIEW}", [])
+    if first == last:  # one day: its users are those of all the sessions, without the running sums' window
+        query = aggregates_sql(users_sql(table), analysis.aggr_cols)
+        rows = [(first, None, *row) for row in log.con.execute(query.sql, query.params).fetchall()]
+    else:
+        query = aggregates_sql(running_users_sql(table, day), analysis.aggr_cols, by=(DAY, UNTIL))
+        rows = log.con.execute(query.sql, query.params).fetchall()
     points = []
     for day_index in range(first, last + 1):
         # The users of the sessions up to this day: each with the values of their last day with sessions.

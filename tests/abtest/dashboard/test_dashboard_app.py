@@ -96,7 +96,11 @@ def test_the_cumulative_effect_ends_at_the_reports_effect(client: FlaskClient, d
     assert all(a < b for a, b in zip(sessions, sessions[1:], strict=False))  # sessions per listener accumulate day by day
 
 
-@pytest.mark.parametrize("query, args", [("", ()), ("?control=2&treatment=1&estimand=ratio-of-sums", ("--control", "2", "--treatment", "1", "--estimand", "ratio-of-sums"))])
+@pytest.mark.parametrize("query, args", [
+    ("", ()),
+    ("?control=2&treatment=1&estimand=ratio-of-sums", ("--control", "2", "--treatment", "1", "--estimand", "ratio-of-sums")),
+    ("?days=3:4", ("--days", "3:4")),  # one day
+])
 def test_every_days_cumulative_effect_is_the_report_until_that_days_end(client: FlaskClient, dashboard_log: Path, query: str, args: tuple[str, ...]) -> None:
     page = client.get(f"/experiments/exp.json{query}").get_json()
     keys = ("effect", "lower", "upper", "control_mean", "treatment_mean", "control_users", "treatment_users")
