@@ -42,6 +42,15 @@ def product_total(a: str, b: str) -> str:
     return f"sum({rounded(a)} * {rounded(b)})"
 
 
+def add(a: int | decimal.Decimal | None, b: int | decimal.Decimal | None) -> int | decimal.Decimal | None:
+    """The exact sum of two sums read back from SQL (a count or a DECIMAL sum; None, SQL's sum of nothing, adds nothing)."""
+    if a is None or b is None:
+        return b if a is None else a
+    if isinstance(a, int) and isinstance(b, int):
+        return a + b
+    return _CONTEXT.add(a, b)
+
+
 def covariance(
     n: int, sum_a: decimal.Decimal | None, sum_b: decimal.Decimal | None, sum_ab: decimal.Decimal | None
 ) -> float:

@@ -74,23 +74,95 @@ class UserColumns:
     )
 
 
+def _partials() -> dict[str, tuple[str, str]]:
+    """Per-user partial aggregates of sessions: name -> (SQL aggregate over `SessionColumns`, how the
+    partials of consecutive periods combine: 'sum', 'count' (a sum kept BIGINT), 'min' or 'max').
+
+    Every `UserColumns` value is a function of these (`_user_values`), so a user's values over the
+    sessions up to any day follow from running combinations of per-day partials (`running_users_sql`)
+    with the same types, hence the same numbers, as `users_sql` over those sessions.
+    """
+    s = SessionColumns
+    return {
+        "p_arm_min": (f"min({s.ARM})", "min"),
+        "p_arm_max": (f"max({s.ARM})", "max"),
+        "p_sessions": ("count(*)", "count"),
+        "p_time": (f"sum({quote(s.TIME)})", "sum"),
+        "p_tracks": (f"sum({s.TRACKS})", "sum"),
+        "p_latency": (exact.total(s.LATENCY), "sum"),
+        "p_latency_n": (f"count({s.LATENCY})", "count"),
+        "p_latency_total": (f"sum({s.LATENCY_TOTAL})", "sum"),
+        "p_requests": (f"sum({s.REQUESTS})", "sum"),
+        "p_errors": (f"sum({s.ERRORS})", "sum"),
+        "p_slow": (f"sum({quote(s.SLOW)})", "sum"),
+        "p_first": (f"min({s.START})", "min"),
+        "p_last": (f"max({s.START})", "max"),
+    }
+
+
+def _user_values() -> str:
+    """SQL select list: the `UserColumns` values (all but the user) from the columns of `_partials`."""
+    u = UserColumns
+    return f"""p_arm_min AS {u.ARM}, p_arm_max <> p_arm_min AS {u.MIXED},
+               p_time::DOUBLE AS {quote(u.TIME)},
+               p_sessions::DOUBLE AS {u.SESSIONS},
+               p_tracks::DOUBLE AS {u.TRACKS},
+               p_time / p_sessions AS {u.MEAN_TIME_PER_SESSION},
+               p_tracks / p_sessions AS {u.MEAN_TRACKS_PER_SESSION},
+               p_latency / p_latency_n AS {u.MEAN_REQUEST_LATENCY},
+               p_latency_total::DOUBLE AS {u.LATENCY_TOTAL},
+               p_requests::DOUBLE AS {u.REQUESTS}, p_errors::DOUBLE AS {u.ERRORS},
+               p_slow::DOUBLE AS {quote(u.SLOW)},
+               p_first AS {u.FIRST}, p_last AS {u.LAST}"""
+
+
 def users_sql(sessions: Query) -> Query:
     """One row per user of the `sessions` query with the columns of `UserColumns`."""
     s, u = SessionColumns, UserColumns
+    partials = ", ".join(f"{aggregate} AS {name}" for name, (aggregate, _) in _partials().items())
     sql = f"""
-        SELECT {quote(s.USER)} AS {quote(u.USER)}, min({s.ARM}) AS {u.ARM}, max({s.ARM}) <> min({s.ARM}) AS {u.MIXED},
-               sum({quote(s.TIME)})::DOUBLE AS {quote(u.TIME)},
-               count(*)::DOUBLE AS {u.SESSIONS},
-               sum({s.TRACKS})::DOUBLE AS {u.TRACKS},
-               sum({quote(s.TIME)}) / count(*) AS {u.MEAN_TIME_PER_SESSION},
-               sum({s.TRACKS}) / count(*) AS {u.MEAN_TRACKS_PER_SESSION},
-               {exact.mean(s.LATENCY)} AS {u.MEAN_REQUEST_LATENCY},
-               sum({s.LATENCY_TOTAL})::DOUBLE AS {u.LATENCY_TOTAL},
-               sum({s.REQUESTS})::DOUBLE AS {u.REQUESTS}, sum({s.ERRORS})::DOUBLE AS {u.ERRORS},
-               sum({quote(s.SLOW)})::DOUBLE AS {quote(u.SLOW)},
-               min({s.START}) AS {u.FIRST}, max({s.START}) AS {u.LAST}
-        FROM ({sessions.sql})
-        GROUP BY {quote(s.USER)}"""
+        SELECT {quote(u.USER)}, {_user_values()}
+        FROM (
+            SELECT {quote(s.USER)} AS {quote(u.USER)}, {partials}
+            FROM ({sessions.sql})
+            GROUP BY {quote(s.USER)}
+        )"""
+    return Query(sql, list(sessions.params))
+
+
+DAY = "day"  # the day column of `running_users_sql`
+UNTIL = "until_day"  # the user's next day with a session (NULL: none), where a row of `running_users_sql` stops holding
+
+
+def running_users_sql(sessions: Query, day: str) -> Query:
+    """The `UserColumns` of each user's sessions up to each day, a row per user and day with sessions.
+
+    `day` is SQL over `SessionColumns` giving a session's day (an integer). A row's `DAY` is a day
+    on which the user has sessions and its values are those of the user's sessions of that day and
+    before; the row holds for the days from `DAY` to the day before `UNTIL`. So the users of the
+    sessions cut at the end of day d are the rows with `DAY` <= d < `UNTIL`, with the values, to the
+    last bit, of `users_sql` over those sessions: one pass over the sessions, instead of one grouping
+    of all sessions per day.
+    """
+    s, u = SessionColumns, UserColumns
+    parts = _partials()
+    per_day = ", ".join(f"{aggregate} AS {name}" for name, (aggregate, _) in parts.items())
+    combine = {"sum": "sum({}) OVER w", "count": "(sum({}) OVER w)::BIGINT", "min": "min({}) OVER w", "max": "max({}) OVER w"}
+    running = ", ".join(f"{combine[how].format(name)} AS {name}" for name, (_, how) in parts.items())
+    user, d, until = quote(u.USER), quote(DAY), quote(UNTIL)
+    sql = f"""
+        WITH per_day AS (
+            SELECT {quote(s.USER)} AS {user}, ({day})::BIGINT AS {d}, {per_day}
+            FROM ({sessions.sql})
+            GROUP BY ALL
+        ),
+        running AS (
+            SELECT {user}, {d}, lead({d}) OVER (PARTITION BY {user} ORDER BY {d}) AS {until}, {running}
+            FROM per_day
+            WINDOW w AS (PARTITION BY {user} ORDER BY {d} ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW)
+        )
+        SELECT {d}, {until}, {user}, {_user_values()}
+        FROM running"""
     return Query(sql, list(sessions.params))
 
 
@@ -159,10 +231,14 @@ class Aggregates:
         return self.covariances[tuple(sorted((a, b)))]  # type: ignore[index]
 
 
-def aggregates_sql(users: Query, cols: AggrCols) -> Query:
+def aggregates_sql(users: Query, cols: AggrCols, by: tuple[str, ...] = ()) -> Query:
     """Per-arm aggregates of the `users` query: arm, users, mixed users, first and last session start, then
     for each needed column its count and exact sums (`abtest.exact`) of values and squares, and for each
-    covariance pair the same over the users having both values. NULLs are left out, as `avg` would."""
+    covariance pair the same over the users having both values. NULLs are left out, as `avg` would.
+
+    `by`: columns of `users` to group by before the arm (such as `DAY` of `running_users_sql`); they
+    lead each row, before the arm, and are to be taken off before `parse_aggregates` (or `add_aggregates`).
+    """
     u = UserColumns
     unknown = [c for c in _summed(cols) if c not in u.VALUES]
     if unknown:
@@ -175,7 +251,8 @@ def aggregates_sql(users: Query, cols: AggrCols) -> Query:
         both = f" FILTER (WHERE {quote(a)} IS NOT NULL AND {quote(b)} IS NOT NULL)"
         exprs += [f"count(*){both}", exact.total(quote(a)) + both, exact.total(quote(b)) + both]
         exprs.append(exact.product_total(quote(a), quote(b)))
-    sql = f"SELECT {u.ARM}, {', '.join(exprs)} FROM ({users.sql}) GROUP BY {u.ARM} ORDER BY {u.ARM}"
+    keys = ", ".join([*(quote(c) for c in by), u.ARM])
+    sql = f"SELECT {keys}, {', '.join(exprs)} FROM ({users.sql}) GROUP BY {keys} ORDER BY {keys}"
     return Query(sql, list(users.params))
 
 
@@ -196,6 +273,25 @@ def parse_aggregates(rows: list[tuple], cols: AggrCols) -> dict[int, Aggregates]
             covariances[tuple(sorted((a, b)))] = exact.covariance(count, total_a, total_b, products)
         out[arm] = Aggregates(n, means, variances, covariances)  # type: ignore[arg-type]
     return out
+
+
+def add_aggregates(rows: list[tuple]) -> list[tuple]:
+    """`aggregates_sql` rows of disjoint sets of users -> one row per arm, as one query over all those users gives.
+
+    Counts and exact sums add (`exact.add`, so the sum is the same to the last digit); the first and last
+    session start are the earliest and the latest.
+    """
+    out: dict[int, list] = {}
+    for row in rows:
+        arm = int(row[0])
+        if arm not in out:
+            out[arm] = list(row)
+            continue
+        acc = out[arm]
+        acc[1], acc[2] = acc[1] + row[1], acc[2] + row[2]
+        acc[3], acc[4] = min(acc[3], row[3]), max(acc[4], row[4])
+        acc[5:] = [exact.add(x, y) for x, y in zip(acc[5:], row[5:], strict=True)]
+    return [tuple(out[arm]) for arm in sorted(out)]
 
 
 def _summed(cols: AggrCols) -> tuple[str, ...]:

@@ -47,6 +47,22 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def group_cpu_seconds(group: int) -> float:
+    """CPU seconds (user + system) used so far by the live processes of process group `group`
+    (the server and its workers), read from /proc: on a shared machine the CPU a page costs is a
+    steadier figure than its wall time, which waits on everyone else's jobs."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[2]) == group:  # pgrp
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+    return total / ticks
+
+
 class Served:
     """`abtest serve` on `log`: with `cache` False every request computes its page; `code` is a
     directory of another revision's packages to serve instead of this checkout's."""
@@ -56,12 +72,18 @@ class Served:
         env = dict(os.environ)
         if code is not None:
             env["PYTHONPATH"] = str(code)
+        # `python -m` puts the working directory first on the path, before PYTHONPATH: the other
+        # revision's server runs in its own directory, or it would import this checkout's packages.
+        cwd = str(code) if code is not None else None
         command = [sys.executable, "-m", "abtest", "serve", "--log", str(log.absolute()), "--port", self.url.rsplit(":", 1)[1]]
         if not cache:
-            options = subprocess.run([*command[:3], "serve", "--help"], env=env, capture_output=True, text=True, check=True).stdout
+            options = subprocess.run([*command[:3], "serve", "--help"], env=env, cwd=cwd, capture_output=True, text=True, check=True).stdout
             command += ["--no-cache"] if "--no-cache" in options else ["--cache-ttl", "0"]  # older revisions: a TTL cache
-        self.process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(
+            command, env=env, cwd=cwd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        )
         self.http = urllib3.PoolManager(retries=False, timeout=120.0)
+        self.cpu: list[float] = []  # CPU seconds of each timed request, server and workers
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
@@ -78,9 +100,11 @@ class Served:
             self.http.request("GET", self.url + path)
         out = []
         for _ in range(repeat):
+            cpu = group_cpu_seconds(self.process.pid)
             start = time.perf_counter()
             response = self.http.request("GET", self.url + path)
             out.append(time.perf_counter() - start)
+            self.cpu.append(group_cpu_seconds(self.process.pid) - cpu)
             if response.status != 200:
                 raise SystemExit(f"{path}: HTTP {response.status}: {response.data[:300]!r}")
         return out
@@ -91,11 +115,18 @@ class Served:
             self.process.wait(30)
 
 
-def report(label: str, path: str, times: list[float], target: float, baseline: list[float] | None = None) -> float:
-    """Print one line of figures; returns the median."""
+def report(
+    label: str, path: str, times: list[float], target: float, baseline: list[float] | None = None,
+    cpu: list[float] | None = None, baseline_cpu: list[float] | None = None,
+) -> float:
+    """Print one line of figures (wall time, and the server's CPU time when given); returns the median."""
     best, median = min(times), statistics.median(times)
     verdict = "within" if median < target else "OVER"
     ratio = f"  baseline median {statistics.median(baseline) * 1000:8.1f} ms, {statistics.median(baseline) / median:5.1f}x" if baseline else ""
+    if cpu:
+        ratio += f"  cpu median {statistics.median(cpu) * 1000:8.1f} ms"
+    if cpu and baseline_cpu:
+        ratio += f", baseline {statistics.median(baseline_cpu) * 1000:8.1f} ms"
     print(f"{label:<26} {path:<40} best {best * 1000:8.1f} ms  median {median * 1000:8.1f} ms  ({verdict} {target * 1000:.0f} ms){ratio}", flush=True)
     return median
 
@@ -121,6 +152,9 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
                 baseline.time(path, 0)
             times: list[float] = []
             before: list[float] = []
+            served.cpu.clear()
+            if baseline is not None:
+                baseline.cpu.clear()
             for i in range(repeat):
                 # Each side goes first every other time: a server still freeing the memory of its
                 # last answer slows the next request, whoever serves it.
@@ -129,7 +163,7 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
                 times += served.time(path, 1, warm=False)
                 if baseline is not None and i % 2 == 1:
                     before += baseline.time(path, 1, warm=False)
-            report(f"{label}, computed", path, times, target, before or None)
+            report(f"{label}, computed", path, times, target, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
         served.close()
         if baseline is not None:

@@ -19,8 +19,17 @@ from abtest import sequential, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
 from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
-from abtest.log import EventLog
-from abtest.metrics import AggrCols, aggregates_sql, parse_aggregates, users_sql
+from abtest.log import EventLog, ExperimentInfo
+from abtest.metrics import (
+    DAY,
+    UNTIL,
+    AggrCols,
+    add_aggregates,
+    aggregates_sql,
+    parse_aggregates,
+    running_users_sql,
+    users_sql,
+)
 from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
 from contracts.columns import Columns, quote
 
@@ -178,6 +187,16 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
+    out.update(_sessions_parts(log, name, info, options, analysis))
+    out["latency"] = latency(log, info.name)
+    return out
+
+
+def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: ViewOptions, analysis: Experiment) -> dict[str, Any]:
+    """What the experiment page draws from the experiment's sessions: the report's rows, the
+    cumulative effect and the sessions over time (raises AbtestError when there is nothing to show)."""
+    filters = options.filters
+    out: dict[str, Any] = {"note": None}
     strategy, quality = plan(log, info.name)
     sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
@@ -210,7 +229,6 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
             out.update(_report_part(report, analysis))
             out["cumulative"] = boundaries(cumulative(log, analysis, report, filters), report.alpha)
         out["sessions"] = _sessions_part(log, out["arms"])
-        out["latency"] = latency(log, info.name)
     finally:
         log.con.execute(f"DROP TABLE IF EXISTS {SESSIONS_VIEW}")
     return out
@@ -265,7 +283,9 @@ def cumulative(log: EventLog, analysis: Experiment, report: Any, filters: Filter
     """Every metric's effect on the sessions started up to the end of each day, with its interval.
 
     The aggregates come from the library's per-user SQL over the experiment's sessions cut at
-    each day's end, analysed by the same metric objects; the last day's point is the report's.
+    each day's end (`running_users_sql`: every day in one pass, each user's row holding until
+    their next day with sessions), analysed by the same metric objects; the last day's point is
+    the report's.
     """
     s = SessionColumns
     bounds = log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
@@ -273,16 +293,23 @@ def cumulative(log: EventLog, analysis: Experiment, report: Any, filters: Filter
         return []
     day_zero = filters.day_zero or bounds[0].date()
     first, last = day_of(bounds[0], day_zero), day_of(bounds[1], day_zero)
+    day = f"{s.START}::DATE - DATE '{day_zero:%Y-%m-%d}'"  # day_of in SQL
+    table = Query(f"SELECT * FROM {SESSIONS_VIEW}", [])
+    if first == last:  # one day: its users are those of all the sessions, without the running sums' window
+        query = aggregates_sql(users_sql(table), analysis.aggr_cols)
+        rows = [(first, None, *row) for row in log.con.execute(query.sql, query.params).fetchall()]
+    else:
+        query = aggregates_sql(running_users_sql(table, day), analysis.aggr_cols, by=(DAY, UNTIL))
+        rows = log.con.execute(query.sql, query.params).fetchall()
     points = []
-    for day in range(first, last + 1):
-        end = dt.datetime.combine(day_zero + dt.timedelta(days=day + 1), dt.time())
-        users = users_sql(Query(f"SELECT * FROM {SESSIONS_VIEW} WHERE {s.START} < ?", [end]))
-        query = aggregates_sql(users, analysis.aggr_cols)
-        aggregates = parse_aggregates(log.con.execute(query.sql, query.params).fetchall(), analysis.aggr_cols)
+    for day_index in range(first, last + 1):
+        # The users of the sessions up to this day: each with the values of their last day with sessions.
+        holding = [row[2:] for row in rows if row[0] <= day_index and (row[1] is None or day_index < row[1])]
+        aggregates = parse_aggregates(add_aggregates(holding), analysis.aggr_cols)
         for treatment in report.treatments:
             enough = all(aggregates.get(a) is not None and aggregates[a].count > 1 for a in (report.control, treatment))
             for name, metric in analysis.metrics.items():
-                point: dict[str, Any] = {"day": day, "metric": name, "treatment": treatment}
+                point: dict[str, Any] = {"day": day_index, "metric": name, "treatment": treatment}
                 if enough:
                     r = metric.analyze_aggregates(aggregates, report.control, treatment)
                     point.update(

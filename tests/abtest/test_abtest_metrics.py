@@ -14,10 +14,22 @@ from abtest import Experiment, default_metrics, stats
 from abtest.errors import AbtestError
 from abtest.experiment import arm_data, user_values
 from abtest.log import EventLog
-from abtest.metrics import REPORT_METRICS, AggrCols, Aggregates, Mean, RatioOfSums, UserColumns, aggregates_sql
-from abtest.sessionize import Filters, Query
+from abtest.metrics import (
+    DAY,
+    REPORT_METRICS,
+    AggrCols,
+    Aggregates,
+    Mean,
+    RatioOfSums,
+    UserColumns,
+    add_aggregates,
+    aggregates_sql,
+    running_users_sql,
+    users_sql,
+)
+from abtest.sessionize import Filters, Query, Strategy, sessions_sql
 from abtest.synthetic import SyntheticExperiment, write_synthetic_log
-from tests.abtest.conftest import binomial_band, event
+from tests.abtest.conftest import T0, binomial_band, event
 
 U = UserColumns
 RTOL = 1e-9
@@ -82,6 +94,47 @@ def test_aggregates_leave_out_missing_values_as_avg_would(make_log: Callable[...
     assert got.mean(U.MEAN_REQUEST_LATENCY) == pytest.approx(3.0)  # users 1 and 3: 2 ms and 4 ms
     assert got.var(U.MEAN_REQUEST_LATENCY) == pytest.approx(2.0)
     assert got.cov(U.LATENCY_TOTAL, U.TRACKS) == pytest.approx(np.cov([4.0, 12.0], [2, 3])[0, 1])  # 4.0
+
+def test_running_user_values_equal_the_user_values_of_each_days_sessions(make_log: Callable[..., Path]) -> None:
+    day = 24 * 60  # minutes
+    rows = [
+        event(1, 10, time=0.5, latency=0.001), event(1, 13, "last", time=0.25),  # day 0
+        event(1, 2 * day + 5, "last", time=0.75, latency=0.004),  # day 2, nothing on day 1
+        event(2, day + 30, "last", time=0.125, latency=None),  # arrives on day 1, no latency
+        event(3, 40, "last", experiments={"exp": 1}),  # day 0 in T1 ...
+        event(3, day + 40, "last", time=0.5, experiments={"exp": 0}),  # ... day 1 in C: mixed from day 1
+        event(4, 2 * day + 50, time=0.3), event(4, 2 * day + 52, "last", latency=0.007),  # day 2 only
+    ]
+    sessions = sessions_sql("exp", Strategy.LAST_LIST)
+    start = f"TIMESTAMP '{T0:%Y-%m-%d}'"
+
+    with EventLog.open(make_log(rows)) as log:
+        running = running_users_sql(sessions, f"start::DATE - {start}::DATE")
+        got = log.con.execute(f"SELECT * FROM ({running.sql}) ORDER BY \"user\", {DAY}", running.params).fetchall()
+        expected = {}
+        for d in range(3):
+            cut = Query(f"SELECT * FROM ({sessions.sql}) WHERE start < {start} + INTERVAL {d + 1} DAY", sessions.params)
+            users = users_sql(cut)
+            expected[d] = log.con.execute(f"SELECT * FROM ({users.sql}) ORDER BY \"user\"", users.params).fetchall()
+
+    # A row per user and day with sessions, holding until the user's next such day.
+    assert [r[:3] for r in got] == [(0, 2, 1), (2, None, 1), (1, None, 2), (0, 1, 3), (1, None, 3), (2, None, 4)]
+    for d in range(3):
+        holding = [r[2:] for r in got if r[0] <= d and (r[1] is None or d < r[1])]
+        assert holding == expected[d]  # the same values, to the last bit, NULL latency and the mixed user included
+
+
+def test_added_aggregates_of_disjoint_users_equal_the_aggregates_of_all(synthetic_log: Path) -> None:
+    cols = AggrCols(mean_cols=(U.TIME, U.MEAN_REQUEST_LATENCY), cov_cols=((U.TIME, U.SESSIONS),))
+    with EventLog.open(synthetic_log) as log:
+        users = users_sql(sessions_sql("exp", Strategy.SESSION_ID))
+        whole = aggregates_sql(users, cols)
+        parts = aggregates_sql(Query(f"SELECT *, \"user\" % 3 AS part FROM ({users.sql})", users.params), cols, by=("part",))
+        expected = log.con.execute(whole.sql, whole.params).fetchall()
+        got = add_aggregates([row[1:] for row in log.con.execute(parts.sql, parts.params).fetchall()])
+
+    assert got == expected  # exact sums: equal, not close
+
 
 def test_report_agrees_with_scipy_welch_on_per_user_values(synthetic_log: Path) -> None:
     frame = per_user(synthetic_log)

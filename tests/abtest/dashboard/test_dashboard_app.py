@@ -3,6 +3,7 @@ as `abtest report --format json`, direction-aware verdicts, CSV downloads and on
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from abtest.dashboard import data
 from abtest.dashboard.app import create_app
 from abtest.errors import AbtestError
 from abtest.metrics import REPORT_METRICS
+from abtest.sessionize import DAY_ZERO
 
 
 def cli_json(log: Path, *args: str) -> list[dict]:
@@ -92,6 +94,25 @@ def test_the_cumulative_effect_ends_at_the_reports_effect(client: FlaskClient, d
         assert (point["effect"], point["lower"], point["upper"]) == (expected["effect"], expected["lower"], expected["upper"])
     sessions = [p["control_mean"] for p in page["cumulative"] if p["metric"] == "sessions" and p["treatment"] == 1]
     assert all(a < b for a, b in zip(sessions, sessions[1:], strict=False))  # sessions per listener accumulate day by day
+
+
+@pytest.mark.parametrize("query, args", [
+    ("", ()),
+    ("?control=2&treatment=1&estimand=ratio-of-sums", ("--control", "2", "--treatment", "1", "--estimand", "ratio-of-sums")),
+    ("?days=3:4", ("--days", "3:4")),  # one day
+])
+def test_every_days_cumulative_effect_is_the_report_until_that_days_end(client: FlaskClient, dashboard_log: Path, query: str, args: tuple[str, ...]) -> None:
+    page = client.get(f"/experiments/exp.json{query}").get_json()
+    keys = ("effect", "lower", "upper", "control_mean", "treatment_mean", "control_users", "treatment_users")
+
+    for day in sorted({p["day"] for p in page["cumulative"]}):
+        end = dt.datetime.combine(DAY_ZERO + dt.timedelta(days=day + 1), dt.time())
+        report = {(r["metric"], r["treatment"]): r for r in cli_json(dashboard_log, *args, "--until", f"{end:%Y-%m-%d}")}
+        points = [p for p in page["cumulative"] if p["day"] == day]
+        assert len(points) == len(report)
+        for point in points:
+            expected = report[point["metric"], point["treatment"]]
+            assert {k: point[k] for k in keys} == {k: expected[k] for k in keys}  # exactly, not approximately
 
 
 def test_the_cumulative_effect_has_the_always_valid_band_of_a_confidence_sequence(client: FlaskClient) -> None:
