@@ -18,7 +18,7 @@ import numpy as np
 
 from contracts.catalog import Catalog
 from recommenders.base import NotFittedError, Recommendation, Request, Trainable
-from recommenders.models.candidates import InvertedFile, Scan, default_lists
+from recommenders.models.candidates import InvertedFile, Scan, Workspace, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
 CANDIDATE_CHUNK = 1024  # requests served at once by the candidate stage (memory: CANDIDATE_CHUNK x scanned tracks)
@@ -181,6 +181,7 @@ class CatalogScorer:
     n_lists: int = 0
     n_probe: int = 1
     _index: InvertedFile | None = None
+    _workspace: Workspace | None = None
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, n_tracks) float32 model scores for the batch."""
@@ -224,6 +225,7 @@ class CatalogScorer:
             self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
             items = self._item_vectors()
             self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+            self._workspace = Workspace()
 
     def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
@@ -260,7 +262,7 @@ class CatalogScorer:
         queries = self._query_vectors(context)
         forced_rows, forced_tracks, bonus = self._forced(context)
         counts = np.bincount(forced_rows, minlength=batch)
-        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0)
+        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0, workspace=self._workspace)
         width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
         rows, rule_tracks, amounts = self._rule_pairs(context, scan)
         scores = scan.scores
