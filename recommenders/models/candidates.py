@@ -201,11 +201,9 @@ class InvertedFile:
         width = int(self.sizes.max())
         columns = np.full((batch, self.n_lists), -1, dtype=np.int64)
         np.put_along_axis(columns, cells, np.arange(n_probe) * width, axis=1)
-        if workspace is None:
-            buffer = np.full((batch, n_probe * width + extra), -np.inf, dtype=np.float32)
-        else:
-            buffer = workspace.array("scan", (batch, n_probe * width + extra))
-            buffer.fill(-np.inf)
+        shape = (batch, n_probe * width + extra)
+        buffer = np.empty(shape, dtype=np.float32) if workspace is None else workspace.array("scan", shape)
+        buffer[:, n_probe * width :] = -np.inf  # every scanned column is written below, padding included
         scores = buffer[:, : n_probe * width].reshape(batch, n_probe, width)  # a view: rows copy into the buffer
         flat = cells.ravel()
         order = np.argsort(flat, kind="stable")
@@ -215,6 +213,8 @@ class InvertedFile:
             first, last = self.offsets[cell], self.offsets[cell + 1]
             rows = group // n_probe
             scores[rows, group % n_probe, : last - first] = queries[rows] @ self.vectors[first:last].T
+            if last - first < width:
+                scores[rows, group % n_probe, last - first :] = -np.inf
         return Scan(buffer, cells, width, columns)
 
     def locate(self, scan: Scan, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
