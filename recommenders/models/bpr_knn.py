@@ -43,7 +43,7 @@ from recommenders.models.config import BPRKNNConfig, BPRKNNServing, serving_para
 from recommenders.models.features import vocabulary_index
 from recommenders.models.knn import Pairing, pair_users
 from recommenders.models.nn import TrainingError, require_torch
-from recommenders.models.ranking import Context, ScoringRecommender
+from recommenders.models.ranking import Context, ScoringRecommender, lookup
 from recommenders.models.sessions import SessionLog, as_session_log, describe, sample_excluding
 
 logger = logging.getLogger(__name__)
@@ -61,14 +61,6 @@ ARRAYS = (
     "known_tracks",
 )
 FALLBACK_ARTIST_WEIGHT = 100.0  # puts the session's artists above everything in the fallback ranking
-
-
-def _lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
-    """values[i] where keys[i] == wanted (keys ascending and distinct), 0 where `wanted` is not a key."""
-    if not len(keys):
-        return np.zeros(len(wanted), dtype=values.dtype)
-    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
-    return np.where(keys[at] == wanted, values[at], values.dtype.type(0))
 
 
 class BPRKNNRecommender(ScoringRecommender):
@@ -326,9 +318,9 @@ class BPRKNNRecommender(ScoringRecommender):
         keys = np.sort(np.concatenate([artist_keys, pool_keys]))
         keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys  # distinct pairs
         rows, tracks = keys // n_tracks, keys % n_tracks
-        bonus = weight[rows] * _lookup(pair_keys, affinity, rows * n_artists + self.catalog.artist[tracks])
+        bonus = weight[rows] * lookup(pair_keys, affinity, rows * n_artists + self.catalog.artist[tracks])
         if not np.isinf(self.candidate_boost) and len(pool_keys):
-            bonus = bonus + np.float32(self.candidate_boost) * (_lookup(pool_keys, np.ones(len(pool_keys), np.float32), keys) > 0)
+            bonus = bonus + np.float32(self.candidate_boost) * (lookup(pool_keys, np.ones(len(pool_keys), np.float32), keys) > 0)
         return rows, tracks, bonus.astype(np.float32)
 
     def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
