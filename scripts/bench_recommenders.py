@@ -19,12 +19,15 @@ and the share of requests both answer alike is printed (docs/learned.md):
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout's packages, not an installed copy's
 
 from contracts.catalog import Catalog, CatalogError
 from recommenders import registry
