@@ -14,17 +14,23 @@ with `candidates: exact` (the whole catalog per request) and with its default ca
 and the share of requests both answer alike is printed (docs/learned.md):
 
     python scripts/bench_recommenders.py --world data/world --name dssm --artifact dssm=DIR --candidates --no-single
+
+`--param NAME:KEY=VALUE` serves NAME with a parameter other than its default (both variants).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import click
 import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # time this checkout's packages, not an installed copy's
 
 from contracts.catalog import Catalog, CatalogError
 from recommenders import registry
@@ -80,15 +86,32 @@ def build(name: str, catalog: Catalog, events_users: int, artifact: Path | None 
 @click.option("--repeat", type=click.IntRange(1, 20), default=5, show_default=True, help="Runs per figure; the best is reported.")
 @click.option("--name", "names", multiple=True, default=DEFAULT_NAMES, show_default=True, help="Recommenders to measure.")
 @click.option("--artifact", "artifacts", multiple=True, metavar="NAME=DIR", help="Serve NAME from a trained artifact instead of fitting it on a synthetic log.")
+@click.option("--param", "raw_params", multiple=True, metavar="NAME:KEY=VALUE", help="A serving parameter of NAME (YAML value), e.g. bpr_knn:n_probe=48.")
 @click.option("--candidates", is_flag=True, help="Also time each artifact-served model with `candidates: exact` and compare the answers.")
 @click.option("--no-single", is_flag=True, help="Skip the one-request-at-a-time timing (slow for models that score the whole catalog).")
 def main(
-    world: Path, n_requests: int, batch_sizes: tuple[int, ...], repeat: int, names: tuple[str, ...], artifacts: tuple[str, ...], candidates: bool, no_single: bool
+    world: Path,
+    n_requests: int,
+    batch_sizes: tuple[int, ...],
+    repeat: int,
+    names: tuple[str, ...],
+    artifacts: tuple[str, ...],
+    raw_params: tuple[str, ...],
+    candidates: bool,
+    no_single: bool,
 ) -> None:
     """Time recommend() and recommend_batch() per request for each recommender."""
     bad = [item for item in artifacts if "=" not in item]
     if bad:
         raise click.ClickException(f"--artifact {bad[0]!r} must look like NAME=DIR")
+    bad = [item for item in raw_params if ":" not in item.partition("=")[0] or "=" not in item]
+    if bad:
+        raise click.ClickException(f"--param {bad[0]!r} must look like NAME:KEY=VALUE")
+    served_params: dict[str, dict[str, object]] = {}
+    for item in raw_params:
+        target, _, value = item.partition("=")
+        name, _, key = target.partition(":")
+        served_params.setdefault(name, {})[key] = yaml.safe_load(value)
     trained = {name: Path(directory) for name, _, directory in (item.partition("=") for item in artifacts)}
     try:
         catalog = Catalog(world)
@@ -101,9 +124,10 @@ def main(
     header = f"{'recommender':<22}{'single us':>11}" + "".join(f"{f'batch {b} us':>17}" for b in batch_sizes) + f"{'events/s (best)':>18}"
     click.echo(header)
     for name in names:
-        variants: list[tuple[str, dict[str, object]]] = [(name, {})]
+        given = served_params.get(name, {})
+        variants: list[tuple[str, dict[str, object]]] = [(name, given)]
         if candidates and name in trained:
-            variants = [(f"{name} (exact)", {"candidates": "exact"}), (f"{name} (candidates)", {})]
+            variants = [(f"{name} (exact)", {**given, "candidates": "exact"}), (f"{name} (candidates)", given)]
         answers: list[list[int]] = []
         for label, params in variants:
             try:

@@ -43,7 +43,7 @@ from recommenders.models.config import BPRKNNConfig, BPRKNNServing, serving_para
 from recommenders.models.features import vocabulary_index
 from recommenders.models.knn import Pairing, pair_users
 from recommenders.models.nn import TrainingError, require_torch
-from recommenders.models.ranking import Context, ScoringRecommender
+from recommenders.models.ranking import Context, ScoringRecommender, lookup
 from recommenders.models.sessions import SessionLog, as_session_log, describe, sample_excluding
 
 logger = logging.getLogger(__name__)
@@ -303,35 +303,48 @@ class BPRKNNRecommender(ScoringRecommender):
         return np.hstack([query, np.ones((len(query), 1), np.float32)])
 
     def _pool_pairs(self, context: Context) -> tuple[np.ndarray, np.ndarray]:
-        """(rows, tracks) of each warm user's KNN candidates."""
+        """(rows, tracks) of each warm user's KNN candidates, by row, each row's in stored order."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
-        rows, tracks = [], []
-        for row in np.flatnonzero(users > 0):
-            pool = self._pairing.candidates_of(int(users[row]) - 1)
-            pool = pool[pool < self.catalog.n_tracks]
-            rows.append(np.full(len(pool), row, dtype=np.int64))
-            tracks.append(pool.astype(np.int64))
-        if not rows:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64)
-        return np.concatenate(rows), np.concatenate(tracks)
+        warm = np.flatnonzero(users > 0)
+        offsets = self._pairing.candidate_offsets
+        starts, counts = offsets[users[warm] - 1], offsets[users[warm]] - offsets[users[warm] - 1]
+        places = np.repeat(starts - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        rows, tracks = np.repeat(warm, counts).astype(np.int64), self._pairing.candidates[places].astype(np.int64)
+        inside = tracks < self.catalog.n_tracks
+        return rows[inside], tracks[inside]
+
+    def _session_artists(self, context: Context, users: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """`_artist_affinity` kept sparse: (keys, affinity, weight), the row * n_artists + artist of each
+        (request, session artist) pair, ascending, its weighted listen time, and (B,) each row's weight."""
+        recent = np.maximum(context.recent, 0)
+        informed = (users > 0) | ((context.recent >= 0) & self._known[recent]).any(axis=1)
+        weight = np.where(informed, self.artist_weight, FALLBACK_ARTIST_WEIGHT).astype(np.float32)
+        rows = np.repeat(np.arange(len(users)), recent.shape[1])
+        valid = (context.recent >= 0).ravel()
+        keys, inverse = np.unique((rows * self.catalog.n_artists + self.catalog.artist[recent].ravel())[valid], return_inverse=True)
+        # bincount adds each pair's times in the order _artist_affinity does: the same float32 values.
+        affinity = np.bincount(inverse, weights=context.recent_times.ravel()[valid], minlength=len(keys)).astype(np.float32)
+        return keys, affinity, weight
 
     def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The session artists' tracks where the row weighs them, and the warm user's KNN candidates, with their bonus."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
-        affinity, weight = self._artist_affinity(context, users)
-        rows, artists = np.nonzero(affinity * (weight[:, None] > 0))
+        pair_keys, affinity, weight = self._session_artists(context, users)
+        n_artists, n_tracks = self.catalog.n_artists, self.catalog.n_tracks
+        weighed = (affinity != 0) & (weight[pair_keys // n_artists] > 0)
+        rows, artists = pair_keys[weighed] // n_artists, pair_keys[weighed] % n_artists
         order, offsets = self._artist_index
         counts = offsets[artists + 1] - offsets[artists]
         firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
-        artist_rows, artist_tracks = np.repeat(rows, counts), order[firsts + np.arange(int(counts.sum()))]
+        artist_keys = np.repeat(rows, counts) * n_tracks + order[firsts + np.arange(int(counts.sum()))]
         pool_rows, pool_tracks = self._pool_pairs(context)
-        n_tracks = self.catalog.n_tracks
-        pool_keys = pool_rows * n_tracks + pool_tracks
-        keys = np.unique(np.concatenate([artist_rows * n_tracks + artist_tracks, pool_keys]))
+        pool_keys = np.sort(pool_rows * n_tracks + pool_tracks)
+        keys = np.sort(np.concatenate([artist_keys, pool_keys]))
+        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys  # distinct pairs
         rows, tracks = keys // n_tracks, keys % n_tracks
-        bonus = weight[rows] * affinity[rows, self.catalog.artist[tracks]]
+        bonus = weight[rows] * lookup(pair_keys, affinity, rows * n_artists + self.catalog.artist[tracks])
         if not np.isinf(self.candidate_boost) and len(pool_keys):
-            bonus = bonus + np.float32(self.candidate_boost) * np.isin(keys, pool_keys)
+            bonus = bonus + np.float32(self.candidate_boost) * (lookup(pool_keys, np.ones(len(pool_keys), np.float32), keys) > 0)
         return rows, tracks, bonus.astype(np.float32)
 
     def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:

@@ -17,6 +17,7 @@ artifact gives the same cells and the same answers.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -111,6 +112,27 @@ def kmeans(points: np.ndarray, n_clusters: int, rng: np.random.Generator, iterat
     return centroids.astype(np.float32)
 
 
+class Workspace(threading.local):
+    """Per-thread float32 arrays that a server reuses from batch to batch.
+
+    A scan's score matrix is large (requests x scanned tracks); allocating a fresh one per batch
+    makes the kernel hand over and zero new pages every time, which costs more than filling it.
+    Each thread has its own arrays, so threads serving at once never share one.
+    """
+
+    def array(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        """A float32 array of `shape` (uninitialised) backed by this thread's buffer `name`, grown when too small.
+
+        The array is valid until the next call with the same name on the same thread.
+        """
+        size = int(np.prod(shape))
+        held: np.ndarray | None = self.__dict__.get(name)
+        if held is None or held.size < size:
+            held = np.empty(size, dtype=np.float32)
+            self.__dict__[name] = held
+        return held[:size].reshape(shape)
+
+
 @dataclass(frozen=True)
 class Scan:
     """The tracks a batch of queries scanned, and their inner products with the queries.
@@ -162,10 +184,12 @@ class InvertedFile:
         self.position = np.empty(len(items), dtype=np.int64)  # each track's place within its cell
         self.position[order] = np.arange(len(items)) - self.offsets[cell_of[order]]
 
-    def scan(self, queries: np.ndarray, n_probe: int, extra: int = 0) -> Scan:
+    def scan(self, queries: np.ndarray, n_probe: int, extra: int = 0, workspace: Workspace | None = None) -> Scan:
         """Score every track of the `n_probe` cells whose centroids have the highest inner product with each query.
 
-        `extra` more columns (-inf) follow the scanned ones in `scores`, for the caller's own candidates.
+        `extra` more columns (-inf) follow the scanned ones in `scores`, for the caller's own
+        candidates. With a `workspace`, `scores` lives in its buffer "scan" (valid until the next
+        scan with that workspace on this thread) instead of a new array.
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         batch = len(queries)
@@ -177,7 +201,9 @@ class InvertedFile:
         width = int(self.sizes.max())
         columns = np.full((batch, self.n_lists), -1, dtype=np.int64)
         np.put_along_axis(columns, cells, np.arange(n_probe) * width, axis=1)
-        buffer = np.full((batch, n_probe * width + extra), -np.inf, dtype=np.float32)
+        shape = (batch, n_probe * width + extra)
+        buffer = np.empty(shape, dtype=np.float32) if workspace is None else workspace.array("scan", shape)
+        buffer[:, n_probe * width :] = -np.inf  # every scanned column is written below, padding included
         scores = buffer[:, : n_probe * width].reshape(batch, n_probe, width)  # a view: rows copy into the buffer
         flat = cells.ravel()
         order = np.argsort(flat, kind="stable")
@@ -187,6 +213,8 @@ class InvertedFile:
             first, last = self.offsets[cell], self.offsets[cell + 1]
             rows = group // n_probe
             scores[rows, group % n_probe, : last - first] = queries[rows] @ self.vectors[first:last].T
+            if last - first < width:
+                scores[rows, group % n_probe, last - first :] = -np.inf
         return Scan(buffer, cells, width, columns)
 
     def locate(self, scan: Scan, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:

@@ -28,6 +28,7 @@ import pandas as pd
 
 from contracts.catalog import Catalog
 from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
+from recommenders.models.candidates import Workspace
 from recommenders.models.config import DSSMConfig, DSSMServing, serving_params
 from recommenders.models.features import TrackInputs, feature_statistics, mean_content, vocabulary_index
 from recommenders.models.nn import TrainingError, require_torch
@@ -197,6 +198,7 @@ class DSSMRecommender(ScoringRecommender):
         self._features = _track_features(inputs, self._weights)
         self._items = np.ascontiguousarray(_tower(self._features, self._weights, "item_tower"))
         self._scale = np.float32(1.0 / np.sqrt(self.config.embedding_dim))
+        self._serving_buffers = Workspace()
         self._build_index()
 
     # Serving ------------------------------------------------------------------------------
@@ -205,17 +207,39 @@ class DSSMRecommender(ScoringRecommender):
         """(B, D) user-tower outputs for a batch: the numpy twin of `DSSMNet.encode_users`."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
         valid = (context.recent >= 0).astype(np.float32)
-        features = self._features[np.maximum(context.recent, 0)]
         liked = context.recent_times * valid
         skipped = (1.0 - context.recent_times) * valid
-        liked_mean = (liked[..., None] * features).sum(1) / np.maximum(liked.sum(1, keepdims=True), 1e-6)
-        skipped_mean = (skipped[..., None] * features).sum(1) / np.maximum(skipped.sum(1, keepdims=True), 1e-6)
-        last = features[:, 0] * valid[:, :1]
+        liked_sum, skipped_sum, last = self._weighted_features(np.maximum(context.recent, 0), liked, skipped)
+        liked_mean = liked_sum / np.maximum(liked.sum(1, keepdims=True), 1e-6)
+        skipped_mean = skipped_sum / np.maximum(skipped.sum(1, keepdims=True), 1e-6)
+        last *= valid[:, :1]
         opening = self._features[np.maximum(context.first, 0)] * (context.first >= 0)[:, None]
         inputs = np.concatenate(
             [self._weights["users.weight"][users], liked_mean, skipped_mean, last, opening, context.recent_times[:, :1] * valid[:, :1]], axis=1
         )
         return _tower(inputs.astype(np.float32), self._weights, "user_tower")
+
+    def _weighted_features(self, recent: np.ndarray, liked: np.ndarray, skipped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(B, F) sums of the recent tracks' features weighted by `liked` and by `skipped` (B, L), and the newest track's features.
+
+        One history position at a time, through this thread's reused buffers: a (B, L, F) gather
+        of the whole history is tens of MB per batch. The sums add the positions in order, as
+        `(weights[..., None] * features).sum(1)` does, so the values are the same.
+        """
+        batch, length = recent.shape
+        shape = (batch, self._features.shape[1])
+        gathered, product = self._serving_buffers.array("gathered", shape), self._serving_buffers.array("product", shape)
+        liked_sum, skipped_sum = np.empty(shape, np.float32), np.empty(shape, np.float32)
+        for position in range(length):
+            np.take(self._features, recent[:, position], axis=0, out=gathered)
+            if position == 0:
+                last = gathered.copy()
+                np.multiply(liked[:, :1], gathered, out=liked_sum)
+                np.multiply(skipped[:, :1], gathered, out=skipped_sum)
+                continue
+            liked_sum += np.multiply(liked[:, position : position + 1], gathered, out=product)
+            skipped_sum += np.multiply(skipped[:, position : position + 1], gathered, out=product)
+        return liked_sum, skipped_sum, last
 
     def _score_all(self, context: Context) -> np.ndarray:
         return (self.user_embeddings(context) @ self._items.T) * self._scale

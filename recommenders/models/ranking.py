@@ -18,7 +18,7 @@ import numpy as np
 
 from contracts.catalog import Catalog
 from recommenders.base import NotFittedError, Recommendation, Request, Trainable
-from recommenders.models.candidates import InvertedFile, Scan, default_lists
+from recommenders.models.candidates import InvertedFile, Scan, Workspace, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
 CANDIDATE_CHUNK = 1024  # requests served at once by the candidate stage (memory: CANDIDATE_CHUNK x scanned tracks)
@@ -144,6 +144,14 @@ def played_artists(context: Context, artist: np.ndarray) -> tuple[np.ndarray, np
     return pairs[0], pairs[1], plays.astype(np.float32)
 
 
+def lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+    """values[i] where keys[i] == wanted (keys ascending and distinct), 0 where `wanted` is not a key."""
+    if not len(keys):
+        return np.zeros(len(wanted), dtype=values.dtype)
+    at = np.minimum(np.searchsorted(keys, wanted), len(keys) - 1)
+    return np.where(keys[at] == wanted, values[at], values.dtype.type(0))
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """(B, k) column indices of the k highest scores per row, best first (ties: lower index first)."""
     k = min(k, scores.shape[1])
@@ -181,6 +189,7 @@ class CatalogScorer:
     n_lists: int = 0
     n_probe: int = 1
     _index: InvertedFile | None = None
+    _workspace: Workspace | None = None
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, n_tracks) float32 model scores for the batch."""
@@ -224,6 +233,7 @@ class CatalogScorer:
             self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
             items = self._item_vectors()
             self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+            self._workspace = Workspace()
 
     def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
@@ -252,6 +262,23 @@ class CatalogScorer:
         amounts.append(np.full(len(context.played_rows), np.inf, dtype=np.float32))
         return np.concatenate(rows), np.concatenate(tracks), np.concatenate(amounts).astype(np.float32)
 
+    def _forced_rule_amounts(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """(F,) float32 what the serving rules subtract from the forced pairs (distinct, by row then track):
+        the artist penalty, inf for played tracks (unreleased ones are -inf already).
+
+        Looked up per (request, artist) and per played track: matching every rule pair against
+        the forced pairs costs a search per session-artist track.
+        """
+        amounts = np.zeros(len(rows), dtype=np.float32)
+        if self.artist_penalty > 0:
+            pair_rows, artists, plays = played_artists(context, self.catalog.artist)
+            n_artists = self.catalog.n_artists
+            amounts += lookup(pair_rows * n_artists + artists, self.artist_penalty * plays, rows * n_artists + self.catalog.artist[tracks])
+        n_tracks = self.catalog.n_tracks
+        played = lookup(rows * n_tracks + tracks, np.arange(1, len(rows) + 1), context.played_rows * n_tracks + context.played_tracks) - 1
+        amounts[played[played >= 0]] = np.inf
+        return amounts
+
     def _candidate_serving(self, context: Context, k: int) -> np.ndarray:
         """(B, k) tracks ranked from the candidate stage, best first (-1 where a row has fewer candidates)."""
         assert self._index is not None
@@ -260,12 +287,11 @@ class CatalogScorer:
         queries = self._query_vectors(context)
         forced_rows, forced_tracks, bonus = self._forced(context)
         counts = np.bincount(forced_rows, minlength=batch)
-        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0)
+        scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0, workspace=self._workspace)
         width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
         rows, rule_tracks, amounts = self._rule_pairs(context, scan)
         scores = scan.scores
         forced_columns = np.zeros(0, np.int64)
-        keys = np.zeros(0, np.int64)
         if len(forced_rows):
             columns = index.locate(scan, forced_rows, forced_tracks)
             scores[forced_rows[columns >= 0], columns[columns >= 0]] = -np.inf  # scored once, below
@@ -278,14 +304,11 @@ class CatalogScorer:
                 exact[start:stop] += items[forced_tracks[start:stop]] @ queries[row]
             days = context.days[forced_rows]
             exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
+            exact -= self._forced_rule_amounts(context, forced_rows, forced_tracks)
             scores[forced_rows, forced_columns] = exact
-            keys = forced_rows * self.catalog.n_tracks + forced_tracks
         columns = index.locate(scan, rows, rule_tracks)
-        if len(keys):  # a forced copy replaces the scanned one
-            at = np.minimum(np.searchsorted(keys, rows * self.catalog.n_tracks + rule_tracks), len(keys) - 1)
-            columns = np.where(keys[at] == rows * self.catalog.n_tracks + rule_tracks, forced_columns[at], columns)
         hit = columns >= 0
-        scores[rows[hit], columns[hit]] -= amounts[hit]
+        scores[rows[hit], columns[hit]] -= amounts[hit]  # a forced track's scanned copy is -inf and stays so
         self._restrict(context, scores, forced_rows, forced_tracks, forced_columns)
         best = top_k(scores, k)
         out = np.full((batch, k), -1, dtype=np.int64)  # a scan narrower than k leaves the rest -1

@@ -13,7 +13,8 @@ from contracts.catalog import Catalog
 from recommenders import registry
 from recommenders.base import Request
 from recommenders.evaluation import build_cases
-from recommenders.models.candidates import InvertedFile, balanced_cells, euclidean_transform
+from recommenders.models.candidates import InvertedFile, Workspace, balanced_cells, euclidean_transform
+from recommenders.models.features import vocabulary_index
 from recommenders.models.ranking import CatalogScorer, Context, top_k
 from recommenders.models.sessions import SessionLog
 from recommenders.testing import write_catalog
@@ -191,3 +192,96 @@ def test_many_unreleased_tracks_are_masked_over_the_scan(tmp_path: Path) -> None
     exact = top_k(model._serving_scores(Context.from_requests(requests, 5, catalog.n_tracks)), 4)
     assert ranked.tolist() == exact.tolist()
     assert ranked[0].tolist() == [195, 193, 191, 189]  # odd tracks only on day 1; 197 and 199 played
+
+
+def test_a_scan_in_a_reused_workspace_overwrites_what_an_earlier_batch_left() -> None:
+    rng = np.random.default_rng(3)
+    items = rng.standard_normal((300, 4)).astype(np.float32)
+    queries = rng.standard_normal((4, 4)).astype(np.float32)
+    index = InvertedFile(items, n_lists=6)
+    workspace = Workspace()
+    workspace.array("scan", (50, 1000)).fill(7.0)  # a larger batch's scores, still in the buffer
+
+    scan = index.scan(queries, n_probe=2, extra=3, workspace=workspace)
+
+    assert np.shares_memory(scan.scores, workspace.array("scan", (1,)))
+    finite = np.isfinite(scan.scores).sum(axis=1)
+    assert finite.tolist() == [int(index.sizes[cells].sum()) for cells in scan.cells]  # padding and extra columns are -inf
+    rows, columns = np.nonzero(np.isfinite(scan.scores))
+    np.testing.assert_allclose(scan.scores[rows, columns], (queries @ items.T)[rows, index.tracks_at(scan, rows, columns)], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["dssm", "bpr_knn"])
+def test_answers_do_not_depend_on_the_batches_served_before(
+    name: str, artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    requests = _requests(split_log, small_catalog)
+    served = registry.make(name, small_catalog, {}, artifacts[name])
+    served.rank(requests, 5)  # fills the reused buffers with a larger batch
+
+    later = served.rank(requests[:7], 5)
+
+    assert np.array_equal(later, registry.make(name, small_catalog, {}, artifacts[name]).rank(requests[:7], 5))
+
+
+class FlatWithForced(FlatProduct):
+    """FlatProduct whose tracks 0 and 1 get 2.0 added and are forced candidates of every request."""
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        scores = super()._score_all(context)
+        scores[:, :2] += 2.0
+        return scores
+
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        batch = len(context.users)
+        return np.repeat(np.arange(batch), 2), np.tile(np.array([0, 1]), batch), np.full(2 * batch, 2.0, np.float32)
+
+
+def test_the_serving_rules_reach_forced_candidates_outside_the_scan(tmp_path: Path) -> None:
+    catalog = Catalog(write_catalog(tmp_path / "world", artist=ARTISTS, release_day=RELEASES))
+    model = FlatWithForced(catalog, artist_penalty=0.25, n_lists=10, n_probe=1)  # the scan sees track 9 alone
+    requests = [
+        Request(1, 0, 0.5, (0,), (1.0,), 0, None),  # 0 played, 1 penalised (artist 0): 1.85 before 9's 0.9
+        Request(2, 6, 0.5, (6,), (1.0,), 0, None),  # artist 3 played: 9 drops to 0.65, below 1 and 0
+        Request(3, 3, 0.5, (3,), (1.0,), 0, 2),  # 9 is not out on day 2
+    ]
+
+    ranked = model.rank(requests, 2)
+
+    assert ranked.tolist() == [[1, 9], [1, 0], [1, 0]]
+    assert ranked.tolist() == top_k(model._serving_scores(Context.from_requests(requests, 5, catalog.n_tracks)), 2).tolist()
+
+
+def test_dssm_sums_the_history_as_the_dense_formula_does(fitted: dict[str, Any], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    model = fitted["dssm"]
+    context = Context.from_requests(_requests(split_log, small_catalog)[:60], model.history_length, small_catalog.n_tracks)
+    recent = np.maximum(context.recent, 0)
+    liked = context.recent_times * (context.recent >= 0)
+    skipped = (1.0 - context.recent_times) * (context.recent >= 0)
+
+    liked_sum, skipped_sum, last = model._weighted_features(recent, liked, skipped)
+
+    features = model._features[recent]  # (B, L, F): what the sums avoid building
+    np.testing.assert_array_equal(liked_sum, (liked[..., None] * features).sum(1))
+    np.testing.assert_array_equal(skipped_sum, (skipped[..., None] * features).sum(1))
+    np.testing.assert_array_equal(last, features[:, 0])
+
+
+def test_bpr_knn_forces_the_session_artists_tracks_and_the_pool_with_their_bonus(
+    artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    model = registry.make("bpr_knn", small_catalog, {}, artifacts["bpr_knn"])
+    context = Context.from_requests(_requests(split_log, small_catalog)[:80], model.history_length, small_catalog.n_tracks)
+    users = vocabulary_index(context.users, model._arrays["user_vocabulary"])
+
+    rows, tracks, bonus = model._forced(context)
+
+    affinity, weight = model._artist_affinity(context, users)  # the dense form the exact scorer uses
+    expected = {(row, int(track)) for row, artist in zip(*np.nonzero(affinity * (weight[:, None] > 0))) for track in small_catalog.tracks_of_artist(artist)}
+    pool = set(zip(*(part.tolist() for part in model._pool_pairs(context))))
+    assert pool  # the fixture has warm users with KNN candidates
+    assert set(zip(rows.tolist(), tracks.tolist())) == expected | pool
+    assert np.all(np.diff(rows * small_catalog.n_tracks + tracks) > 0)  # distinct, by row then track
+    in_pool = np.array([(row, track) in pool for row, track in zip(rows.tolist(), tracks.tolist())])
+    expected_bonus = weight[rows] * affinity[rows, small_catalog.artist[tracks]] + np.float32(model.candidate_boost) * in_pool
+    np.testing.assert_array_equal(bonus, expected_bonus.astype(np.float32))
