@@ -11,6 +11,14 @@ listeners (an A/A experiment: no effect at all) and looks at the cumulative time
 after every day: the naive test stops at the first p < alpha, the confidence sequence at the
 first day it excludes zero, the group-sequential test at the first day |z| crosses its
 O'Brien-Fleming-type spending boundary; their false-positive rates are reported side by side.
+
+Two designs answer two questions. The finite-population design (the default) keeps the
+experiment's listeners and re-draws only the coin: it asks how the intervals cover the effect on
+*these* listeners, and Welch's interval is conservative there when individual effects vary
+(`randomisation_coverage`). The superpopulation design also re-draws the listeners, with
+replacement from the stored ones (their empirical distribution standing in for the world's),
+before the coin: it asks how the intervals cover the effect on the population the listeners come
+from, which is the variance Welch's interval estimates (Imbens & Rubin 2015, ch. 6.7).
 """
 
 from __future__ import annotations
@@ -28,6 +36,7 @@ from abtest.metrics import MetricBaseAggregated, UserColumns
 from abtest.truth import true_effect
 
 METHODS = ("welch", "cuped", "cupac", "sequential")
+DESIGNS = ("finite", "superpopulation")
 
 
 @dataclass(frozen=True)
@@ -110,6 +119,7 @@ class Validation:
     checks: list[MethodCheck]
     peeking: PeekingCheck | None = None
     notes: list[str] = field(default_factory=list)
+    design: str = "finite"
 
     def to_dicts(self) -> list[dict[str, object]]:
         """One dict per metric and method (fractions as in `MethodCheck`), then the peeking check if any."""
@@ -132,8 +142,9 @@ class Validation:
         ]
         runs = self.checks[0].runs if self.checks else 0
         lines = [
-            f"experiment {self.experiment!r}: T{self.treatment} vs C{self.control}, {self.users} listeners re-randomised {runs} times "
-            f"({100 * (1 - self.alpha):g}% intervals; coverage with its exact binomial interval)",
+            f"experiment {self.experiment!r}: T{self.treatment} vs C{self.control}, {self.users} listeners "
+            + ("re-randomised" if self.design == "finite" else "re-drawn with replacement and re-randomised")
+            + f" {runs} times ({100 * (1 - self.alpha):g}% intervals; coverage with its exact binomial interval)",
             *self.notes,
             "",
         ]
@@ -170,6 +181,7 @@ def validate(
     methods: Sequence[str] = METHODS,
     daily: np.ndarray | None = None,
     experiment: str = "",
+    design: str = "finite",
 ) -> Validation:
     """Re-randomise the listeners `runs` times over their potential outcomes and check every method.
 
@@ -187,7 +199,14 @@ def validate(
         daily: Users x days cumulative time under the control arm (NaN before a user's first
             session), for the peeking check; None skips it.
         experiment: Experiment name, for the rendering.
+        design: 'finite' (the listeners fixed, the coin re-drawn) or 'superpopulation' (the
+            listeners also re-drawn with replacement each run; see the module docstring). The
+            truth is the same in both: the effect over the stored listeners. Expected coverage
+            is predicted for the finite design only; the peeking check always re-splits the
+            stored listeners.
     """
+    if design not in DESIGNS:
+        raise AbtestError(f"design == {design!r}, must be one of {', '.join(DESIGNS)}")
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise AbtestError(f"method(s) {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
@@ -204,10 +223,20 @@ def validate(
     n = len(users)
     records: dict[tuple[str, str], list[tuple[float, float, float, bool, float]]] = {}
     truths = {name: true_effect(metric, outcomes, control, treatment) for name, metric in metrics.items()}
+    run_pre = pre
+    arm_c: Mapping[str, np.ndarray]
+    arm_t: Mapping[str, np.ndarray]
     for _ in range(runs):
+        if design == "superpopulation":
+            drawn = rng.integers(0, n, size=n)
+            arm_c = {col: values[drawn] for col, values in outcomes[control].items()}
+            arm_t = {col: values[drawn] for col, values in outcomes[treatment].items()}
+            run_pre = None if pre is None else {col: values[drawn] for col, values in pre.items()}
+        else:
+            arm_c, arm_t = outcomes[control], outcomes[treatment]
         coin = rng.random(n) < 0.5
         arm = coin.astype(np.int64)  # 0: control, 1: treatment, also when both are one arm (an A/A pair)
-        observed = {col: np.where(coin, outcomes[treatment][col], outcomes[control][col]) for col in outcomes[control] if col != UserColumns.USER}
+        observed = {col: np.where(coin, arm_t[col], arm_c[col]) for col in arm_c if col != UserColumns.USER}
         for name, metric in metrics.items():
             if truths[name] is None:
                 continue
@@ -218,12 +247,12 @@ def validate(
                 if method in ("welch", "sequential"):
                     fit = plain
                 elif method == "cuped":
-                    covariate = cuped.covariate_for(metric, pre)  # type: ignore[arg-type]
+                    covariate = cuped.covariate_for(metric, run_pre)  # type: ignore[arg-type]
                     if covariate is None:
                         continue
-                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1, extra=pre.get(cuped.EXPOSURE))  # type: ignore[union-attr]
+                    fit = cuped.cuped(y, d, covariate, arm, control=0, treatment=1, extra=run_pre.get(cuped.EXPOSURE))  # type: ignore[union-attr]
                 else:
-                    fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, pre), arm, control=0, treatment=1)  # type: ignore[arg-type]
+                    fit = cuped.cuped(y, d, cuped.cupac_covariate(metric, observed, run_pre), arm, control=0, treatment=1)  # type: ignore[arg-type]
                 if method == "sequential":
                     cmp = stats.compare(fit.control, fit.treatment, alpha=alpha, relative="delta")
                     se = (float(cmp.upper) - float(cmp.lower)) / (2 * z_crit)
@@ -243,10 +272,10 @@ def validate(
         checks.append(MethodCheck(
             name, method, len(rows), truth, float(effect.mean() - truth), covered / len(rows), low, high,
             float(significant.mean()), float((upper - lower).mean()), float(reduction.mean()),
-            randomisation_coverage(metrics[name], outcomes, control, treatment, alpha) if method == "welch" else None,
+            randomisation_coverage(metrics[name], outcomes, control, treatment, alpha) if method == "welch" and design == "finite" else None,
         ))
     peeking = None if daily is None else peeking_check(daily, runs=runs, seed=seed, alpha=alpha)
-    return Validation(experiment, control, treatment, n, alpha, checks, peeking)
+    return Validation(experiment, control, treatment, n, alpha, checks, peeking, design=design)
 
 
 def randomisation_coverage(

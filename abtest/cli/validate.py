@@ -12,7 +12,7 @@ from abtest.config import resolve
 from abtest.cuped import align_pre, pre_period_sql
 from abtest.metrics import UserColumns
 from abtest.truth import TRUTH_VALUES, daily_cumulative_time, find_truth, potential_outcomes
-from abtest.validate import METHODS, validate
+from abtest.validate import DESIGNS, METHODS, validate
 
 
 @click.command("validate")
@@ -23,18 +23,22 @@ from abtest.validate import METHODS, validate
 @click.option("--runs", type=click.IntRange(min=1), default=1000, show_default=True, help="Re-randomisations.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the re-randomisations.")
 @click.option("--method", "methods", type=click.Choice(METHODS), multiple=True, help="Methods to check (repeatable; default: all).")
+@click.option("--design", type=click.Choice(DESIGNS), default="finite", show_default=True,
+              help="finite: these listeners, the coin re-drawn; superpopulation: the listeners re-drawn with replacement too.")
 @click.option("--peeking/--no-peeking", default=True, show_default=True, help="Also the daily-peeking false-positive check (A/A).")
 @click.option("--format", "fmt", type=click.Choice(["table", "markdown", "json"]), default="table", show_default=True)
 @log_options
 @stat_options
 def validate_command(
-    control: int, treatment: int, truth: Path | None, runs: int, seed: int, methods: tuple[str, ...], peeking: bool, fmt: str,
-    query: LogQuery, stat: StatChoice,
+    control: int, treatment: int, truth: Path | None, runs: int, seed: int, methods: tuple[str, ...], design: str, peeking: bool,
+    fmt: str, query: LogQuery, stat: StatChoice,
 ) -> None:
     """Check every method against the true effect over re-randomised experiments.
 
     Each run assigns the experiment's listeners to the two arms by a fair coin and gives each
-    the outcome stored for that arm in the truth file; per metric and method it reports bias,
+    the outcome stored for that arm in the truth file (with `--design superpopulation` the
+    listeners are first re-drawn with replacement, so the intervals are checked against the
+    effect on the population the listeners come from); per metric and method it reports bias,
     coverage of the true effect, power, mean interval width and variance reduction, and the
     false-positive rate of daily peeking against the confidence sequence's.
     """
@@ -58,7 +62,7 @@ def validate_command(
         result = validate(
             outcomes, pre if has_pre else None, metrics, control=control, treatment=treatment, runs=runs, seed=seed,
             alpha=alpha, relative=stat.relative or resolve("relative", None), methods=methods or METHODS, daily=daily,
-            experiment=info.name,
+            experiment=info.name, design=design,
         )
         if not has_pre:
             result.notes.append("no pre-period in the log: CUPED and CUPAC left out")

@@ -91,6 +91,19 @@ def test_validate_reports_every_method_against_the_truth(experiment_log: Path) -
     assert peeking["looks"] == 2 and peeking["sequential"] <= peeking["naive"] and peeking["obf"] <= peeking["naive"]
 
 
+def test_validate_can_redraw_the_listeners_and_names_the_design(experiment_log: Path) -> None:
+    args = ["validate", "--log", str(experiment_log), "--runs", "20", "--metric", "time", "--method", "welch", "--no-peeking"]
+    finite, redrawn = (CliRunner().invoke(abtest_cli, [*args, "--design", design]) for design in ("finite", "superpopulation"))
+    assert finite.exit_code == 0 and redrawn.exit_code == 0, finite.output + redrawn.output
+    assert "re-drawn with replacement and re-randomised 20 times" in redrawn.output
+    assert "re-drawn" not in finite.output
+    as_json = CliRunner().invoke(abtest_cli, [*args, "--design", "superpopulation", "--format", "json"])
+    (row,) = json.loads(as_json.output)
+    assert row["expected_coverage"] is None  # Neyman's prediction is for fixed listeners only
+    bad = CliRunner().invoke(abtest_cli, [*args, "--design", "bootstrap"])
+    assert bad.exit_code == 2 and "'bootstrap' is not one of 'finite', 'superpopulation'" in bad.output
+
+
 def test_html_report_has_the_truth_and_the_cuped_rows(experiment_log: Path) -> None:
     as_json = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "json"])
     page = CliRunner().invoke(abtest_cli, ["report", "--log", str(experiment_log), "--adjust", "cuped", "--format", "html"])

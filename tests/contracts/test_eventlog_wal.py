@@ -308,3 +308,39 @@ def test_a_flush_during_an_append_seals_the_appended_rows_exactly_once(log: Path
     assert users(log) == Counter({0: 1, 1: 1, 2: 1})
     assert writer.sealed_events == 3 and writer.pending() == 0
     writer.close()
+
+
+class _FlushWhenLetGo:
+    """Stands in for the writer's buffer lock: the first time the thread named 'appender' lets it
+    go, a whole flush runs in another thread before the appender takes another step."""
+
+    def __init__(self, writer: EventWriter) -> None:
+        self.inner, self.writer, self.flushed = threading.Lock(), writer, False
+
+    def __enter__(self) -> None:
+        self.inner.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.inner.release()
+        if not self.flushed and threading.current_thread().name == "appender":
+            self.flushed = True
+            flusher = threading.Thread(target=self.writer.flush)
+            flusher.start()
+            flusher.join(30)
+
+
+def test_an_append_buffers_its_rows_before_a_flush_can_slip_in(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The rows must be buffered while the append holds the buffer's lock: a flush that slips in
+    # the moment the lock is let go then seals them. A writer that buffers them after letting go
+    # would see that flush seal and delete the write-ahead file without them: lost.
+    writer = new_writer(log)
+    writer.append(row(0))  # the file exists: the next append only writes a record
+    monkeypatch.setattr(writer, "_lock", _FlushWhenLetGo(writer))
+    appender = threading.Thread(target=writer.extend, args=([row(1), row(2)],), name="appender")
+    appender.start()
+    appender.join(30)
+    writer.flush()
+
+    assert users(log) == Counter({0: 1, 1: 1, 2: 1})
+    assert writer.sealed_events == 3 and writer.pending() == 0
+    writer.close()

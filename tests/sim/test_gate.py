@@ -47,7 +47,10 @@ def probes() -> None:
 
 
 def gate(world: Path, *args: str) -> Result:
-    return CliRunner().invoke(main, [*args, "--world", str(world), "--episodes", EPISODES])
+    # The latency budget is wall-clock: under a loaded machine the default 10 ms p99 can fail a
+    # recommender that is not slow, so tests that are not about latency set it out of reach
+    # (a test that gives its own --max-p99-ms overrides this one: the last value wins).
+    return CliRunner().invoke(main, ["--max-p99-ms", "1000", *args, "--world", str(world), "--episodes", EPISODES])
 
 
 def test_a_better_recommender_passes(small_world_dir: Path, tmp_path: Path) -> None:
