@@ -92,7 +92,10 @@ class SequentialConfig(LikeConfig):
     heads: int = Field(2, ge=1, le=64)  # attention heads (embedding_dim must divide by them)
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     batch_size: int = Field(128, ge=1)  # sessions per batch
-    sampled_negatives: int = Field(256, ge=1)  # uniform catalog negatives per batch, shared by every position
+    loss: Literal["softmax", "sampled_softmax"] = "sampled_softmax"  # softmax: against the whole catalog (RecTools' "softmax")
+    sampled_negatives: int = Field(256, ge=1)  # sampled_softmax: uniform catalog negatives per batch, shared by every position
+    artist_repeat_targets: bool = True  # off: a liked play of an artist already played in the session is not a target (serving penalises repeats)
+    listen_weight: float = Field(0.0, ge=0.0)  # weight of a term that fits every next play's fraction heard (skips too) beside the ranking loss
     in_batch_negatives: bool = False  # the batch's other liked targets are negatives too (mixed negatives)
     track_ids: bool = True  # learn an embedding per track id besides its features (off: a track is its features)
     lr: float = Field(0.001, gt=0.0)
@@ -137,7 +140,7 @@ class SequentialServing(CandidateServing):
     """Serving parameters of `sasrec` and `hstu`."""
 
     artist_penalty: float = Field(1.0, ge=0.0)  # score subtracted per earlier play of the artist in the session
-    candidates: Literal["exact", "ivf"] = "exact"  # the forward pass costs more than the catalog product (docs/learned.md)
+    candidates: Literal["exact", "ivf"] = "ivf"  # the inverted file halves the serving time at the same online quality (docs/sequential.md)
 
 
 class DSSMServing(CandidateServing):

@@ -33,9 +33,22 @@ from recommenders.models.ranking import Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
 
 
-def session_windows(log: SessionLog, history: int, like_threshold: float) -> tuple[np.ndarray, Any]:
+def repeated_artists(log: SessionLog, artist: np.ndarray) -> np.ndarray:
+    """(n,) bool: the play's artist was already played earlier in its session."""
+    key = log.session.astype(np.int64) * (int(artist.max()) + 1) + artist[log.track]
+    _, first = np.unique(key, return_index=True)
+    repeated = np.ones(len(key), dtype=bool)
+    repeated[first] = False
+    return repeated
+
+
+def session_windows(log: SessionLog, history: int, like_threshold: float, artist: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
     """(session of each window, `Sequences`): every session of two or more plays, cut from its end
-    into windows of `history + 1` plays that overlap by one, so each target is counted once."""
+    into windows of `history + 1` plays that overlap by one, so each target is counted once.
+
+    With `artist` (each track's artist), a liked play whose artist was already played in the
+    session is not a target: it stays input only.
+    """
     from recommenders.models.nn.sequential import Sequences
 
     width = history + 1
@@ -56,7 +69,12 @@ def session_windows(log: SessionLog, history: int, like_threshold: float) -> tup
         length = stop - start
         tokens[row, width - length :] = log.track[start:stop] + 1
         times[row, width - length :] = log.time[start:stop]
-    weights = ((tokens[:, :-1] > 0) & (times[:, 1:] >= like_threshold)).astype(np.float32)  # a target needs a play before it
+    liked = times >= like_threshold
+    if artist is not None:
+        repeated = repeated_artists(log, artist)
+        for row, (start, stop) in enumerate(zip(starts, stops, strict=True)):
+            liked[row, width - (stop - start) :] &= ~repeated[start:stop]
+    weights = ((tokens[:, :-1] > 0) & liked[:, 1:]).astype(np.float32)  # a target needs a play before it
     return np.asarray(owners, dtype=np.int64), Sequences(tokens, times, weights)
 
 
@@ -112,7 +130,8 @@ class SequentialRecommender(ScoringRecommender):
         log = as_session_log(events, self.catalog.n_tracks)
         if log.n_sessions < 2:
             raise TrainingError(f"{self.name} needs at least 2 sessions to train and validate, the log has {log.n_sessions}")
-        sessions, windows = session_windows(log, config.history, config.like_threshold)
+        artist = None if config.artist_repeat_targets else self.catalog.artist
+        sessions, windows = session_windows(log, config.history, config.like_threshold, artist)
         n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
         validation = sessions >= log.n_sessions - n_validation  # sessions are ordered by start: the latest validate
         n_tracks = self.catalog.n_tracks

@@ -272,29 +272,74 @@ class Sequences:
 
 
 def _tensors(data: Sequences, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
+    """(input tokens, input times, next tokens, liked-target weights, next times) of the windows at `index`."""
     tokens = torch.from_numpy(data.tokens[index]).to(device)
     times = torch.from_numpy(data.times[index]).to(device)
-    return tokens[:, :-1], times[:, :-1], tokens[:, 1:], torch.from_numpy(data.weights[index]).to(device)
+    return tokens[:, :-1], times[:, :-1], tokens[:, 1:], torch.from_numpy(data.weights[index]).to(device), times[:, 1:]
 
 
-def sampled_softmax(net: SequenceNet, batch: tuple[torch.Tensor, ...], negatives: torch.Tensor, in_batch: bool = False) -> torch.Tensor:
+def sampled_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, in_batch: bool = False) -> torch.Tensor:
     """Mean cross-entropy of each liked target against shared negatives.
 
-    Every position with a liked next play scores its target against the same M uniformly
-    sampled catalog tracks (RecTools' "sampled_softmax") and, with `in_batch`, against the
-    other targets of the batch too (popular tracks are then negatives as often as they are
-    targets, as in DSSM's mixed negatives); a negative equal to the target is masked.
+    `states` (P, D) are the positions with a liked next play, `positives` (P,) those plays'
+    external ids. Every position scores its target against the same M uniformly sampled
+    catalog tracks (RecTools' "sampled_softmax") and, with `in_batch`, against the other
+    targets of the batch too (popular tracks are then negatives as often as they are targets,
+    as in DSSM's mixed negatives); a negative equal to the target is masked.
     """
-    tokens, times, targets, weights = batch
-    keep = weights > 0
-    states = net(tokens, times)[keep]  # (P, D)
-    positives = targets[keep] - 1
     candidates = torch.cat([positives, negatives]) if in_batch else negatives
     positive_logits = (states * net.catalog(positives)).sum(-1, keepdim=True)
     negative_logits = states @ net.catalog(candidates).T
     negative_logits = negative_logits.masked_fill(positives.unsqueeze(1) == candidates.unsqueeze(0), float("-inf"))
     logits = torch.cat([positive_logits, negative_logits], dim=1)
     return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+
+
+def full_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy of each liked target against every catalog track (RecTools' "softmax").
+
+    Exact where the sampled loss is not: with a few thousand targets and a catalog of tens of
+    thousands, uniform samples rarely contain the tracks close to the target that serving must
+    rank below it. Shapes as in `sampled_softmax`.
+    """
+    return F.cross_entropy(states @ net.catalog().T, positives)
+
+
+def listen_loss(net: SequenceNet, states: torch.Tensor, tracks: torch.Tensor, heard: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """Mean binary cross-entropy of the fraction heard of every next play, liked or skipped.
+
+    `states` (P, D) are the positions followed by a play, `tracks` (P,) its external id and
+    `heard` (P,) the fraction listened, the soft label of `sigmoid(state . item + bias)`. The
+    ranking losses learn from likes only; skips, most of a log served by weak policies, say
+    which tracks the same context did not want.
+    """
+    logits = (states * net.catalog(tracks)).sum(-1) + bias
+    return F.binary_cross_entropy_with_logits(logits, heard)
+
+
+def draw_negatives(config: SequentialConfig, n_tracks: int, rng: torch.Generator, device: torch.device) -> torch.Tensor | None:
+    """The uniform negatives of one batch for `sampled_softmax`; None for the full softmax, which needs none."""
+    if config.loss == "softmax":
+        return None
+    return torch.randint(n_tracks, (config.sampled_negatives,), generator=rng).to(device)
+
+
+def batch_loss(
+    net: SequenceNet, batch: tuple[torch.Tensor, ...], config: SequentialConfig, negatives: torch.Tensor | None, bias: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The configured loss of one batch (`negatives` from `draw_negatives`); with `bias`, plus
+    `listen_weight` times the listen-fraction term (`listen_loss`)."""
+    tokens, times, targets, weights, next_times = batch
+    states = net(tokens, times)  # (B, L, D)
+    keep = weights > 0
+    if negatives is None:
+        loss = full_softmax(net, states[keep], targets[keep] - 1)
+    else:
+        loss = sampled_softmax(net, states[keep], targets[keep] - 1, negatives, config.in_batch_negatives)
+    if bias is not None and config.listen_weight > 0:
+        played = (targets > 0) & (tokens > 0)
+        loss = loss + config.listen_weight * listen_loss(net, states[played], targets[played] - 1, next_times[played], bias)
+    return loss
 
 
 def train_sequential(
@@ -317,10 +362,10 @@ def train_sequential(
     if train.targets == 0 or validation.targets == 0:
         raise TrainingError(f"{name} needs liked next plays to learn from: {train.targets} for training, {validation.targets} for validation")
     torch_device = resolve_device(device)
-    negatives = config.sampled_negatives
     rng = torch.Generator().manual_seed(config.seed)
     net.to(torch_device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    bias = nn.Parameter(torch.zeros((), device=torch_device))  # the listen term's offset: trained, not part of the network
+    optimizer = torch.optim.AdamW([*net.parameters(), bias], lr=config.lr, weight_decay=config.weight_decay)
     batch = min(config.batch_size, len(train))
     n_batches = max(math.ceil(len(train) / batch), 1)
 
@@ -332,8 +377,8 @@ def train_sequential(
             if not train.weights[index].any():
                 bar.update(1)
                 continue
-            sampled = torch.randint(n_tracks, (negatives,), generator=rng).to(torch_device)
-            loss = sampled_softmax(net, _tensors(train, index, torch_device), sampled, config.in_batch_negatives)
+            negatives = draw_negatives(config, n_tracks, rng, torch_device)
+            loss = batch_loss(net, _tensors(train, index, torch_device), config, negatives, bias)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -350,9 +395,9 @@ def train_sequential(
             for start in range(0, len(validation), batch):
                 index = np.arange(start, min(start + batch, len(validation)))
                 count = float(validation.weights[index].sum())
-                sampled = torch.randint(n_tracks, (negatives,), generator=fixed).to(torch_device)
+                negatives = draw_negatives(config, n_tracks, fixed, torch_device)
                 if count:
-                    total += float(sampled_softmax(net, _tensors(validation, index, torch_device), sampled, config.in_batch_negatives)) * count
+                    total += float(batch_loss(net, _tensors(validation, index, torch_device), config, negatives)) * count
                     weight += count
         return {"val_loss": total / weight}
 

@@ -14,7 +14,7 @@ from recommenders.base import Request
 from recommenders.evaluation import build_cases, evaluate
 from recommenders.models.config import HSTUConfig, SASRecConfig, SequentialConfig
 from recommenders.models.hstu import HSTURecommender
-from recommenders.models.nn.sequential import HSTUNet, SASRecNet, TrackTables, attention_mask
+from recommenders.models.nn.sequential import HSTUNet, SASRecNet, TrackTables, attention_mask, full_softmax, listen_loss, sampled_softmax
 from recommenders.models.sasrec import SASRecRecommender
 from recommenders.models.sequential import SequentialRecommender, session_windows
 from recommenders.models.sessions import SessionLog
@@ -74,6 +74,40 @@ def test_no_position_sees_the_future(name: str) -> None:
     assert torch.equal(before[0, :2], torch.zeros_like(before[0, :2]))  # padded positions output nothing
 
 
+def _tiny_net(config: SequentialConfig) -> SASRecNet:
+    """A SASRec over 20 tracks of 4 artists, with random weights."""
+    torch.manual_seed(0)
+    rng = np.random.default_rng(0)
+    tables = TrackTables(
+        artist=np.arange(20) % 4 + 1, tags=np.zeros((20, 2), np.int64), content=rng.normal(size=(20, 3)).astype(np.float32),
+        popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
+    )
+    return SASRecNet(tables, config.model_copy(update={"history": 6})).eval()
+
+
+def test_full_softmax_is_the_sampled_softmax_over_the_whole_catalog() -> None:
+    net = _tiny_net(SASRecConfig(**FAST))
+    states = torch.randn(5, FAST["embedding_dim"])
+    positives = torch.tensor([0, 3, 7, 19, 3])
+    with torch.no_grad():
+        full = full_softmax(net, states, positives)
+        sampled = sampled_softmax(net, states, positives, torch.arange(20))  # each target masked among the negatives
+        by_hand = -(torch.log_softmax(states @ net.catalog().T, dim=1)[torch.arange(5), positives]).mean()
+    torch.testing.assert_close(full, sampled)
+    torch.testing.assert_close(full, by_hand)
+
+
+def test_listen_loss_fits_the_fraction_heard() -> None:
+    net = _tiny_net(SASRecConfig(**FAST))
+    with torch.no_grad():
+        item = net.catalog(torch.tensor([4]))
+        states = torch.cat([item, -item])  # the first state scores track 4 high, the second low
+        heard = torch.tensor([0.9, 0.05])
+        right = listen_loss(net, states, torch.tensor([4, 4]), heard, torch.tensor(0.0))
+        wrong = listen_loss(net, states, torch.tensor([4, 4]), heard.flip(0), torch.tensor(0.0))
+    assert right < wrong
+
+
 def test_windows_count_each_liked_target_once() -> None:
     # One session of tracks 10..15 (tokens 11..16); history 3 cuts it into windows of plays 2..5 and 0..2.
     log = SessionLog(
@@ -85,6 +119,20 @@ def test_windows_count_each_liked_target_once() -> None:
     assert windows.tokens.tolist() == [[13, 14, 15, 16], [0, 11, 12, 13]]
     assert windows.weights.tolist() == [[1, 0, 1], [0, 1, 0]]  # liked targets: tracks 13 (0.8), 15 (1.0); 11 (0.9)
     assert windows.targets == int((log.time[1:] >= 0.5).sum())
+
+
+def test_windows_without_artist_repeats_keep_repeated_plays_as_input_only() -> None:
+    # Two sessions of three plays; artists alternate 0, 1, 0 and 1, 0, 1, so each session's third play repeats its first's artist.
+    log = SessionLog(
+        user=np.zeros(6, np.int64), track=np.arange(10, 16), time=np.array([1.0, 0.9, 0.8, 1.0, 0.3, 1.0], np.float32),
+        ts=np.arange(6), offsets=np.array([0, 3, 6]),
+    )
+    artist = np.arange(20) % 2
+    _, every = session_windows(log, history=3, like_threshold=0.5)
+    _, fresh = session_windows(log, history=3, like_threshold=0.5, artist=artist)
+    assert every.weights.tolist() == [[0, 1, 1], [0, 0, 1]]
+    assert fresh.weights.tolist() == [[0, 1, 0], [0, 0, 0]]  # tracks 12 and 15 repeat an artist: not targets
+    assert np.array_equal(fresh.tokens, every.tokens) and np.array_equal(fresh.times, every.times)
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -156,8 +204,8 @@ def test_the_candidate_stage_covering_the_catalog_answers_as_exact(
     name: str, sequential_artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
 ) -> None:
     requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests
-    exact = registry.make(name, small_catalog, {}, sequential_artifacts[name])
-    covering = registry.make(name, small_catalog, {"candidates": "ivf", "n_probe": 10**6}, sequential_artifacts[name])
+    exact = registry.make(name, small_catalog, {"candidates": "exact"}, sequential_artifacts[name])
+    covering = registry.make(name, small_catalog, {"n_probe": 10**6}, sequential_artifacts[name])
 
-    assert exact._index is None and covering._index is not None  # exact is the sequential models' default
+    assert exact._index is None and covering._index is not None  # the inverted file is the sequential models' default
     assert np.array_equal(covering.rank(requests, 3), exact.rank(requests, 3))
