@@ -144,8 +144,8 @@ class Service:
         if outcome is None:
             writer.append((stamp, user, session, message, track, listened, None, name, time.perf_counter() - started, assignment, None, None, None, None))
             return answer
-        error = outcome.error
-        kind, text = (None, None) if error is None else (error.kind, str(error)[:MAX_ERROR_MESSAGE])
+        broken = outcome.error
+        kind, text = (None, None) if broken is None else (broken.kind, str(broken)[:MAX_ERROR_MESSAGE])
         writer.append((
             stamp, user, session, message, track, listened, outcome.track, name, time.perf_counter() - started,
             assignment, outcome.propensity, kind, text, outcome.greedy,

@@ -59,7 +59,6 @@ class _WalFile:
     path: Path
     fd: int
     rows: list[Row]
-    size: int  # bytes written: where a failed write is cut back to
 
 
 class EventWriter:
@@ -127,7 +126,7 @@ class EventWriter:
 
     def append(self, row: Row) -> None:
         """Write one event ahead and buffer it; it is on the operating system's side when this returns."""
-        self.extend([row])
+        self.extend((row,))
 
     def extend(self, rows: Iterable[Row]) -> None:
         """Write many events (a batch) ahead in one record and buffer them, in order.
@@ -135,8 +134,7 @@ class EventWriter:
         Raises OSError when the write-ahead file cannot take them (a full disk): then nothing
         of the batch is written or buffered, and the caller must not answer as if it were.
         """
-        if type(rows) is not list:
-            rows = list(rows)
+        rows = list(rows)
         if not rows:
             return
         if self._thread is None:
@@ -146,7 +144,7 @@ class EventWriter:
             wal = self._current
             if wal is None:
                 wal = self._current = self._open()
-            wal.size = _write_all(wal.fd, record, wal.size)
+            _write_all(wal.fd, record)
             if self.fsync_window == 0:
                 os.fsync(wal.fd)
             else:
@@ -173,7 +171,7 @@ class EventWriter:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND | os.O_CLOEXEC, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            size = _write_all(fd, self._header, 0)
+            _write_all(fd, self._header)
             os.rename(tmp, path)
             if self.fsync_window == 0:
                 os.fsync(fd)
@@ -182,7 +180,7 @@ class EventWriter:
             os.close(fd)
             tmp.unlink(missing_ok=True)
             raise
-        return _WalFile(path, fd, [], size)
+        return _WalFile(path, fd, [])
 
     def _run(self) -> None:
         try:
@@ -275,20 +273,16 @@ class EventWriter:
         return events_table(rows, self.experiment_names)
 
 
-def _write_all(fd: int, data: bytes, size: int) -> int:
-    """Append all of `data` to the file of `fd`, which holds `size` bytes; returns its new size.
-    On failure cut the file back to `size`, so that no partial record stays before later ones."""
-    written = os.write(fd, data)
-    if written == len(data):  # the common case: one call, no copy
-        return size + written
-    view = memoryview(data)[written:]
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of `data`; on failure cut the file back, so that no partial record stays before later ones."""
+    start = os.lseek(fd, 0, os.SEEK_END)
+    view = memoryview(data)
     try:
         while view:
             view = view[os.write(fd, view) :]
     except BaseException:
-        os.ftruncate(fd, size)
+        os.ftruncate(fd, start)
         raise
-    return size + len(data)
 
 
 def experiments_table(rows: Sequence[dict[str, object]], started_us: int) -> pa.Table:
