@@ -120,32 +120,38 @@ class MemoryHistory:
     def update(self, steps: Sequence[Step]) -> list[History | None]:
         out: list[History | None] = []
         sessions = self._sessions
+        get, pop, move_to_end = sessions.get, sessions.pop, sessions.move_to_end
+        max_length, max_sessions, max_bytes = self.max_length, self.max_sessions, self.max_bytes
         with self._lock:
-            for user, session, track, time, end in steps:
-                key = (user, session)
-                if end:
-                    entry = sessions.pop(key, None)
-                    if entry is not None:
-                        self.bytes -= SESSION_BYTES + STEP_BYTES * len(entry[0])
-                    out.append(None)
-                    continue
-                entry = sessions.get(key)
-                if entry is None:
-                    entry = sessions[key] = ([], [])
-                    self.bytes += SESSION_BYTES
-                else:
-                    sessions.move_to_end(key)
-                tracks, times = entry
-                tracks.append(track)
-                times.append(time)
-                if len(tracks) > self.max_length:
-                    del tracks[0], times[0]
-                else:
-                    self.bytes += STEP_BYTES
-                while (len(sessions) > self.max_sessions or self.bytes > self.max_bytes) and len(sessions) > 1:
-                    _, (old_tracks, _) = sessions.popitem(last=False)
-                    self.bytes -= SESSION_BYTES + STEP_BYTES * len(old_tracks)
-                out.append(History(tuple(tracks), tuple(times)))
+            size = self.bytes
+            try:
+                for user, session, track, time, end in steps:
+                    key = (user, session)
+                    if end:
+                        entry = pop(key, None)
+                        if entry is not None:
+                            size -= SESSION_BYTES + STEP_BYTES * len(entry[0])
+                        out.append(None)
+                        continue
+                    entry = get(key)
+                    if entry is None:
+                        entry = sessions[key] = ([], [])
+                        size += SESSION_BYTES
+                    else:
+                        move_to_end(key)
+                    tracks, times = entry
+                    tracks.append(track)
+                    times.append(time)
+                    if len(tracks) > max_length:
+                        del tracks[0], times[0]
+                    else:
+                        size += STEP_BYTES
+                    while (size > max_bytes or len(sessions) > max_sessions) and len(sessions) > 1:
+                        _, (old_tracks, _) = sessions.popitem(last=False)
+                        size -= SESSION_BYTES + STEP_BYTES * len(old_tracks)
+                    out.append(History(tuple(tracks), tuple(times)))
+            finally:  # the estimate stays true whatever stops the loop
+                self.bytes = size
         return out
 
 

@@ -21,15 +21,24 @@ from botify.history import History, HistoryStore, Step
 from botify.validation import Item
 from contracts.catalog import Catalog
 from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
-from contracts.eventlog.writer import EventWriter, Row, make_row
+from contracts.eventlog.writer import EventWriter, Row
 from contracts.seeds import request_seed
-from recommenders.answers import SLOW, BrokenRule, Outcome, ask_all
+from recommenders.answers import SLOW, Outcome, ask_all
 from recommenders.base import Request
 
 logger = logging.getLogger(__name__)
 
 MS_PER_DAY = 86_400_000
 MAX_ERROR_MESSAGE = 500  # characters of a broken rule's message kept in the log
+
+# `Service._rows` builds each event as a plain tuple in this order, the hot path's fastest form;
+# a column added to the declared schema must be added there too, and this check says so at import.
+ROW_COLUMNS = (
+    Columns.TS, Columns.USER, Columns.SESSION, Columns.MESSAGE, Columns.TRACK, Columns.TIME, Columns.RECOMMENDATION, Columns.RECOMMENDER,
+    Columns.LATENCY, Columns.EXPERIMENTS, Columns.PROPENSITY, Columns.ERROR, Columns.ERROR_MESSAGE, Columns.GREEDY,
+)  # fmt: skip
+if ROW_COLUMNS != Columns.ALL:
+    raise ImportError(f"botify.service builds event rows as {ROW_COLUMNS}, but the log declares {Columns.ALL}: update Service._rows")
 
 
 class ServeError(RuntimeError):
@@ -77,68 +86,145 @@ class Service:
         In the log, each event's latency is its share of the batch: its treatment group's
         recommender time divided by the group's size, plus an equal share of the common work.
         """
+        if len(items) == 1:  # the single endpoints' path: the same steps, without a batch's lists
+            return [self._serve_one(items[0])]
         started = time.perf_counter()
         now_us = time.time_ns() // 1000
         n = len(items)
-        histories = self.history.update([Step(it.user, it.session, it.track, it.time, it.message == MESSAGE_LAST) for it in items])
-        assignments = [self.experiments.assignments(it.user) for it in items]
+        histories = self.history.update([Step(user, session, track, listened, message == MESSAGE_LAST) for message, user, track, listened, session, _ in items])
+        assign = self.experiments.assignments
+        assignments = [assign(item[1]) for item in items]
         serving = self._serving
         groups: dict[int, list[int]] = {}
         for i, item in enumerate(items):
-            if item.message == MESSAGE_NEXT:
+            if item[0] == MESSAGE_NEXT:
                 groups.setdefault(assignments[i][serving], []).append(i)
         answers: list[int | None | ServeError] = [None] * n
-        propensities: list[float | None] = [None] * n
-        greedies: list[int | None] = [None] * n
-        latencies = [0.0] * n
-        errors: list[BrokenRule | None] = [None] * n
-        served_by = [self._names[assignment[serving]] for assignment in assignments]
+        outcomes: list[Outcome | None] = [None] * n  # None for `last` and for a fault of ours
+        served_by: list[str | None] = [None] * n  # where the serving treatment's name is not what served
         for treatment, indices in groups.items():
             try:
-                requests = [self._request(items[i], histories[i]) for i in indices]  # type: ignore[arg-type]
+                requests = self._requests(items, histories, indices)
             except Exception as error:
                 failure = self._failure(error, treatment, len(indices))
                 for i in indices:
                     answers[i] = failure
                 continue
-            outcomes = ask_all(
-                self.experiments.recommenders[treatment], self._names[treatment], self._n_tracks, requests, budget=self._budgets[treatment]
-            )
-            failed = [k for k, outcome in enumerate(outcomes) if outcome.track is None]
-            rescued = self._fallback(treatment, [requests[k] for k in failed]) if failed else []
+            for i, outcome in zip(indices, self._ask(treatment, requests), strict=True):
+                outcomes[i] = outcome
+                answers[i], served_by[i] = self._settle(treatment, outcome)
+        writer = self.writer
+        if writer is None:
+            return answers
+        writer.extend(self._rows(items, now_us, started, answers, outcomes, served_by, assignments))
+        return answers
+
+    def _serve_one(self, item: Item) -> int | None | ServeError:
+        """`serve([item])[0]`: the same steps as a batch's, for one item."""
+        started = time.perf_counter()
+        message, user, track, listened, session, ts = item
+        history = self.history.update([Step(user, session, track, listened, message == MESSAGE_LAST)])[0]
+        assignment = self.experiments.assignments(user)
+        treatment = assignment[self._serving]
+        outcome: Outcome | None = None
+        answer: int | None | ServeError = None
+        served_by: str | None = None
+        if message == MESSAGE_NEXT:
+            try:
+                requests = self._requests((item,), (history,), [0])
+            except Exception as error:
+                return self._failure(error, treatment, 1)
+            outcome = self._ask(treatment, requests)[0]
+            answer, served_by = self._settle(treatment, outcome)
+        writer = self.writer
+        if writer is None:
+            return answer
+        stamp = time.time_ns() // 1000 if ts is None else ts * 1000
+        name = served_by or self._names[treatment]
+        if outcome is None:
+            writer.append((stamp, user, session, message, track, listened, None, name, time.perf_counter() - started, assignment, None, None, None, None))
+            return answer
+        broken = outcome.error
+        kind, text = (None, None) if broken is None else (broken.kind, str(broken)[:MAX_ERROR_MESSAGE])
+        writer.append((
+            stamp, user, session, message, track, listened, outcome.track, name, time.perf_counter() - started,
+            assignment, outcome.propensity, kind, text, outcome.greedy,
+        ))  # fmt: skip
+        return answer
+
+    def _settle(self, treatment: int, outcome: Outcome) -> tuple[int | ServeError, str | None]:
+        """The answer of one asked item and, where it is not the treatment's own recommender, the name of what served it."""
+        error = outcome.error
+        if outcome.track is None:
+            logger.error("%s; no fallback answered", error)
+            return ServeError(str(error)), None
+        if error is not None and error.kind != SLOW:
+            logger.warning("%s; the fallback %r answered", error, self._fallback_names[treatment])
+            return outcome.track, self._fallback_names[treatment]
+        return outcome.track, outcome.served_by
+
+    def _requests(self, items: Sequence[Item], histories: Sequence[History | None], indices: list[int]) -> list[Request]:
+        """The recommender's requests of `items` at `indices` (all `next`), with their histories, seeds and days."""
+        seed, day_zero_ms = self.seed, self._day_zero_ms
+        requests = []
+        for i in indices:
+            _, user, track, listened, session, ts = items[i]
+            history: History = histories[i]  # type: ignore[assignment]  # a `next` always has one
+            if ts is None:
+                requests.append(Request(user, track, listened, history.tracks, history.times, request_seed(seed, session, ts), None))
+            else:
+                requests.append(Request(user, track, listened, history.tracks, history.times, request_seed(seed, session, ts), (ts - day_zero_ms) // MS_PER_DAY))
+        return requests
+
+    def _ask(self, treatment: int, requests: list[Request]) -> list[Outcome]:
+        """The treatment's validated answers to `requests`, the fallback's where its recommender failed."""
+        outcomes = ask_all(self.experiments.recommenders[treatment], self._names[treatment], self._n_tracks, requests, budget=self._budgets[treatment])
+        failed = [k for k, outcome in enumerate(outcomes) if outcome.track is None]
+        if failed:
+            rescued = self._fallback(treatment, [requests[k] for k in failed])
             for k, rescue in zip(failed, rescued, strict=True):
                 outcomes[k] = outcomes[k]._replace(
                     track=rescue.track, propensity=rescue.propensity, seconds=outcomes[k].seconds + rescue.seconds, greedy=None, served_by=None
                 )
-            for i, outcome in zip(indices, outcomes, strict=True):
-                latencies[i] = outcome.seconds
-                errors[i] = outcome.error
-                if outcome.track is None:
-                    logger.error("%s; no fallback answered", outcome.error)
-                    answers[i] = ServeError(str(outcome.error))
+        return outcomes
+
+    def _rows(
+        self,
+        items: Sequence[Item],
+        now_us: int,
+        started: float,
+        answers: list[int | None | ServeError],
+        outcomes: list[Outcome | None],
+        served_by: list[str | None],
+        assignments: list[tuple[int, ...]],
+    ) -> list[Row]:
+        """One event row per item, except the items that failed by a fault of ours (logged, not recorded)."""
+        spent = 0.0
+        for outcome in outcomes:
+            if outcome is not None:
+                spent += outcome.seconds
+        common = (time.perf_counter() - started - spent) / len(items) if items else 0.0
+        serving, names = self._serving, self._names
+        rows: list[Row] = []
+        for i, (message, user, track, listened, session, ts) in enumerate(items):
+            answer, outcome = answers[i], outcomes[i]
+            assignment = assignments[i]
+            name = served_by[i] or names[assignment[serving]]
+            if outcome is None:
+                if isinstance(answer, ServeError):
                     continue
-                if outcome.error is not None and outcome.error.kind != SLOW:
-                    logger.warning("%s; the fallback %r answered", outcome.error, self._fallback_names[treatment])
-                answers[i] = outcome.track
-                propensities[i] = outcome.propensity
-                greedies[i] = outcome.greedy
-                if outcome.error is not None and outcome.error.kind != SLOW:
-                    served_by[i] = self._fallback_names[treatment] or served_by[i]
-                elif outcome.served_by is not None:
-                    served_by[i] = outcome.served_by
-        if self.writer is None:
-            return answers
-        common = (time.perf_counter() - started - sum(latencies)) / n if n else 0.0
-        self.writer.extend(
-            [
-                self._row(item, now_us, answer, name, latency + common, assignment, propensity, error, greedy)
-                for item, answer, name, assignment, latency, propensity, error, greedy in zip(
-                    items, answers, served_by, assignments, latencies, propensities, errors, greedies, strict=True
-                )
-                if error is not None or not isinstance(answer, ServeError)  # a fault of ours is logged, not recorded
-            ]
-        )
-        return answers
+                rows.append((now_us if ts is None else ts * 1000, user, session, message, track, listened, answer, name, common, assignment, None, None, None, None))
+                continue
+            error = outcome.error
+            if error is None:
+                kind = text = None
+            else:
+                kind, text = error.kind, str(error)[:MAX_ERROR_MESSAGE]
+            rows.append((
+                now_us if ts is None else ts * 1000, user, session, message, track, listened, outcome.track, name, outcome.seconds + common,
+                assignment, outcome.propensity, kind, text, outcome.greedy,
+            ))  # fmt: skip
+        return rows
 
     def _fallback(self, treatment: int, requests: list[Request]) -> list[Outcome]:
         """The treatment's fallback answers for `requests` its recommender failed; no track where there is none."""
@@ -151,43 +237,6 @@ class Service:
                 logger.error("the fallback failed too: %s", outcome.error)
         return outcomes
 
-    def _request(self, item: Item, history: History) -> Request:
-        day = None if item.ts is None else (item.ts - self._day_zero_ms) // MS_PER_DAY
-        return Request(item.user, item.track, item.time, history.tracks, history.times, self.request_seed(item), day)
-
     def _failure(self, error: Exception, treatment: int, n: int) -> ServeError:
         logger.error("recommender %r (treatment %d) failed on %d requests", self._names[treatment], treatment, n, exc_info=error)
         return error if isinstance(error, ServeError) else ServeError(f"recommender {self._names[treatment]!r} failed")
-
-    def _row(
-        self,
-        item: Item,
-        now_us: int,
-        answer: int | None | ServeError,
-        recommender: str,
-        latency: float,
-        assignments: tuple[int, ...],
-        propensity: float | None,
-        error: BrokenRule | None,
-        greedy: int | None = None,
-    ) -> Row:
-        track = None if isinstance(answer, ServeError) else answer
-        kind, message = (None, None) if error is None else (error.kind, str(error)[:MAX_ERROR_MESSAGE])
-        return make_row(
-            {
-                Columns.TS: now_us if item.ts is None else item.ts * 1000,
-                Columns.USER: item.user,
-                Columns.SESSION: item.session,
-                Columns.MESSAGE: item.message,
-                Columns.TRACK: item.track,
-                Columns.TIME: item.time,
-                Columns.RECOMMENDATION: track,
-                Columns.RECOMMENDER: recommender,
-                Columns.LATENCY: latency,
-                Columns.EXPERIMENTS: assignments,
-                Columns.PROPENSITY: propensity,
-                Columns.ERROR: kind,
-                Columns.ERROR_MESSAGE: message,
-                Columns.GREEDY: greedy,
-            }
-        )

@@ -181,6 +181,15 @@ def ask_all(
 
 
 def _outcome(name: str, n_tracks: int, request: Request, answer: Any, seconds: float, budget: float | None) -> Outcome:
+    if type(answer) is Recommendation and (budget is None or seconds <= budget):  # the common case, at the least cost
+        track, propensity = answer[0], answer[1]
+        if (
+            type(track) is int
+            and 0 <= track < n_tracks
+            and (propensity is None or (type(propensity) is float and 0.0 < propensity <= 1.0))
+            and (len(answer) == 2 or (answer[2] is None and answer[3] is None))
+        ):
+            return Outcome(track, propensity, seconds, None)
     try:
         track, propensity = validate(name, n_tracks, request, answer)
     except BrokenRule as broken:
