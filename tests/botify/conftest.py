@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 import redis
 import yaml
@@ -168,3 +169,15 @@ def fresh_redis(redis_url: str) -> str:
     client.flushdb()
     client.close()
     return redis_url
+
+
+def logged_rows(app: Flask, order_by: str = "") -> list[dict]:
+    """Seal the app's buffered events and read them back from its log as dicts (in the order served unless `order_by`)."""
+    app.extensions[eventlog.EXTENSION].flush()
+    connection = duckdb.connect(str(app.config["BOTIFY"].log), read_only=True)
+    try:
+        cursor = connection.execute("SELECT * FROM events" + (f" ORDER BY {order_by}" if order_by else ""))
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+    finally:
+        connection.close()

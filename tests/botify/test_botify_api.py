@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import duckdb
 import orjson
 import pyarrow.parquet as pq
 import pytest
@@ -13,21 +12,14 @@ from flask import Flask
 from flask.testing import FlaskClient
 
 from botify import eventlog
-from tests.botify.conftest import experiment, write_experiments
+from tests.botify.conftest import experiment, logged_rows, write_experiments
 
 COURSE_BODY = {"track": 10, "time": 0.3}
 
 
 def events(app: Flask) -> list[dict]:
     """Seal the app's buffered events and read them back from LOG in the order served."""
-    app.extensions[eventlog.EXTENSION].flush()
-    connection = duckdb.connect(str(app.config["BOTIFY"].log), read_only=True)
-    try:
-        cursor = connection.execute("SELECT * FROM events")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        connection.close()
+    return logged_rows(app)
 
 
 def test_health_says_alive(client: FlaskClient) -> None:

@@ -19,7 +19,7 @@ from flask import Flask
 from botify import eventlog
 from botify.experiments import experiments_from_mapping
 from contracts.config import ConfigError
-from tests.botify.conftest import write_experiments
+from tests.botify.conftest import logged_rows, write_experiments
 from tests.botify.probe import probe_scores
 
 REQUESTS = 400
@@ -36,14 +36,7 @@ def served(make_app: Callable[..., Flask], path: Path, treatment: dict[str, Any]
     for k in range(REQUESTS):
         body = {"track": (7 * k) % 500, "time": 1.0, "session": 1000 + k, "ts": 1_767_225_600_000 + 60_000 * k}
         assert client.post(f"/next/{k % 50}", json=body).status_code == 200
-    app.extensions[eventlog.EXTENSION].flush()
-    connection = duckdb.connect(str(app.config["BOTIFY"].log), read_only=True)
-    try:
-        cursor = connection.execute("SELECT * FROM events ORDER BY session")
-        names = [column[0] for column in cursor.description]
-        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-    finally:
-        connection.close()
+    return logged_rows(app, order_by="session")
 
 
 def binomial_band(p: float, n: int) -> tuple[float, float]:
