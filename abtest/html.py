@@ -70,6 +70,7 @@ def effects_figure(report: Report):
     axes = fig.subplots(1, len(report.treatments), squeeze=False)[0]
     for ax, treatment in zip(axes, report.treatments, strict=True):
         rows = [row for row in report.rows if row.treatment == treatment]
+        truth_drawn = False
         for y, row in enumerate(rows):
             r = row.result
             color = {"improvement": "#2e7d32", "regression": "#c62828"}.get(row.verdict, "#555555")
@@ -79,14 +80,15 @@ def effects_figure(report: Report):
             ax.plot([100 * r.effect], [y], "o", color=color)
             truth = report.true_effect(row) if report.truth is not None else None
             if truth is not None:
-                ax.plot([100 * truth], [y], "x", color="black", markersize=8, label="truth" if y == 0 else None)
+                ax.plot([100 * truth], [y], "x", color="black", markersize=8, label=None if truth_drawn else "truth")
+                truth_drawn = True
         ax.axvline(0, color="black", linewidth=0.8)
         ax.set_yticks(range(len(rows)), [row.metric for row in rows])
         ax.invert_yaxis()
         ax.set_xlabel(f"effect, % of control ({100 * (1 - report.alpha):g}% interval)")
         ax.set_title(f"{report.arm_label(treatment)} vs {report.arm_label(report.control)}")
         ax.grid(axis="x", alpha=0.3)
-        if report.truth is not None:
+        if truth_drawn:  # the truth may cover none of this treatment's metrics
             ax.legend(loc="best")
     fig.tight_layout()
     return fig
