@@ -83,23 +83,19 @@ class Preference(NamedTuple):
     difference_listeners: int
     unit: str
 
+    def _name(self, lower: float, upper: float) -> str:
+        """The team an interval prefers (A above 0, B below), or 'tie' when it covers 0."""
+        return self.team_a if lower > 0 else self.team_b if upper < 0 else "tie"
+
     @property
     def verdict(self) -> str:
         """'A' or 'B' when the interval excludes 0 (the name of the preferred team), else 'tie'."""
-        if self.lower > 0:
-            return self.team_a
-        if self.upper < 0:
-            return self.team_b
-        return "tie"
+        return self._name(self.lower, self.upper)
 
     @property
     def difference_verdict(self) -> str:
         """The same verdict from the decision-level difference's interval."""
-        if self.difference_lower > 0:
-            return self.team_a
-        if self.difference_upper < 0:
-            return self.team_b
-        return "tie"
+        return self._name(self.difference_lower, self.difference_upper)
 
     def listeners_needed(self, alpha: float | None = None, power: float | None = None) -> float:
         """Listeners the decision-level difference needs for `power` at a two-sided level `alpha`,
