@@ -11,7 +11,7 @@ from typing import Any
 
 from pydantic import Field, field_validator
 
-from contracts.config import Strict, read_mapping, validate_mapping
+from contracts.config import ConfigError, Strict, read_mapping, validate_mapping
 
 
 class ListenerOptions(Strict):
@@ -91,3 +91,15 @@ def env_config_from_mapping(data: dict[str, Any] | None, source: str = "env conf
 def load_env_config(path: str | Path) -> EnvConfig:
     """Read and validate `config/env.yml` (or another file)."""
     return env_config_from_mapping(read_mapping(path, "env config"), source=str(path))
+
+
+DEFAULT_ENV_CONFIG = Path("config/env.yml")
+
+
+def env_config_or_defaults(path: Path) -> EnvConfig:
+    """`load_env_config(path)`, or the defaults when the default file is absent (a plugin's own checkout has none)."""
+    if path.exists():
+        return load_env_config(path)
+    if path == DEFAULT_ENV_CONFIG:
+        return EnvConfig()
+    raise ConfigError(f"env config {path} does not exist")

@@ -34,10 +34,9 @@ import click
 import numpy as np
 
 from contracts.config import ConfigError
-from sim.config import EnvConfig, load_env_config
+from sim.config import DEFAULT_ENV_CONFIG, EnvConfig, env_config_or_defaults
 from sim.run.timeline import SessionRecord
 
-DEFAULT_CONFIG = Path("config/env.yml")
 METRICS = ("time", "sessions", "mean_time_per_session", "mean_tracks_per_session")  # per-user, as `abtest` names them
 PROBE_REQUESTS = 20  # single calls timed before the run: a slow recommender fails in seconds
 
@@ -148,12 +147,7 @@ def probe_ms(name: str, catalog: Any, params: dict[str, Any], artifact: str | No
 
 def load_config(path: Path, world: Path | None) -> EnvConfig:
     """The simulator config (defaults when the default file is absent, e.g. in a plugin's own checkout), with `world`."""
-    if path.exists():
-        config = load_env_config(path)
-    elif path == DEFAULT_CONFIG:
-        config = EnvConfig()
-    else:
-        raise ConfigError(f"--config {path} does not exist")
+    config = env_config_or_defaults(path)
     if world is not None:
         config = config.model_copy(update={"world": world})
     if not (config.world / "public").is_dir():
@@ -221,7 +215,7 @@ def judge(plugin: Arm, baseline: Arm, *, alpha: float, max_drop: float, max_p99_
     "--world", type=click.Path(file_okay=False, path_type=Path), default=None, help="World directory (overrides the config's `world`; default data/world)."
 )
 @click.option(
-    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True, help="Simulator config (YAML); defaults when absent."
+    "--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_ENV_CONFIG, show_default=True, help="Simulator config (YAML); defaults when absent."
 )
 @click.option("--episodes", type=click.IntRange(min=2), default=2000, show_default=True, help="Listener arrivals (sessions) per simulated day.")
 @click.option("--days", type=click.IntRange(min=1), default=1, show_default=True, help="Simulated days.")

@@ -24,13 +24,11 @@ import numpy as np
 from tqdm import tqdm
 
 from contracts.config import ConfigError
-from sim.config import EnvConfig, ServiceOptions, load_env_config
+from sim.config import DEFAULT_ENV_CONFIG, EnvConfig, ServiceOptions, env_config_or_defaults
 from sim.run.clients import LOCAL_EXPERIMENT, RemoteClient, ServiceError, ServiceUnavailable
 from sim.run.shards import ClientSpec, ClusterUnavailable, ProcessExecutor, RayExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.world import load_world_config
-
-DEFAULT_CONFIG = Path("config/env.yml")
 
 
 @dataclass(frozen=True)
@@ -56,13 +54,7 @@ class RunOptions:
 
 def load_run_config(options: RunOptions) -> EnvConfig:
     """The simulator config with the command line's world, host and port applied; `ConfigError` names a bad one."""
-    path = options.config_path
-    if path.exists():
-        config = load_env_config(path)
-    elif path == DEFAULT_CONFIG:
-        config = EnvConfig()
-    else:
-        raise ConfigError(f"env config {path} does not exist")
+    config = env_config_or_defaults(options.config_path)
     service: dict[str, object] = config.service.model_dump()
     service.update({k: v for k, v in (("host", options.host), ("port", options.port)) if v is not None})
     if options.urls:
@@ -149,7 +141,7 @@ def client_spec(options: RunOptions) -> ClientSpec:
 
 @click.group(invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--episodes", type=click.IntRange(min=1), default=2000, show_default=True, help="Listener arrivals (sessions) per simulated day.")
-@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_CONFIG, show_default=True, help="Simulator config (YAML).")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=DEFAULT_ENV_CONFIG, show_default=True, help="Simulator config (YAML).")
 @click.option("--world", type=click.Path(file_okay=False, path_type=Path), default=None, help="World directory (overrides the config's `world`; default data/world).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of arrivals and listener decisions (common random numbers).")
 @click.option("--host", default=None, help="botify host (overrides the config; default 127.0.0.1).")
