@@ -210,9 +210,9 @@ def validate(
     unknown = [m for m in methods if m not in METHODS]
     if unknown:
         raise AbtestError(f"method(s) {', '.join(unknown)} unknown; choose from {', '.join(METHODS)}")
-    for arm in (control, treatment):
-        if arm not in outcomes:
-            raise AbtestError(f"the truth has no outcomes under treatment {arm}; it has {sorted(outcomes)}")
+    for index in (control, treatment):
+        if index not in outcomes:
+            raise AbtestError(f"the truth has no outcomes under treatment {index}; it has {sorted(outcomes)}")
     users = outcomes[control][UserColumns.USER]
     if not np.array_equal(users, outcomes[treatment][UserColumns.USER]):
         raise AbtestError("the truth's arms hold different listeners; replay the experiment again")
@@ -256,8 +256,8 @@ def validate(
                 if method == "sequential":
                     cmp = stats.compare(fit.control, fit.treatment, alpha=alpha, relative="delta")
                     se = (float(cmp.upper) - float(cmp.lower)) / (2 * z_crit)
-                    lower, upper = sequential.confidence_sequence(float(cmp.effect), se, n, n, alpha)
-                    lower, upper = float(lower), float(upper)
+                    bounds = sequential.confidence_sequence(float(cmp.effect), se, n, n, alpha)
+                    lower, upper = float(bounds[0]), float(bounds[1])
                 else:
                     cmp = stats.compare(fit.control, fit.treatment, alpha=alpha, relative=relative)
                     lower, upper = float(cmp.lower), float(cmp.upper)
@@ -266,12 +266,12 @@ def validate(
     checks = []
     for (name, method), rows in records.items():
         truth = float(truths[name])  # type: ignore[arg-type]
-        effect, lower, upper, significant, reduction = (np.array(column) for column in zip(*rows, strict=True))
-        covered = int(np.sum((lower <= truth) & (truth <= upper)))
+        effects, lowers, uppers, flags, reductions = (np.array(column) for column in zip(*rows, strict=True))
+        covered = int(np.sum((lowers <= truth) & (truth <= uppers)))
         low, high = stats.proportion_interval(covered, len(rows), alpha)
         checks.append(MethodCheck(
-            name, method, len(rows), truth, float(effect.mean() - truth), covered / len(rows), low, high,
-            float(significant.mean()), float((upper - lower).mean()), float(reduction.mean()),
+            name, method, len(rows), truth, float(effects.mean() - truth), covered / len(rows), low, high,
+            float(flags.mean()), float((uppers - lowers).mean()), float(reductions.mean()),
             randomisation_coverage(metrics[name], outcomes, control, treatment, alpha) if method == "welch" and design == "finite" else None,
         ))
     peeking = None if daily is None else peeking_check(daily, runs=runs, seed=seed, alpha=alpha)

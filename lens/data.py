@@ -93,7 +93,7 @@ class Lab:
 def artifacts(lab: Lab) -> list[dict[str, Any]]:
     """Every artifact: its model, config, training facts, training curve, the metrics recorded in model.json
     and the offline evaluation saved beside it, if any."""
-    out = []
+    out: list[dict[str, Any]] = []
     for name, directory in lab.artifacts.items():
         try:
             metadata = read_metadata(directory)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import logging
 import math
 import os
 import shutil
@@ -238,7 +239,7 @@ def search(study: Study, *, trials: int, time_budget_s: float | None, seed: int,
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
+        ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, logging_level=logging.ERROR)
     try:
         tuner = tune.Tuner(
             tune.with_resources(tune.with_parameters(run_trial, study=study), {"cpu": 1}),
@@ -257,7 +258,7 @@ def search(study: Study, *, trials: int, time_budget_s: float | None, seed: int,
         if started_here:
             ray.shutdown()
     rows = []
-    for index, result in enumerate(sorted(grid, key=lambda r: Path(r.path).name), start=1):
+    for index, result in enumerate(sorted((grid[i] for i in range(len(grid))), key=lambda r: Path(r.path).name), start=1):
         metrics = result.metrics or {}
         config = result.config or {}
         rows.append(Row(

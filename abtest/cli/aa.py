@@ -10,7 +10,7 @@ from abtest.calibration import Calibration, run_aa
 from abtest.cli.options import PERCENT, LogQuery, StatChoice, log_options, open_log, stat_options, user_errors
 from abtest.config import resolve
 from abtest.experiment import user_values
-from abtest.metrics import UserColumns
+from abtest.metrics import MetricBaseAggregated, RatioOfSums, UserColumns
 
 # --strict fails only when a figure is off at this level, so a calibrated procedure fails it
 # about once in 1,000 checks per figure (the table's intervals use alpha and would fail 1 in 20).
@@ -56,7 +56,7 @@ def aa(
         raise click.BadParameter(f"{arm!r}, must be a treatment index or 'all'", param_hint="--arm")
     with open_log(query.path) as log, user_errors(log):
         alpha = resolve("alpha", stat.alpha)
-        chosen = stat.chosen(alpha)
+        chosen = _ratio_metrics(stat.chosen(alpha))
         columns = sorted({c for m in chosen.values() for c in (m.numer, m.denom) if c is not None})
         info, values = user_values(log, columns, experiment=query.experiment, filters=query.filters)
         if arm != "all":
@@ -83,3 +83,11 @@ def aa(
         problems = calibration.problems(STRICT_LEVEL)
         if problems:
             raise click.ClickException("A/A calibration failed: " + "; ".join(problems))
+
+
+def _ratio_metrics(chosen: dict[str, MetricBaseAggregated]) -> dict[str, RatioOfSums]:
+    """The chosen metrics as means or ratios of sums, the kinds an A/A re-split can recompute per split."""
+    others = [name for name, metric in chosen.items() if not isinstance(metric, RatioOfSums)]
+    if others:
+        raise click.ClickException(f"metric(s) {', '.join(others)} are neither means nor ratios of sums; `abtest aa` checks those")
+    return {name: metric for name, metric in chosen.items() if isinstance(metric, RatioOfSums)}

@@ -9,6 +9,7 @@ from typing import Any
 import click
 import numpy as np
 
+from contracts.config import Strict
 from recommenders import registry
 from recommenders.base import Fittable
 from recommenders.commands.common import day_range, open_catalog, read_sessions
@@ -57,7 +58,7 @@ def train(
     options: dict[str, Any] = {}
     if config_class is not None:
         try:
-            config = load_config(config_class, config_path, seed=seed, epochs=epochs, threads=threads)
+            config: Strict = load_config(config_class, config_path, seed=seed, epochs=epochs, threads=threads)
         except ConfigError as error:
             raise click.ClickException(str(error)) from None
         options = {"config": config, "device": device, "progress": not quiet}

@@ -34,7 +34,7 @@ def write_artifact(
 ) -> None:
     """Write `model.json` (with the `world_record` of `catalog`, the world trained on) and `weights.npz` into `directory`."""
     metadata = {"model": model, "format_version": FORMAT_VERSION, "config": config, "data": data, "world": world_record(catalog)}
-    np.savez(directory / WEIGHTS_FILE, **arrays)
+    np.savez(directory / WEIGHTS_FILE, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as the allow_pickle flag
     (directory / METADATA_FILE).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
 
 

@@ -106,7 +106,7 @@ def length_bucketed_batches(
     """
     order = rng.permutation(len(lengths))
     span = batch_size * bucket_batches
-    batches = []
+    batches: list[np.ndarray] = []
     for start in range(0, len(order), span):
         bucket = order[start : start + span]
         bucket = bucket[np.argsort(-lengths[bucket], kind="stable")]
