@@ -60,6 +60,13 @@ BIN_WIDTHS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 8640
 MAX_BINS = 60
 
 
+def bin_width(first: dt.datetime, last: dt.datetime) -> int:
+    """The width in seconds of the time-series bins of the span from `first` to `last`: the first
+    of `BIN_WIDTHS` that gives at most `MAX_BINS` bins."""
+    span = max((last - first).total_seconds(), 1.0)
+    return next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
+
+
 def time_bin_sql(column: str, width: int) -> str:
     """SQL: the start of the `width`-second bin of TIMESTAMP `column`, bins counted from 1970-01-01.
 
@@ -372,8 +379,7 @@ def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:
 
 def session_timeseries(log: EventLog, sessions: Query, first: dt.datetime, last: dt.datetime) -> pd.DataFrame:
     """Per arm and time bin: sessions started, mean time and mean tracks per session."""
-    span = max((last - first).total_seconds(), 1.0)
-    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
+    width = bin_width(first, last)
     s = SessionColumns
     sql = f"""
         SELECT {s.ARM} AS arm,

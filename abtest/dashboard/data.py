@@ -18,7 +18,7 @@ from scipy.special import ndtri
 from abtest import sequential, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
+from abtest.experiment import Experiment, arm_data, bin_width, plan, session_timeseries, time_bin_sql
 from abtest.log import EventLog, ExperimentInfo
 from abtest.metrics import (
     DAY,
@@ -188,7 +188,10 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
     out.update(_sessions_parts(log, name, info, options, analysis))
-    out["latency"] = latency(log, info.name)
+    # Without a time filter the sessions span the experiment's events, so the bins of their chart
+    # are the latency chart's first guess (checked by `latency` against the events' own span).
+    unbounded = filters.since is None and filters.until is None and filters.days is None
+    out["latency"] = latency(log, info.name, out["sessions"]["bin_seconds"] if unbounded else None)
     return out
 
 
@@ -387,27 +390,47 @@ def _sessions_part(log: EventLog, arms: Sequence[dict[str, Any]]) -> dict[str, A
     return {"bin_seconds": frame.attrs["bin_seconds"], "rows": rows}
 
 
-def latency(log: EventLog, name: str) -> dict[str, Any]:
-    """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms."""
+def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any]:
+    """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms.
+
+    The bins are those of the events' span (`bin_width`). The events are grouped in the bins of
+    `guess` (a width in seconds) by a query that also finds their span, and grouped again only if
+    that span gives another width; without a guess the span is read first (a query of its own).
+    """
     ev = events_sql(name)
-    ts = quote(Columns.TS)
-    bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
-    if bounds is None or bounds[0] is None:
+    if guess is None:
+        ts = quote(Columns.TS)
+        bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
+        if bounds is None or bounds[0] is None:
+            return {"bin_seconds": None, "rows": []}
+        guess = bin_width(bounds[0], bounds[1])
+    width, rows = guess, _latency_rows(log, ev, guess)
+    if rows:
+        width = bin_width(min(row[4] for row in rows), max(row[5] for row in rows))
+        if width != guess:
+            rows = _latency_rows(log, ev, width)
+    if not rows:
         return {"bin_seconds": None, "rows": []}
-    span = max((bounds[1] - bounds[0]).total_seconds(), 1.0)
-    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
-    lat, rec = quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
+    return {
+        "bin_seconds": width,
+        "rows": [
+            {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
+            for r, b, n, q, *_ in rows
+        ],
+    }
+
+
+def _latency_rows(log: EventLog, ev: Query, width: int) -> list[tuple[Any, ...]]:
+    """Per recommender and `width`-second bin of the events `ev`, ordered by both: requests,
+    [p50, p99] of the latency in seconds, and the first and last event's time."""
+    ts, lat, rec = quote(Columns.TS), quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
+    # One list of quantiles sorts each group once (half the time of two separate quantiles).
     sql = f"""
         SELECT {rec} AS recommender,
                {time_bin_sql(ts, width)} AS bin,
                count(*) AS requests,
-               quantile_cont({lat}, [0.5, 0.99]) AS q
+               quantile_cont({lat}, [0.5, 0.99]) AS q,
+               min({ts}), max({ts})
         FROM ({ev.sql})
         GROUP BY ALL ORDER BY recommender, bin"""
-    # One list of quantiles sorts each group once (half the time of two separate quantiles).
-    rows = [
-        {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
-        for r, b, n, q in log.con.execute(sql, ev.params).fetchall()
-    ]
-    return {"bin_seconds": width, "rows": rows}
-
+    return log.con.execute(sql, ev.params).fetchall()
