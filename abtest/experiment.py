@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -125,12 +125,16 @@ def arm_data(
     experiment: str | None = None,
     filters: Filters | None = None,
     grouped: tuple[Query, str, Quality] | None = None,
+    aggregated: Callable[[AggrCols], list[tuple]] | None = None,
 ) -> tuple[ArmData, Query]:
     """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query.
 
     `grouped` is the experiment's sessions already grouped for these `filters` (a query over
     `sessions_sql`'s output, such as a temporary table), with the strategy and data quality that
     `plan` gave for them, used instead of planning and grouping the log's events again.
+    `aggregated(cols)`, given with `grouped`, returns the rows that `aggregates_sql(users_sql(sessions), cols)`
+    would: a caller that sums them from a query of its own (the dashboard's day-by-day effect)
+    saves grouping the users a second time.
     """
     info = log.resolve_experiment(experiment)
     if grouped is None:
@@ -138,8 +142,11 @@ def arm_data(
         sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     else:
         sessions, strategy, quality = grouped
-    query = aggregates_sql(users_sql(sessions), cols)
-    rows = log.con.execute(query.sql, query.params).fetchall()
+    if aggregated is not None and grouped is not None:
+        rows = aggregated(cols)
+    else:
+        query = aggregates_sql(users_sql(sessions), cols)
+        rows = log.con.execute(query.sql, query.params).fetchall()
     if not rows:
         unknown = log.unknown_experiment_error(info.name)
         if unknown is not None:
@@ -245,6 +252,7 @@ class Experiment:
         filters: Filters | None = None,
         timeseries: bool = False,
         grouped: tuple[Query, str, Quality] | None = None,
+        aggregated: Callable[[AggrCols], list[tuple]] | None = None,
         truth: str | Path | None = None,
         adjust: Sequence[str] = (),
     ) -> Report:
@@ -258,6 +266,7 @@ class Experiment:
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
             grouped: The sessions already grouped for these filters, their strategy and data quality (see `arm_data`).
+            aggregated: With `grouped`, the per-arm aggregates of their users for given columns (see `arm_data`).
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
             adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
@@ -265,7 +274,7 @@ class Experiment:
         cols = AggrCols()
         for metric in metrics.values():
             cols = cols | metric.aggr_cols
-        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters, grouped=grouped)
+        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters, grouped=grouped, aggregated=aggregated)
         chosen = check_arms(data, control, treatments)
         users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
         srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)
