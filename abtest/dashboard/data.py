@@ -421,43 +421,46 @@ def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any
     """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms.
 
     The bins are those of the events' span (`bin_width`). The events are grouped in the bins of
-    `guess` (a width in seconds) by a query that also finds their span, and grouped again only if
-    that span gives another width; without a guess the span is read first (a query of its own).
+    `guess` (a width in seconds); the first and last bin found bound the span to within a bin on
+    either side, which most often settles the width. The events' span is read (a query of its
+    own) only when it does not, or without a guess, and the events are grouped again only when
+    the width is not the guess.
     """
     ev = events_sql(name)
-    if guess is None:
+    rows = _latency_rows(log, ev, guess) if guess is not None else []
+    width = guess
+    if rows:
+        bin_ = dt.timedelta(seconds=guess)  # type: ignore[arg-type]
+        first, last = min(row[1] for row in rows), max(row[1] for row in rows)
+        shortest, longest = bin_width(first + bin_, last), bin_width(first, last + bin_)
+        width = shortest if shortest == longest else None
+    if width is None or not rows:
         ts = quote(Columns.TS)
         bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
         if bounds is None or bounds[0] is None:
             return {"bin_seconds": None, "rows": []}
-        guess = bin_width(bounds[0], bounds[1])
-    width, rows = guess, _latency_rows(log, ev, guess)
-    if rows:
-        width = bin_width(min(row[4] for row in rows), max(row[5] for row in rows))
-        if width != guess:
-            rows = _latency_rows(log, ev, width)
-    if not rows:
-        return {"bin_seconds": None, "rows": []}
+        width = bin_width(bounds[0], bounds[1])
+    if width != guess or not rows:
+        rows = _latency_rows(log, ev, width)
     return {
         "bin_seconds": width,
         "rows": [
             {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
-            for r, b, n, q, *_ in rows
+            for r, b, n, q in rows
         ],
     }
 
 
 def _latency_rows(log: EventLog, ev: Query, width: int) -> list[tuple[Any, ...]]:
-    """Per recommender and `width`-second bin of the events `ev`, ordered by both: requests,
-    [p50, p99] of the latency in seconds, and the first and last event's time."""
+    """(recommender, bin, requests, [p50, p99] of the latency in seconds) per recommender and
+    `width`-second bin of the events `ev`, ordered by both."""
     ts, lat, rec = quote(Columns.TS), quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
     # One list of quantiles sorts each group once (half the time of two separate quantiles).
     sql = f"""
         SELECT {rec} AS recommender,
                {time_bin_sql(ts, width)} AS bin,
                count(*) AS requests,
-               quantile_cont({lat}, [0.5, 0.99]) AS q,
-               min({ts}), max({ts})
+               quantile_cont({lat}, [0.5, 0.99]) AS q
         FROM ({ev.sql})
         GROUP BY ALL ORDER BY recommender, bin"""
     return log.con.execute(sql, ev.params).fetchall()
