@@ -142,7 +142,9 @@ def arm_data(
         sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     else:
         sessions, strategy, quality = grouped
-    if aggregated is not None and grouped is not None:
+    if aggregated is not None:
+        if grouped is None:
+            raise ValueError("aggregated needs grouped: the aggregates of sessions that the caller grouped")
         rows = aggregated(cols)
     else:
         query = aggregates_sql(users_sql(sessions), cols)

@@ -292,7 +292,8 @@ class DailyUsers:
     Called with the report's columns (it is `arm_data`'s `aggregated`), it runs that query and
     returns the last day's aggregates, the report's own (`add_aggregates` of each user's last
     row, to the last digit those of one query over all the users): the users are grouped once
-    for the report and its day-by-day effect. `rows` and `cols` keep what the query gave.
+    for the report and its day-by-day effect. `rows` and `cols` keep what the query gave, `first`
+    and `last` the first and last day with sessions.
     """
 
     def __init__(self, log: EventLog, day_zero: dt.date | None) -> None:
@@ -302,6 +303,7 @@ class DailyUsers:
         self.first = self.last = 0
 
     def __call__(self, cols: AggrCols) -> list[tuple[Any, ...]]:
+        """Run the day-by-day query for `cols`; return the last day's `aggregates_sql` rows (none without sessions)."""
         s = SessionColumns
         bounds = self.log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
         self.cols, self.rows = cols, []
@@ -427,14 +429,17 @@ def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any
     the width is not the guess.
     """
     ev = events_sql(name)
-    rows = _latency_rows(log, ev, guess) if guess is not None else []
-    width = guess
-    if rows:
-        bin_ = dt.timedelta(seconds=guess)  # type: ignore[arg-type]
-        first, last = min(row[1] for row in rows), max(row[1] for row in rows)
-        shortest, longest = bin_width(first + bin_, last), bin_width(first, last + bin_)
-        width = shortest if shortest == longest else None
-    if width is None or not rows:
+    width: int | None = None
+    rows: list[tuple[Any, ...]] = []
+    if guess is not None:
+        rows = _latency_rows(log, ev, guess)
+        if rows:
+            # The first event lies in the first bin found and the last in the last one.
+            step = dt.timedelta(seconds=guess)
+            first, last = min(row[1] for row in rows), max(row[1] for row in rows)
+            shortest, longest = bin_width(first + step, last), bin_width(first, last + step)
+            width = shortest if shortest == longest else None
+    if width is None:
         ts = quote(Columns.TS)
         bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
         if bounds is None or bounds[0] is None:
