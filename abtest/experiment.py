@@ -9,7 +9,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -58,6 +58,13 @@ logger = logging.getLogger(__name__)
 # Bin widths tried for the time-series plots, in seconds: the first giving at most MAX_BINS bins wins.
 BIN_WIDTHS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400)
 MAX_BINS = 60
+
+
+def bin_width(first: dt.datetime, last: dt.datetime) -> int:
+    """The width in seconds of the time-series bins of the span from `first` to `last`: the first
+    of `BIN_WIDTHS` that gives at most `MAX_BINS` bins."""
+    span = max((last - first).total_seconds(), 1.0)
+    return next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
 
 
 def time_bin_sql(column: str, width: int) -> str:
@@ -118,12 +125,16 @@ def arm_data(
     experiment: str | None = None,
     filters: Filters | None = None,
     grouped: tuple[Query, str, Quality] | None = None,
+    aggregated: Callable[[AggrCols], list[tuple]] | None = None,
 ) -> tuple[ArmData, Query]:
     """Per-arm aggregates of `cols` for one experiment (one query over the log); also returns the sessions query.
 
     `grouped` is the experiment's sessions already grouped for these `filters` (a query over
     `sessions_sql`'s output, such as a temporary table), with the strategy and data quality that
     `plan` gave for them, used instead of planning and grouping the log's events again.
+    `aggregated(cols)`, given with `grouped`, returns the rows that `aggregates_sql(users_sql(sessions), cols)`
+    would: a caller that sums them from a query of its own (the dashboard's day-by-day effect)
+    saves grouping the users a second time.
     """
     info = log.resolve_experiment(experiment)
     if grouped is None:
@@ -131,8 +142,13 @@ def arm_data(
         sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     else:
         sessions, strategy, quality = grouped
-    query = aggregates_sql(users_sql(sessions), cols)
-    rows = log.con.execute(query.sql, query.params).fetchall()
+    if aggregated is not None:
+        if grouped is None:
+            raise ValueError("aggregated needs grouped: the aggregates of sessions that the caller grouped")
+        rows = aggregated(cols)
+    else:
+        query = aggregates_sql(users_sql(sessions), cols)
+        rows = log.con.execute(query.sql, query.params).fetchall()
     if not rows:
         unknown = log.unknown_experiment_error(info.name)
         if unknown is not None:
@@ -238,6 +254,7 @@ class Experiment:
         filters: Filters | None = None,
         timeseries: bool = False,
         grouped: tuple[Query, str, Quality] | None = None,
+        aggregated: Callable[[AggrCols], list[tuple]] | None = None,
         truth: str | Path | None = None,
         adjust: Sequence[str] = (),
     ) -> Report:
@@ -251,6 +268,7 @@ class Experiment:
             filters: Session filters (dates, simulated days, recommenders).
             timeseries: Also compute per-arm session metrics over time (for the HTML report's plots).
             grouped: The sessions already grouped for these filters, their strategy and data quality (see `arm_data`).
+            aggregated: With `grouped`, the per-arm aggregates of their users for given columns (see `arm_data`).
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
             adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
@@ -258,7 +276,7 @@ class Experiment:
         cols = AggrCols()
         for metric in metrics.values():
             cols = cols | metric.aggr_cols
-        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters, grouped=grouped)
+        data, sessions = arm_data(log, cols, experiment=experiment, filters=filters, grouped=grouped, aggregated=aggregated)
         chosen = check_arms(data, control, treatments)
         users = {arm: data.aggregates[arm].count if arm in data.aggregates else 0 for arm in range(data.treatments)}
         srm = stats.srm([users[arm] for arm in range(data.treatments)], srm_alpha=self.srm_alpha)
@@ -372,8 +390,7 @@ def srm_warning(srm: stats.SrmResult, srm_alpha: float) -> str:
 
 def session_timeseries(log: EventLog, sessions: Query, first: dt.datetime, last: dt.datetime) -> pd.DataFrame:
     """Per arm and time bin: sessions started, mean time and mean tracks per session."""
-    span = max((last - first).total_seconds(), 1.0)
-    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
+    width = bin_width(first, last)
     s = SessionColumns
     sql = f"""
         SELECT {s.ARM} AS arm,

@@ -18,7 +18,7 @@ from scipy.special import ndtri
 from abtest import sequential, stats
 from abtest.config import resolve
 from abtest.errors import AbtestError
-from abtest.experiment import BIN_WIDTHS, MAX_BINS, Experiment, arm_data, plan, session_timeseries, time_bin_sql
+from abtest.experiment import Experiment, arm_data, bin_width, plan, session_timeseries, time_bin_sql
 from abtest.log import EventLog, ExperimentInfo
 from abtest.metrics import (
     DAY,
@@ -188,7 +188,10 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
     out.update(_sessions_parts(log, name, info, options, analysis))
-    out["latency"] = latency(log, info.name)
+    # Without a time filter the sessions span the experiment's events, so the bins of their chart
+    # are the latency chart's first guess (checked by `latency` against the events' own span).
+    unbounded = filters.since is None and filters.until is None and filters.days is None
+    out["latency"] = latency(log, info.name, out["sessions"]["bin_seconds"] if unbounded else None)
     return out
 
 
@@ -207,6 +210,7 @@ def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: Vie
     log.con.execute("SET preserve_insertion_order = false")
     log.con.execute(f"CREATE OR REPLACE TEMP TABLE {SESSIONS_VIEW} AS {sessions.sql}", sessions.params)
     try:
+        daily = DailyUsers(log, filters.day_zero)
         try:
             report = analysis.analyze(
                 log,
@@ -215,6 +219,7 @@ def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: Vie
                 treatments=options.treatments or None,
                 filters=filters,
                 grouped=(Query(f"SELECT * FROM {SESSIONS_VIEW}", []), strategy, quality),
+                aggregated=daily,
             )
         except AbtestError as error:
             report = None
@@ -227,7 +232,7 @@ def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: Vie
             out["metrics"], out["forest"], out["cumulative"] = [], [], []
         else:
             out.update(_report_part(report, analysis))
-            out["cumulative"] = boundaries(cumulative(log, analysis, report, filters), report.alpha)
+            out["cumulative"] = boundaries(cumulative(analysis, report, daily), report.alpha)
         out["sessions"] = _sessions_part(log, out["arms"])
     finally:
         log.con.execute(f"DROP TABLE IF EXISTS {SESSIONS_VIEW}")
@@ -279,33 +284,60 @@ def day_of(ts: dt.datetime, day_zero: dt.date) -> int:
     return (ts.date() - day_zero).days
 
 
-def cumulative(log: EventLog, analysis: Experiment, report: Any, filters: Filters) -> list[dict[str, Any]]:
+class DailyUsers:
+    """The per-arm aggregates of the users of the experiment's sessions up to the end of each day,
+    from one query (`running_users_sql`: every day in one pass, each user's row holding until
+    their next day with sessions) over the page's sessions table.
+
+    Called with the report's columns (it is `arm_data`'s `aggregated`), it runs that query and
+    returns the last day's aggregates, the report's own (`add_aggregates` of each user's last
+    row, to the last digit those of one query over all the users): the users are grouped once
+    for the report and its day-by-day effect. `rows` and `cols` keep what the query gave, `first`
+    and `last` the first and last day with sessions.
+    """
+
+    def __init__(self, log: EventLog, day_zero: dt.date | None) -> None:
+        self.log, self.day_zero = log, day_zero
+        self.cols = AggrCols()
+        self.rows: list[tuple[Any, ...]] = []  # (day, until, *aggregates_sql row), as aggregates_sql gives them by (DAY, UNTIL)
+        self.first = self.last = 0
+
+    def __call__(self, cols: AggrCols) -> list[tuple[Any, ...]]:
+        """Run the day-by-day query for `cols`; return the last day's `aggregates_sql` rows (none without sessions)."""
+        s = SessionColumns
+        bounds = self.log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
+        self.cols, self.rows = cols, []
+        if bounds is None or bounds[0] is None:
+            return []
+        day_zero = self.day_zero or bounds[0].date()
+        self.first, self.last = day_of(bounds[0], day_zero), day_of(bounds[1], day_zero)
+        day = f"{s.START}::DATE - DATE '{day_zero:%Y-%m-%d}'"  # day_of in SQL
+        table = Query(f"SELECT * FROM {SESSIONS_VIEW}", [])
+        if self.first == self.last:  # one day: its users are those of all the sessions, without the running sums' window
+            query = aggregates_sql(users_sql(table), cols)
+            self.rows = [(self.first, None, *row) for row in self.log.con.execute(query.sql, query.params).fetchall()]
+        else:
+            query = aggregates_sql(running_users_sql(table, day), cols, by=(DAY, UNTIL))
+            self.rows = self.log.con.execute(query.sql, query.params).fetchall()
+        return self.until(self.last)
+
+    def until(self, day: int) -> list[tuple[Any, ...]]:
+        """`aggregates_sql`'s rows (one per arm) of the users of the sessions up to the end of `day`,
+        each with the values of their last day with sessions."""
+        return add_aggregates([row[2:] for row in self.rows if row[0] <= day and (row[1] is None or day < row[1])])
+
+
+def cumulative(analysis: Experiment, report: Any, daily: DailyUsers) -> list[dict[str, Any]]:
     """Every metric's effect on the sessions started up to the end of each day, with its interval.
 
-    The aggregates come from the library's per-user SQL over the experiment's sessions cut at
-    each day's end (`running_users_sql`: every day in one pass, each user's row holding until
-    their next day with sessions), analysed by the same metric objects; the last day's point is
-    the report's.
+    The aggregates are `daily`'s (the report's columns, summed for each day), analysed by the same
+    metric objects; the last day's point is the report's.
     """
-    s = SessionColumns
-    bounds = log.con.execute(f"SELECT min({s.START}), max({s.START}) FROM {SESSIONS_VIEW}").fetchone()
-    if bounds is None or bounds[0] is None:
+    if not daily.rows:
         return []
-    day_zero = filters.day_zero or bounds[0].date()
-    first, last = day_of(bounds[0], day_zero), day_of(bounds[1], day_zero)
-    day = f"{s.START}::DATE - DATE '{day_zero:%Y-%m-%d}'"  # day_of in SQL
-    table = Query(f"SELECT * FROM {SESSIONS_VIEW}", [])
-    if first == last:  # one day: its users are those of all the sessions, without the running sums' window
-        query = aggregates_sql(users_sql(table), analysis.aggr_cols)
-        rows = [(first, None, *row) for row in log.con.execute(query.sql, query.params).fetchall()]
-    else:
-        query = aggregates_sql(running_users_sql(table, day), analysis.aggr_cols, by=(DAY, UNTIL))
-        rows = log.con.execute(query.sql, query.params).fetchall()
     points = []
-    for day_index in range(first, last + 1):
-        # The users of the sessions up to this day: each with the values of their last day with sessions.
-        holding = [row[2:] for row in rows if row[0] <= day_index and (row[1] is None or day_index < row[1])]
-        aggregates = parse_aggregates(add_aggregates(holding), analysis.aggr_cols)
+    for day_index in range(daily.first, daily.last + 1):
+        aggregates = parse_aggregates(daily.until(day_index), daily.cols)
         for treatment in report.treatments:
             enough = all(aggregates.get(a) is not None and aggregates[a].count > 1 for a in (report.control, treatment))
             for name, metric in analysis.metrics.items():
@@ -387,16 +419,48 @@ def _sessions_part(log: EventLog, arms: Sequence[dict[str, Any]]) -> dict[str, A
     return {"bin_seconds": frame.attrs["bin_seconds"], "rows": rows}
 
 
-def latency(log: EventLog, name: str) -> dict[str, Any]:
-    """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms."""
+def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any]:
+    """Request latency per recommender and time bin of the experiment's events: requests, p50 and p99 in ms.
+
+    The bins are those of the events' span (`bin_width`). The events are grouped in the bins of
+    `guess` (a width in seconds); the first and last bin found bound the span to within a bin on
+    either side, which most often settles the width. The events' span is read (a query of its
+    own) only when it does not, or without a guess, and the events are grouped again only when
+    the width is not the guess.
+    """
     ev = events_sql(name)
-    ts = quote(Columns.TS)
-    bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
-    if bounds is None or bounds[0] is None:
-        return {"bin_seconds": None, "rows": []}
-    span = max((bounds[1] - bounds[0]).total_seconds(), 1.0)
-    width = next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
-    lat, rec = quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
+    width: int | None = None
+    rows: list[tuple[Any, ...]] = []
+    if guess is not None:
+        rows = _latency_rows(log, ev, guess)
+        if rows:
+            # The first event lies in the first bin found and the last in the last one.
+            step = dt.timedelta(seconds=guess)
+            first, last = min(row[1] for row in rows), max(row[1] for row in rows)
+            shortest, longest = bin_width(first + step, last), bin_width(first, last + step)
+            width = shortest if shortest == longest else None
+    if width is None:
+        ts = quote(Columns.TS)
+        bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
+        if bounds is None or bounds[0] is None:
+            return {"bin_seconds": None, "rows": []}
+        width = bin_width(bounds[0], bounds[1])
+    if width != guess or not rows:
+        rows = _latency_rows(log, ev, width)
+    return {
+        "bin_seconds": width,
+        "rows": [
+            {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
+            for r, b, n, q in rows
+        ],
+    }
+
+
+def _latency_rows(log: EventLog, ev: Query, width: int) -> list[tuple[Any, ...]]:
+    """(recommender, bin, requests, [p50, p99] of the latency in seconds) per recommender and
+    `width`-second bin of the events `ev`, ordered by both."""
+    ts, lat, rec = quote(Columns.TS), quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
+    # One list of quantiles sorts each group once (half the time of two separate quantiles).
     sql = f"""
         SELECT {rec} AS recommender,
                {time_bin_sql(ts, width)} AS bin,
@@ -404,10 +468,4 @@ def latency(log: EventLog, name: str) -> dict[str, Any]:
                quantile_cont({lat}, [0.5, 0.99]) AS q
         FROM ({ev.sql})
         GROUP BY ALL ORDER BY recommender, bin"""
-    # One list of quantiles sorts each group once (half the time of two separate quantiles).
-    rows = [
-        {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
-        for r, b, n, q in log.con.execute(sql, ev.params).fetchall()
-    ]
-    return {"bin_seconds": width, "rows": rows}
-
+    return log.con.execute(sql, ev.params).fetchall()

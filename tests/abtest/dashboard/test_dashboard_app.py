@@ -155,6 +155,51 @@ def test_sessions_and_latency_series_add_up_to_the_log(client: FlaskClient, dash
     assert min(rec1) <= p99 <= max(rec1)
 
 
+@pytest.fixture(scope="module")
+def flawed_log(dashboard_log: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The dashboard's log with a row in about 300 broken in each way the analysis drops a row."""
+    import shutil
+
+    import duckdb
+
+    path = tmp_path_factory.mktemp("flawed") / "events.duckdb"
+    shutil.copy(dashboard_log, path)
+    with duckdb.connect(str(path)) as con:
+        for column, value, remainder in (("ts", "NULL", 0), ("latency", "'NaN'", 1), ("latency", "-1", 2), ("time", "2", 3),
+                                         ("message", "'skip'", 4), ("experiments", "NULL", 5), ('"user"', "NULL", 6)):
+            con.execute(f"UPDATE events SET {column} = {value} WHERE rowid % 2003 = {remainder}")
+    return path
+
+
+@pytest.mark.parametrize("query, args", [("", ()), ("?days=2:4", ("--days", "2:4"))])
+def test_rows_with_a_problem_are_counted_as_the_report_counts_them_and_left_out_of_the_latency_chart(
+    flawed_log: Path, query: str, args: tuple[str, ...]
+) -> None:
+    import duckdb
+
+    page = create_app({"LOG": str(flawed_log), "CACHE": False}).test_client().get(f"/experiments/exp.json{query}").get_json()
+    report = cli_json(flawed_log, *args)
+    with duckdb.connect(str(flawed_log), read_only=True) as con:
+        rows = con.execute("SELECT count(*) FROM events").fetchone()[0]
+
+    assert report[0]["dropped_rows"] == sum(len(range(remainder, rows, 2003)) for remainder in range(7))
+    for row, expected in zip(page["metrics"], report, strict=True):
+        assert {k: row[k] for k in expected} == expected
+    assert sum(r["requests"] for r in page["latency"]["rows"]) == rows - report[0]["dropped_rows"]
+    assert all(r["p99_ms"] <= 60_000 for r in page["latency"]["rows"])
+
+
+def test_the_latency_chart_has_the_bins_of_the_events_span_whatever_the_guess(dashboard_log: Path) -> None:
+    from abtest.experiment import BIN_WIDTHS
+    from abtest.log import EventLog
+
+    with EventLog.open(dashboard_log) as log:
+        charts = [data.latency(log, "exp", guess) for guess in (None, *BIN_WIDTHS)]
+
+    assert charts[0]["bin_seconds"] == 3 * 3600 and len(charts[0]["rows"]) > 3 * 30  # five days in 3-hour bins, three recommenders
+    assert all(chart == charts[0] for chart in charts[1:])
+
+
 def test_every_chart_has_its_numbers_as_csv(client: FlaskClient) -> None:
     page = client.get("/experiments/exp.json").get_json()
     for part, rows in (("metrics", page["metrics"]), ("cumulative", page["cumulative"]),
