@@ -45,7 +45,7 @@ from abtest.sessionize import (
     quality_sql,
     sessions_sql,
 )
-from abtest.truth import potential_outcomes, true_effect
+from abtest.truth import potential_outcomes, true_effect, truth_experiments
 from contracts.columns import EVENTS_TABLE, Columns, quote
 
 if TYPE_CHECKING:
@@ -256,6 +256,7 @@ class Experiment:
         grouped: tuple[Query, str, Quality] | None = None,
         aggregated: Callable[[AggrCols], list[tuple]] | None = None,
         truth: str | Path | None = None,
+        truth_found: bool = False,
         adjust: Sequence[str] = (),
     ) -> Report:
         """Compare `treatments` (default: all others) with `control` in `experiment` (default: the serving one).
@@ -270,6 +271,8 @@ class Experiment:
             grouped: The sessions already grouped for these filters, their strategy and data quality (see `arm_data`).
             aggregated: With `grouped`, the per-arm aggregates of their users for given columns (see `arm_data`).
             truth: A truth file (potential outcomes, `abtest.truth`): each row then shows the true effect.
+            truth_found: `truth` was found beside the log, not asked for: an experiment it holds
+                no sessions of is reported without it instead of failing.
             adjust: Variance reductions to add beside the unadjusted rows: 'cuped', 'cupac' (`abtest.cuped`).
         """
         metrics = self._metrics_for(log)
@@ -295,6 +298,8 @@ class Experiment:
             )
         series = session_timeseries(log, sessions, data.first, data.last) if timeseries else None
         effects = None
+        if truth is not None and truth_found and data.info.name not in truth_experiments(truth):
+            truth = None
         if truth is not None:
             if (filters or Filters()).describe():
                 raise AbtestError("the truth covers the whole experiment: drop the filters to compare with it")

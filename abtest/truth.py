@@ -38,6 +38,20 @@ def find_truth(log: str | Path) -> Path | None:
     return path if path.is_file() else None
 
 
+def truth_experiments(path: str | Path) -> set[str]:
+    """The names of the experiments the truth file holds sessions of.
+
+    Raises:
+        AbtestError: the file cannot be read.
+    """
+    try:
+        with duckdb.connect() as connection:
+            rows = connection.execute(f"SELECT DISTINCT {TruthColumns.EXPERIMENT} FROM {read_truth_sql(path)}").fetchall()
+    except duckdb.Error as error:
+        raise AbtestError(f"truth file {path} cannot be read: {str(error).splitlines()[0]}") from None
+    return {str(row[0]) for row in rows}
+
+
 def potential_outcomes(path: str | Path, experiment: str) -> dict[int, dict[str, np.ndarray]]:
     """Arm -> per-user columns (`user` and `TRUTH_VALUES`, users in id order) of `experiment` in the truth file.
 

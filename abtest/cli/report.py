@@ -68,7 +68,8 @@ def report(
     """
     if truth is not None and not truth.is_file():
         raise click.BadParameter(f"{truth} does not exist; write it with `python -m sim.run ... truth`", param_hint="--truth")
-    if truth is None and not no_truth and not (query.filters or Filters()).describe():
+    found = truth is None and not no_truth and not (query.filters or Filters()).describe()
+    if found:
         truth = find_truth(query.path)  # the truth covers the whole experiment, so not beside filters
     with open_log(query.path) as log, user_errors(log):
         result = stat.experiment(correction).analyze(
@@ -79,10 +80,13 @@ def report(
             filters=query.filters,
             timeseries=fmt == "html",
             truth=None if no_truth else truth,
+            truth_found=found,
             adjust=adjust,
         )
         refuse_dropped(result, strict)
         text = result.to_string(fmt)
+    if found and truth is not None and result.truth is None:
+        click.echo(f"{truth} holds no sessions of experiment {result.experiment!r}: reported without the truth", err=True)
     for warning in result.warnings:
         click.secho(f"WARNING: {warning}", fg="red", bold=True, err=True)
     if output:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import duckdb
@@ -132,3 +133,20 @@ def test_exposure_is_a_pre_treatment_covariate(experiment_log: Path) -> None:
             "SELECT \"user\", min(ts) FROM events WHERE map_contains(experiments, 'exp') GROUP BY ALL"
         ).fetchall())
     assert {user: first for user, _, first in firsts} == logged
+
+
+def test_a_truth_beside_the_log_of_another_experiment_is_left_out_with_a_line(experiment_log: Path, small_world_dir: Path, tmp_path: Path) -> None:
+    (tmp_path / "e.yml").write_text(
+        "experiments:\n  - name: other\n    serving: true\n    treatments:\n      - {recommender: random}\n      - {recommender: top_pop}\n"
+    )
+    log = tmp_path / "other.duckdb"
+    args = ["--episodes", "40", "--world", str(small_world_dir), "--seed", "3", "--log", str(log), "--quiet", "experiment", "--experiments", str(tmp_path / "e.yml")]
+    run = CliRunner().invoke(run_cli, args)
+    assert run.exit_code == 0, run.output
+    shutil.copy(truth_path(experiment_log), truth_path(log))  # holds experiment 'exp' only
+    found = CliRunner().invoke(abtest_cli, ["report", "--log", str(log), "--format", "json"])
+    assert found.exit_code == 0, found.output
+    assert "truth" not in json.loads(found.stdout)[0]
+    assert "holds no sessions of experiment 'other': reported without the truth" in found.stderr
+    asked = CliRunner().invoke(abtest_cli, ["report", "--log", str(log), "--truth", str(truth_path(log))])
+    assert asked.exit_code != 0 and "holds no sessions of experiment 'other'" in asked.output
