@@ -23,6 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from flask import Blueprint, Flask, Response, abort, current_app, g, jsonify, redirect, render_template, request, send_from_directory, url_for
+from flask.typing import ResponseReturnValue
+from werkzeug.datastructures import MultiDict
 
 from abtest.dashboard import data
 from abtest.errors import AbtestError
@@ -150,7 +152,7 @@ def _int(name: str, value: str) -> int:
         raise BadRequest(f"{name} == {value!r}, must be an integer treatment index") from None
 
 
-def view_options(args: Mapping[str, Any]) -> data.ViewOptions:
+def view_options(args: MultiDict[str, str]) -> data.ViewOptions:
     """The page's query arguments (the options of `abtest report`, same names) as `ViewOptions`."""
     control = _int("control", args.get("control", "0"))
     treatments = tuple(_int("treatment", t) for t in args.getlist("treatment"))
@@ -248,7 +250,7 @@ def _status(error: AbtestError) -> int:
 
 
 @bp.route("/")
-def index() -> Response:
+def index() -> ResponseReturnValue:
     """The list of experiments is the front page."""
     return redirect(url_for("experiments.experiment_list", fmt="html"))
 

@@ -112,7 +112,7 @@ def experiments(log: EventLog) -> list[dict[str, Any]]:
     declared = log.declared() or []
     names = list(dict.fromkeys(row[0] for row in declared))
     serving = {row[0] for row in declared if row[3]}
-    started = {}
+    started: dict[str, Any] = {}
     for row in declared:
         started.setdefault(row[0], row[4])
     for name in log.observed_experiments():
@@ -405,16 +405,17 @@ def _sessions_part(log: EventLog, arms: Sequence[dict[str, Any]]) -> dict[str, A
         return {"bin_seconds": None, "rows": []}
     frame = session_timeseries(log, Query(f"SELECT * FROM {SESSIONS_VIEW}", []), bounds[0], bounds[1])
     labels = {arm["index"]: arm["label"] for arm in arms}
+    columns = ("arm", "bin", "sessions", "mean_time_per_session", "mean_tracks_per_session")
     rows = [
         {
-            "arm": int(r.arm),
-            "label": labels.get(int(r.arm), f"T{int(r.arm)}"),
-            "bin": r.bin.isoformat(),
-            "sessions": int(r.sessions),
-            "mean_time_per_session": _number(float(r.mean_time_per_session)),
-            "mean_tracks_per_session": _number(float(r.mean_tracks_per_session)),
+            "arm": int(arm),
+            "label": labels.get(int(arm), f"T{int(arm)}"),
+            "bin": start.isoformat(),
+            "sessions": int(sessions),
+            "mean_time_per_session": _number(float(time)),
+            "mean_tracks_per_session": _number(float(tracks)),
         }
-        for r in frame.itertuples()
+        for arm, start, sessions, time, tracks in zip(*(frame[column].tolist() for column in columns), strict=True)
     ]
     return {"bin_seconds": frame.attrs["bin_seconds"], "rows": rows}
 
