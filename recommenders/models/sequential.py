@@ -1,8 +1,9 @@
 """What the sequential recommenders (`sasrec`, `hstu`) share: the session windows, training, artifacts and serving.
 
 Training cuts every session of the log into left-padded windows of `history + 1` plays; each
-play after the first is a target when it was liked (listened at least `like_threshold`), and
-every play, liked or skipped, is input with its listen fraction. The latest sessions validate.
+play after the first is a target weighted by the fraction heard (`targets: heard`; with
+`liked`, a target of weight 1 when listened at least `like_threshold`), and every play, liked
+or skipped, is input with its listen fraction. The latest sessions validate.
 
 Serving reads the request's session (`Request.history`, `Request.times`, the current track
 with `Request.time`), runs one forward pass per chunk of requests and scores every catalog
@@ -11,8 +12,8 @@ serving rules of `CatalogScorer` then drop played and unreleased tracks. Serving
 (the `ml` extra), unlike `dssm`: the network runs as trained, in inference mode on one thread.
 
 Cold start: a user is only their session, so a listener unseen in training is served like
-any other; a track never played in training keeps a small random id embedding and is placed
-by its artist, tags, content and popularity.
+any other; a track is placed by its tags, content and popularity (and, where configured, its
+artist and a small random id embedding that training never moved).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from recommenders.models.ranking import Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
 
 # What an artifact written before these keys existed was trained with (their defaults have changed since).
-EARLIER_DEFAULTS: dict[str, Any] = {"targets": "liked", "artist_embedding": True, "track_ids": True}
+EARLIER_DEFAULTS: dict[str, Any] = {
+    "targets": "liked", "artist_embedding": True, "track_ids": True, "in_batch_negatives": False, "sampled_negatives": 256,
+}
 
 
 def repeated_artists(log: SessionLog, artist: np.ndarray) -> np.ndarray:

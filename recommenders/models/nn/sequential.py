@@ -6,13 +6,14 @@ Trillion-Parameter Sequential Transducers for Generative Recommendations", ICML 
 (https://arxiv.org/abs/2402.17152). The details follow RecTools' implementations
 (rectools/models/nn/transformers/sasrec.py, hstu.py): left-padded sessions of a fixed length,
 a causal mask, learnable positions counted from the newest play, item embeddings shared
-between input and output, and a sampled softmax over uniform catalog negatives.
+between input and output, and a sampled softmax over uniform catalog negatives (and the batch's other targets).
 
 Shapes: B sessions, L `history` positions, D `embedding_dim`, N catalog tracks. Tokens are
-external track ids plus one; token 0 is padding. A track's embedding sums its id's, its
-artist's, the mean of its observed tags', a projection of its mean content frame and a
-popularity direction (RecTools' id plus feature item nets): ids alone learn little from a log
-where most tracks are never played. Each input position also carries the
+external track ids plus one; token 0 is padding. A track's embedding sums the mean of its
+observed tags', a projection of its mean content frame, a popularity direction and, where
+configured, its id's and its artist's (RecTools' id plus feature item nets): ids alone learn
+little from a log where most tracks are never played, and the artist's embedding learns a
+sticky logging policy's repeats. Each input position also carries the
 fraction of the track listened (a skip is a play heard briefly): the input is
 `e(track) sqrt(D) + t w_like + (1 - t) w_skip` (+ the position for SASRec).
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,7 @@ from recommenders.models.nn.sequential import (
     sampled_softmax,
 )
 from recommenders.models.sasrec import SASRecRecommender
-from recommenders.models.sequential import SequentialRecommender, session_windows
+from recommenders.models.sequential import EARLIER_DEFAULTS, SequentialRecommender, session_windows
 from recommenders.models.sessions import SessionLog
 from recommenders.testing import make_events
 
@@ -126,6 +127,21 @@ def test_target_weights_weigh_each_target_in_the_sampled_softmax() -> None:
     torch.testing.assert_close(ones, each.mean())
 
 
+def test_mixed_negatives_rank_each_target_against_the_other_targets_too() -> None:
+    net = _tiny_net(SASRecConfig(**FAST))
+    states = torch.randn(3, FAST["embedding_dim"])
+    positives, negatives = torch.tensor([0, 3, 3]), torch.arange(10, 14)
+    with torch.no_grad():
+        mixed = sampled_softmax(net, states, positives, negatives, in_batch=True)
+        items = net.catalog()
+        by_hand = []
+        for state, positive in zip(states, positives.tolist(), strict=True):
+            others = [c for c in [*positives.tolist(), *negatives.tolist()] if c != positive]  # a candidate equal to the target is masked
+            logits = torch.stack([state @ items[positive], *(state @ items[c] for c in others)])
+            by_hand.append(-torch.log_softmax(logits, 0)[0])
+    torch.testing.assert_close(mixed, torch.stack(by_hand).mean())
+
+
 def test_full_softmax_is_the_sampled_softmax_over_the_whole_catalog() -> None:
     net = _tiny_net(SASRecConfig(**FAST))
     states = torch.randn(5, FAST["embedding_dim"])
@@ -201,8 +217,26 @@ def test_training_is_deterministic_and_the_loss_falls(name: str, sequential: dic
     val_loss = [record["val_loss"] for record in model.history]
     assert train_loss[-1] < train_loss[0] - 0.1
     assert min(val_loss) < val_loss[0]
-    # Chance level of a softmax over the positive and the sampled negatives.
-    assert min(val_loss) < np.log(config.sampled_negatives + 1)
+    assert min(val_loss) < _chance_level(model, split_log[0], config)
+
+
+def _chance_level(model: SequentialRecommender, log: SessionLog, config: SequentialConfig) -> float:
+    """The validation loss of states that score every track alike: the mean log of how many candidates
+    (the positive, the sampled negatives and, mixed, the batch's other targets) each target is ranked among."""
+    sessions, windows = session_windows(log, config.history, config.like_threshold, heard=config.targets == "heard")
+    n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
+    validation = windows.subset(np.flatnonzero(sessions >= log.n_sessions - n_validation))
+    rng = torch.Generator().manual_seed(0)
+    total = 0.0
+    for start in range(0, len(validation), config.batch_size):
+        batch = validation.subset(np.arange(start, min(start + config.batch_size, len(validation))))
+        keep = batch.weights > 0
+        positives, weights = torch.from_numpy(batch.tokens[:, 1:][keep] - 1), torch.from_numpy(batch.weights[keep])
+        negatives = torch.randint(model.catalog.n_tracks, (config.sampled_negatives,), generator=rng)
+        states = torch.zeros(len(positives), config.embedding_dim)
+        with torch.no_grad():
+            total += float(sampled_softmax(model._net, states, positives, negatives, config.in_batch_negatives, weights)) * float(weights.sum())
+    return total / float(validation.weights.sum())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -264,3 +298,19 @@ def test_the_candidate_stage_covering_the_catalog_answers_as_exact(
 
     assert exact._index is None and covering._index is not None  # the inverted file is the sequential models' default
     assert np.array_equal(covering.rank(requests, 3), exact.rank(requests, 3))
+
+
+def test_an_artifact_from_before_the_new_keys_loads_with_the_defaults_it_was_trained_with(
+    split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, tmp_path: Path
+) -> None:
+    config = SASRecConfig(**{**FAST, **EARLIER_DEFAULTS, "epochs": 1})
+    directory = SASRecRecommender(small_catalog).fit(split_log[0], config=config).save(tmp_path / "earlier")
+    metadata = json.loads((directory / "model.json").read_text())
+    metadata["config"] = {key: value for key, value in metadata["config"].items() if key not in EARLIER_DEFAULTS}  # as the older code wrote it
+    (directory / "model.json").write_text(json.dumps(metadata))
+
+    loaded = registry.make("sasrec", small_catalog, {}, directory)
+    assert loaded.config == config
+    requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:50]
+    fresh = SASRecRecommender(small_catalog).fit(split_log[0], config=config)
+    assert np.array_equal(loaded.rank(requests, 5), fresh.rank(requests, 5))
