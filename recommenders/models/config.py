@@ -93,11 +93,16 @@ class SequentialConfig(LikeConfig):
     dropout: float = Field(0.2, ge=0.0, lt=1.0)
     batch_size: int = Field(128, ge=1)  # sessions per batch
     loss: Literal["softmax", "sampled_softmax"] = "sampled_softmax"  # softmax: against the whole catalog (RecTools' "softmax")
-    sampled_negatives: int = Field(256, ge=1)  # sampled_softmax: uniform catalog negatives per batch, shared by every position
+    sampled_negatives: int = Field(1024, ge=1)  # sampled_softmax: uniform catalog negatives per batch, shared by every position
     artist_repeat_targets: bool = True  # off: a liked play of an artist already played in the session is not a target (serving penalises repeats)
+    repeat_target_weight: float = Field(1.0, ge=0.0, le=1.0)  # weight of a target whose artist was already played in the session (a sticky logging policy's bias)
+    targets: Literal["liked", "heard"] = "heard"  # heard: every next play is a target weighted by the fraction heard; liked: likes only, weight 1
+    item_tower: bool = False  # a track is an MLP over its concatenated id and feature embeddings (DSSM's item tower) instead of their sum
+    opening_marker: bool = False  # a learned vector marks the session's opening play (the listener's own pick) when the window holds it
     listen_weight: float = Field(0.0, ge=0.0)  # weight of a term that fits every next play's fraction heard (skips too) beside the ranking loss
-    in_batch_negatives: bool = False  # the batch's other liked targets are negatives too (mixed negatives)
-    track_ids: bool = True  # learn an embedding per track id besides its features (off: a track is its features)
+    in_batch_negatives: bool = True  # the batch's other targets are negatives too (mixed negatives: popular tracks count against)
+    track_ids: bool = False  # learn an embedding per track id besides its features (off: a track is its features)
+    artist_embedding: bool = False  # learn an embedding per artist (off: a track's artist shows only through its tags and content)
     lr: float = Field(0.001, gt=0.0)
     weight_decay: float = Field(0.0, ge=0.0)
     epochs: int = Field(30, ge=1, le=10_000)

@@ -1,8 +1,9 @@
 """What the sequential recommenders (`sasrec`, `hstu`) share: the session windows, training, artifacts and serving.
 
 Training cuts every session of the log into left-padded windows of `history + 1` plays; each
-play after the first is a target when it was liked (listened at least `like_threshold`), and
-every play, liked or skipped, is input with its listen fraction. The latest sessions validate.
+play after the first is a target weighted by the fraction heard (`targets: heard`; with
+`liked`, a target of weight 1 when listened at least `like_threshold`), and every play, liked
+or skipped, is input with its listen fraction. The latest sessions validate.
 
 Serving reads the request's session (`Request.history`, `Request.times`, the current track
 with `Request.time`), runs one forward pass per chunk of requests and scores every catalog
@@ -11,8 +12,8 @@ serving rules of `CatalogScorer` then drop played and unreleased tracks. Serving
 (the `ml` extra), unlike `dssm`: the network runs as trained, in inference mode on one thread.
 
 Cold start: a user is only their session, so a listener unseen in training is served like
-any other; a track never played in training keeps a small random id embedding and is placed
-by its artist, tags, content and popularity.
+any other; a track is placed by its tags, content and popularity (and, where configured, its
+artist and a small random id embedding that training never moved).
 """
 
 from __future__ import annotations
@@ -32,6 +33,11 @@ from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
 
+# What an artifact written before these keys existed was trained with (their defaults have changed since).
+EARLIER_DEFAULTS: dict[str, Any] = {
+    "targets": "liked", "artist_embedding": True, "track_ids": True, "in_batch_negatives": False, "sampled_negatives": 256,
+}
+
 
 def repeated_artists(log: SessionLog, artist: np.ndarray) -> np.ndarray:
     """(n,) bool: the play's artist was already played earlier in its session."""
@@ -42,12 +48,16 @@ def repeated_artists(log: SessionLog, artist: np.ndarray) -> np.ndarray:
     return repeated
 
 
-def session_windows(log: SessionLog, history: int, like_threshold: float, artist: np.ndarray | None = None) -> tuple[np.ndarray, Any]:
+def session_windows(
+    log: SessionLog, history: int, like_threshold: float, artist: np.ndarray | None = None, repeat_weight: float = 0.0, heard: bool = False
+) -> tuple[np.ndarray, Any]:
     """(session of each window, `Sequences`): every session of two or more plays, cut from its end
     into windows of `history + 1` plays that overlap by one, so each target is counted once.
 
-    With `artist` (each track's artist), a liked play whose artist was already played in the
-    session is not a target: it stays input only.
+    A liked play is a target of weight 1; with `heard`, every play is a target weighted by the
+    fraction heard instead. With `artist` (each track's artist), a target whose artist was
+    already played in the session weighs `repeat_weight` times as much (0: input only), which
+    undoes part of what a sticky logging policy taught the log.
     """
     from recommenders.models.nn.sequential import Sequences
 
@@ -69,12 +79,12 @@ def session_windows(log: SessionLog, history: int, like_threshold: float, artist
         length = stop - start
         tokens[row, width - length :] = log.track[start:stop] + 1
         times[row, width - length :] = log.time[start:stop]
-    liked = times >= like_threshold
+    target = times.copy() if heard else (times >= like_threshold).astype(np.float32)
     if artist is not None:
         repeated = repeated_artists(log, artist)
         for row, (start, stop) in enumerate(zip(starts, stops, strict=True)):
-            liked[row, width - (stop - start) :] &= ~repeated[start:stop]
-    weights = ((tokens[:, :-1] > 0) & liked[:, 1:]).astype(np.float32)  # a target needs a play before it
+            target[row, width - (stop - start) :] *= np.where(repeated[start:stop], np.float32(repeat_weight), np.float32(1.0))
+    weights = np.where(tokens[:, :-1] > 0, target[:, 1:], np.float32(0.0)).astype(np.float32)  # a target needs a play before it
     return np.asarray(owners, dtype=np.int64), Sequences(tokens, times, weights)
 
 
@@ -130,8 +140,9 @@ class SequentialRecommender(ScoringRecommender):
         log = as_session_log(events, self.catalog.n_tracks)
         if log.n_sessions < 2:
             raise TrainingError(f"{self.name} needs at least 2 sessions to train and validate, the log has {log.n_sessions}")
-        artist = None if config.artist_repeat_targets else self.catalog.artist
-        sessions, windows = session_windows(log, config.history, config.like_threshold, artist)
+        repeat_weight = config.repeat_target_weight if config.artist_repeat_targets else 0.0
+        artist = None if repeat_weight == 1.0 else self.catalog.artist
+        sessions, windows = session_windows(log, config.history, config.like_threshold, artist, repeat_weight, config.targets == "heard")
         n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
         validation = sessions >= log.n_sessions - n_validation  # sessions are ordered by start: the latest validate
         n_tracks = self.catalog.n_tracks
@@ -165,7 +176,7 @@ class SequentialRecommender(ScoringRecommender):
     def _load(self, directory: Path) -> None:
         metadata = read_metadata(directory, self.name, self.catalog)
         try:
-            self.config = self.config_class.model_validate(metadata["config"])
+            self.config = self.config_class.model_validate({**EARLIER_DEFAULTS, **metadata["config"]})
         except ValueError as error:
             raise TypeError(f"{directory}: config does not fit this version of {self.name}: {error}") from None
         self.data = metadata["data"]

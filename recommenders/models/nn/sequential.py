@@ -6,13 +6,14 @@ Trillion-Parameter Sequential Transducers for Generative Recommendations", ICML 
 (https://arxiv.org/abs/2402.17152). The details follow RecTools' implementations
 (rectools/models/nn/transformers/sasrec.py, hstu.py): left-padded sessions of a fixed length,
 a causal mask, learnable positions counted from the newest play, item embeddings shared
-between input and output, and a sampled softmax over uniform catalog negatives.
+between input and output, and a sampled softmax over uniform catalog negatives (and the batch's other targets).
 
 Shapes: B sessions, L `history` positions, D `embedding_dim`, N catalog tracks. Tokens are
-external track ids plus one; token 0 is padding. A track's embedding sums its id's, its
-artist's, the mean of its observed tags', a projection of its mean content frame and a
-popularity direction (RecTools' id plus feature item nets): ids alone learn little from a log
-where most tracks are never played. Each input position also carries the
+external track ids plus one; token 0 is padding. A track's embedding sums the mean of its
+observed tags', a projection of its mean content frame, a popularity direction and, where
+configured, its id's and its artist's (RecTools' id plus feature item nets): ids alone learn
+little from a log where most tracks are never played, and the artist's embedding learns a
+sticky logging policy's repeats. Each input position also carries the
 fraction of the track listened (a skip is a play heard briefly): the input is
 `e(track) sqrt(D) + t w_like + (1 - t) w_skip` (+ the position for SASRec).
 """
@@ -50,6 +51,18 @@ def attention_mask(tokens: torch.Tensor) -> torch.Tensor:
     valid = (tokens > 0).unsqueeze(1)  # (B, 1, L): keys that are real plays
     eye = torch.eye(length, dtype=torch.bool, device=tokens.device)
     return (causal & valid) | eye
+
+
+def opening_positions(tokens: torch.Tensor) -> torch.Tensor:
+    """(B, L) bool, True at the session's opening play: the oldest play of a left-padded window.
+
+    A window without padding may have lost its opening to the history limit, so none is
+    marked there (training windows cut from a long session's end are full, too).
+    """
+    valid = tokens > 0
+    opening = torch.zeros_like(valid)
+    opening[:, 1:] = valid[:, 1:] & ~valid[:, :-1]
+    return opening
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,7 @@ class SequenceNet(nn.Module):
             with torch.no_grad():
                 embedding.weight[0].zero_()
         self.track_ids = config.track_ids
+        self.artist_embedding = config.artist_embedding
         self.content = nn.Linear(tracks.content.shape[1], dim)
         nn.init.normal_(self.content.weight, std=EMBEDDING_INIT_STD)  # start as small as the embeddings
         nn.init.zeros_(self.content.bias)
@@ -111,6 +125,15 @@ class SequenceNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.final_norm = nn.LayerNorm(dim)
         self.scale = math.sqrt(dim)
+        self.output_scale = 1.0
+        if config.item_tower:
+            # DSSM's item tower over the concatenated parts: its LayerNorm output is already of unit
+            # scale, so inputs take it as it is and scores are divided by sqrt(D) as DSSM's are.
+            width = dim * (2 + self.track_ids + self.artist_embedding) + 1
+            self.tower = nn.Sequential(nn.Linear(width, width // 2), nn.ReLU(), nn.Linear(width // 2, dim), nn.LayerNorm(dim))
+            self.scale, self.output_scale = 1.0, 1.0 / math.sqrt(dim)
+        if config.opening_marker:
+            self.opening = nn.Parameter(torch.zeros(dim))
 
     def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -121,15 +144,24 @@ class SequenceNet(nn.Module):
         embeddings); zero for padding."""
         tags = self.tag_table[tokens]
         count = (tags > 0).sum(-1, keepdim=True).clamp(min=1)
+        present = (tokens > 0).unsqueeze(-1)
+        if hasattr(self, "tower"):  # with `item_tower`, the parts are concatenated (ids first) and mapped by the tower
+            parts = [self.items(tokens)] if self.track_ids else []
+            parts += [self.artists(self.artist_table[tokens])] if self.artist_embedding else []
+            parts += [self.tags(tags).sum(-2) / count, self.content(self.content_table[tokens]), self.popularity_table[tokens]]
+            return self.tower(torch.cat(parts, dim=-1)) * present.to(parts[0].dtype)
         features = self.content(self.content_table[tokens]) + self.popularity_table[tokens] * self.popularity
-        features = features * (tokens > 0).unsqueeze(-1).to(features.dtype)
+        features = features * present.to(features.dtype)
         ids = self.items(tokens) if self.track_ids else 0.0
-        return ids + self.artists(self.artist_table[tokens]) + self.tags(tags).sum(-2) / count + features
+        artists = self.artists(self.artist_table[tokens]) if self.artist_embedding else 0.0
+        return ids + artists + self.tags(tags).sum(-2) / count + features
 
     def embed(self, tokens: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
         """(B, L) tokens and listen fractions -> (B, L, D) block inputs (zero at padding)."""
         t = times.unsqueeze(-1)
         x = self.item_vectors(tokens) * self.scale + t * self.like + (1.0 - t) * self.skip
+        if hasattr(self, "opening"):
+            x = x + opening_positions(tokens).unsqueeze(-1).to(x.dtype) * self.opening
         return x * (tokens > 0).unsqueeze(-1).to(x.dtype)
 
     def forward(self, tokens: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
@@ -142,7 +174,8 @@ class SequenceNet(nn.Module):
         """(N, D) output embeddings of every catalog track (external id i is row i), or (M, D) of `tracks` (external ids)."""
         if tracks is None:
             tracks = torch.arange(len(self.items.weight) - 1, device=self.items.weight.device)
-        return self.item_vectors(tracks + 1)
+        vectors = self.item_vectors(tracks + 1)
+        return vectors * self.output_scale if self.output_scale != 1.0 else vectors
 
     def score_last(self, tokens: torch.Tensor, times: torch.Tensor, catalog: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N) scores of every catalog track as the next play after the last position (`catalog`: a cached `catalog()`)."""
@@ -252,7 +285,8 @@ class Sequences:
     Attributes:
         tokens: (S, L + 1) int64 external track id + 1, 0 at padding, oldest first.
         times: (S, L + 1) float32 fractions listened, 0 at padding.
-        weights: (S, L) float32 1 where the play after position i is a liked target, else 0.
+        weights: (S, L) float32 the weight of the play after position i as a target (1 for a
+            liked play by default), 0 where it is none.
     """
 
     tokens: np.ndarray
@@ -267,8 +301,8 @@ class Sequences:
 
     @property
     def targets(self) -> int:
-        """How many liked next plays the windows hold."""
-        return int(self.weights.sum())
+        """How many next plays the windows hold as targets (of any weight)."""
+        return int((self.weights > 0).sum())
 
 
 def _tensors(data: Sequences, index: np.ndarray, device: torch.device) -> tuple[torch.Tensor, ...]:
@@ -278,8 +312,15 @@ def _tensors(data: Sequences, index: np.ndarray, device: torch.device) -> tuple[
     return tokens[:, :-1], times[:, :-1], tokens[:, 1:], torch.from_numpy(data.weights[index]).to(device), times[:, 1:]
 
 
-def sampled_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, in_batch: bool = False) -> torch.Tensor:
-    """Mean cross-entropy of each liked target against shared negatives.
+def weighted_mean(losses: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    """The mean of `losses` (P,), weighted by `weights` (P,) where given."""
+    return losses.mean() if weights is None else (losses * weights).sum() / weights.sum()
+
+
+def sampled_softmax(
+    net: SequenceNet, states: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor, in_batch: bool = False, weights: torch.Tensor | None = None
+) -> torch.Tensor:
+    """Mean cross-entropy of each liked target against shared negatives (weighted by `weights` (P,) where given).
 
     `states` (P, D) are the positions with a liked next play, `positives` (P,) those plays'
     external ids. Every position scores its target against the same M uniformly sampled
@@ -292,17 +333,18 @@ def sampled_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Ten
     negative_logits = states @ net.catalog(candidates).T
     negative_logits = negative_logits.masked_fill(positives.unsqueeze(1) == candidates.unsqueeze(0), float("-inf"))
     logits = torch.cat([positive_logits, negative_logits], dim=1)
-    return F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=logits.device))
+    zeros = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
+    return weighted_mean(F.cross_entropy(logits, zeros, reduction="none"), weights)
 
 
-def full_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+def full_softmax(net: SequenceNet, states: torch.Tensor, positives: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
     """Mean cross-entropy of each liked target against every catalog track (RecTools' "softmax").
 
     Exact where the sampled loss is not: with a few thousand targets and a catalog of tens of
     thousands, uniform samples rarely contain the tracks close to the target that serving must
     rank below it. Shapes as in `sampled_softmax`.
     """
-    return F.cross_entropy(states @ net.catalog().T, positives)
+    return weighted_mean(F.cross_entropy(states @ net.catalog().T, positives, reduction="none"), weights)
 
 
 def listen_loss(net: SequenceNet, states: torch.Tensor, tracks: torch.Tensor, heard: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
@@ -332,10 +374,11 @@ def batch_loss(
     tokens, times, targets, weights, next_times = batch
     states = net(tokens, times)  # (B, L, D)
     keep = weights > 0
+    weight = weights[keep]
     if negatives is None:
-        loss = full_softmax(net, states[keep], targets[keep] - 1)
+        loss = full_softmax(net, states[keep], targets[keep] - 1, weight)
     else:
-        loss = sampled_softmax(net, states[keep], targets[keep] - 1, negatives, config.in_batch_negatives)
+        loss = sampled_softmax(net, states[keep], targets[keep] - 1, negatives, config.in_batch_negatives, weight)
     if bias is not None and config.listen_weight > 0:
         played = (targets > 0) & (tokens > 0)
         loss = loss + config.listen_weight * listen_loss(net, states[played], targets[played] - 1, next_times[played], bias)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,18 @@ from recommenders.base import Request
 from recommenders.evaluation import build_cases, evaluate
 from recommenders.models.config import HSTUConfig, SASRecConfig, SequentialConfig
 from recommenders.models.hstu import HSTURecommender
-from recommenders.models.nn.sequential import HSTUNet, SASRecNet, TrackTables, attention_mask, full_softmax, listen_loss, sampled_softmax
+from recommenders.models.nn.sequential import (
+    HSTUNet,
+    SASRecNet,
+    TrackTables,
+    attention_mask,
+    full_softmax,
+    listen_loss,
+    opening_positions,
+    sampled_softmax,
+)
 from recommenders.models.sasrec import SASRecRecommender
-from recommenders.models.sequential import SequentialRecommender, session_windows
+from recommenders.models.sequential import EARLIER_DEFAULTS, SequentialRecommender, session_windows
 from recommenders.models.sessions import SessionLog
 from recommenders.testing import make_events
 
@@ -53,9 +63,21 @@ def test_attention_mask_is_causal_and_skips_padding() -> None:
     assert torch.equal(mask, expected)
 
 
+def test_the_opening_is_the_oldest_play_of_a_padded_window() -> None:
+    tokens = torch.tensor([[0, 0, 3, 5], [0, 7, 2, 4], [1, 2, 3, 4]])  # the last window is full: its opening may be cut off
+    expected = [[False, False, True, False], [False, True, False, False], [False, False, False, False]]
+    assert opening_positions(tokens).tolist() == expected
+
+
+# The item representations and the opening marker change the forward math: each must stay causal.
+VARIANTS = {"default": {}, "item_tower": {"item_tower": True}, "opening_marker": {"opening_marker": True}, "features": {"track_ids": False, "artist_embedding": False}}
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
 @pytest.mark.parametrize("name", MODELS)
-def test_no_position_sees_the_future(name: str) -> None:
+def test_no_position_sees_the_future(name: str, variant: str) -> None:
     _, config = MODELS[name]
+    config = config.model_copy(update=VARIANTS[variant])
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     tables = TrackTables(
@@ -74,15 +96,50 @@ def test_no_position_sees_the_future(name: str) -> None:
     assert torch.equal(before[0, :2], torch.zeros_like(before[0, :2]))  # padded positions output nothing
 
 
-def _tiny_net(config: SequentialConfig) -> SASRecNet:
-    """A SASRec over 20 tracks of 4 artists, with random weights."""
+def _tiny_net(config: SequentialConfig, artist: np.ndarray | None = None) -> SASRecNet:
+    """A SASRec over 20 tracks of 4 artists (or of `artist` + 1), with random weights."""
     torch.manual_seed(0)
     rng = np.random.default_rng(0)
     tables = TrackTables(
-        artist=np.arange(20) % 4 + 1, tags=np.zeros((20, 2), np.int64), content=rng.normal(size=(20, 3)).astype(np.float32),
-        popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
+        artist=np.arange(20) % 4 + 1 if artist is None else artist + 1, tags=np.zeros((20, 2), np.int64),
+        content=rng.normal(size=(20, 3)).astype(np.float32), popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
     )
     return SASRecNet(tables, config.model_copy(update={"history": 6})).eval()
+
+
+@pytest.mark.parametrize("artist_embedding", [True, False])
+def test_without_the_artist_embedding_a_track_does_not_depend_on_its_artist(artist_embedding: bool) -> None:
+    config = SASRecConfig(**FAST, artist_embedding=artist_embedding)
+    with torch.no_grad():
+        one, other = _tiny_net(config).catalog(), _tiny_net(config, artist=np.arange(20)[::-1] % 4).catalog()
+    assert torch.equal(one, other) != artist_embedding
+
+
+def test_target_weights_weigh_each_target_in_the_sampled_softmax() -> None:
+    net = _tiny_net(SASRecConfig(**FAST))
+    states = torch.randn(3, FAST["embedding_dim"])
+    positives, negatives = torch.tensor([0, 3, 7]), torch.arange(10, 20)
+    with torch.no_grad():
+        each = torch.stack([sampled_softmax(net, states[i : i + 1], positives[i : i + 1], negatives) for i in range(3)])
+        weighted = sampled_softmax(net, states, positives, negatives, weights=torch.tensor([0.5, 0.0, 2.0]))
+        ones = sampled_softmax(net, states, positives, negatives, weights=torch.ones(3))
+    torch.testing.assert_close(weighted, (0.5 * each[0] + 2.0 * each[2]) / 2.5)
+    torch.testing.assert_close(ones, each.mean())
+
+
+def test_mixed_negatives_rank_each_target_against_the_other_targets_too() -> None:
+    net = _tiny_net(SASRecConfig(**FAST))
+    states = torch.randn(3, FAST["embedding_dim"])
+    positives, negatives = torch.tensor([0, 3, 3]), torch.arange(10, 14)
+    with torch.no_grad():
+        mixed = sampled_softmax(net, states, positives, negatives, in_batch=True)
+        items = net.catalog()
+        by_hand = []
+        for state, positive in zip(states, positives.tolist(), strict=True):
+            others = [c for c in [*positives.tolist(), *negatives.tolist()] if c != positive]  # a candidate equal to the target is masked
+            logits = torch.stack([state @ items[positive], *(state @ items[c] for c in others)])
+            by_hand.append(-torch.log_softmax(logits, 0)[0])
+    torch.testing.assert_close(mixed, torch.stack(by_hand).mean())
 
 
 def test_full_softmax_is_the_sampled_softmax_over_the_whole_catalog() -> None:
@@ -133,6 +190,20 @@ def test_windows_without_artist_repeats_keep_repeated_plays_as_input_only() -> N
     assert every.weights.tolist() == [[0, 1, 1], [0, 0, 1]]
     assert fresh.weights.tolist() == [[0, 1, 0], [0, 0, 0]]  # tracks 12 and 15 repeat an artist: not targets
     assert np.array_equal(fresh.tokens, every.tokens) and np.array_equal(fresh.times, every.times)
+    _, discounted = session_windows(log, history=3, like_threshold=0.5, artist=artist, repeat_weight=0.25)
+    assert discounted.weights.tolist() == [[0, 1, 0.25], [0, 0, 0.25]]
+    assert discounted.targets == 3
+
+
+def test_heard_targets_weigh_every_next_play_by_its_fraction_heard() -> None:
+    # The session of the test above: tracks 10..15 heard 1.0, 0.9, 0.1, 0.8, 0.3, 1.0; the first play is never a target.
+    log = SessionLog(
+        user=np.zeros(6, np.int64), track=np.arange(10, 16), time=np.array([1.0, 0.9, 0.1, 0.8, 0.3, 1.0], np.float32),
+        ts=np.arange(6), offsets=np.array([0, 6]),
+    )
+    _, windows = session_windows(log, history=3, like_threshold=0.5, heard=True)
+    np.testing.assert_allclose(windows.weights, [[0.8, 0.3, 1.0], [0, 0.9, 0.1]])
+    assert windows.targets == 5  # skips count too, with their small weights
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -146,8 +217,26 @@ def test_training_is_deterministic_and_the_loss_falls(name: str, sequential: dic
     val_loss = [record["val_loss"] for record in model.history]
     assert train_loss[-1] < train_loss[0] - 0.1
     assert min(val_loss) < val_loss[0]
-    # Chance level of a softmax over the positive and the sampled negatives.
-    assert min(val_loss) < np.log(config.sampled_negatives + 1)
+    assert min(val_loss) < _chance_level(model, split_log[0], config)
+
+
+def _chance_level(model: SequentialRecommender, log: SessionLog, config: SequentialConfig) -> float:
+    """The validation loss of states that score every track alike: the mean log of how many candidates
+    (the positive, the sampled negatives and, mixed, the batch's other targets) each target is ranked among."""
+    sessions, windows = session_windows(log, config.history, config.like_threshold, heard=config.targets == "heard")
+    n_validation = max(int(round(log.n_sessions * config.validation_fraction)), 1)
+    validation = windows.subset(np.flatnonzero(sessions >= log.n_sessions - n_validation))
+    rng = torch.Generator().manual_seed(0)
+    total = 0.0
+    for start in range(0, len(validation), config.batch_size):
+        batch = validation.subset(np.arange(start, min(start + config.batch_size, len(validation))))
+        keep = batch.weights > 0
+        positives, weights = torch.from_numpy(batch.tokens[:, 1:][keep] - 1), torch.from_numpy(batch.weights[keep])
+        negatives = torch.randint(model.catalog.n_tracks, (config.sampled_negatives,), generator=rng)
+        states = torch.zeros(len(positives), config.embedding_dim)
+        with torch.no_grad():
+            total += float(sampled_softmax(model._net, states, positives, negatives, config.in_batch_negatives, weights)) * float(weights.sum())
+    return total / float(validation.weights.sum())
 
 
 @pytest.mark.parametrize("name", MODELS)
@@ -209,3 +298,19 @@ def test_the_candidate_stage_covering_the_catalog_answers_as_exact(
 
     assert exact._index is None and covering._index is not None  # the inverted file is the sequential models' default
     assert np.array_equal(covering.rank(requests, 3), exact.rank(requests, 3))
+
+
+def test_an_artifact_from_before_the_new_keys_loads_with_the_defaults_it_was_trained_with(
+    split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, tmp_path: Path
+) -> None:
+    config = SASRecConfig(**{**FAST, **EARLIER_DEFAULTS, "epochs": 1})
+    directory = SASRecRecommender(small_catalog).fit(split_log[0], config=config).save(tmp_path / "earlier")
+    metadata = json.loads((directory / "model.json").read_text())
+    metadata["config"] = {key: value for key, value in metadata["config"].items() if key not in EARLIER_DEFAULTS}  # as the older code wrote it
+    (directory / "model.json").write_text(json.dumps(metadata))
+
+    loaded = registry.make("sasrec", small_catalog, {}, directory)
+    assert loaded.config == config
+    requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:50]
+    fresh = SASRecRecommender(small_catalog).fit(split_log[0], config=config)
+    assert np.array_equal(loaded.rank(requests, 5), fresh.rank(requests, 5))
