@@ -15,6 +15,7 @@ from recommenders.evaluation import build_cases, evaluate
 from recommenders.models.config import HSTUConfig, SASRecConfig, SequentialConfig
 from recommenders.models.hstu import HSTURecommender
 from recommenders.models.nn.sequential import HSTUNet, SASRecNet, TrackTables, attention_mask, full_softmax, listen_loss, sampled_softmax
+from recommenders.models.ranking import Context
 from recommenders.models.sasrec import SASRecRecommender
 from recommenders.models.sequential import SequentialRecommender, session_windows
 from recommenders.models.sessions import SessionLog
@@ -209,3 +210,21 @@ def test_the_candidate_stage_covering_the_catalog_answers_as_exact(
 
     assert exact._index is None and covering._index is not None  # the inverted file is the sequential models' default
     assert np.array_equal(covering.rank(requests, 3), exact.rank(requests, 3))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_served_states_are_the_networks_own_bit_for_bit(
+    name: str, sequential_artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    served = registry.make(name, small_catalog, {}, sequential_artifacts[name])
+    fresh = served._build(served._tables(int(served.data["n_artists"]), int(served.data["n_tags"])), served.config)
+    fresh.load_state_dict(served._net.state_dict())
+    context = Context.from_requests(build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:300], served.history_length, small_catalog.n_tracks)
+    tokens = torch.from_numpy(np.ascontiguousarray(context.recent[:, ::-1] + 1))
+    times = torch.from_numpy(np.ascontiguousarray(context.recent_times[:, ::-1]))
+
+    with torch.inference_mode():
+        states, expected = served._net(tokens, times), fresh.eval()(tokens, times)
+
+    assert (tokens == 0).any() and (tokens > 0).any()  # padding and plays both pass through the table
+    assert torch.equal(states, expected)
