@@ -25,10 +25,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse
 
 from contracts.catalog import Catalog
 from recommenders.models.artifacts import join_network, read_metadata, read_weights, split_network, write_artifact
-from recommenders.models.candidates import Workspace
 from recommenders.models.config import DSSMConfig, DSSMServing, serving_params
 from recommenders.models.features import TrackInputs, feature_statistics, mean_content, vocabulary_index
 from recommenders.models.nn import TrainingError, require_torch
@@ -198,7 +198,6 @@ class DSSMRecommender(ScoringRecommender):
         self._features = _track_features(inputs, self._weights)
         self._items = np.ascontiguousarray(_tower(self._features, self._weights, "item_tower"))
         self._scale = np.float32(1.0 / np.sqrt(self.config.embedding_dim))
-        self._serving_buffers = Workspace()
         self._build_index()
 
     # Serving ------------------------------------------------------------------------------
@@ -222,24 +221,17 @@ class DSSMRecommender(ScoringRecommender):
     def _weighted_features(self, recent: np.ndarray, liked: np.ndarray, skipped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, F) sums of the recent tracks' features weighted by `liked` and by `skipped` (B, L), and the newest track's features.
 
-        One history position at a time, through this thread's reused buffers: a (B, L, F) gather
-        of the whole history is tens of MB per batch. The sums add the positions in order, as
-        `(weights[..., None] * features).sum(1)` does, so the values are the same.
+        One sparse (2B, N) x (N, F) product: each row holds its L weights at its tracks' columns,
+        in history order, so the sums add the positions in order, as
+        `(weights[..., None] * features).sum(1)` does, and the values are the same (tests
+        compare). A dense (B, L, F) gather of the whole history is tens of MB per batch.
         """
         batch, length = recent.shape
-        shape = (batch, self._features.shape[1])
-        gathered, product = self._serving_buffers.array("gathered", shape), self._serving_buffers.array("product", shape)
-        liked_sum, skipped_sum = np.empty(shape, np.float32), np.empty(shape, np.float32)
-        for position in range(length):
-            np.take(self._features, recent[:, position], axis=0, out=gathered)
-            if position == 0:
-                last = gathered.copy()
-                np.multiply(liked[:, :1], gathered, out=liked_sum)
-                np.multiply(skipped[:, :1], gathered, out=skipped_sum)
-                continue
-            liked_sum += np.multiply(liked[:, position : position + 1], gathered, out=product)
-            skipped_sum += np.multiply(skipped[:, position : position + 1], gathered, out=product)
-        return liked_sum, skipped_sum, last
+        weights = np.concatenate([liked, skipped]).astype(np.float32, copy=False).ravel()
+        columns = np.concatenate([recent, recent]).ravel()
+        rows = scipy.sparse.csr_matrix((weights, columns, np.arange(0, 2 * batch * length + 1, length)), shape=(2 * batch, len(self._features)))
+        sums = np.asarray(rows @ self._features, dtype=np.float32)
+        return sums[:batch], sums[batch:], self._features[recent[:, 0]]
 
     def _score_all(self, context: Context) -> np.ndarray:
         return (self.user_embeddings(context) @ self._items.T) * self._scale
