@@ -318,10 +318,8 @@ class CatalogScorer:
         rows, ranks = np.nonzero(live & (best < width))
         out[rows, ranks] = index.tracks_at(scan, rows, best[rows, ranks])
         if len(forced_rows):
-            extra_tracks = np.full((batch, scores.shape[1] - width), -1, dtype=np.int64)
-            extra_tracks[forced_rows, forced_columns - width] = forced_tracks
-            rows, ranks = np.nonzero(live & (best >= width))
-            out[rows, ranks] = extra_tracks[rows, best[rows, ranks] - width]
+            rows, ranks = np.nonzero(live & (best >= width))  # a live forced column: the row's (column - width)-th forced pair
+            out[rows, ranks] = forced_tracks[(np.cumsum(counts) - counts)[rows] + best[rows, ranks] - width]
         return out
 
     def _check_fitted(self) -> None:
