@@ -153,6 +153,7 @@ class DSSMServing(CandidateServing):
 
     n_probe: int = Field(24, ge=1)  # 16 kept 94.6% of the demo's tuned DSSM's answers, 24 keeps 97.6% (docs/learned.md)
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
+    user_tower: Literal["float32", "int8"] = "float32"  # int8: the tower's first layer in 8-bit integers, faster, other answers (docs/learned.md)
 
 
 class BPRKNNServing(CandidateServing):

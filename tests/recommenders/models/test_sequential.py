@@ -25,6 +25,7 @@ from recommenders.models.nn.sequential import (
     opening_positions,
     sampled_softmax,
 )
+from recommenders.models.ranking import Context
 from recommenders.models.sasrec import SASRecRecommender
 from recommenders.models.sequential import EARLIER_DEFAULTS, SequentialRecommender, session_windows
 from recommenders.models.sessions import SessionLog
@@ -314,3 +315,21 @@ def test_an_artifact_from_before_the_new_keys_loads_with_the_defaults_it_was_tra
     requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:50]
     fresh = SASRecRecommender(small_catalog).fit(split_log[0], config=config)
     assert np.array_equal(loaded.rank(requests, 5), fresh.rank(requests, 5))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_served_states_are_the_networks_own_bit_for_bit(
+    name: str, sequential_artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
+) -> None:
+    served = registry.make(name, small_catalog, {}, sequential_artifacts[name])
+    fresh = served._build(served._tables(int(served.data["n_artists"]), int(served.data["n_tags"])), served.config)
+    fresh.load_state_dict(served._net.state_dict())
+    context = Context.from_requests(build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:300], served.history_length, small_catalog.n_tracks)
+    tokens = torch.from_numpy(np.ascontiguousarray(context.recent[:, ::-1] + 1))
+    times = torch.from_numpy(np.ascontiguousarray(context.recent_times[:, ::-1]))
+
+    with torch.inference_mode():
+        states, expected = served._net(tokens, times), fresh.eval()(tokens, times)
+
+    assert (tokens == 0).any() and (tokens > 0).any()  # padding and plays both pass through the table
+    assert torch.equal(states, expected)
