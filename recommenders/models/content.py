@@ -56,8 +56,6 @@ class ContentRecommender(SpaceRecommender):
     def __init__(self, catalog: Catalog, **params: Any) -> None:
         super().__init__(catalog, **params)
         self.config = ContentModelConfig()
-        self._weights: dict[str, np.ndarray] = {}
-        self._arrays: dict[str, np.ndarray] = {}
 
     def _fit(self, events: Any, config: ContentModelConfig | None = None, device: str = "cpu", progress: bool = False, **options: Any) -> None:
         """Train on `events` (a `SessionLog` or a DataFrame of the log's columns)."""

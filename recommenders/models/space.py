@@ -54,7 +54,7 @@ class SpaceRecommender(ScoringRecommender):
     (catalog) ids. Parameters: see `content_config.FrameServing`.
     """
 
-    config_class: ClassVar[type] = object
+    config_class: ClassVar[type[Any]] = object
     serving_class: ClassVar[type[FrameServing]] = FrameServing
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
@@ -69,6 +69,8 @@ class SpaceRecommender(ScoringRecommender):
         self.data: dict[str, Any] = {}
         self._items: np.ndarray | sp.csr_matrix | None = None
         self._query_items: np.ndarray | sp.csr_matrix | None = None
+        self._weights: dict[str, np.ndarray] = {}  # the network's, under NET_PREFIX in the artifact
+        self._arrays: dict[str, np.ndarray] = {}  # the model's own arrays beside them
         self._offset = np.random.default_rng(JITTER_SEED).random(catalog.n_tracks).astype(np.float32) * JITTER
         if serving.new_only:
             self._offset = self._offset - OLD_TRACK_PENALTY * (catalog.release_day == 0)
@@ -90,27 +92,37 @@ class SpaceRecommender(ScoringRecommender):
         weights = (valid & (context.recent_times >= self.like_threshold)).astype(np.float32)
         lonely = ~weights.any(axis=1) & valid[:, 0]
         weights[lonely, 0] = 1.0  # no like yet: the track just played stands in
+        _, query_items = self._space()
         rows, columns = np.nonzero(weights)
         select = sp.csr_matrix(
             (weights[rows, columns], (rows, context.recent[rows, columns])), shape=(len(weights), self.catalog.n_tracks)
         )
-        query = select @ self._query_items
+        query = select @ query_items
         return normalise_rows(query.toarray() if sp.issparse(query) else np.asarray(query))
 
     def _score_all(self, context: Context) -> np.ndarray:
         queries = self.queries(context)
-        if not sp.issparse(self._items):  # (B, k) x (k, n_tracks): row-major scores, no transposing copy
-            return np.asarray(queries @ self._items.T, dtype=np.float32) + self._offset[None, :]
-        scores = self._items @ queries.T  # (n_tracks, B)
+        items, _ = self._space()
+        if not sp.issparse(items):  # (B, k) x (k, n_tracks): row-major scores, no transposing copy
+            return np.asarray(queries @ items.T, dtype=np.float32) + self._offset[None, :]
+        scores = items @ queries.T  # (n_tracks, B)
         scores = np.asarray(scores.toarray() if sp.issparse(scores) else scores, dtype=np.float32).T
         return np.ascontiguousarray(scores + self._offset[None, :])
 
     def _item_vectors(self) -> np.ndarray:
         """(n_tracks, k + 1) unit item rows and the per-track offset: query . item + offset as one inner product."""
-        if getattr(self, "_item_offsets", None) is None or len(self._item_offsets) != self.catalog.n_tracks:
-            items = self._items.toarray() if sp.issparse(self._items) else self._items
-            self._item_offsets = np.ascontiguousarray(np.hstack([np.asarray(items, np.float32), self._offset[:, None]]))
-        return self._item_offsets
+        offsets = getattr(self, "_item_offsets", None)
+        if offsets is None or len(offsets) != self.catalog.n_tracks:
+            items, _ = self._space()
+            dense = items if isinstance(items, np.ndarray) else items.toarray()
+            offsets = self._item_offsets = np.ascontiguousarray(np.hstack([np.asarray(dense, np.float32), self._offset[:, None]]))
+        return offsets
+
+    def _space(self) -> tuple[np.ndarray | sp.csr_matrix, np.ndarray | sp.csr_matrix]:
+        """The unit item rows and query rows that `_set_space` set in `_fit` or `_load`."""
+        if self._items is None or self._query_items is None:
+            raise RuntimeError(f"{self.name} has no vector space yet: fit or load it first")
+        return self._items, self._query_items
 
     def _query_vectors(self, context: Context) -> np.ndarray:
         queries = self.queries(context)

@@ -90,8 +90,6 @@ class TagRecommender(SpaceRecommender):
         super().__init__(catalog, **params)
         self.use_predicted = self._params.predicted  # type: ignore[attr-defined]
         self.config = TagModelConfig()
-        self._weights: dict[str, np.ndarray] = {}
-        self._arrays: dict[str, np.ndarray] = {}
         self.tags: sp.csr_matrix | None = None
 
     # Training -----------------------------------------------------------------------------

@@ -39,6 +39,13 @@ class Tower(nn.Sequential):
 class TrackEncoder(nn.Module):
     """Feature vector of tracks, (*,) external ids -> (*, F): id, artist, mean tag, content, popularity."""
 
+    # Buffers (register_buffer), named here for the type checker.
+    track_index: torch.Tensor
+    artist_index: torch.Tensor
+    tag_table: torch.Tensor
+    content_table: torch.Tensor
+    popularity_table: torch.Tensor
+
     def __init__(self, inputs: TrackInputs, n_ids: int, n_artists: int, n_tags: int, hidden: int, content: bool) -> None:
         super().__init__()
         self.ids = nn.Embedding(n_ids + 1, hidden)

@@ -100,6 +100,12 @@ class SequenceNet(nn.Module):
     (B, L, D) outputs.
     """
 
+    # Buffers (register_buffer), named here for the type checker.
+    artist_table: torch.Tensor
+    tag_table: torch.Tensor
+    content_table: torch.Tensor
+    popularity_table: torch.Tensor
+
     def __init__(self, tracks: TrackTables, config: SequentialConfig) -> None:
         super().__init__()
         dim = config.embedding_dim
