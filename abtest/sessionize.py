@@ -50,10 +50,11 @@ class Problem:
     TS = "ts is NULL"
     MESSAGE = f"message is NULL or not '{MESSAGE_NEXT}'/'{MESSAGE_LAST}'"
     EXPERIMENTS = "experiments is NULL"
+    TREATMENT = "treatment index NULL or negative"
     TIME = "time outside [0, 1]"
     LATENCY = f"latency negative or above {MAX_LATENCY_S:g} s"
 
-    ALL = (USER, TS, MESSAGE, EXPERIMENTS, TIME, LATENCY)
+    ALL = (USER, TS, MESSAGE, EXPERIMENTS, TREATMENT, TIME, LATENCY)
 
 
 @dataclass(frozen=True)
@@ -80,20 +81,41 @@ class Quality:
         return f"data quality: {self.total_dropped:,} rows dropped ({reasons})"
 
 
+def _arm(param: str = "?") -> str:
+    """SQL of an event's treatment index in the experiment named by `param`: the value of
+    `experiments[name]`, found by the key's position in the map's keys (less work per row;
+    docs/dashboard.md, Speed); NULL where the map lacks the key."""
+    e = quote(Columns.EXPERIMENTS)
+    return f"map_values({e})[list_position(map_keys({e}), {param})]"
+
+
 def _checks() -> tuple[tuple[str, str], ...]:
     """(condition, `Problem`) pairs in the order of `Problem.ALL`: each condition is true (never
-    NULL) for a row with that problem. None reads the `experiments` map's values, which is the
-    costly part of a scan."""
+    NULL) for a row with that problem, and takes the experiment's name as its `?` parameters,
+    in order (`_check_params`). Only the treatment's check reads the `experiments` map's values,
+    the costly part of a scan, and it looks at them whole first (any NULL or negative index),
+    so that the key is looked up only where one is."""
     c = Columns
+    e = quote(c.EXPERIMENTS)
     return (
         (f"{quote(c.USER)} IS NULL", Problem.USER),
         (f"{quote(c.TS)} IS NULL", Problem.TS),
         (f"{quote(c.MESSAGE)} IS NULL OR {quote(c.MESSAGE)} NOT IN ('{MESSAGE_NEXT}', '{MESSAGE_LAST}')", Problem.MESSAGE),
-        (f"{quote(c.EXPERIMENTS)} IS NULL", Problem.EXPERIMENTS),
+        (f"{e} IS NULL", Problem.EXPERIMENTS),
+        (
+            f"(coalesce(list_min(map_values({e})) < 0, false) OR list_count(map_values({e})) < len(map_values({e}))) "
+            f"AND map_contains({e}, ?) AND NOT coalesce({_arm()} >= 0, false)",
+            Problem.TREATMENT,
+        ),
         # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
         (f"NOT coalesce({quote(c.TIME)} >= 0 AND {quote(c.TIME)} <= 1, true)", Problem.TIME),
         (f"NOT coalesce({quote(c.LATENCY)} >= 0 AND {quote(c.LATENCY)} <= {MAX_LATENCY_S}, true)", Problem.LATENCY),
     )
+
+
+def _check_params(conditions: list[str], experiment: str) -> list[str]:
+    """The `?` parameters of `conditions` (from `_checks`), in order: the experiment's name each time."""
+    return [experiment] * sum(condition.count("?") for condition in conditions)
 
 
 def quality_sql(experiment: str) -> Query:
@@ -102,17 +124,18 @@ def quality_sql(experiment: str) -> Query:
     The cheap checks run first, so the map is looked up only for rows that have a problem: the
     scan costs a fraction of the analysis.
     """
-    checks = _checks()
-    problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, (condition, _) in enumerate(checks)) + " END"
-    counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(checks)))
-    any_problem = " OR ".join(f"({condition})" for condition, _ in checks)
+    conditions = [condition for condition, _ in _checks()]
+    problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, condition in enumerate(conditions)) + " END"
+    counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(conditions)))
+    any_problem = " OR ".join(f"({condition})" for condition in conditions)
     sql = f"""
         SELECT {counts}
         FROM (
             SELECT {problem} AS problem FROM {EVENTS_TABLE}
             WHERE ({any_problem}) AND ({quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?))
         )"""
-    return Query(sql, [experiment])
+    params = _check_params(conditions, experiment)
+    return Query(sql, [*params, *params, experiment])
 
 
 def parse_quality(row: tuple[Any, ...]) -> Quality:
@@ -210,14 +233,18 @@ def events_sql(experiment: str, errors: bool = False) -> Query:
     The treatment is looked up by the key's position in the map's keys: the value of
     `experiments[name]`, found with less work per row (docs/dashboard.md, Speed).
     """
-    valid = " AND ".join(f"NOT ({condition})" for condition, _ in _checks())
+    # The treatment's check is the arm itself here: cheaper than `_checks`' form, which a scan
+    # of every row (`quality_sql`) needs.
+    conditions = [condition for condition, problem in _checks() if problem != Problem.TREATMENT]
+    valid = " AND ".join(f"NOT ({condition})" for condition in conditions)
     error = quote(_C.ERROR) if errors else f"NULL::VARCHAR AS {quote(_C.ERROR)}"
     sql = f"""
-        SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error},
-               map_values({quote(_C.EXPERIMENTS)})[list_position(map_keys({quote(_C.EXPERIMENTS)}), ?)] AS arm
-        FROM {EVENTS_TABLE}
-        WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}"""
-    return Query(sql, [experiment, experiment])
+        SELECT * FROM (
+            SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error}, {_arm()} AS arm
+            FROM {EVENTS_TABLE}
+            WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}
+        ) WHERE arm >= 0"""
+    return Query(sql, [experiment, experiment, *_check_params(conditions, experiment)])
 
 
 def plan_sql(experiment: str) -> Query:

@@ -66,6 +66,22 @@ def run_granian(app: Flask, config: ServiceConfig) -> None:
     server.serve(target_loader=load)
 
 
+GUNICORN_GRACE = 10  # seconds gunicorn's main process waits for its workers at shutdown, then kills them
+GUNICORN_SEAL_MARGIN = 3  # seconds of that a worker keeps for sealing its events after draining its connections
+
+
+def _drain_within_the_grace(_arbiter: Any, worker: Any) -> None:
+    """In a forked gunicorn worker: drain open connections at shutdown for less than the main
+    process's grace, so that the worker's exit (which seals its events) is not cut by its SIGKILL.
+
+    gunicorn's gthread worker waits for its open connections for `graceful_timeout` before it
+    exits, and the main process kills it after the same time: a connection that stays open (or
+    that gunicorn still counts) made a clean stop leave the worker's events to the next start's
+    recovery instead of sealing them.
+    """
+    worker.cfg.set("graceful_timeout", GUNICORN_GRACE - GUNICORN_SEAL_MARGIN)  # this worker's copy only
+
+
 def run_gunicorn(app: Flask, config: ServiceConfig) -> None:
     """Serve `app` with gunicorn's gthread workers (keep-alive capable) until interrupted."""
     from gunicorn.app.base import BaseApplication
@@ -79,7 +95,8 @@ def run_gunicorn(app: Flask, config: ServiceConfig) -> None:
                 "threads": config.server.threads,
                 "keepalive": 5,
                 "timeout": 60,
-                "graceful_timeout": 10,
+                "graceful_timeout": GUNICORN_GRACE,
+                "post_fork": _drain_within_the_grace,
                 "accesslog": None,
                 "control_socket_disable": True,  # gunicorn 23+ would open a shared socket under $HOME
                 "worker_exit": lambda _arbiter, _worker: eventlog.close_log(app),

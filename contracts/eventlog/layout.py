@@ -106,6 +106,19 @@ class LogLayout:
         return f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet({sql_string(pattern)}, union_by_name = true)"
 
 
+def _dictionary_columns(schema: pa.Schema) -> list[str]:
+    """The Parquet columns worth dictionary-encoding: the strings (few distinct values: messages,
+    recommender names, experiment names), not the ids, times and floats, which are mostly distinct
+    and cost the encoder time for nothing."""
+    names = []
+    for field in schema:
+        if pa.types.is_string(field.type):
+            names.append(field.name)
+        elif pa.types.is_map(field.type) and pa.types.is_string(field.type.key_type):
+            names.append(f"{field.name}.key_value.key")
+    return names
+
+
 def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:
     """Seal `table` as `directory/name` atomically (temporary file, then rename).
 
@@ -114,7 +127,7 @@ def write_segment(directory: Path, name: str, table: pa.Table, *, exclusive: boo
     """
     final = directory / name
     tmp = directory / f".{name}.{os.getpid()}{TMP_SUFFIX}"
-    pq.write_table(table, tmp, compression="zstd")
+    pq.write_table(table, tmp, compression="zstd", use_dictionary=_dictionary_columns(table.schema))
     if durable:
         fd = os.open(tmp, os.O_RDONLY)
         try:

@@ -23,6 +23,7 @@ kept too; recovery counts what it skipped and keeps the file aside as evidence.
 from __future__ import annotations
 
 import fcntl
+import itertools
 import logging
 import os
 import struct
@@ -124,7 +125,7 @@ def _experiments_array(assignments: Sequence[Sequence[int]], names: Sequence[str
     n, k = len(assignments), len(names)
     offsets = pa.array(range(0, n * k + 1, k), type=pa.int32())
     keys = pa.array(list(names) * n, type=field_type.key_type)
-    items = pa.array([index for row in assignments for index in row], type=field_type.item_type)
+    items = pa.array(list(itertools.chain.from_iterable(assignments)), type=field_type.item_type)
     return pa.MapArray.from_arrays(offsets, keys, items, type=field_type)
 
 

@@ -25,12 +25,14 @@ BAD_ROWS: list[tuple[dict[str, Any], str]] = [
     ({"message": None}, Problem.MESSAGE),
     ({"message": "skip"}, Problem.MESSAGE),
     ({"experiments": None}, Problem.EXPERIMENTS),
+    ({"experiments": {"exp": None}}, Problem.TREATMENT),
+    ({"experiments": {"other": 0, "exp": -1}}, Problem.TREATMENT),
     ({"time": 4204.81}, Problem.TIME),
     ({"time": math.nan}, Problem.TIME),
     ({"latency": -0.5}, Problem.LATENCY),
     ({"latency": 1e6}, Problem.LATENCY),
 ]
-EXPECTED = {Problem.USER: 3, Problem.TS: 1, Problem.MESSAGE: 2, Problem.EXPERIMENTS: 1, Problem.TIME: 2, Problem.LATENCY: 2}
+EXPECTED = {Problem.USER: 3, Problem.TS: 1, Problem.MESSAGE: 2, Problem.EXPERIMENTS: 1, Problem.TREATMENT: 2, Problem.TIME: 2, Problem.LATENCY: 2}
 
 
 def good_rows() -> list[dict[str, Any]]:
@@ -41,7 +43,8 @@ def good_rows() -> list[dict[str, Any]]:
             minute = 100 * user + 10 * session
             time = 0.2 + 0.07 * user
             rows += [
-                event(user, minute, session=session, time=time),
+                # another experiment's index out of range does not make the row bad for this one
+                event(user, minute, session=session, time=time, experiments={"exp": user % 2, "broken": -7}),
                 event(user, minute + 1, session=session, time=time),
                 event(user, minute + 2, "last", session=session, time=time),
             ]
@@ -98,7 +101,7 @@ def test_bad_rows_are_dropped_and_counted_by_problem(dirty_log: Path, clean_log:
 
 def test_every_report_format_has_the_data_quality_line(dirty_log: Path) -> None:
     runner = CliRunner()
-    line = "data quality: 11 rows dropped (3 user is NULL; 1 ts is NULL; 2 message is NULL or not 'next'/'last';"
+    line = "data quality: 13 rows dropped (3 user is NULL; 1 ts is NULL; 2 message is NULL or not 'next'/'last';"
     for fmt in ("table", "markdown", "html"):
         result = runner.invoke(main, ["report", "--log", str(dirty_log), "--experiment", "exp", "--format", fmt])
         assert result.exit_code == 0, result.output
@@ -107,7 +110,7 @@ def test_every_report_format_has_the_data_quality_line(dirty_log: Path) -> None:
     rows = json.loads(result.stdout)
     assert {"metric", "control_mean", "treatment_mean", "effect", "lower", "upper", "p_value", "significant",
             "control_users", "treatment_users"} <= set(rows[0])
-    assert all(row["dropped_rows"] == 11 and row["data_quality"].startswith(line) for row in rows)
+    assert all(row["dropped_rows"] == 13 and row["data_quality"].startswith(line) for row in rows)
     result = runner.invoke(main, ["report", "--log", str(dirty_log), "--experiment", "exp", "--format", "csv"])
     assert "dropped_rows" in result.stdout.splitlines()[0] and line in result.stdout
 
@@ -117,7 +120,7 @@ def test_strict_fails_on_any_dropped_row(dirty_log: Path, clean_log: Path) -> No
     for command in (["report"], ["check", "--max-drop", "100%"]):
         failed = runner.invoke(main, [*command, "--log", str(dirty_log), "--experiment", "exp", "--strict"])
         assert failed.exit_code == 1, failed.output
-        assert failed.output.startswith("Error: --strict: experiment 'exp'") and "11 rows dropped" in failed.output
+        assert failed.output.startswith("Error: --strict: experiment 'exp'") and "13 rows dropped" in failed.output
         assert len(failed.output.strip().splitlines()) == 1 and "Traceback" not in failed.output
         passed = runner.invoke(main, [*command, "--log", str(clean_log), "--experiment", "exp", "--strict"])
         assert passed.exit_code == 0, passed.output

@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import threading
@@ -201,9 +200,9 @@ def test_a_slow_body_does_not_delay_a_concurrent_good_request(
     slow.close()
     good.close()
 
-    # While the slow body is held (it never completes), each good request is answered on its own
+    # While the slow body is held (it never completes), every good request is answered on its own
     # time: a stalled service would make them wait for the slow client, indefinitely.
-    assert statistics.median(latencies) < 0.1, f"good requests took {[round(x * 1000) for x in latencies]} ms"
+    assert max(latencies) < 0.1, f"good requests took {[round(x * 1000) for x in latencies]} ms"
     print(f"\nwhile a slow body is held: good requests answered in {[round(x * 1000, 1) for x in latencies]} ms")
     assert server.stop() == 0
     assert count_events(log) == 10

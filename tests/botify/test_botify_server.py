@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import statistics
 import time
 from collections import Counter
@@ -236,3 +237,25 @@ def test_the_real_server_answers_bad_input_with_json_4xx_and_logs_none_of_it(
         assert content_type.startswith("application/json")
         assert message in answer["error"], f"{method} {path}: {answer}"
     assert logged(log) == Counter({(7, None, "next", 10, 0.3): len(REAL_SERVER_BAD)})
+
+
+@pytest.mark.slow
+def test_a_clean_stop_under_gunicorn_seals_while_a_connection_is_held_open(
+    serve: Callable[..., Server], small_world_dir: Path, experiments_file: Path, tmp_path: Path
+) -> None:
+    log = tmp_path / "events.duckdb"
+    server = serve("--world", small_world_dir, "--experiments", experiments_file, "--log", log, "--server", "gunicorn", "--flush-window", "3600")
+    answered = Load(server.url, clients=1, duration=0.5).run().ok()
+    held = socket.create_connection(("127.0.0.1", server.port))  # a body that never completes: gunicorn keeps draining it
+    held.sendall(b'POST /next/1 HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 26\r\n\r\n{"tra')
+    time.sleep(0.2)
+
+    stopped = time.monotonic()
+    assert server.stop() == 0
+    took = time.monotonic() - stopped
+    held.close()
+
+    # The worker drains the held connection for less than the main process's grace, then exits and
+    # seals: before, both lasted 10 s and the SIGKILL cut the seal.
+    assert answered and count_events(log) == len(answered), f"stopped after {took:.1f} s"
+    assert not list((tmp_path / "events.segments" / "wal").glob("*.wal"))

@@ -9,6 +9,7 @@ import signal
 import sys
 import threading
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import duckdb
@@ -344,3 +345,34 @@ def test_an_append_buffers_its_rows_before_a_flush_can_slip_in(log: Path, monkey
     assert users(log) == Counter({0: 1, 1: 1, 2: 1})
     assert writer.sealed_events == 3 and writer.pending() == 0
     writer.close()
+
+
+@pytest.mark.parametrize("append", [lambda w, r: w.append(r), lambda w, r: w.extend([r])], ids=["append", "extend"])
+def test_a_write_cut_short_by_a_full_disk_is_cut_back_and_its_event_not_buffered(
+    log: Path, monkeypatch: pytest.MonkeyPatch, append: Callable[[EventWriter, Row], None]
+) -> None:
+    writer = new_writer(log)
+    writer.append(row(0))
+    (path,) = wal_files(log)
+    real_write = os.write
+    calls = []
+
+    def full_disk(fd: int, data: bytes) -> int:  # the writer's file takes 5 bytes, then the disk is full
+        if os.path.realpath(f"/proc/self/fd/{fd}") != str(path.resolve()):
+            return real_write(fd, data)
+        calls.append(len(data))
+        if len(calls) == 1:
+            return real_write(fd, bytes(data)[:5])
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", full_disk)
+    with pytest.raises(OSError):
+        append(writer, row(1))
+    monkeypatch.setattr(os, "write", real_write)
+    append(writer, row(2))
+
+    decoded = decode(path.read_bytes())
+    assert [r[1] for r in decoded.rows] == [0, 2] and decoded.dropped == 0 and decoded.corrupt == 0
+    assert writer.pending() == 2
+    writer.close()
+    assert users(log) == Counter({0: 1, 2: 1})
