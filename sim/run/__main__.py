@@ -334,7 +334,7 @@ def experiment(options: RunOptions, experiments_file: Path, pre_days: int, servi
     --pre-days, the first days are served by the control's recommender to everyone (experiment
     `pre` in the log). With --truth (default), the truth file is written beside the log too.
     """
-    from sim.run.replay import describe_experiments, simulate
+    from sim.run.replay import describe_experiments, simulate_shards
 
     config, spec = _experiment_spec(options, experiments_file, pre_days, service_seed)
     from botify.experiments import describe, load_experiments
@@ -348,11 +348,11 @@ def experiment(options: RunOptions, experiments_file: Path, pre_days: int, servi
     started = time.perf_counter()
     executor = ProcessExecutor(processes) if processes > 1 else None
     try:
-        records = simulate(config, options.seed, days, options.episodes, client, shards=processes, executor=executor)
+        results = simulate_shards(config, options.seed, days, options.episodes, client, shards=processes, executor=executor)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None
     wall = time.perf_counter() - started
-    _report([ShardResult(records, 0, 0)], describe_experiments(experiments_file), wall)
+    _report(results, describe_experiments(experiments_file), wall)
     click.echo(f"events written to {options.log_path}")
     if truth:
         _write_truth(options, config, spec, processes, wall)

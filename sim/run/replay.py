@@ -24,7 +24,7 @@ from pathlib import Path
 
 from sim.config import EnvConfig
 from sim.run.clients import Client, LocalClient, SwitchClient
-from sim.run.shards import ClientSpec, InlineExecutor, ShardExecutor, ShardJob, run_shard
+from sim.run.shards import ClientSpec, InlineExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.timeline import SessionRecord
 from sim.world import World
 
@@ -105,9 +105,23 @@ def simulate(
     executor: ShardExecutor | None = None,
 ) -> list[SessionRecord]:
     """Every session of `days` against `client`, split over `shards` shards run by `executor`, ordered by session id."""
-    jobs = [ShardJob(config, seed, tuple(days), episodes, client, shard, shards) for shard in range(shards)]
-    results = (executor or InlineExecutor()).map(run_shard, jobs)
+    results = simulate_shards(config, seed, days, episodes, client, shards=shards, executor=executor)
     return sorted((r for result in results for r in result.records), key=lambda r: (r.session, r.user))
+
+
+def simulate_shards(
+    config: EnvConfig,
+    seed: int,
+    days: Sequence[int],
+    episodes: int,
+    client: ClientSpec,
+    *,
+    shards: int = 1,
+    executor: ShardExecutor | None = None,
+) -> list[ShardResult]:
+    """`simulate`'s shards as they ran: each one's sessions and its count of requests and batches served."""
+    jobs = [ShardJob(config, seed, tuple(days), episodes, client, shard, shards) for shard in range(shards)]
+    return list((executor or InlineExecutor()).map(run_shard, jobs))
 
 
 def replay(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import duckdb
@@ -31,6 +32,10 @@ def _run(tmp_path: Path, world: Path, experiments: Path, *extra: str) -> Path:
     result = CliRunner().invoke(run_cli, args)
     assert result.exit_code == 0, result.output
     assert "truth:" in result.output
+    summary = re.search(r"(\d+) requests in (\d+) batches", result.output)
+    with duckdb.connect(str(log), read_only=True) as connection:
+        logged = connection.execute("SELECT count(*) FROM events WHERE message IN ('next', 'last')").fetchone()
+    assert summary is not None and int(summary[1]) == logged[0] and int(summary[2]) > 0  # the summary counts what was served
     return log
 
 
