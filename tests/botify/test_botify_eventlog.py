@@ -6,6 +6,7 @@ import multiprocessing
 import os
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import duckdb
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli import main
+from contracts.catalog import Catalog
 from contracts.columns import (
     DUCKDB_TYPES,
     EVENTS_TABLE,
@@ -29,7 +31,8 @@ from contracts.columns import (
 from contracts.eventlog import EventWriter, LogError, init_log
 from contracts.eventlog.export import compact, export_parquet
 from contracts.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock
-from contracts.eventlog.writer import Row, record_start
+from contracts.eventlog.wal import WAL_SUFFIX
+from contracts.eventlog.writer import Row, record_start, world_row
 
 DAY_US = 86_400_000_000
 JAN_1_2024_US = 1_704_067_200_000_000
@@ -188,6 +191,88 @@ def test_close_seals_the_rest_and_is_idempotent(log: Path) -> None:
     assert len(read(log)) == 5
 
 
+def _unusable(directory: Path) -> Path:
+    """Put a plain file where `directory` was (a seal into it fails); returns where it went."""
+    aside = directory.with_name(directory.name + ".aside")
+    directory.rename(aside)
+    directory.write_text("not a directory")
+    return aside
+
+
+def _usable_again(directory: Path, aside: Path) -> None:
+    directory.unlink()
+    aside.rename(directory)
+
+
+def test_a_seal_is_synced_before_its_write_ahead_file_is_deleted(log: Path, writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A power loss keeps what was synced: the segment's file and its name in the directory must
+    # reach the disk before the write-ahead file, the only other copy of its rows, goes.
+    layout = LogLayout.of(log)
+    writer.extend([row(u) for u in range(3)])
+    steps: list[tuple[str, Path]] = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+    monkeypatch.setattr(os, "fsync", lambda fd: (steps.append(("sync", Path(os.readlink(f"/proc/self/fd/{fd}")))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "unlink", lambda path, **kw: (steps.append(("delete", Path(path))), real_unlink(path, **kw))[1])
+
+    segment = writer.flush()
+
+    assert segment is not None and sorted(r[1] for r in read(log)) == [0, 1, 2]
+    (wal_deleted,) = [i for i, (step, path) in enumerate(steps) if step == "delete" and path.parent == layout.wal]
+    synced = [path for step, path in steps[:wal_deleted] if step == "sync"]
+    assert layout.directory(EVENTS_TABLE) in synced  # the segment's name
+    assert any(path.parent == segment.parent and segment.stem in path.name for path in synced)  # its rows
+
+
+def test_a_last_seal_that_fails_says_where_its_events_wait(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600)
+    writer.extend([row(u) for u in range(3)])
+    events = layout.directory(EVENTS_TABLE)
+    aside = _unusable(events)
+
+    writer.close()
+
+    _usable_again(events, aside)
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == (
+        f"event log: sealing the last segment in {events} failed; its 3 events stay in {layout.wal} and are sealed at the next start"
+    )
+    assert writer.pending() == 3 and len(list(layout.wal.glob("*"))) == 1 and read(log) == []
+
+
+def _append_and_die(log: Path) -> None:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600)
+    writer.extend([row(7), row(8)])
+    os._exit(0)  # dies without sealing: its write-ahead file is left to the others
+
+
+def test_a_recovery_that_fails_at_close_says_so_and_the_next_start_seals_its_events(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    events = layout.directory(EVENTS_TABLE)
+    aside = _unusable(events)
+    dead = multiprocessing.get_context("fork").Process(target=_append_and_die, args=(log,))
+    dead.start()
+    dead.join(20)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600)  # appends nothing: no thread
+
+    writer.close()
+
+    _usable_again(events, aside)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [f"event log: recovering the write-ahead files in {layout.wal} failed"]
+    init_log(log)
+    assert sorted(r[1] for r in read(log)) == [7, 8]
+
+
+def test_a_world_row_names_the_catalogs_world(small_world_dir: Path) -> None:
+    catalog = Catalog(small_world_dir)
+
+    assert world_row(catalog) == {
+        WorldColumns.FINGERPRINT: catalog.fingerprint,
+        WorldColumns.PATH: str(small_world_dir.absolute()),
+        WorldColumns.TRACKS: 3000,
+    }
+
+
 def _child_appends(writer: EventWriter) -> None:
     writer.append(row(100))
     writer.close()
@@ -203,6 +288,38 @@ def test_a_forked_child_writes_its_own_rows_only(log: Path, writer: EventWriter)
     assert child.exitcode == 0
     assert [r[1] for r in read(log)] == [100]
     writer.flush()
+    assert sorted(r[1] for r in read(log)) == [1, 100]
+
+
+def _child_of_a_sealing_writer(writer: EventWriter, report: Connection) -> None:
+    # What the child holds of the parent's write-ahead files, and whether its own thread seals
+    # its row within a window; it then dies without closing.
+    parents = [name for fd in os.listdir("/proc/self/fd") if (name := os.path.realpath(f"/proc/self/fd/{fd}")).endswith(WAL_SUFFIX)]
+    writer.append(row(100))
+    deadline = time.monotonic() + 10
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    report.send((parents, writer.pending()))
+    os._exit(0)
+
+
+@pytest.mark.parametrize("parent_file", [True, False], ids=["open", "sealed"])
+def test_a_forked_child_drops_the_parents_file_and_seals_with_its_own_thread(log: Path, parent_file: bool) -> None:
+    # Forked while the parent's write-ahead file is open, or after the parent's thread sealed it.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=0.05)
+    writer.append(row(1))
+    deadline = time.monotonic() + 10
+    while not parent_file and writer.sealed_events < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_child_of_a_sealing_writer, args=(writer, send))
+    child.start()
+    assert receive.poll(30)
+    held, pending = receive.recv()
+    child.join(10)
+    writer.close()
+
+    assert held == [] and pending == 0
     assert sorted(r[1] for r in read(log)) == [1, 100]
 
 
