@@ -195,7 +195,8 @@ class EventWriter:
         next_flush = time.monotonic() + self.flush_window
         while not self._closed:
             woken = self._wake.wait(tick)
-            self._wake.clear()
+            if woken:  # a wake that lands after a wait timed out stays set for the next wait
+                self._wake.clear()
             if self._closed:
                 break
             try:

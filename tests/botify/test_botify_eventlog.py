@@ -144,6 +144,37 @@ def test_a_seal_that_fails_in_the_thread_is_logged_and_retried_next_window(log: 
     writer.close()
 
 
+class _WokenJustAfterATimeout(threading.Event):
+    """The writer's wake-up event, where a wake (a buffer just filled) lands right after a wait
+    timed out, once `armed`: the moment a thread that clears the event after every wait loses it."""
+
+    armed = raced = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if not woken and self.armed and not self.raced:
+            self.raced = True
+            self.set()
+        return woken
+
+
+def test_a_wake_that_lands_just_after_a_sync_tick_is_not_lost(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread wakes every 50 ms to sync; a wake that lands between a wait's timeout and the
+    # thread's next step must still seal the buffer, not wait for the hour's window.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, fsync_window=0.05)
+    wake = _WokenJustAfterATimeout()
+    monkeypatch.setattr(writer, "_wake", wake)
+    writer.extend([row(0), row(1)])
+    wake.armed = True
+
+    deadline = time.monotonic() + 10
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert wake.raced and writer.pending() == 0 and writer.sealed_events == 2
+    writer.close()
+
+
 def test_syncs_between_windows_seal_nothing(log: Path, caplog: pytest.LogCaptureFixture) -> None:
     # The thread wakes every 50 ms to sync, and seals only when a buffer fills (2 rows) or the
     # hour's window ends: before the first seal and after one, a lone row stays buffered.
