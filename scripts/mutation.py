@@ -64,11 +64,14 @@ def run(copy: Path, budget: float, names: list[str] | None = None) -> bool:
     """mutmut run in the copy for at most `budget` seconds (only the mutants `names`, when given);
     True when it finished."""
     try:
-        subprocess.run(
-            [str(MUTMUT), "run", "--max-children", "1", *(names or [])], cwd=copy, timeout=budget, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
+        done = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", "1", *(names or [])], cwd=copy, timeout=budget, capture_output=True, text=True
         )
     except subprocess.TimeoutExpired:
         return False
+    if done.returncode != 0:  # e.g. the unmutated tests failed: mutmut checks nothing then
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        print(f"{copy.name}: mutmut run failed (exit {done.returncode}):", *tail, sep="\n  ", file=sys.stderr)
     return True
 
 
