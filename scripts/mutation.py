@@ -11,6 +11,7 @@ Usage:
     scripts/mutation.sh abtest/stats.py --budget 600      # one module, 10 minutes
     scripts/mutation.sh --report                          # only the table of the last runs
     scripts/mutation.sh sim/listener.py --fresh           # after changing tests: check every mutant again
+    scripts/mutation.sh sim/listener.py --recheck         # after changing tests: only the mutants not yet caught
 """
 
 from __future__ import annotations
@@ -59,12 +60,18 @@ def prepare(module: str, tests: list[str]) -> Path:
     return copy
 
 
-def run(copy: Path, budget: float) -> bool:
-    """mutmut run in the copy for at most `budget` seconds; True when it finished."""
+def run(copy: Path, budget: float, names: list[str] | None = None) -> bool:
+    """mutmut run in the copy for at most `budget` seconds (only the mutants `names`, when given);
+    True when it finished."""
     try:
-        subprocess.run([str(MUTMUT), "run", "--max-children", "1"], cwd=copy, timeout=budget, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [str(MUTMUT), "run", "--max-children", "1", *(names or [])], cwd=copy, timeout=budget, capture_output=True, text=True
+        )
     except subprocess.TimeoutExpired:
         return False
+    if done.returncode != 0:  # e.g. the unmutated tests failed: mutmut checks nothing then
+        tail = (done.stdout + done.stderr).strip().splitlines()[-15:]
+        print(f"{copy.name}: mutmut run failed (exit {done.returncode}):", *tail, sep="\n  ", file=sys.stderr)
     return True
 
 
@@ -105,6 +112,9 @@ def main() -> int:
     parser.add_argument("--budget", type=float, default=1200.0, help="seconds per module (default 1200)")
     parser.add_argument("--report", action="store_true", help="only print the table of the last runs")
     parser.add_argument("--fresh", action="store_true", help="forget earlier results (mutmut re-checks changed code, not changed tests)")
+    parser.add_argument(
+        "--recheck", action="store_true", help="check again only the mutants not caught yet (survived, no tests, not checked): after writing tests for survivors"
+    )
     parser.add_argument("--survivors", action="store_true", help="also list the surviving mutants")
     parser.add_argument("--fail-under", type=float, default=None, help="exit 1 when a module's score is below this percentage")
     args = parser.parse_args()
@@ -119,7 +129,8 @@ def main() -> int:
         copy = prepare(module, table[module]) if not args.report else SCRATCH / module.replace("/", "_").removesuffix(".py")
         if args.fresh and not args.report:
             shutil.rmtree(copy / "mutants", ignore_errors=True)
-        finished = None if args.report else run(copy, args.budget)
+        uncaught = [name for name, verdict in verdicts(copy).items() if verdict not in DETECTED] if args.recheck else []
+        finished = None if args.report or (args.recheck and not uncaught) else run(copy, args.budget, uncaught)
         found = verdicts(copy)
         rows.append((module, Counter(found.values()), finished))
         survivors += [name for name, verdict in found.items() if verdict in ("survived", "no tests")]

@@ -93,6 +93,10 @@ class EventWriter:
         self._current: _WalFile | None = None
         self._sealing: list[_WalFile] = []
         self._reset()
+        # pyarrow imports pandas at its first array, and that import registers an exit handler,
+        # which fails once the interpreter is exiting: a process whose first seal is the one of
+        # `close` at exit would leave its events to the next start. Import it now.
+        pa.array([], type=pa.int64())
         os.register_at_fork(after_in_child=self._after_fork)
         atexit.register(self.close)
 
@@ -211,7 +215,8 @@ class EventWriter:
         next_flush = time.monotonic() + self.flush_window
         while not self._closed:
             woken = self._wake.wait(tick)
-            self._wake.clear()
+            if woken:  # a wake that lands after a wait timed out stays set for the next wait
+                self._wake.clear()
             if self._closed:
                 break
             try:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import subprocess
+import sys
 import threading
 import time
+from multiprocessing.connection import Connection
 from pathlib import Path
 
 import duckdb
@@ -13,6 +16,7 @@ import pytest
 from click.testing import CliRunner
 
 from botify.cli import main
+from contracts.catalog import Catalog
 from contracts.columns import (
     DUCKDB_TYPES,
     EVENTS_TABLE,
@@ -29,7 +33,8 @@ from contracts.columns import (
 from contracts.eventlog import EventWriter, LogError, init_log
 from contracts.eventlog.export import compact, export_parquet
 from contracts.eventlog.layout import TEMPLATE_NAME, LogLayout, file_lock
-from contracts.eventlog.writer import Row, record_start
+from contracts.eventlog.wal import WAL_SUFFIX
+from contracts.eventlog.writer import Row, record_start, world_row
 
 DAY_US = 86_400_000_000
 JAN_1_2024_US = 1_704_067_200_000_000
@@ -119,6 +124,78 @@ def test_the_thread_seals_every_window(log: Path) -> None:
     writer.close()
 
 
+def test_a_seal_that_fails_in_the_thread_is_logged_and_retried_next_window(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    events = layout.directory(EVENTS_TABLE)
+    writer = EventWriter(layout, ["first", "second"], flush_window=0.05)
+    aside = _unusable(events)
+    writer.append(row(1))
+
+    deadline = time.monotonic() + 10
+    while not [r for r in caplog.records if r.levelname == "ERROR"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _usable_again(events, aside)
+    while writer.pending() and time.monotonic() < deadline + 10:
+        time.sleep(0.02)
+
+    errors = {r.getMessage() for r in caplog.records if r.levelname == "ERROR"}
+    assert errors == {f"event log: sealing a segment in {events} failed; retrying next window"}
+    assert [r[1] for r in read(log)] == [1] and writer.pending() == 0
+    writer.close()
+
+
+class _WokenJustAfterATimeout(threading.Event):
+    """The writer's wake-up event, where a wake (a buffer just filled) lands right after a wait
+    timed out, once `armed`: the moment a thread that clears the event after every wait loses it."""
+
+    armed = raced = False
+
+    def wait(self, timeout: float | None = None) -> bool:
+        woken = super().wait(timeout)
+        if not woken and self.armed and not self.raced:
+            self.raced = True
+            self.set()
+        return woken
+
+
+def test_a_wake_that_lands_just_after_a_sync_tick_is_not_lost(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The thread wakes every 50 ms to sync; a wake that lands between a wait's timeout and the
+    # thread's next step must still seal the buffer, not wait for the hour's window.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, fsync_window=0.05)
+    wake = _WokenJustAfterATimeout()
+    monkeypatch.setattr(writer, "_wake", wake)
+    writer.extend([row(0), row(1)])
+    wake.armed = True
+
+    deadline = time.monotonic() + 10
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert wake.raced and writer.pending() == 0 and writer.sealed_events == 2
+    writer.close()
+
+
+def test_syncs_between_windows_seal_nothing(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The thread wakes every 50 ms to sync, and seals only when a buffer fills (2 rows) or the
+    # hour's window ends: before the first seal and after one, a lone row stays buffered.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, flush_events=2, fsync_window=0.05)
+    writer.append(row(0))
+    time.sleep(0.3)
+    assert writer.pending() == 1
+    writer.append(row(1))
+    deadline = time.monotonic() + 10
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert writer.sealed_events == 2
+
+    writer.append(row(2))
+    time.sleep(0.3)
+
+    assert writer.pending() == 1 and writer.sealed_segments == 1
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    writer.close()
+
+
 def test_a_full_buffer_seals_before_the_window(log: Path) -> None:
     writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600, flush_events=3)
     writer.extend([row(u) for u in range(3)])
@@ -188,6 +265,199 @@ def test_close_seals_the_rest_and_is_idempotent(log: Path) -> None:
     assert len(read(log)) == 5
 
 
+def _unusable(directory: Path) -> Path:
+    """Put a plain file where `directory` was (a seal into it fails); returns where it went."""
+    aside = directory.with_name(directory.name + ".aside")
+    directory.rename(aside)
+    directory.write_text("not a directory")
+    return aside
+
+
+def _usable_again(directory: Path, aside: Path) -> None:
+    directory.unlink()
+    aside.rename(directory)
+
+
+def test_a_seal_is_synced_before_its_write_ahead_file_is_deleted(log: Path, writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A power loss keeps what was synced: the segment's file and its name in the directory must
+    # reach the disk before the write-ahead file, the only other copy of its rows, goes.
+    layout = LogLayout.of(log)
+    writer.extend([row(u) for u in range(3)])
+    steps: list[tuple[str, Path]] = []
+    real_fsync, real_unlink = os.fsync, os.unlink
+    monkeypatch.setattr(os, "fsync", lambda fd: (steps.append(("sync", Path(os.readlink(f"/proc/self/fd/{fd}")))), real_fsync(fd))[1])
+    monkeypatch.setattr(os, "unlink", lambda path, **kw: (steps.append(("delete", Path(path))), real_unlink(path, **kw))[1])
+
+    segment = writer.flush()
+
+    assert segment is not None and sorted(r[1] for r in read(log)) == [0, 1, 2]
+    (wal_deleted,) = [i for i, (step, path) in enumerate(steps) if step == "delete" and path.parent == layout.wal]
+    synced = [path for step, path in steps[:wal_deleted] if step == "sync"]
+    assert layout.directory(EVENTS_TABLE) in synced  # the segment's name
+    assert any(path.parent == segment.parent and segment.stem in path.name for path in synced)  # its rows
+
+
+def test_a_last_seal_that_fails_says_where_its_events_wait(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600)
+    writer.extend([row(u) for u in range(3)])
+    events = layout.directory(EVENTS_TABLE)
+    aside = _unusable(events)
+
+    writer.close()
+
+    _usable_again(events, aside)
+    (record,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert record.getMessage() == (
+        f"event log: sealing the last segment in {events} failed; its 3 events stay in {layout.wal} and are sealed at the next start"
+    )
+    assert writer.pending() == 3 and len(list(layout.wal.glob("*"))) == 1 and read(log) == []
+
+
+def _append_and_die(log: Path, users: tuple[int, ...]) -> None:
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600)
+    writer.extend([row(u) for u in users])
+    os._exit(0)  # dies without sealing: its write-ahead file is left to the others
+
+
+def test_a_recovery_that_fails_at_close_says_so_and_the_next_start_seals_its_events(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    events = layout.directory(EVENTS_TABLE)
+    aside = _unusable(events)
+    _died_leaving(log, 7, 8)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600)  # appends nothing: no thread
+
+    writer.close()
+
+    _usable_again(events, aside)
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [f"event log: recovering the write-ahead files in {layout.wal} failed"]
+    init_log(log)
+    assert sorted(r[1] for r in read(log)) == [7, 8]
+
+
+def test_a_process_that_ends_without_close_seals_its_events_at_exit(log: Path) -> None:
+    # close runs at interpreter exit; the writer's thread must not hold the exit up (a
+    # non-daemon thread would keep the process alive before the exit handlers run).
+    code = (
+        "from contracts.eventlog import EventWriter; from contracts.eventlog.layout import LogLayout; "
+        f"EventWriter(LogLayout.of({str(log)!r}), ['first', 'second'], flush_window=3600).append({row(5)!r})"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=Path(__file__).resolve().parents[2], timeout=60, capture_output=True, text=True)
+
+    assert done.returncode == 0, done.stderr
+    assert [r[1] for r in read(log)] == [5]
+
+
+def test_with_fsync_window_0_a_write_and_a_new_files_name_are_synced_before_append_returns(log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = LogLayout.of(log)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600, fsync_window=0)
+    synced: list[Path] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(Path(os.readlink(f"/proc/self/fd/{fd}"))), real_fsync(fd))[1])
+
+    writer.append(row(1))
+    (wal,) = layout.wal.glob(f"*{WAL_SUFFIX}")
+    assert wal in synced and layout.wal in synced
+    synced.clear()
+    writer.append(row(2))
+    assert synced == [wal]  # the file again, its name not
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert wal.stat().st_mode & 0o777 == 0o644 & ~umask
+    monkeypatch.undo()
+    writer.close()
+
+
+def test_a_write_ahead_file_that_cannot_be_created_raises_and_leaves_nothing(log: Path, writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    layout = LogLayout.of(log)
+
+    def full_disk(*args: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "rename", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        writer.append(row(1))
+    assert list(layout.wal.iterdir()) == [] and writer.pending() == 0
+    monkeypatch.undo()
+
+    writer.append(row(2))
+    writer.flush()
+    assert [r[1] for r in read(log)] == [2]
+
+
+def test_a_write_ahead_write_that_fails_leaves_the_file_as_it_was(log: Path, writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A full disk part-way through a record: the part written is cut off again, so that no torn
+    # record sits before later ones, and nothing of the batch is buffered.
+    writer.append(row(1))
+    (wal,) = LogLayout.of(log).wal.glob(f"*{WAL_SUFFIX}")
+    size = wal.stat().st_size
+    real_write = os.write
+
+    def half_then_full(fd: int, data: bytes) -> int:
+        real_write(fd, bytes(data[:5]))
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "write", half_then_full)
+    with pytest.raises(OSError, match="No space left"):
+        writer.extend([row(2), row(3)])
+    monkeypatch.undo()
+
+    assert wal.stat().st_size == size and writer.pending() == 1
+    writer.append(row(4))
+    writer.flush()
+    assert sorted(r[1] for r in read(log)) == [1, 4]
+
+
+def _died_leaving(log: Path, *users: int) -> None:
+    dead = multiprocessing.get_context("fork").Process(target=_append_and_die, args=(log, users))
+    dead.start()
+    dead.join(20)
+
+
+def test_a_starting_writer_seals_what_a_dead_one_left(log: Path) -> None:
+    # A respawned worker's thread recovers its dead predecessor's file when it starts, not only at close.
+    _died_leaving(log, 7, 8)
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=3600)
+    writer.append(row(1))
+
+    deadline = time.monotonic() + 10
+    while len(read(log)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+    assert sorted(r[1] for r in read(log)) == [7, 8] and writer.pending() == 1
+    writer.close()
+
+
+def test_a_starting_writer_whose_recovery_fails_says_so_and_keeps_writing(log: Path, caplog: pytest.LogCaptureFixture) -> None:
+    layout = LogLayout.of(log)
+    events = layout.directory(EVENTS_TABLE)
+    aside = _unusable(events)
+    _died_leaving(log, 7, 8)
+    writer = EventWriter(layout, ["first", "second"], flush_window=3600)
+    writer.append(row(1))
+
+    deadline = time.monotonic() + 10
+    while not [r for r in caplog.records if r.levelname == "ERROR"] and time.monotonic() < deadline:
+        time.sleep(0.02)
+    _usable_again(events, aside)
+
+    assert [r.getMessage() for r in caplog.records if r.levelname == "ERROR"] == [f"event log: recovering the write-ahead files in {layout.wal} failed"]
+    writer.append(row(2))
+    writer.close()
+    assert sorted(r[1] for r in read(log)) == [1, 2, 7, 8]
+
+
+def test_a_world_row_names_the_catalogs_world(small_world_dir: Path) -> None:
+    catalog = Catalog(small_world_dir)
+
+    assert world_row(catalog) == {
+        WorldColumns.FINGERPRINT: catalog.fingerprint,
+        WorldColumns.PATH: str(small_world_dir.absolute()),
+        WorldColumns.TRACKS: 3000,
+    }
+
+
 def _child_appends(writer: EventWriter) -> None:
     writer.append(row(100))
     writer.close()
@@ -203,6 +473,38 @@ def test_a_forked_child_writes_its_own_rows_only(log: Path, writer: EventWriter)
     assert child.exitcode == 0
     assert [r[1] for r in read(log)] == [100]
     writer.flush()
+    assert sorted(r[1] for r in read(log)) == [1, 100]
+
+
+def _child_of_a_sealing_writer(writer: EventWriter, report: Connection) -> None:
+    # What the child holds of the parent's write-ahead files, and whether its own thread seals
+    # its row within a window; it then dies without closing.
+    parents = [name for fd in os.listdir("/proc/self/fd") if (name := os.path.realpath(f"/proc/self/fd/{fd}")).endswith(WAL_SUFFIX)]
+    writer.append(row(100))
+    deadline = time.monotonic() + 10
+    while writer.pending() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    report.send((parents, writer.pending()))
+    os._exit(0)
+
+
+@pytest.mark.parametrize("parent_file", [True, False], ids=["open", "sealed"])
+def test_a_forked_child_drops_the_parents_file_and_seals_with_its_own_thread(log: Path, parent_file: bool) -> None:
+    # Forked while the parent's write-ahead file is open, or after the parent's thread sealed it.
+    writer = EventWriter(LogLayout.of(log), ["first", "second"], flush_window=0.05)
+    writer.append(row(1))
+    deadline = time.monotonic() + 10
+    while not parent_file and writer.sealed_events < 1 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    receive, send = multiprocessing.get_context("fork").Pipe(duplex=False)
+    child = multiprocessing.get_context("fork").Process(target=_child_of_a_sealing_writer, args=(writer, send))
+    child.start()
+    assert receive.poll(30)
+    held, pending = receive.recv()
+    child.join(10)
+    writer.close()
+
+    assert held == [] and pending == 0
     assert sorted(r[1] for r in read(log)) == [1, 100]
 
 

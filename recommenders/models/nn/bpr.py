@@ -121,15 +121,23 @@ def train_bpr(
 
 
 def sample_negatives(users: np.ndarray, liked_keys: np.ndarray, n_tracks: int, rng: torch.Generator) -> np.ndarray:
-    """One track per entry of `users` (internal indices), drawn uniformly, redrawn once where
-    it is a track that user liked (`liked_keys`: sorted user * n_tracks + track).
+    """One track per entry of `users` (internal indices), drawn uniformly from the tracks that
+    user did not like (`liked_keys`: sorted user * n_tracks + track).
 
-    A liked pair that the redraw hits again stays; with a few hundred likes per user in a
-    catalog of thousands that is rare.
+    Rejection sampling: every draw is uniform over the catalog, and only the draws that hit a
+    liked pair are drawn again, until none does, so each negative is uniform over the user's
+    unliked tracks. Raises TrainingError for a user who liked every track (no negative exists).
     """
+    users = users.astype(np.int64, copy=False)
+    liked_per_user = np.bincount(liked_keys // n_tracks, minlength=int(users.max(initial=-1)) + 1)
+    full = np.flatnonzero(liked_per_user[users] >= n_tracks) if len(users) else np.array([], dtype=np.int64)
+    if len(full):
+        raise TrainingError(f"BPR needs a track each user did not like to contrast with; user {users[full[0]]} (internal index) liked all {n_tracks}")
     negatives = torch.randint(n_tracks, (len(users),), generator=rng).numpy()
-    clash = _member(users * n_tracks + negatives, liked_keys)
-    negatives[clash] = torch.randint(n_tracks, (int(clash.sum()),), generator=rng).numpy()
+    redraw = np.flatnonzero(_member(users * n_tracks + negatives, liked_keys))
+    while len(redraw):
+        negatives[redraw] = torch.randint(n_tracks, (len(redraw),), generator=rng).numpy()
+        redraw = redraw[_member(users[redraw] * n_tracks + negatives[redraw], liked_keys)]
     return negatives
 
 
