@@ -387,16 +387,20 @@ def test_a_write_ahead_file_that_cannot_be_created_raises_and_leaves_nothing(log
 
 
 def test_a_write_ahead_write_that_fails_leaves_the_file_as_it_was(log: Path, writer: EventWriter, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A full disk part-way through a record: the part written is cut off again, so that no torn
-    # record sits before later ones, and nothing of the batch is buffered.
+    # A full disk part-way through a record (a short write, then ENOSPC: one write(2) either
+    # writes some bytes or fails having written none): the part written is cut off again, so
+    # that no torn record sits before later ones, and nothing of the batch is buffered.
     writer.append(row(1))
     (wal,) = LogLayout.of(log).wal.glob(f"*{WAL_SUFFIX}")
     size = wal.stat().st_size
     real_write = os.write
+    calls = []
 
     def half_then_full(fd: int, data: bytes) -> int:
-        real_write(fd, bytes(data[:5]))
-        raise OSError(28, "No space left on device")
+        calls.append(len(data))
+        if len(calls) > 1:
+            raise OSError(28, "No space left on device")
+        return real_write(fd, bytes(data[:5]))
 
     monkeypatch.setattr(os, "write", half_then_full)
     with pytest.raises(OSError, match="No space left"):
