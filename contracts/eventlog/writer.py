@@ -134,23 +134,7 @@ class EventWriter:
         The single request's path: `extend`'s steps for one row, without its copy of the batch.
         Raises OSError as `extend` does.
         """
-        if self._thread is None:
-            self._start()
-        record = encode_record((row,))
-        with self._lock:
-            wal = self._current
-            if wal is None:
-                wal = self._current = self._open()
-            _write_all(wal.fd, record)
-            if self.fsync_window == 0:
-                os.fsync(wal.fd)
-            else:
-                self._unsynced = True
-            rows = wal.rows
-            rows.append(row)
-            full = len(rows) >= self.flush_events
-        if full:
-            self._wake.set()
+        self._write_ahead(encode_record((row,)), (row,))
 
     def extend(self, rows: Iterable[Row]) -> None:
         """Write many events (a batch) ahead in one record and buffer them, in order.
@@ -161,9 +145,13 @@ class EventWriter:
         rows = list(rows)
         if not rows:
             return
+        self._write_ahead(encode_record(rows), rows)
+
+    def _write_ahead(self, record: bytes, rows: Sequence[Row]) -> None:
+        """Write `record` (the encoding of `rows`) to the current write-ahead file, then buffer
+        `rows`; wake the writer's thread when the buffer is full."""
         if self._thread is None:
             self._start()
-        record = encode_record(rows)
         with self._lock:
             wal = self._current
             if wal is None:
@@ -173,8 +161,9 @@ class EventWriter:
                 os.fsync(wal.fd)
             else:
                 self._unsynced = True
-            wal.rows.extend(rows)
-            full = len(wal.rows) >= self.flush_events
+            buffered = wal.rows
+            buffered += rows
+            full = len(buffered) >= self.flush_events
         if full:
             self._wake.set()
 
