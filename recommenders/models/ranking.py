@@ -140,10 +140,11 @@ class Context:
 def played_artists(context: Context, artist: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(rows, artists, plays): each (request, artist) pair played in the request's session, and how
     often (float32), in row-then-artist order."""
-    n_artists = int(artist.max()) + 1 if len(artist) else 1
+    artists = artist[context.played_tracks]
+    width = int(artists.max()) + 1 if len(artists) else 1  # the played artists' range, not the catalog's: no pass over every track
     # One int64 key per pair, row-major: a 1-D unique sorts numbers, `unique(axis=1)` sorts records, several times slower.
-    keys, plays = np.unique(context.played_rows * n_artists + artist[context.played_tracks], return_counts=True)
-    return keys // n_artists, keys % n_artists, plays.astype(np.float32)
+    keys, plays = np.unique(context.played_rows * width + artists, return_counts=True)
+    return keys // width, keys % width, plays.astype(np.float32)
 
 
 def lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarray:
