@@ -89,9 +89,12 @@ def _t_quantile(p: float, df: ArrayLike) -> ArrayLike:
 
 
 def satterthwaite_df(v1: ArrayLike, df1: ArrayLike, v2: ArrayLike, df2: ArrayLike) -> ArrayLike:
-    """Welch-Satterthwaite degrees of freedom of v1 + v2, two independent variance estimates."""
+    """Welch-Satterthwaite degrees of freedom of v1 + v2, two independent variance estimates.
+
+    Computed in floating point: the squares of integer variances past 3e9 overflow int64."""
+    v1, v2 = np.asarray(v1, dtype=float), np.asarray(v2, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        return (np.asarray(v1) + v2) ** 2 / (np.asarray(v1) ** 2 / df1 + np.asarray(v2) ** 2 / df2)
+        return (v1 + v2) ** 2 / (v1**2 / df1 + v2**2 / df2)
 
 
 def welch(control: Estimate, treatment: Estimate, alpha: float | None = None) -> tuple[ArrayLike, ...]:
@@ -288,7 +291,7 @@ def srm(observed: Sequence[int], weights: Sequence[float] | None = None, srm_alp
         raise AbtestError(f"observed has {len(obs)} arm(s), a sample ratio check needs at least 2")
     w = np.ones_like(obs) if weights is None else np.asarray(weights, dtype=float)
     if w.shape != obs.shape or (w <= 0).any():
-        raise AbtestError(f"weights == {list(w)}, must be {len(obs)} positive numbers")
+        raise AbtestError(f"weights == {[float(x) for x in w]}, must be {len(obs)} positive numbers")
     expected = obs.sum() * w / w.sum()
     if obs.sum() == 0:
         return SrmResult(tuple(int(x) for x in obs), tuple(expected), math.nan, math.nan, False)

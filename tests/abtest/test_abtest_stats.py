@@ -140,6 +140,8 @@ def test_no_spread_gives_exact_answers() -> None:
     assert (float(same.p_value), bool(same.significant), float(same.effect)) == (1.0, False, 0.0)
     assert (float(other.p_value), bool(other.significant)) == (0.0, True)
     assert float(other.lower) == float(other.upper) == pytest.approx(0.5)
+    # The difference is known exactly too: Welch's interval is the point 1.0 (its df is 0 / 0).
+    assert (float(other.diff_lower), float(other.diff_upper)) == (1.0, 1.0)
 
 
 def test_ratio_variance_is_the_variance_of_the_linearised_values() -> None:
@@ -333,3 +335,136 @@ def test_proportion_interval_uses_its_alpha() -> None:
 
     assert lower == pytest.approx(scipy.stats.beta.ppf(0.1, 50, 951), rel=1e-9)
     assert upper == pytest.approx(scipy.stats.beta.ppf(0.9, 51, 950), rel=1e-9)
+
+
+def test_delta_method_uses_the_alpha_it_is_given() -> None:
+    rng = np.random.default_rng(6)
+    ec, et = mean_estimate(rng.normal(10, 4, 300)), mean_estimate(rng.normal(10.8, 5, 250))
+    a, b = et.variance / ec.value**2, et.value**2 * ec.variance / ec.value**4
+    q = scipy.stats.t.ppf(0.9, (a + b) ** 2 / (a * a / et.df + b * b / ec.df))
+    r, se = et.value / ec.value - 1, math.sqrt(a + b)
+
+    cmp = stats.compare(ec, et, alpha=0.2, relative="delta")
+
+    assert (float(cmp.lower), float(cmp.upper)) == pytest.approx((r - q * se, r + q * se), rel=RTOL)
+
+
+def test_integer_estimates_do_not_overflow() -> None:
+    """Totals in milliseconds passed as Python ints (5e9 squared is past int64) give the intervals of floats.
+
+    The Welch-Satterthwaite degrees of freedom once squared integer variances in int64 and overflowed.
+    """
+    control, treatment = stats.Estimate(5_000_000_000, 10**16, 999), stats.Estimate(5_400_000_000, 2 * 10**16, 999)
+    c, t, vc, vt = 5e9, 5.4e9, 1e16, 2e16
+    q = scipy.stats.t.ppf(0.975, (vt + vc) ** 2 / (vt**2 / 999 + vc**2 / 999))
+    a, b = vt / c**2, t**2 * vc / c**4
+    q_delta = scipy.stats.t.ppf(0.975, (a + b) ** 2 / (a * a / 999 + b * b / 999))
+
+    fieller = stats.compare(control, treatment, alpha=0.05, relative="fieller")
+    delta = stats.compare(control, treatment, alpha=0.05, relative="delta")
+
+    roots = fieller_roots(stats.Estimate(c, vc, 999.0), stats.Estimate(t, vt, 999.0), q)
+    assert (float(fieller.lower), float(fieller.upper)) == pytest.approx((roots[0] - 1, roots[1] - 1), rel=1e-9)
+    r = t / c - 1
+    assert (float(delta.lower), float(delta.upper)) == pytest.approx((r - q_delta * math.sqrt(a + b), r + q_delta * math.sqrt(a + b)), rel=RTOL)
+
+
+def test_ratio_variance_of_a_zero_denominator_is_not_finite_and_warns_nothing() -> None:
+    # An arm whose denominator mean is 0 (no sessions) has no ratio: inf or nan, not a RuntimeWarning
+    # (the suite turns warnings into errors, and a report would print them).
+    variance = stats.ratio_variance(np.array([2.0, 0.0]), np.array([0.0, 0.0]), np.array([1.0, 0.0]), np.array([1.0, 0.0]), np.array([0.5, 0.0]))
+
+    assert not np.isfinite(variance).any()
+
+
+@pytest.mark.parametrize(("method", "alpha"), [("bonferroni", 0.1), ("bonferroni", 0.05), ("fdr_bh", 0.1), ("holm", 0.1)])
+def test_adjust_uses_the_method_and_alpha_it_is_given(method: str, alpha: float) -> None:
+    # The methods and levels reject different sets here: Bonferroni at 0.1 rejects 0.004 and 0.02
+    # (below 0.1 / 4), Holm and BH at 0.1 also 0.03, Bonferroni at 0.05 only 0.004.
+    p = [0.004, 0.02, 0.03, 0.6]
+
+    adjusted, reject = stats.adjust(p, method=method, alpha=alpha)
+
+    ref_reject, ref_p, _, _ = multipletests(p, alpha=alpha, method=method)
+    np.testing.assert_allclose(adjusted, ref_p, rtol=RTOL)
+    assert reject.dtype == np.bool_ and list(reject) == list(ref_reject)
+
+
+def test_adjust_leaves_a_family_of_one_and_method_none_uncorrected() -> None:
+    # "none": the p-values as they are, rejected strictly below alpha (as `compare` does).
+    adjusted, reject = stats.adjust([0.01, 0.05, 0.04], method="none", alpha=0.05)
+    np.testing.assert_array_equal(adjusted, [0.01, 0.05, 0.04])
+    assert reject.dtype == np.bool_ and list(reject) == [True, False, True]
+    # A family of one (other metrics untestable): nothing to correct, even with Holm.
+    adjusted, reject = stats.adjust([float("nan"), 0.05], method="holm", alpha=0.05)
+    assert np.isnan(adjusted[0]) and adjusted[1] == 0.05 and list(reject) == [False, False]
+    # A family of two is corrected: Holm doubles the smaller p-value.
+    adjusted, reject = stats.adjust([0.03, 0.04], method="holm", alpha=0.05)
+    np.testing.assert_allclose(adjusted, [0.06, 0.06])
+    assert list(reject) == [False, False]
+
+
+def test_bad_srm_weights_and_a_zero_effect_get_one_exact_line() -> None:
+    with pytest.raises(AbtestError, match=r"^weights == \[1\.0, 0\.0\], must be 2 positive numbers$"):
+        stats.srm([10, 10], weights=[1, 0])
+    with pytest.raises(AbtestError, match=r"^effect == 0, must be non-zero$"):
+        stats.users_needed(0.0, sd=2.0, mean=5.0)
+
+
+def test_compare_uses_the_alpha_and_the_interval_it_is_given() -> None:
+    rng = np.random.default_rng(6)
+    c, t = rng.normal(10, 4, 300), rng.normal(10.8, 5, 250)
+    ec, et = mean_estimate(c), mean_estimate(t)
+    q = scipy.stats.t.ppf(0.9, stats.satterthwaite_df(et.variance, et.df, ec.variance, ec.df))
+    welch_ci = scipy.stats.ttest_ind(t, c, equal_var=False).confidence_interval(0.8)
+
+    cmp = stats.compare(ec, et, alpha=0.2, relative="fieller")
+
+    lower, upper = fieller_roots(ec, et, q)
+    assert (float(cmp.lower), float(cmp.upper)) == pytest.approx((lower - 1, upper - 1), rel=RTOL)
+    assert (float(cmp.diff_lower), float(cmp.diff_upper)) == pytest.approx((welch_ci.low, welch_ci.high), rel=RTOL)
+
+
+def test_significance_is_strictly_below_alpha() -> None:
+    # alpha set to the comparison's own p-value (Welch's, checked against scipy above, which agrees
+    # to about 1e-15 only): not significant, and for a control mean inside its noise Fieller's set
+    # is then the whole line (not rejected), not a ray.
+    for control in (stats.Estimate(10.0, 1.0, 50.0), stats.Estimate(0.1, 1.0, 50.0)):
+        treatment = stats.Estimate(13.0, 1.0, 50.0)
+        p = float(stats.welch(control, treatment)[5])
+        assert p == pytest.approx(scipy.stats.ttest_ind_from_stats(13.0, math.sqrt(51), 51, float(control.value), math.sqrt(51), 51, equal_var=False).pvalue, rel=1e-9)
+        cmp = stats.compare(control, treatment, alpha=p, relative="fieller")
+        assert not bool(cmp.significant)
+    assert (float(cmp.lower), float(cmp.upper)) == (-math.inf, math.inf)
+
+
+def test_fieller_is_bounded_for_a_control_away_from_zero_at_any_scale() -> None:
+    # c² - q² var(c) is about 0.96 here: positive, so the set is an interval (the Fieller roots).
+    control, treatment = stats.Estimate(1.0, 0.01, 1000.0), stats.Estimate(1.5, 0.01, 1000.0)
+    q = scipy.stats.t.ppf(0.975, stats.satterthwaite_df(0.01, 1000.0, 0.01, 1000.0))
+
+    lower, upper, _, _ = stats.fieller_interval(control, treatment, alpha=0.05)
+
+    assert (float(lower), float(upper)) == pytest.approx(fieller_roots(control, treatment, q), rel=1e-9)
+
+
+def test_fieller_ray_ends_at_the_root_of_fiellers_equation() -> None:
+    """Control mean inside its noise, Welch rejects: the ray holding t / c, whose end solves (t - r c)² = q² (v_t + r² v_c)."""
+    control, treatment = stats.Estimate(0.1, 1.0, 50.0), stats.Estimate(30.0, 1.0, 50.0)
+    q = float(scipy.stats.t.ppf(0.975, stats.satterthwaite_df(1.0, 50.0, 1.0, 50.0)))
+    vertex = 30.0 * 0.1 / (0.1**2 - q * q)  # the quadratic's top: the root lies between it and t / c
+
+    lower, upper, _, _ = stats.fieller_interval(control, treatment, alpha=0.05)
+
+    end = scipy.optimize.brentq(lambda r: (30.0 - r * 0.1) ** 2 - q * q * (1.0 + r * r), vertex, 300.0, xtol=1e-14)
+    assert float(lower) == pytest.approx(end, rel=1e-9) and float(upper) == math.inf
+
+
+def test_a_control_mean_of_zero_gives_no_effect_and_warns_nothing() -> None:
+    # Relative effects of a zero control are undefined (inf, nan), never a RuntimeWarning.
+    control = stats.Estimate(np.array([0.0, 0.0]), np.array([1.0, 1.0]), np.array([50.0, 50.0]))
+    treatment = stats.Estimate(np.array([1.0, 0.0]), np.array([1.0, 1.0]), np.array([50.0, 50.0]))
+
+    for relative in ("fieller", "delta"):
+        cmp = stats.compare(control, treatment, alpha=0.05, relative=relative)
+        assert not np.isfinite(cmp.effect).any()

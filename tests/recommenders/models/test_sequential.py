@@ -240,22 +240,41 @@ def _chance_level(model: SequentialRecommender, log: SessionLog, config: Sequent
     return total / float(validation.weights.sum())
 
 
+# (MRR, hit@10) among 51 candidates that each trained model must exceed: midway between the model
+# at half its quality and its lowest of 20 training seeds (the test's docstring).
+QUALITY_BARS = {"sasrec": (0.33, 0.62), "hstu": (0.32, 0.61)}
+
+
 @pytest.mark.parametrize("name", MODELS)
-def test_trained_sequential_models_beat_random_offline(
+def test_trained_sequential_models_keep_their_quality_offline(
     name: str, split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog, sequential_artifacts: dict[str, Path]
 ) -> None:
+    """Sampled MRR and hit@10 above bars that the model at half its quality misses.
+
+    At chance the positive's rank among 51 candidates is uniform: MRR H(51)/51 = 0.089, hit@10
+    10/51 = 0.196. Over training seeds 0-19 of `MODELS`' configs (220 cases):
+
+    | model | MRR | hit@10 | half quality: MRR | hit@10 | bars |
+    |---|---|---|---|---|---|
+    | sasrec | 0.405-0.436 (median 0.423) | 0.759-0.791 (0.773) | 0.239-0.277 | 0.436-0.550 | 0.33, 0.62 |
+    | hstu | 0.398-0.427 (median 0.410) | 0.750-0.786 (0.766) | 0.234-0.269 | 0.445-0.545 | 0.32, 0.61 |
+
+    "Half quality" is the model's order on a random half of the cases and a random order on the
+    others, half its lift over chance: (median + chance) / 2 in expectation (sasrec 0.256 and
+    0.484, hstu 0.249 and 0.481). Each bar sits midway between that and the lowest seed: above
+    the half-quality mean by 3.4 (MRR) and 4.0 (hit@10) of its standard errors over 220 cases
+    (MRR 0.022, hit@10 0.034) for sasrec, 3.3 and 3.8 for hstu, and below the lowest seed by
+    0.075 and 0.139 (sasrec), 0.078 and 0.140 (hstu). The former bars, 4 standard errors above
+    chance (MRR 0.130, hit@10 0.303), passed a model with about an eighth of their lift.
+    """
     train, test = split_log
     model = registry.make(name, small_catalog, {}, sequential_artifacts[name])
     cases = build_cases(train, test, small_catalog.n_tracks, 0.5)
     assert len(cases) >= 100
     result = evaluate(model, cases)
-    # At chance the positive's rank among 51 candidates is uniform: MRR has mean H(51)/51 and
-    # standard error sd/sqrt(n); demand 4 standard errors above it (false pass below 1e-4).
-    candidates = cases.negatives.shape[1] + 1
-    reciprocal = 1.0 / np.arange(1, candidates + 1)
-    assert result["mrr"] > reciprocal.mean() + 4 * reciprocal.std() / np.sqrt(len(cases))
-    hit = 10 / candidates
-    assert result["hit@10"] > hit + 4 * np.sqrt(hit * (1 - hit) / len(cases))
+    mrr_bar, hit_bar = QUALITY_BARS[name]
+    assert result["mrr"] > mrr_bar
+    assert result["hit@10"] > hit_bar
 
 
 @pytest.mark.parametrize("name", MODELS)
