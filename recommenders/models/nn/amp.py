@@ -13,14 +13,24 @@ from recommenders.models.frame_store import FrameStore
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed torch (dropout, initialisation) and return the numpy generator for batching.
-
-    Also flushes denormal floats to zero on the CPU: optimiser moments of rarely seen tags
-    decay into denormals, which slow CPU arithmetic down several-fold as training goes on.
-    """
+    """Seed torch (dropout, initialisation) and return the numpy generator for batching."""
     torch.manual_seed(seed)
-    torch.set_flush_denormal(True)
     return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def flush_denormals() -> Iterator[None]:
+    """Flush denormal floats to zero on the CPU while training, and stop at the end.
+
+    Optimiser moments of rarely seen tags decay into denormals, which slow CPU arithmetic down
+    several-fold as training goes on. The flag is the thread's floating-point mode, so it is
+    cleared on the way out: code that runs after training computes with denormals again.
+    """
+    torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        torch.set_flush_denormal(False)
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:

@@ -37,7 +37,7 @@ from recommenders.models.content_config import ContentModelConfig
 from recommenders.models.frame_store import FrameStore, length_bucketed_batches
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
-from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
+from recommenders.models.nn.amp import Stepper, autocast, encode_store, flush_denormals, seed_everything
 from recommenders.models.nn.encoders import TwoTower, info_nce
 from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import margin_select
@@ -142,7 +142,7 @@ def train_content(
             f"only {len(warm_rows)} tracks were liked by at least {config.min_likes} listeners; "
             f"the content model needs {MIN_WARM}: simulate more traffic or lower min_likes"
         )
-    with cpu_threads(config.threads):
+    with cpu_threads(config.threads), flush_denormals():
         return _train(catalog, colisten, warm_rows, behaviour, config, target, progress)
 
 

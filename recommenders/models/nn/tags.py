@@ -28,7 +28,7 @@ from recommenders.models.content_config import TagModelConfig
 from recommenders.models.frame_store import FrameStore, length_bucketed_batches
 from recommenders.models.nn import TrainingError
 from recommenders.models.nn import augment as aug
-from recommenders.models.nn.amp import Stepper, autocast, encode_store, seed_everything
+from recommenders.models.nn.amp import Stepper, autocast, encode_store, flush_denormals, seed_everything
 from recommenders.models.nn.encoders import TagNet
 from recommenders.models.nn.training import EarlyStopping, cpu_threads, fit_epochs, resolve_device, to_numpy
 from recommenders.models.selection import assign_tags
@@ -93,7 +93,7 @@ def train_tags(catalog: Catalog, config: TagModelConfig, device: str = "cpu", pr
     Raises `TrainingError` when the catalog has too few labelled tracks or the device is unavailable.
     """
     target = resolve_device(device)
-    with cpu_threads(config.threads):
+    with cpu_threads(config.threads), flush_denormals():
         return _train(catalog, config, target, progress)
 
 

@@ -38,6 +38,15 @@ def _requests(catalog: Catalog, n: int = 40) -> list[Request]:
     return [Request(user=i, track=int(t[-1]), time=0.9, history=tuple(int(x) for x in t), times=(0.8, 0.2, 0.9), seed=i) for i, t in enumerate(tracks)]
 
 
+def test_training_leaves_denormal_floats_alone_afterwards(trained: TagRecommender) -> None:
+    """Training flushes denormals to zero for speed; code after it (statistics, serving) must see them again."""
+    import torch
+
+    tiny = np.float32(1e-39)  # below float32's smallest normal number
+    assert float(torch.tensor([tiny]) * 1.0) != 0.0
+    assert np.float32(tiny) * np.float32(1.0) != 0.0
+
+
 @pytest.mark.slow
 def test_same_seed_gives_the_same_weights(small_catalog: Catalog, trained: TagRecommender) -> None:
     config = QUICK.model_copy(update={"epochs": 1})
