@@ -153,7 +153,9 @@ class DSSMServing(CandidateServing):
 
     n_probe: int = Field(24, ge=1)  # 16 kept 94.6% of the demo's tuned DSSM's answers, 24 keeps 97.6% (docs/learned.md)
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
-    user_tower: Literal["float32", "int8"] = "float32"  # int8: the tower's first layer in 8-bit integers, faster, other answers (docs/learned.md)
+    # int8: the tower's first layer in 8-bit integers, faster, other answers; table: that layer from per-track tables,
+    # float32 up to rounding, 4 x n_tracks x hidden floats of memory (docs/learned.md)
+    user_tower: Literal["float32", "int8", "table"] = "float32"
 
 
 class BPRKNNServing(CandidateServing):

@@ -35,6 +35,7 @@ from recommenders.models.features import TrackInputs, feature_statistics, mean_c
 from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import PAD, Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
+from recommenders.models.track_tables import TrackTables
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +67,12 @@ def _linear(x: np.ndarray, weights: dict[str, np.ndarray], prefix: str) -> np.nd
 
 def _tower(x: np.ndarray, weights: dict[str, np.ndarray], prefix: str, first: Callable[[np.ndarray], np.ndarray] | None = None) -> np.ndarray:
     """numpy twin of `nn.dssm.Tower`: Linear, ReLU, Linear, LayerNorm (`first`: another form of the first Linear, e.g. `Int8Linear`)."""
-    hidden = np.maximum(_linear(x, weights, f"{prefix}.0") if first is None else first(x), 0.0)
+    return _tower_rest(_linear(x, weights, f"{prefix}.0") if first is None else first(x), weights, prefix)
+
+
+def _tower_rest(first: np.ndarray, weights: dict[str, np.ndarray], prefix: str) -> np.ndarray:
+    """The tower after its first Linear, from that layer's output: ReLU, Linear, LayerNorm."""
+    hidden = np.maximum(first, 0.0)
     out = _linear(hidden, weights, f"{prefix}.2")
     mean = out.mean(axis=-1, keepdims=True)
     var = out.var(axis=-1, keepdims=True)
@@ -113,6 +119,7 @@ class DSSMRecommender(ScoringRecommender):
         self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
         self.user_tower = serving.user_tower
         self._first_layer: Callable[[np.ndarray], np.ndarray] | None = None
+        self._tables: TrackTables | None = None
         self.config = DSSMConfig()
         self.history: list[dict[str, float]] = []
         self.data: dict[str, Any] = {}
@@ -204,7 +211,11 @@ class DSSMRecommender(ScoringRecommender):
         self._features = _track_features(inputs, self._weights)
         self._items = np.ascontiguousarray(_tower(self._features, self._weights, "item_tower"))
         self._scale = np.float32(1.0 / np.sqrt(self.config.embedding_dim))
-        self._first_layer = None
+        self._first_layer, self._tables = None, None
+        if self.user_tower == "table":
+            self._tables = TrackTables(
+                self._weights["user_tower.0.weight"], self._weights["user_tower.0.bias"], self._features, self._weights["users.weight"]
+            )
         if self.user_tower == "int8":
             from recommenders.models.int8 import Int8Linear
 
@@ -219,6 +230,8 @@ class DSSMRecommender(ScoringRecommender):
         valid = (context.recent >= 0).astype(np.float32)
         liked = context.recent_times * valid
         skipped = (1.0 - context.recent_times) * valid
+        if self._tables is not None:
+            return self._table_embeddings(context, users, valid, liked, skipped)
         liked_sum, skipped_sum, last = self._weighted_features(np.maximum(context.recent, 0), liked, skipped)
         liked_mean = liked_sum / np.maximum(liked.sum(1, keepdims=True), 1e-6)
         skipped_mean = skipped_sum / np.maximum(skipped.sum(1, keepdims=True), 1e-6)
@@ -228,6 +241,19 @@ class DSSMRecommender(ScoringRecommender):
             [self._weights["users.weight"][users], liked_mean, skipped_mean, last, opening, context.recent_times[:, :1] * valid[:, :1]], axis=1
         )
         return _tower(inputs.astype(np.float32, copy=False), self._weights, "user_tower", self._first_layer)
+
+    def _table_embeddings(self, context: Context, users: np.ndarray, valid: np.ndarray, liked: np.ndarray, skipped: np.ndarray) -> np.ndarray:
+        """`user_embeddings` with the first layer read from `TrackTables`: the same inputs, as weights on table rows."""
+        assert self._tables is not None
+        recent = np.maximum(context.recent, 0)
+        blocks = [
+            (recent, liked / np.maximum(liked.sum(1, keepdims=True), 1e-6)),
+            (recent, skipped / np.maximum(skipped.sum(1, keepdims=True), 1e-6)),
+            (recent[:, :1], valid[:, :1]),
+            (np.maximum(context.first, 0)[:, None], (context.first >= 0)[:, None].astype(np.float32)),
+        ]
+        first = self._tables(users, blocks, context.recent_times[:, 0] * valid[:, 0])
+        return _tower_rest(first, self._weights, "user_tower")
 
     def _weighted_features(self, recent: np.ndarray, liked: np.ndarray, skipped: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(B, F) sums of the recent tracks' features weighted by `liked` and by `skipped` (B, L), and the newest track's features.

@@ -267,6 +267,20 @@ def test_dssm_sums_the_history_as_the_dense_formula_does(fitted: dict[str, Any],
     np.testing.assert_array_equal(last, features[:, 0])
 
 
+def test_forced_products_are_each_pairs_inner_product(artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    model = registry.make("bpr_knn", small_catalog, {}, artifacts["bpr_knn"])
+    context = Context.from_requests(_requests(split_log, small_catalog)[:80], model.history_length, small_catalog.n_tracks)
+    queries = model._query_vectors(context)
+    rows, tracks, _ = model._forced(context)
+
+    products = model._forced_products(queries, rows, tracks)
+
+    assert len(np.unique(small_catalog.artist[tracks])) > 1 and len(np.unique(rows)) > 1  # several artists' products, several rows each
+    # One dot product per pair in float64; the per-artist products differ from it by float32 rounding only.
+    expected = (model._item_vectors()[tracks].astype(np.float64) * queries[rows]).sum(axis=1)
+    np.testing.assert_allclose(products, expected, rtol=1e-5, atol=1e-5)
+
+
 def test_bpr_knn_forces_the_session_artists_tracks_and_the_pool_with_their_bonus(
     artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog
 ) -> None:
