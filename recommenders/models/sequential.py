@@ -233,7 +233,7 @@ class SequentialRecommender(ScoringRecommender):
         tokens = np.ascontiguousarray(context.recent[:, ::-1] + 1)  # PAD (-1) becomes token 0
         times = np.ascontiguousarray(context.recent_times[:, ::-1])
         with cpu_threads(1), torch.inference_mode():
-            return self._net(torch.from_numpy(tokens), torch.from_numpy(times))[:, -1].numpy().astype(np.float32, copy=True)
+            return self._net.last_state(torch.from_numpy(tokens), torch.from_numpy(times)).numpy().astype(np.float32, copy=True)
 
     def _score_all(self, context: Context) -> np.ndarray:
         """(B, N) scores: one forward pass over the batch's sessions, newest play last."""

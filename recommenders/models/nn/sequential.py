@@ -96,8 +96,8 @@ class TrackTables:
 class SequenceNet(nn.Module):
     """What SASRec and HSTU share: the item table, the listen-fraction input and the scoring.
 
-    Subclasses implement `blocks_forward(x, mask)`: (B, L, D) inputs and the (B, L, L) mask to
-    (B, L, D) outputs.
+    Subclasses implement `blocks_forward(x, mask, last=False)`: (B, L, D) inputs and the (B, L, L)
+    mask to (B, L, D) outputs, or with `last` to the newest position's (B, 1, D) only.
     """
 
     # Buffers (register_buffer), named here for the type checker.
@@ -141,7 +141,7 @@ class SequenceNet(nn.Module):
         if config.opening_marker:
             self.opening = nn.Parameter(torch.zeros(dim))
 
-    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
         raise NotImplementedError
 
     def item_vectors(self, tokens: torch.Tensor) -> torch.Tensor:
@@ -176,6 +176,16 @@ class SequenceNet(nn.Module):
         x = self.blocks_forward(self.dropout(self.embed(tokens, times)), attention_mask(tokens))
         return self.final_norm(x) * padded
 
+    def last_state(self, tokens: torch.Tensor, times: torch.Tensor) -> torch.Tensor:
+        """(B, D) the newest position's state, `forward(tokens, times)[:, -1]` for serving.
+
+        Every block but the last needs all positions (they are the last block's keys and
+        values); the last block computes its output for the newest position only.
+        """
+        padded = (tokens[:, -1:] > 0).unsqueeze(-1).to(self.items.weight.dtype)
+        x = self.blocks_forward(self.dropout(self.embed(tokens, times)), attention_mask(tokens), last=True)
+        return (self.final_norm(x) * padded)[:, 0]
+
     def catalog(self, tracks: torch.Tensor | None = None) -> torch.Tensor:
         """(N, D) output embeddings of every catalog track (external id i is row i), or (M, D) of `tracks` (external ids)."""
         if tracks is None:
@@ -185,7 +195,7 @@ class SequenceNet(nn.Module):
 
     def score_last(self, tokens: torch.Tensor, times: torch.Tensor, catalog: torch.Tensor | None = None) -> torch.Tensor:
         """(B, N) scores of every catalog track as the next play after the last position (`catalog`: a cached `catalog()`)."""
-        return self(tokens, times)[:, -1] @ (self.catalog() if catalog is None else catalog).T
+        return self.last_state(tokens, times) @ (self.catalog() if catalog is None else catalog).T
 
 
 class SASRecBlock(nn.Module):
@@ -202,13 +212,16 @@ class SASRecBlock(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.attention_dropout = dropout
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); with `last`, the newest position's (B, 1, D) only."""
         batch, length, dim = x.shape
         q, k, v = self.qkv(self.attention_norm(x)).view(batch, length, 3, self.heads, dim // self.heads).permute(2, 0, 3, 1, 4)
+        if last:
+            q, mask, x = q[:, :, -1:], mask[:, -1:], x[:, -1:]
         attended = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask.unsqueeze(1), dropout_p=self.attention_dropout if self.training else 0.0
         )
-        x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, length, dim)))
+        x = x + self.dropout(self.out(attended.transpose(1, 2).reshape(batch, x.shape[1], dim)))
         return x + self.dropout(self.ff(self.ff_norm(x)))
 
 
@@ -227,9 +240,9 @@ class SASRecNet(SequenceNet):
         position = self.positions.weight[self.positions.num_embeddings - length :]
         return super().embed(tokens, times) + position * (tokens > 0).unsqueeze(-1).to(position.dtype)
 
-    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, mask)
+    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        for index, block in enumerate(self.blocks):
+            x = block(x, mask, last=last and index == len(self.blocks) - 1)
         return x
 
 
@@ -252,7 +265,8 @@ class HSTUBlock(nn.Module):
         self.out = nn.Linear(heads * linear_dim, dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        """(B, L, D) -> (B, L, D); with `last`, the newest position's (B, 1, D) only."""
         batch, length, _ = x.shape
         h = self.heads
         u, v, q, k = torch.split(
@@ -260,11 +274,15 @@ class HSTUBlock(nn.Module):
             [h * self.linear_dim, h * self.linear_dim, h * self.attention_dim, h * self.attention_dim],
             dim=-1,
         )
-        scores = torch.einsum("bnhd,bmhd->bhnm", q.view(batch, length, h, -1), k.view(batch, length, h, -1))
         index = torch.arange(length, device=x.device)
-        distance = (index[:, None] - index[None, :]).clamp(min=0, max=len(self.relative) - 1)
+        queries = index[-1:] if last else index
+        if last:
+            u, q, mask, x = u[:, -1:], q[:, -1:], mask[:, -1:], x[:, -1:]
+        rows = len(queries)
+        scores = torch.einsum("bnhd,bmhd->bhnm", q.reshape(batch, rows, h, -1), k.view(batch, length, h, -1))
+        distance = (queries[:, None] - index[None, :]).clamp(min=0, max=len(self.relative) - 1)
         weights = F.silu(scores + self.relative[distance]) / length * mask.unsqueeze(1).to(scores.dtype)
-        attended = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(batch, length, h, -1)).reshape(batch, length, -1)
+        attended = torch.einsum("bhnm,bmhd->bnhd", weights, v.view(batch, length, h, -1)).reshape(batch, rows, -1)
         return x + self.out(self.dropout(u * self.attention_norm(attended)))
 
 
@@ -278,9 +296,9 @@ class HSTUNet(SequenceNet):
             for _ in range(config.blocks)
         )
 
-    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        for block in self.blocks:
-            x = block(x, mask)
+    def blocks_forward(self, x: torch.Tensor, mask: torch.Tensor, last: bool = False) -> torch.Tensor:
+        for index, block in enumerate(self.blocks):
+            x = block(x, mask, last=last and index == len(self.blocks) - 1)
         return x
 
 

@@ -97,6 +97,30 @@ def test_no_position_sees_the_future(name: str, variant: str) -> None:
     assert torch.equal(before[0, :2], torch.zeros_like(before[0, :2]))  # padded positions output nothing
 
 
+@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("name", MODELS)
+def test_the_newest_state_alone_is_the_full_passs_last_position(name: str, variant: str) -> None:
+    """Serving computes the last block for the newest position only; it must be the full pass's last row."""
+    _, config = MODELS[name]
+    config = config.model_copy(update={**VARIANTS[variant], "history": 6})
+    torch.manual_seed(1)
+    rng = np.random.default_rng(1)
+    tables = TrackTables(
+        artist=np.arange(20) % 4 + 1, tags=np.zeros((20, 2), np.int64), content=rng.normal(size=(20, 3)).astype(np.float32),
+        popularity=rng.normal(size=(20, 1)).astype(np.float32), n_artists=4, n_tags=1,
+    )
+    net = (SASRecNet if name == "sasrec" else HSTUNet)(tables, config).eval()
+    for parameter in net.parameters():  # trained-like weights: zero-initialised parts would hide a wrong row
+        torch.nn.init.normal_(parameter, std=0.3)
+    tokens = torch.tensor([[0, 0, 3, 5, 7, 2], [1, 4, 9, 16, 18, 20], [0, 0, 0, 0, 0, 6]])
+    times = torch.from_numpy(rng.uniform(size=(3, 6)).astype(np.float32))
+    with torch.no_grad():
+        full, newest = net(tokens, times), net.last_state(tokens, times)
+    assert newest.shape == (3, config.embedding_dim)
+    torch.testing.assert_close(newest, full[:, -1], rtol=0, atol=1e-5)
+    assert not torch.allclose(newest, full[:, -2], atol=1e-3)  # not some other row
+
+
 def _tiny_net(config: SequentialConfig, artist: np.ndarray | None = None) -> SASRecNet:
     """A SASRec over 20 tracks of 4 artists (or of `artist` + 1), with random weights."""
     torch.manual_seed(0)
