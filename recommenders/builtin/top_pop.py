@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +11,7 @@ import pandas as pd
 
 from contracts.catalog import Catalog
 from contracts.columns import Columns
-from recommenders.base import Fittable, Recommendation, Request
+from recommenders.base import Fittable, Recommendation, Request, RequestBatch
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, read_table, write_manifest
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pooled import PooledRecommender
@@ -102,5 +101,5 @@ class TopPopRecommender(PooledRecommender, Fittable):
     def _fallback(self, request: Request, pool: Pool) -> Recommendation:
         return self._pick_with_repeats(request, pool)
 
-    def _fallback_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        return self._pick_with_repeats_batch(requests, pool)
+    def _fallback_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        return self._pick_with_repeats_columns(batch, pool)
