@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -216,9 +217,12 @@ class Service:
     def _request_batch(self, batch: ItemBatch, histories: Histories, indices: np.ndarray) -> RequestBatch:
         """The recommender's requests of the items of `batch` at `indices` (all `next`), with their histories, seeds and days."""
         chosen = indices.tolist()
-        sessions, ts = batch.sessions, batch.ts
-        stamps = [ts[i] for i in chosen]
-        seeds = request_seeds(self.seed, [sessions[i] for i in chosen], stamps)
+        if len(chosen) == len(batch):
+            sessions, stamps = batch.sessions, batch.ts
+        else:
+            pick = operator.itemgetter(*chosen)  # one gather in C; a tuple for two or more
+            sessions, stamps = (list(pick(batch.sessions)), list(pick(batch.ts))) if len(chosen) > 1 else ([batch.sessions[chosen[0]]], [batch.ts[chosen[0]]])
+        seeds = request_seeds(self.seed, sessions, stamps)
         if None in stamps:
             days = np.array([NO_DAY if t is None else (t - self._day_zero_ms) // MS_PER_DAY for t in stamps], dtype=np.int64)
         else:
