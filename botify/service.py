@@ -282,40 +282,47 @@ class Service:
         for _, outcomes in asks:
             spent += float(outcomes.seconds.sum())
         common = (time.perf_counter() - started - spent) / n if n else 0.0
-        recommendation: list[int | None] = [None] * n
-        latency = [common] * n
-        propensity: list[float | None] = [None] * n
-        kinds: list[str | None] = [None] * n
-        texts: list[str | None] = [None] * n
-        greedy: list[int | None] = [None] * n
-        asked = [False] * n
+        recommendation = np.full(n, -1, dtype=np.int64)
+        propensity = np.full(n, np.nan)
+        latency = np.full(n, common)
+        none: list[None] = [None] * n
+        kinds: list[str | None] = none
+        texts: list[str | None] = none
+        greedy: list[int | None] = none
+        asked = np.zeros(n, dtype=bool)
         for indices, outcomes in asks:
+            asked[indices] = True
+            recommendation[indices] = outcomes.tracks
+            propensity[indices] = outcomes.propensity
+            latency[indices] += outcomes.seconds
             chosen = indices.tolist()
-            for i, track, p, seconds in zip(chosen, outcomes.tracks.tolist(), outcomes.propensity.tolist(), outcomes.seconds.tolist(), strict=True):
-                asked[i] = True
-                recommendation[i] = None if track < 0 else track
-                propensity[i] = None if p != p else p
-                latency[i] = seconds + common
             if outcomes.errors is not None:
+                kinds, texts = list(kinds), list(texts)
                 for i, error in zip(chosen, outcomes.errors, strict=True):
                     if error is not None:
                         kinds[i], texts[i] = error.kind, str(error)[:MAX_ERROR_MESSAGE]
             if outcomes.greedy is not None:
+                greedy = list(greedy)
                 for i, value in zip(chosen, outcomes.greedy, strict=True):
                     greedy[i] = value
-        serving, names = self._serving, self._names
+        names, serving = self._names, self._serving
+        if len(names) == 1 and not served_by:
+            served_names: list[str] = [names[0]] * n
+        else:
+            served_names = [names[assignment[serving]] for assignment in assignments]
+            for i, name in served_by.items():
+                served_names[i] = name
+        stamps = [now_us if t is None else t * 1000 for t in batch.ts]
         messages = [MESSAGE_LAST if last else MESSAGE_NEXT for last in batch.last.tolist()]
-        rows: list[Row] = []
-        for i, (message, user, track, listened, session, ts, assignment) in enumerate(
-            zip(messages, batch.users.tolist(), batch.tracks.tolist(), batch.times.tolist(), batch.sessions, batch.ts, assignments, strict=True)
-        ):
-            if not asked[i] and i in failures:
-                continue
-            name = served_by.get(i) or names[assignment[serving]]
-            rows.append((
-                now_us if ts is None else ts * 1000, user, session, message, track, listened, recommendation[i], name, latency[i],
-                assignment, propensity[i], kinds[i], texts[i], greedy[i],
-            ))  # fmt: skip
+        recommended = [None if t < 0 else t for t in recommendation.tolist()]
+        propensities = [None if p != p else p for p in propensity.tolist()]
+        rows: list[Row] = list(zip(
+            stamps, batch.users.tolist(), batch.sessions, messages, batch.tracks.tolist(), batch.times.tolist(), recommended, served_names,
+            latency.tolist(), assignments, propensities, kinds, texts, greedy, strict=True,
+        ))  # fmt: skip
+        if failures:
+            dropped = {i for i in failures if not asked[i]}
+            rows = [row for i, row in enumerate(rows) if i not in dropped]
         return rows
 
     def _fallback(self, treatment: int, requests: list[Request]) -> list[Outcome]:
