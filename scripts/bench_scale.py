@@ -7,7 +7,7 @@ figure where it has one:
 
 - loop: `local:sticky_artist` in process, 2,000 and 20,000 arrivals: the per-session SimPy loop
   (the previous scheduler, kept in tests/sim/run/simpy_timeline.py) against the window
-  scheduler; the time spent in the client (botify's `Service.serve`) against the loop's own;
+  scheduler; the time spent in the client (botify's `Service.serve`; `serve_batch`, the columns, for the window scheduler) against the loop's own;
   the dummy client (no service: the loop alone) and the vectorised listener model
   (`SessionVectorEnv`), the speed the loop is measured against. Course loop: 12,000 steps/s.
 - http: the same against `botify serve` with one granian worker, and POST /batch's own rate
