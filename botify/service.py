@@ -18,7 +18,7 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -285,7 +285,7 @@ class Service:
         recommendation = np.full(n, -1, dtype=np.int64)
         propensity = np.full(n, np.nan)
         latency = np.full(n, common)
-        none: list[None] = [None] * n
+        none: list[Any] = [None] * n  # shared until a column gets a value
         kinds: list[str | None] = none
         texts: list[str | None] = none
         greedy: list[int | None] = none

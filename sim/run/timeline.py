@@ -27,6 +27,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from typing import NamedTuple
 
 import numpy as np
 
@@ -47,9 +48,12 @@ RETURN_ID = 103  # the within-day index of a returning session
 _RHYTHM_GRID = 1_441  # points of the tabulated arrival-time distribution (one per minute)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """What the simulator saw of one session (the ground truth for checking the event log)."""
+class SessionRecord(NamedTuple):
+    """What the simulator saw of one session (the ground truth for checking the event log).
+
+    A named tuple rather than a frozen dataclass: a run makes one per session, and a tuple is
+    the cheapest record to build.
+    """
 
     day: int
     user: int
