@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+import numpy as np
+
 from botify.config import ConfigError, HistoryConfig
 
 if TYPE_CHECKING:
@@ -87,11 +89,34 @@ class History(NamedTuple):
     times: tuple[float, ...]
 
 
+class Histories(NamedTuple):
+    """The histories of a batch of steps as columns: step i's tracks are `tracks[offsets[i]:offsets[i + 1]]`
+    (empty for a step that ends its session), and `times` their fractions listened."""
+
+    tracks: np.ndarray  # int64
+    times: np.ndarray  # float64
+    offsets: np.ndarray  # int64, shape (steps + 1,)
+
+    @classmethod
+    def of(cls, histories: Sequence[History | None]) -> Histories:
+        """The columns of `update`'s answer."""
+        lengths = [0 if h is None else len(h.tracks) for h in histories]
+        offsets = np.zeros(len(histories) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        tracks = [t for h in histories if h is not None for t in h.tracks]
+        times = [t for h in histories if h is not None for t in h.times]
+        return cls(np.array(tracks, dtype=np.int64).reshape(len(tracks)), np.array(times, dtype=np.float64).reshape(len(times)), offsets)
+
+
 class HistoryStore(Protocol):
     """What the service needs from a store: apply steps in order and return each one's history."""
 
     def update(self, steps: Sequence[Step]) -> list[History | None]:
         """Apply `steps` in order; a step that ends its session gets None."""
+        ...
+
+    def update_columns(self, users: list[int], sessions: list[int | None], tracks: list[int], times: list[float], ends: list[bool]) -> Histories:
+        """`update` of the steps given as columns, with the histories as columns."""
         ...
 
     def check(self) -> None:
@@ -118,41 +143,65 @@ class MemoryHistory:
         return None
 
     def update(self, steps: Sequence[Step]) -> list[History | None]:
+        lengths, tracks, times = self._apply([s.user for s in steps], [s.session for s in steps], [s.track for s in steps],
+                                             [s.time for s in steps], [s.end for s in steps])  # fmt: skip
         out: list[History | None] = []
-        sessions = self._sessions
-        get, pop, move_to_end = sessions.get, sessions.pop, sessions.move_to_end
+        stop = 0
+        for step, length in zip(steps, lengths, strict=True):
+            start, stop = stop, stop + length
+            out.append(None if step.end else History(tuple(tracks[start:stop]), tuple(times[start:stop])))
+        return out
+
+    def update_columns(self, users: list[int], sessions: list[int | None], tracks: list[int], times: list[float], ends: list[bool]) -> Histories:
+        lengths, flat_tracks, flat_times = self._apply(users, sessions, tracks, times, ends)
+        offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return Histories(np.array(flat_tracks, dtype=np.int64), np.array(flat_times, dtype=np.float64), offsets)
+
+    def _apply(
+        self, users: list[int], sessions: list[int | None], tracks: list[int], times: list[float], ends: list[bool]
+    ) -> tuple[list[int], list[int], list[float]]:
+        """Apply the steps (user, session, track, time, end) in order; returns each step's history
+        length (0 for an end) and every step's history (tracks, then times) one after another."""
+        lengths: list[int] = []
+        flat_tracks: list[int] = []
+        flat_times: list[float] = []
+        add_length = lengths.append
+        store = self._sessions
+        get, pop, move_to_end = store.get, store.pop, store.move_to_end
         max_length, max_sessions, max_bytes = self.max_length, self.max_sessions, self.max_bytes
         with self._lock:
             size = self.bytes
             try:
-                for user, session, track, time, end in steps:
-                    key = (user, session)
+                for key, track, time, end in zip(zip(users, sessions), tracks, times, ends, strict=True):
                     if end:
                         entry = pop(key, None)
                         if entry is not None:
                             size -= SESSION_BYTES + STEP_BYTES * len(entry[0])
-                        out.append(None)
+                        add_length(0)
                         continue
                     entry = get(key)
                     if entry is None:
-                        entry = sessions[key] = ([], [])
+                        entry = store[key] = ([], [])
                         size += SESSION_BYTES
                     else:
                         move_to_end(key)
-                    tracks, times = entry
-                    tracks.append(track)
-                    times.append(time)
-                    if len(tracks) > max_length:
-                        del tracks[0], times[0]
+                    played, listened = entry
+                    played.append(track)
+                    listened.append(time)
+                    if len(played) > max_length:
+                        del played[0], listened[0]
                     else:
                         size += STEP_BYTES
-                    while (size > max_bytes or len(sessions) > max_sessions) and len(sessions) > 1:
-                        _, (old_tracks, _) = sessions.popitem(last=False)
+                    while (size > max_bytes or len(store) > max_sessions) and len(store) > 1:
+                        _, (old_tracks, _) = store.popitem(last=False)
                         size -= SESSION_BYTES + STEP_BYTES * len(old_tracks)
-                    out.append(History(tuple(tracks), tuple(times)))
+                    flat_tracks += played
+                    flat_times += listened
+                    add_length(len(played))
             finally:  # the estimate stays true whatever stops the loop
                 self.bytes = size
-        return out
+        return lengths, flat_tracks, flat_times
 
 
 # KEYS: one history key per step. ARGV[1]: ttl (s), ARGV[2]: max length, ARGV[2 + i]: step i's
@@ -251,6 +300,9 @@ class RedisHistory:
         command.extend("" if step.end else f"{step.track}:{step.time!r}" for step in steps)
         results = self._call(command)
         return [None if step.end else _parse(entries) for step, entries in zip(steps, results, strict=True)]
+
+    def update_columns(self, users: list[int], sessions: list[int | None], tracks: list[int], times: list[float], ends: list[bool]) -> Histories:
+        return Histories.of(self.update([Step(*step) for step in zip(users, sessions, tracks, times, ends, strict=True)]))
 
     def _call(self, command: list[object]) -> list[list[bytes]]:
         import redis

@@ -2,29 +2,37 @@
 
 `Service.serve(items)` is the one code path behind `POST /next`, `POST /last` and `POST /batch`
 (a single request is a batch of one), and behind the simulator's in-process (`local:`) runs, so
-a batch answers exactly what the single endpoints would, and a local run what the service would. For a batch it: appends every item to its session's history in order, assigns each user
-to every experiment, groups the `next` items by the serving treatment and asks each treatment's
-recommender once through `recommend_batch`, then buffers one event per served item.
+a batch answers exactly what the single endpoints would, and a local run what the service would.
+A batch is served as columns (`serve_batch` of an `ItemBatch`, which the simulator builds from its
+arrays): it appends every item to its session's history in order, assigns each user to every
+experiment, groups the `next` items by the serving treatment and asks each treatment's
+recommender once (`ask_columns`: as arrays where the recommender is columnar, else through
+`recommend_batch`), then buffers one event per served item.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any, NamedTuple
 
+import numpy as np
+
+from botify.batch import ItemBatch
 from botify.config import LimitsConfig
 from botify.experiments import Experiments
-from botify.history import History, HistoryStore, Step
+from botify.history import Histories, History, HistoryStore, Step
 from botify.validation import Item
 from contracts.catalog import Catalog
 from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
 from contracts.eventlog.writer import EventWriter, Row
-from contracts.seeds import request_seed
-from recommenders.answers import SLOW, Outcome, ask_all
-from recommenders.base import Request
+from contracts.seeds import request_seed, request_seeds
+from recommenders.answers import SLOW, Outcome, Outcomes, ask_all, ask_columns
+from recommenders.base import NO_DAY, Request, RequestBatch, segment_positions
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +51,20 @@ if ROW_COLUMNS != Columns.ALL:
 
 class ServeError(RuntimeError):
     """An item that could not be served because of a fault on our side (logged, not echoed)."""
+
+
+class Served(NamedTuple):
+    """The answers of a batch: `tracks[i]` for a served `next`; -1 for a `last` and for the items in `failures`."""
+
+    tracks: np.ndarray
+    failures: dict[int, ServeError]
+
+    def answers(self, batch: ItemBatch) -> list[int | None | ServeError]:
+        """`Service.serve`'s form: a track for `next`, None for `last`, or the `ServeError`."""
+        answers: list[int | None | ServeError] = [None if last else track for last, track in zip(batch.last.tolist(), self.tracks.tolist(), strict=True)]
+        for i, failure in self.failures.items():
+            answers[i] = failure
+        return answers
 
 
 @dataclass
@@ -81,43 +103,59 @@ class Service:
         return request_seed(self.seed, item.session, item.ts)
 
     def serve(self, items: Sequence[Item]) -> list[int | None | ServeError]:
-        """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`.
+        """Answer `items` in order: a track id for `next`, None for `last`, or a `ServeError`."""
+        if len(items) == 1:  # the single endpoints' path: the same steps, without a batch's arrays
+            return [self._serve_one(items[0])]
+        batch = ItemBatch.of(items)
+        return self.serve_batch(batch).answers(batch)
+
+    def serve_batch(self, batch: ItemBatch) -> Served:
+        """Answer a batch given as columns; what `serve` does for many items.
 
         In the log, each event's latency is its share of the batch: its treatment group's
         recommender time divided by the group's size, plus an equal share of the common work.
         """
-        if len(items) == 1:  # the single endpoints' path: the same steps, without a batch's lists
-            return [self._serve_one(items[0])]
         started = time.perf_counter()
         now_us = time.time_ns() // 1000
-        n = len(items)
-        histories = self.history.update([Step(user, session, track, listened, message == MESSAGE_LAST) for message, user, track, listened, session, _ in items])
-        assign = self.experiments.assignments
-        assignments = [assign(item[1]) for item in items]
+        n = len(batch)
+        users = batch.users.tolist()
+        histories = self.history.update_columns(users, batch.sessions, batch.tracks.tolist(), batch.times.tolist(), batch.last.tolist())
+        writer = self.writer
+        # Assignment is pure: with one treatment and no log, nothing would read it.
+        assignments = [] if len(self._names) == 1 and writer is None else list(map(self.experiments.assignments, users))
         serving = self._serving
-        groups: dict[int, list[int]] = {}
-        for i, item in enumerate(items):
-            if item[0] == MESSAGE_NEXT:
-                groups.setdefault(assignments[i][serving], []).append(i)
-        answers: list[int | None | ServeError] = [None] * n
-        outcomes: list[Outcome | None] = [None] * n  # None for `last` and for a fault of ours
-        served_by: list[str | None] = [None] * n  # where the serving treatment's name is not what served
-        for treatment, indices in groups.items():
+        asked = np.flatnonzero(~batch.last)
+        groups: list[tuple[int, np.ndarray]] = []
+        if len(self._names) == 1:
+            groups = [(0, asked)] if len(asked) else []
+        else:
+            treatments = np.fromiter((assignment[serving] for assignment in assignments), np.int64, n)[asked]
+            groups = [(t, asked[treatments == t]) for t in dict.fromkeys(treatments.tolist())]
+        tracks = np.full(n, -1, dtype=np.int64)
+        failures: dict[int, ServeError] = {}
+        asks: list[tuple[np.ndarray, Outcomes]] = []
+        served_by: dict[int, str] = {}  # where the serving treatment's name is not what served
+        for treatment, indices in groups:
             try:
-                requests = self._requests(items, histories, indices)
+                requests = self._request_batch(batch, histories, indices)
             except Exception as error:
                 failure = self._failure(error, treatment, len(indices))
-                for i in indices:
-                    answers[i] = failure
+                failures.update(dict.fromkeys(indices.tolist(), failure))
                 continue
-            for i, outcome in zip(indices, self._ask(treatment, requests), strict=True):
-                outcomes[i] = outcome
-                answers[i], served_by[i] = self._settle(treatment, outcome)
-        writer = self.writer
-        if writer is None:
-            return answers
-        writer.extend(self._rows(items, now_us, started, answers, outcomes, served_by, assignments))
-        return answers
+            outcomes = self._ask_columns(treatment, requests)
+            asks.append((indices, outcomes))
+            tracks[indices] = outcomes.tracks
+            if outcomes.errors is not None or outcomes.served_by is not None or (outcomes.tracks < 0).any():
+                for k, i in enumerate(indices.tolist()):
+                    answer, name = self._settle(treatment, outcomes.at(k))
+                    if isinstance(answer, ServeError):
+                        failures[i] = answer
+                        tracks[i] = -1
+                    if name is not None:
+                        served_by[i] = name
+        if writer is not None:
+            writer.extend(self._rows(batch, now_us, started, tracks, failures, asks, served_by, assignments))
+        return Served(tracks, failures)
 
     def _serve_one(self, item: Item) -> int | None | ServeError:
         """`serve([item])[0]`: the same steps as a batch's, for one item."""
@@ -176,6 +214,45 @@ class Service:
                 requests.append(Request(user, track, listened, history.tracks, history.times, request_seed(seed, session, ts), (ts - day_zero_ms) // MS_PER_DAY))
         return requests
 
+    def _request_batch(self, batch: ItemBatch, histories: Histories, indices: np.ndarray) -> RequestBatch:
+        """The recommender's requests of the items of `batch` at `indices` (all `next`), with their histories, seeds and days."""
+        chosen = indices.tolist()
+        if len(chosen) == len(batch):
+            sessions, stamps = batch.sessions, batch.ts
+        else:
+            pick = operator.itemgetter(*chosen)  # one gather in C; a tuple for two or more
+            sessions, stamps = (list(pick(batch.sessions)), list(pick(batch.ts))) if len(chosen) > 1 else ([batch.sessions[chosen[0]]], [batch.ts[chosen[0]]])
+        seeds = request_seeds(self.seed, sessions, stamps)
+        if None in stamps:
+            days = np.array([NO_DAY if t is None else (t - self._day_zero_ms) // MS_PER_DAY for t in stamps], dtype=np.int64)
+        else:
+            days = (np.array(stamps, dtype=np.int64) - self._day_zero_ms) // MS_PER_DAY
+        positions, offsets = segment_positions(histories.offsets, indices)
+        return RequestBatch(
+            batch.users[indices], batch.tracks[indices], batch.times[indices], seeds, days.reshape(len(chosen)),
+            histories.tracks[positions], histories.times[positions], offsets,
+        )  # fmt: skip
+
+    def _ask_columns(self, treatment: int, requests: RequestBatch) -> Outcomes:
+        """`_ask` of a batch of requests given as columns."""
+        outcomes = ask_columns(self.experiments.recommenders[treatment], self._names[treatment], self._n_tracks, requests, budget=self._budgets[treatment])
+        failed = np.flatnonzero(outcomes.tracks < 0)
+        if not len(failed):
+            return outcomes
+        tracks, propensity, seconds = outcomes.tracks.copy(), outcomes.propensity.copy(), outcomes.seconds.copy()
+        greedy = None if outcomes.greedy is None else list(outcomes.greedy)
+        served_by = None if outcomes.served_by is None else list(outcomes.served_by)
+        rescued = self._fallback(treatment, requests.requests(failed.tolist()))
+        for k, rescue in zip(failed.tolist(), rescued, strict=True):
+            tracks[k] = -1 if rescue.track is None else rescue.track
+            propensity[k] = np.nan if rescue.propensity is None else rescue.propensity
+            seconds[k] += rescue.seconds
+            if greedy is not None:
+                greedy[k] = None
+            if served_by is not None:
+                served_by[k] = None
+        return Outcomes(tracks, propensity, seconds, outcomes.errors, greedy, served_by)
+
     def _ask(self, treatment: int, requests: list[Request]) -> list[Outcome]:
         """The treatment's validated answers to `requests`, the fallback's where its recommender failed."""
         outcomes = ask_all(self.experiments.recommenders[treatment], self._names[treatment], self._n_tracks, requests, budget=self._budgets[treatment])
@@ -190,40 +267,62 @@ class Service:
 
     def _rows(
         self,
-        items: Sequence[Item],
+        batch: ItemBatch,
         now_us: int,
         started: float,
-        answers: list[int | None | ServeError],
-        outcomes: list[Outcome | None],
-        served_by: list[str | None],
+        tracks: np.ndarray,
+        failures: dict[int, ServeError],
+        asks: list[tuple[np.ndarray, Outcomes]],
+        served_by: dict[int, str],
         assignments: list[tuple[int, ...]],
     ) -> list[Row]:
-        """One event row per item, except the items that failed by a fault of ours (logged, not recorded)."""
+        """One event row per item, except the items that failed by a fault of ours before their recommender was asked (logged, not recorded)."""
+        n = len(batch)
         spent = 0.0
-        for outcome in outcomes:
-            if outcome is not None:
-                spent += outcome.seconds
-        common = (time.perf_counter() - started - spent) / len(items) if items else 0.0
-        serving, names = self._serving, self._names
-        rows: list[Row] = []
-        for i, (message, user, track, listened, session, ts) in enumerate(items):
-            answer, outcome = answers[i], outcomes[i]
-            assignment = assignments[i]
-            name = served_by[i] or names[assignment[serving]]
-            if outcome is None:
-                if isinstance(answer, ServeError):
-                    continue
-                rows.append((now_us if ts is None else ts * 1000, user, session, message, track, listened, answer, name, common, assignment, None, None, None, None))
-                continue
-            error = outcome.error
-            if error is None:
-                kind = text = None
-            else:
-                kind, text = error.kind, str(error)[:MAX_ERROR_MESSAGE]
-            rows.append((
-                now_us if ts is None else ts * 1000, user, session, message, track, listened, outcome.track, name, outcome.seconds + common,
-                assignment, outcome.propensity, kind, text, outcome.greedy,
-            ))  # fmt: skip
+        for _, outcomes in asks:
+            spent += float(outcomes.seconds.sum())
+        common = (time.perf_counter() - started - spent) / n if n else 0.0
+        recommendation = np.full(n, -1, dtype=np.int64)
+        propensity = np.full(n, np.nan)
+        latency = np.full(n, common)
+        none: list[Any] = [None] * n  # shared until a column gets a value
+        kinds: list[str | None] = none
+        texts: list[str | None] = none
+        greedy: list[int | None] = none
+        asked = np.zeros(n, dtype=bool)
+        for indices, outcomes in asks:
+            asked[indices] = True
+            recommendation[indices] = outcomes.tracks
+            propensity[indices] = outcomes.propensity
+            latency[indices] += outcomes.seconds
+            chosen = indices.tolist()
+            if outcomes.errors is not None:
+                kinds, texts = list(kinds), list(texts)
+                for i, error in zip(chosen, outcomes.errors, strict=True):
+                    if error is not None:
+                        kinds[i], texts[i] = error.kind, str(error)[:MAX_ERROR_MESSAGE]
+            if outcomes.greedy is not None:
+                greedy = list(greedy)
+                for i, value in zip(chosen, outcomes.greedy, strict=True):
+                    greedy[i] = value
+        names, serving = self._names, self._serving
+        if len(names) == 1 and not served_by:
+            served_names: list[str] = [names[0]] * n
+        else:
+            served_names = [names[assignment[serving]] for assignment in assignments]
+            for i, name in served_by.items():
+                served_names[i] = name
+        stamps = [now_us if t is None else t * 1000 for t in batch.ts]
+        messages = [MESSAGE_LAST if last else MESSAGE_NEXT for last in batch.last.tolist()]
+        recommended = [None if t < 0 else t for t in recommendation.tolist()]
+        propensities = [None if p != p else p for p in propensity.tolist()]
+        rows: list[Row] = list(zip(
+            stamps, batch.users.tolist(), batch.sessions, messages, batch.tracks.tolist(), batch.times.tolist(), recommended, served_names,
+            latency.tolist(), assignments, propensities, kinds, texts, greedy, strict=True,
+        ))  # fmt: skip
+        if failures:
+            dropped = {i for i in failures if not asked[i]}
+            rows = [row for i, row in enumerate(rows) if i not in dropped]
         return rows
 
     def _fallback(self, treatment: int, requests: list[Request]) -> list[Outcome]:

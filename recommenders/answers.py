@@ -1,6 +1,7 @@
 """The one validator of a recommender's answers: what `recommenders check`, the service and local runs accept.
 
-Every caller asks through `ask` (one request) or `ask_all` (many, through `recommend_batch`),
+Every caller asks through `ask` (one request), `ask_all` (many, through `recommend_batch`) or
+`ask_columns` (a `RequestBatch`, through `recommend_columns` where the recommender is columnar),
 so the same answer gets the same verdict everywhere. An answer is accepted when it is a
 `Recommendation` whose track is an integer id of the catalog (a Python or numpy integer, never
 a bool or a float) and whose propensity is None or a real number in (0, 1] (a Python or numpy
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from recommenders.base import Recommendation, Recommender, Request
+from recommenders.base import Recommendation, Recommender, Request, RequestBatch
 
 # error kind -> the rule it breaks (the name `recommenders check` prints).
 ERROR_KINDS: dict[str, str] = {
@@ -201,3 +202,87 @@ def _outcome(name: str, n_tracks: int, request: Request, answer: Any, seconds: f
     greedy = int(greedy) if _is_integer(greedy) and 0 <= int(greedy) < n_tracks else None
     served_by = served_by if isinstance(served_by, str) and served_by else None
     return Outcome(track, propensity, seconds, slow, greedy, served_by)
+
+
+class Outcomes(NamedTuple):
+    """`Outcome`s of a batch as columns (what `ask_columns` returns); `at(i)` is request i's `Outcome`.
+
+    Attributes:
+        tracks: the accepted tracks, int64, -1 where no track.
+        propensity: the accepted propensities, float64, NaN where None.
+        seconds: each request's share of the time spent asking, float64.
+        errors: the broken rule per request (None where none), or None when no request broke one.
+        greedy: `Outcome.greedy` per request, or None when all are None.
+        served_by: `Outcome.served_by` per request, or None when all are None.
+    """
+
+    tracks: np.ndarray
+    propensity: np.ndarray
+    seconds: np.ndarray
+    errors: list[BrokenRule | None] | None = None
+    greedy: list[int | None] | None = None
+    served_by: list[str | None] | None = None
+
+    @classmethod
+    def of(cls, outcomes: Sequence[Outcome]) -> Outcomes:
+        """The columns of `outcomes`."""
+        n = len(outcomes)
+        errors = [o.error for o in outcomes]
+        greedy = [o.greedy for o in outcomes]
+        served_by = [o.served_by for o in outcomes]
+        return cls(
+            np.array([-1 if o.track is None else o.track for o in outcomes], dtype=np.int64).reshape(n),
+            np.array([np.nan if o.propensity is None else o.propensity for o in outcomes], dtype=np.float64).reshape(n),
+            np.array([o.seconds for o in outcomes], dtype=np.float64).reshape(n),
+            errors if any(e is not None for e in errors) else None,
+            greedy if any(g is not None for g in greedy) else None,
+            served_by if any(b is not None for b in served_by) else None,
+        )
+
+    def at(self, i: int) -> Outcome:
+        """Request i's `Outcome`."""
+        track, propensity = int(self.tracks[i]), float(self.propensity[i])
+        return Outcome(
+            None if track < 0 else track, None if propensity != propensity else propensity, float(self.seconds[i]),
+            None if self.errors is None else self.errors[i], None if self.greedy is None else self.greedy[i],
+            None if self.served_by is None else self.served_by[i],
+        )  # fmt: skip
+
+
+def ask_columns(recommender: Recommender, name: str, n_tracks: int, batch: RequestBatch, *, budget: float | None = None) -> Outcomes:
+    """`ask_all` of the requests in `batch`, as columns, with the same verdicts.
+
+    A columnar recommender answers the batch as arrays (`recommend_columns`); when every answer
+    keeps the rules (`_outcome`'s common case: tracks of the catalog, propensities None or in
+    (0, 1]), no object is built per request. Otherwise, and for any other recommender, the
+    requests are asked through `ask_all`, which names each broken rule.
+    """
+    n = len(batch)
+    if recommender.columnar and n > 1:
+        started = time.perf_counter()
+        try:
+            tracks, propensity = recommender.recommend_columns(batch)
+        except Exception:
+            tracks = None  # `ask_all` asks again and finds the requests that fail
+        if tracks is not None:
+            share = (time.perf_counter() - started) / n
+            if _kept_rules(tracks, propensity, n, n_tracks):
+                tracks = tracks.astype(np.int64, copy=False)
+                seconds = np.full(n, share)
+                if budget is None or share <= budget:
+                    return Outcomes(tracks, propensity.astype(np.float64, copy=False), seconds)
+                errors: list[BrokenRule | None] = [slow_rule(name, request, share, budget) for request in batch.requests()]
+                return Outcomes(tracks, propensity.astype(np.float64, copy=False), seconds, errors)
+    return Outcomes.of(ask_all(recommender, name, n_tracks, batch.requests(), budget=budget))
+
+
+def _kept_rules(tracks: Any, propensity: Any, n: int, n_tracks: int) -> bool:
+    """Whether columnar answers are n integer tracks of the catalog with propensities NaN (None) or in (0, 1]."""
+    if not (isinstance(tracks, np.ndarray) and isinstance(propensity, np.ndarray)) or tracks.shape != (n,) or propensity.shape != (n,):
+        return False
+    if tracks.dtype.kind not in "iu" or propensity.dtype.kind != "f":
+        return False
+    if not (tracks.min() >= 0 and tracks.max() < n_tracks):
+        return False
+    known = propensity[~np.isnan(propensity)]
+    return bool(known.size == 0 or (known.min() > 0.0 and known.max() <= 1.0))

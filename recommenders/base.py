@@ -3,6 +3,9 @@
 A recommender answers "what next?" for a listener in the middle of a session. The service
 builds a `Request` per HTTP call and asks `recommend`; a simulator with many sessions in flight
 may call `recommend_batch`, which must answer exactly as `recommend` would, request by request.
+A recommender whose batched form works on arrays may also take a `RequestBatch` (the same
+requests as columns) through `recommend_columns`, which the service uses to skip building a
+`Request` per request.
 Recommenders that learn from the log implement `fit`, `save` and `load`: a `Fittable` answers
 from a prior until it has learned, a `Trainable` only after.
 
@@ -16,6 +19,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, NamedTuple, Self
+
+import numpy as np
 
 from contracts.catalog import Catalog
 
@@ -81,6 +86,100 @@ class Request:
     day: int | None = None
 
 
+NO_DAY = np.iinfo(np.int64).min  # `RequestBatch.days` where the request's day is not known (None)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestBatch:
+    """Many requests as columns: request i is `Request(users[i], tracks[i], times[i], history of i,
+    its times, seeds[i], days[i])`, with the histories cut from flat arrays by `offsets`.
+
+    Attributes:
+        users: shape (n,), int64 (`of` wraps an id beyond int64 modulo 2**64, as a key does).
+        tracks: the track just played, shape (n,), int64.
+        times: the fraction of it listened, shape (n,), float64.
+        seeds: the requests' seeds, shape (n,), uint64 (a seed is taken modulo 2**64).
+        days: the simulated day, shape (n,), int64; `NO_DAY` where it is not known.
+        history: every request's history one after another, int64.
+        history_times: the fractions listened of `history`, float64.
+        offsets: request i's history is `history[offsets[i]:offsets[i + 1]]`, shape (n + 1,), int64.
+    """
+
+    users: np.ndarray
+    tracks: np.ndarray
+    times: np.ndarray
+    seeds: np.ndarray
+    days: np.ndarray
+    history: np.ndarray
+    history_times: np.ndarray
+    offsets: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    @classmethod
+    def of(cls, requests: Sequence[Request]) -> RequestBatch:
+        """The columns of `requests`."""
+        n = len(requests)
+        lengths = np.fromiter((len(r.history) for r in requests), np.int64, n)
+        offsets = np.zeros(n + 1, dtype=np.int64)
+        np.cumsum(lengths, out=offsets[1:])
+        return cls(
+            users=_wrapped([r.user for r in requests]),
+            tracks=_wrapped([r.track for r in requests]),
+            times=np.array([r.time for r in requests], dtype=np.float64).reshape(n),
+            seeds=np.array([r.seed & 0xFFFF_FFFF_FFFF_FFFF for r in requests], dtype=np.uint64).reshape(n),
+            days=np.array([NO_DAY if r.day is None else r.day for r in requests], dtype=np.int64).reshape(n),
+            history=np.fromiter((t for r in requests for t in r.history), np.int64, int(offsets[-1])),
+            history_times=np.fromiter((t for r in requests for t in _times_of(r)), np.float64, int(offsets[-1])),
+            offsets=offsets,
+        )
+
+    def take(self, indices: np.ndarray) -> RequestBatch:
+        """The requests at `indices` (an int64 array), in that order, as a batch."""
+        positions, offsets = segment_positions(self.offsets, indices)
+        return RequestBatch(
+            self.users[indices], self.tracks[indices], self.times[indices], self.seeds[indices], self.days[indices],
+            self.history[positions], self.history_times[positions], offsets,
+        )
+
+    def requests(self, indices: Sequence[int] | None = None) -> list[Request]:
+        """The requests at `indices` (all by default) as `Request` objects."""
+        chosen = range(len(self)) if indices is None else indices
+        users, tracks, times, seeds, days = (a.tolist() for a in (self.users, self.tracks, self.times, self.seeds, self.days))
+        history, history_times, offsets = self.history.tolist(), self.history_times.tolist(), self.offsets.tolist()
+        out = []
+        for i in chosen:
+            start, stop = offsets[i], offsets[i + 1]
+            day = None if days[i] == NO_DAY else days[i]
+            out.append(Request(users[i], tracks[i], times[i], tuple(history[start:stop]), tuple(history_times[start:stop]), seeds[i], day))
+        return out
+
+
+def segment_positions(offsets: np.ndarray, indices: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Where the segments `indices` of a flat array cut by `offsets` lie, one after another: (positions
+    into the flat array, the offsets of the gathered segments)."""
+    starts = offsets[indices]
+    lengths = offsets[indices + 1] - starts
+    gathered = np.zeros(len(indices) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=gathered[1:])
+    # position j of the result comes from starts[k] + (j - gathered[k]), k its segment
+    return np.arange(int(gathered[-1]), dtype=np.int64) + np.repeat(starts - gathered[:-1], lengths), gathered
+
+
+def _times_of(request: Request) -> tuple[float, ...]:
+    """`request.times`, or NaN per history entry where they are missing (a caller that knows only the tracks)."""
+    return request.times if len(request.times) == len(request.history) else (float("nan"),) * len(request.history)
+
+
+def _wrapped(values: list[int]) -> np.ndarray:
+    """`values` as int64, wrapping any beyond int64's range modulo 2**64."""
+    try:
+        return np.array(values, dtype=np.int64).reshape(len(values))
+    except OverflowError:
+        return np.array([v & 0xFFFF_FFFF_FFFF_FFFF for v in values], dtype=np.uint64).reshape(len(values)).view(np.int64)
+
+
 class Recommendation(NamedTuple):
     """An answer: the next track and the probability with which it was chosen.
 
@@ -110,6 +209,9 @@ class Recommender(ABC):
     """
 
     name: ClassVar[str] = "base"
+    #: True when `_recommend_columns` answers a `RequestBatch` directly (else `recommend_columns`
+    #: builds the `Request`s and asks `recommend_batch`).
+    columnar: ClassVar[bool] = False
 
     def __init__(self, catalog: Catalog, **params: Any) -> None:
         if params:
@@ -123,6 +225,18 @@ class Recommender(ABC):
     def recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         """Answers for many requests, each exactly what `recommend` would give."""
         return self._recommend_batch(requests)
+
+    def recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """`recommend_batch` of the requests in `batch`, as arrays: (tracks int64, propensities
+        float64, NaN where None). Only for a `columnar` recommender; the others' answers (which
+        may carry `greedy` or `served_by`) are asked through `recommend_batch`."""
+        if not self.columnar:
+            raise TypeError(f"recommender {self.name!r} has no columnar form; ask recommend_batch(batch.requests())")
+        return self._recommend_columns(batch)
+
+    def _recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """Columnar recommenders answer a batch here."""
+        raise NotImplementedError
 
     def get_params(self) -> dict[str, Any]:
         """The construction parameters, as a plain mapping (empty for a recommender without any)."""
@@ -242,3 +356,8 @@ class Trainable(Fittable):
         if not self.fitted:
             raise NotFittedError(self.name)
         return self._recommend_batch(requests)
+
+    def recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        if not self.fitted:
+            raise NotFittedError(self.name)
+        return super().recommend_columns(batch)

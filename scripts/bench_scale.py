@@ -7,7 +7,7 @@ figure where it has one:
 
 - loop: `local:sticky_artist` in process, 2,000 and 20,000 arrivals: the per-session SimPy loop
   (the previous scheduler, kept in tests/sim/run/simpy_timeline.py) against the window
-  scheduler; the time spent in the client (botify's `Service.serve`) against the loop's own;
+  scheduler; the time spent in the client (botify's `Service.serve`; `serve_batch`, the columns, for the window scheduler) against the loop's own;
   the dummy client (no service: the loop alone) and the vectorised listener model
   (`SessionVectorEnv`), the speed the loop is measured against. Course loop: 12,000 steps/s.
 - http: the same against `botify serve` with one granian worker, and POST /batch's own rate
@@ -55,15 +55,17 @@ def load() -> str:
 def _timed_day(kind: type, world: object, config: object, client: object, episodes: int) -> dict[str, float]:
     """One day of `episodes` arrivals with the scheduler `kind`; the client's share timed apart."""
     spent = [0.0]
-    inner = client.serve  # type: ignore[attr-defined]
+    # The window scheduler sends a columnar client batches as columns (`serve_batch`), other clients `Item`s.
+    method = "serve_batch" if kind.__name__ == "Timeline" and hasattr(client, "serve_batch") else "serve"
+    inner = getattr(client, method)
 
-    def serve(items: list) -> list:
+    def serve(items: object) -> object:
         started = time.perf_counter()
         answers = inner(items)
         spent[0] += time.perf_counter() - started
         return answers
 
-    client.serve = serve  # type: ignore[attr-defined]
+    setattr(client, method, serve)
     timeline = kind(world, config, client, 0)
     started = time.perf_counter()
     records = timeline.run_day(1, episodes)

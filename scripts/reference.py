@@ -25,9 +25,9 @@ OUTPUT = Path(__file__).resolve().parents[1] / "docs" / "reference.md"
 # (module, the names documented from it, in this order)
 SECTIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("contracts.catalog", ("Catalog", "CatalogError")),
-    ("recommenders.base", ("Request", "Recommendation", "Recommender", "Fittable", "Trainable", "NotFittedError", "ArtifactError")),
+    ("recommenders.base", ("Request", "RequestBatch", "Recommendation", "Recommender", "Fittable", "Trainable", "NotFittedError", "ArtifactError")),
     ("recommenders.registry", ("register", "make", "get_class", "names", "entries", "Entry", "RegistryError", "ENTRY_POINT_GROUP")),
-    ("recommenders.answers", ("validate", "ask", "ask_all", "Outcome", "BrokenRule", "ContractError")),
+    ("recommenders.answers", ("validate", "ask", "ask_all", "ask_columns", "Outcome", "Outcomes", "BrokenRule", "ContractError")),
     ("recommenders.testing", ("check_recommender", "ContractReport", "make_requests", "make_events", "write_catalog")),
     ("recommenders.dataset", ("Dataset",)),
     ("contracts.sessions", ("FIRST_TRACK_TIME", "logged_tracks", "logged_time")),

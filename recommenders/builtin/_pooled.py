@@ -16,13 +16,14 @@ from typing import Any
 import numpy as np
 
 from contracts.catalog import Catalog
-from recommenders.base import Recommendation, Recommender, Request
+from recommenders.base import Recommendation, Recommender, Request, RequestBatch
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pools import (
     Batch,
     Pool,
     ReleasedPools,
-    batch_arrays,
+    answers_to_columns,
+    batch_columns,
     make_recommendations,
     make_salt,
     pick_many,
@@ -40,6 +41,7 @@ class PooledRecommender(Recommender):
             differently from the same request.
     """
 
+    columnar = True
     #: Choose among the first `cap` candidates of the segment only (None: all of them).
     cap: int | None = None
 
@@ -70,8 +72,10 @@ class PooledRecommender(Recommender):
     def _fallback(self, request: Request, pool: Pool) -> Recommendation:
         """The answer when the request's segment has no unplayed track left."""
 
-    def _fallback_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        return [self._fallback(request, pool) for request in requests]
+    def _fallback_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        """`_fallback` for a batch, as (tracks, propensities) arrays."""
+        answers = [self._fallback(request, pool) for request in batch.requests()]
+        return answers_to_columns(answers)
 
     def _recommend(self, request: Request) -> Recommendation:
         pool = self._pools.for_day(request.day)
@@ -86,36 +90,36 @@ class PooledRecommender(Recommender):
     def _recommend_batch(self, requests: Sequence[Request]) -> list[Recommendation]:
         if not requests:
             return []
-        groups = self._pools.groups(requests)
+        tracks, propensity = self._recommend_columns(RequestBatch.of(requests))
+        return make_recommendations(tracks, propensity)
+
+    def _recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        groups = self._pools.column_groups(batch.days)
         if len(groups) == 1:
-            return self._recommend_from(requests, self._pools.for_key(groups[0][0]))
-        answers: list[Recommendation] = [Recommendation(-1)] * len(requests)
+            return self._recommend_from(batch, self._pools.for_key(groups[0][0]))
+        tracks = np.full(len(batch), -1, dtype=np.int64)
+        propensity = np.full(len(batch), np.nan)
         for key, indices in groups:
             assert indices is not None
-            part = self._recommend_from([requests[i] for i in indices], self._pools.for_key(key))
-            for i, answer in zip(indices, part, strict=True):
-                answers[i] = answer
-        return answers
+            tracks[indices], propensity[indices] = self._recommend_from(batch.take(indices), self._pools.for_key(key))
+        return tracks, propensity
 
-    def _recommend_from(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        batch = batch_arrays(requests, self._salt)
-        tracks, candidates = pick_many(pool, self._segments(batch), batch.keys, batch.skip_tracks, batch.skip_owner, self.cap)
+    def _recommend_from(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        arrays = batch_columns(batch, self._salt)
+        tracks, candidates = pick_many(pool, self._segments(arrays), arrays.keys, arrays.skip_tracks, arrays.skip_owner, self.cap)
         propensity = 1.0 / np.maximum(candidates, 1)
-        answers = make_recommendations(tracks, propensity)
-        missing = np.flatnonzero(tracks < 0).tolist()
-        if missing:
-            fallbacks = self._fallback_batch([requests[i] for i in missing], pool)
-            for i, answer in zip(missing, fallbacks, strict=True):
-                answers[i] = answer
-        return answers
+        missing = np.flatnonzero(tracks < 0)
+        if len(missing):
+            tracks[missing], propensity[missing] = self._fallback_columns(batch.take(missing), pool)
+        return tracks, propensity
 
     def _pick_with_repeats(self, request: Request, pool: Pool) -> Recommendation:
         """Every candidate was played: draw from the whole of segment 0, repeats allowed."""
         track, candidates = pick_one(pool, 0, request_key(self._salt, request), (), self.cap)
         return Recommendation(track, 1.0 / candidates)
 
-    def _pick_with_repeats_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        batch = batch_arrays(requests, self._salt)
+    def _pick_with_repeats_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        arrays = batch_columns(batch, self._salt)
         empty = np.empty(0, dtype=np.int64)
-        tracks, candidates = pick_many(pool, np.zeros(len(requests), dtype=np.int64), batch.keys, empty, empty, self.cap)
-        return make_recommendations(tracks, 1.0 / candidates)
+        tracks, candidates = pick_many(pool, np.zeros(len(batch), dtype=np.int64), arrays.keys, empty, empty, self.cap)
+        return tracks, 1.0 / candidates

@@ -20,13 +20,11 @@ import zlib
 from array import array
 from collections.abc import Callable, Iterable, Sequence
 from functools import partial
-from itertools import chain
-from operator import attrgetter
 from typing import NamedTuple
 
 import numpy as np
 
-from recommenders.base import Recommendation, Request
+from recommenders.base import NO_DAY, Recommendation, Request, RequestBatch
 
 MASK64 = (1 << 64) - 1
 _GOLDEN = 0x9E3779B97F4A7C15
@@ -68,20 +66,6 @@ def request_key(salt: int, request: Request) -> int:
     )
 
 
-def _as_uint64(requests: Sequence[Request], field: Callable[[Request], int], *, unsigned_first: bool = False) -> np.ndarray:
-    """`field` of every request modulo 2**64, as uint64 (what `& MASK64` gives in the single form).
-
-    Ids fit int64; seeds are often unsigned 64-bit hashes, hence `unsigned_first` for them.
-    """
-    attempts = (np.uint64, np.int64) if unsigned_first else (np.int64, np.uint64)
-    for dtype in attempts:
-        try:
-            return np.fromiter(map(field, requests), dtype, len(requests)).view(np.uint64)
-        except OverflowError:
-            continue
-    return np.array([field(r) & MASK64 for r in requests], dtype=np.uint64)
-
-
 class Batch(NamedTuple):
     """Arrays of a batch of requests, built once per `recommend_batch` call.
 
@@ -98,31 +82,25 @@ class Batch(NamedTuple):
     skip_owner: np.ndarray
 
 
-_get_user = attrgetter("user")
-_get_track = attrgetter("track")
-_get_seed = attrgetter("seed")
-_get_history = attrgetter("history")
-
-
 def batch_arrays(requests: Sequence[Request], salt: int) -> Batch:
-    """Extract the arrays of `requests` (one pass per field) and compute their keys."""
-    n = len(requests)
-    histories = list(map(_get_history, requests))
-    length = np.fromiter(map(len, histories), np.int64, n)
-    history = np.fromiter(chain.from_iterable(histories), np.int64, int(length.sum()))
+    """`batch_columns` of `requests`."""
+    return batch_columns(RequestBatch.of(requests), salt)
+
+
+def batch_columns(batch: RequestBatch, salt: int) -> Batch:
+    """The arrays a pick needs of `batch`, with the requests' keys (`request_key`, computed for many)."""
+    n = len(batch)
+    length = np.diff(batch.offsets)
     owner = np.repeat(np.arange(n, dtype=np.int64), length)
-    tracks_u = _as_uint64(requests, _get_track)
-    users_u = _as_uint64(requests, _get_user)
-    seeds_u = _as_uint64(requests, _get_seed, unsigned_first=True)
-    base = mix64_array(np.uint64(salt) ^ seeds_u)
+    base = mix64_array(np.uint64(salt) ^ batch.seeds)
     keys = mix64_array(
-        base + users_u * np.uint64(_USER_MUL) + tracks_u * np.uint64(_TRACK_MUL) + length.view(np.uint64) * np.uint64(_HISTORY_MUL)
+        base + batch.users.view(np.uint64) * np.uint64(_USER_MUL) + batch.tracks.view(np.uint64) * np.uint64(_TRACK_MUL)
+        + length.view(np.uint64) * np.uint64(_HISTORY_MUL)
     )
-    tracks = tracks_u.view(np.int64)
     return Batch(
-        tracks=tracks,
+        tracks=batch.tracks,
         keys=keys,
-        skip_tracks=np.concatenate([history, tracks]),
+        skip_tracks=np.concatenate([batch.history, batch.tracks]),
         skip_owner=np.concatenate([owner, np.arange(n, dtype=np.int64)]),
     )
 
@@ -176,9 +154,19 @@ _new_recommendation = partial(tuple.__new__, Recommendation)
 
 
 def make_recommendations(tracks: np.ndarray, propensity: np.ndarray) -> list[Recommendation]:
-    """Recommendation tuples from two arrays, built in C (half the cost of calling the class)."""
+    """Recommendation tuples from two arrays (NaN propensity: None), built in C (half the cost of calling the class)."""
     n = len(tracks)
-    return list(map(_new_recommendation, zip(tracks.tolist(), propensity.tolist(), [None] * n, [None] * n, strict=True)))
+    propensities = propensity.tolist()
+    if np.isnan(propensity).any():
+        propensities = [None if p != p else p for p in propensities]
+    return list(map(_new_recommendation, zip(tracks.tolist(), propensities, [None] * n, [None] * n, strict=True)))
+
+
+def answers_to_columns(answers: Sequence[Recommendation]) -> tuple[np.ndarray, np.ndarray]:
+    """(tracks int64, propensities float64 with NaN for None) of `Recommendation`s."""
+    tracks = np.array([answer.track for answer in answers], dtype=np.int64).reshape(len(answers))
+    propensity = np.array([np.nan if answer.propensity is None else answer.propensity for answer in answers], dtype=np.float64).reshape(len(answers))
+    return tracks, propensity
 
 
 def _sorted_unique(values: np.ndarray) -> np.ndarray:
@@ -283,3 +271,12 @@ class ReleasedPools:
         if len(by_key) == 1:
             return [(next(iter(by_key)), None)]
         return list(by_key.items())
+
+    def column_groups(self, days: np.ndarray) -> list[tuple[int, np.ndarray | None]]:
+        """`groups` of a `RequestBatch`'s days (`NO_DAY` for None): [(key, indices)], indices None when all share one key."""
+        distinct = np.unique(days)
+        keys = [self.day_key(None if day == NO_DAY else day) for day in distinct.tolist()]
+        if len(set(keys)) == 1:
+            return [(keys[0], None)]
+        key_of_day = np.array(keys, dtype=np.int64)[np.searchsorted(distinct, days)]
+        return [(key, np.flatnonzero(key_of_day == key)) for key in dict.fromkeys(keys)]

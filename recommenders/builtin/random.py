@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 
-from recommenders.base import Recommendation, Request
+from recommenders.base import Recommendation, Request, RequestBatch
 from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Pool
 
@@ -38,5 +36,5 @@ class RandomRecommender(PooledRecommender):
     def _fallback(self, request: Request, pool: Pool) -> Recommendation:
         return self._pick_with_repeats(request, pool)
 
-    def _fallback_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        return self._pick_with_repeats_batch(requests, pool)
+    def _fallback_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        return self._pick_with_repeats_columns(batch, pool)

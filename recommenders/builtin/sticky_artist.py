@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from contracts.catalog import Catalog
-from recommenders.base import Recommendation, Recommender, Request
+from recommenders.base import Recommendation, Recommender, Request, RequestBatch
 from recommenders.builtin._params import check_choice
 from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Batch, Pool
@@ -65,5 +64,5 @@ class StickyArtistRecommender(PooledRecommender):
     def _fallback(self, request: Request, pool: Pool) -> Recommendation:
         return self._fallback_recommender.recommend(request)
 
-    def _fallback_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        return self._fallback_recommender.recommend_batch(requests)
+    def _fallback_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        return self._fallback_recommender.recommend_columns(batch)

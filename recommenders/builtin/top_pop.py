@@ -3,21 +3,21 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from contracts.catalog import Catalog
 from contracts.columns import Columns
-from recommenders.base import Fittable, Recommendation, Request
+from recommenders.base import Fittable, Recommendation, Request, RequestBatch
 from recommenders.builtin._artifacts import ArtifactError, read_manifest, read_table, write_manifest
 from recommenders.builtin._params import check_int
 from recommenders.builtin._pooled import PooledRecommender
 from recommenders.builtin._pools import Pool, ReleasedPools
-from recommenders.dataset import EventsLike, as_interactions
+
+if TYPE_CHECKING:
+    from recommenders.dataset import EventsLike
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,8 @@ class TopPopRecommender(PooledRecommender, Fittable):
         """Score tracks by total fraction listened in `events` (the log, or a `Dataset`)."""
         if options:
             raise TypeError(f"top_pop.fit got unknown option(s): {', '.join(sorted(options))}")
+        from recommenders.dataset import as_interactions  # pandas and scipy: imported when training, not to serve
+
         interactions = as_interactions(events)
         tracks = interactions[Columns.TRACK].to_numpy(np.int64)
         time = interactions[Columns.TIME].to_numpy(np.float64)
@@ -75,6 +77,8 @@ class TopPopRecommender(PooledRecommender, Fittable):
     def _save(self, directory: Path) -> None:
         """Write the fitted scores as `top_pop.parquet` (track, score) plus `manifest.json`."""
         assert self.scores is not None  # `save` checks `fitted`, which only fit and load set
+        import pandas as pd
+
         nonzero = np.flatnonzero(self.scores)
         pd.DataFrame({"track": nonzero, "score": self.scores[nonzero]}).to_parquet(directory / SCORES_FILE, index=False)
         write_manifest(directory, self.name, self.catalog, n_tracks=self.catalog.n_tracks)
@@ -102,5 +106,5 @@ class TopPopRecommender(PooledRecommender, Fittable):
     def _fallback(self, request: Request, pool: Pool) -> Recommendation:
         return self._pick_with_repeats(request, pool)
 
-    def _fallback_batch(self, requests: Sequence[Request], pool: Pool) -> list[Recommendation]:
-        return self._pick_with_repeats_batch(requests, pool)
+    def _fallback_columns(self, batch: RequestBatch, pool: Pool) -> tuple[np.ndarray, np.ndarray]:
+        return self._pick_with_repeats_columns(batch, pool)

@@ -13,7 +13,7 @@ import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 import numpy as np
 import orjson
@@ -27,6 +27,7 @@ from sim import streams
 from sim.config import ServiceOptions
 
 if TYPE_CHECKING:
+    from botify.batch import ItemBatch
     from botify.experiments import Experiments
     from botify.service import Service
     from contracts.catalog import Catalog
@@ -35,7 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 __all__ = [
-    "LAST", "NEXT", "Client", "DummyClient", "Item", "LocalClient", "RemoteClient", "ReplicaClient", "ServiceError", "ServiceUnavailable",
+    "LAST", "NEXT", "Client", "ColumnarClient", "DummyClient", "Item", "LocalClient", "RemoteClient", "ReplicaClient", "ServiceError", "ServiceUnavailable",
     "SwitchClient", "remote_client",
 ]
 
@@ -58,6 +59,15 @@ class Client(Protocol):
     def describe(self) -> dict[str, object] | None: ...
 
     def close(self) -> None: ...
+
+
+@runtime_checkable
+class ColumnarClient(Protocol):
+    """A client that also answers a batch given as columns, without an `Item` per request."""
+
+    def serve_batch(self, batch: ItemBatch) -> np.ndarray:
+        """The answer of each item of `batch`: the track for a 'next', -1 for a 'last' (int64)."""
+        ...
 
 
 class RemoteClient:
@@ -300,6 +310,14 @@ class LocalClient:
             if isinstance(answer, ServeError):
                 raise ServiceError(f"user {item.user}, session {item.session}: {answer}")
         return answers  # type: ignore[return-value]
+
+    def serve_batch(self, batch: ItemBatch) -> np.ndarray:
+        """`serve` of a batch given as columns, through the service's `serve_batch` (the same serving path)."""
+        served = self.service.serve_batch(batch)
+        if served.failures:
+            i = min(served.failures)
+            raise ServiceError(f"user {batch.users[i]}, session {batch.sessions[i]}: {served.failures[i]}")
+        return served.tracks
 
     def close(self) -> None:
         """Seal the events written so far; unlike at interpreter exit, a failure to seal raises."""

@@ -27,14 +27,16 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, time
+from typing import NamedTuple
 
 import numpy as np
 
+from botify.batch import ItemBatch
 from sim import streams
 from sim.config import EnvConfig
 from sim.env import pick_users
 from sim.listener import ListenerModel
-from sim.run.clients import LAST, NEXT, Client, Item
+from sim.run.clients import Client, ColumnarClient
 from sim.world import World
 
 DAY_S = 86_400.0  # seconds
@@ -46,9 +48,12 @@ RETURN_ID = 103  # the within-day index of a returning session
 _RHYTHM_GRID = 1_441  # points of the tabulated arrival-time distribution (one per minute)
 
 
-@dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """What the simulator saw of one session (the ground truth for checking the event log)."""
+class SessionRecord(NamedTuple):
+    """What the simulator saw of one session (the ground truth for checking the event log).
+
+    A named tuple rather than a frozen dataclass: a run makes one per session, and a tuple is
+    the cheapest record to build.
+    """
 
     day: int
     user: int
@@ -127,6 +132,7 @@ class Timeline:
         on_session: Callable[[SessionRecord], None] | None = None,
     ) -> None:
         self.world, self.config, self.client = world, config, client
+        self._columnar = isinstance(client, ColumnarClient)  # answers columns: no `Item` per request
         self.key = streams.key_from_seed(seed)
         self.shard, self.n_shards = shard, n_shards
         self.model = ListenerModel.from_options(world, 256, self.key, config.listener)
@@ -191,22 +197,18 @@ class Timeline:
         self._now = flush
 
         last = s.last[slots]
-        messages = [LAST if m else NEXT for m in last.tolist()]
-        items = [
-            Item(m, u, tr, f, se, ts)
-            for m, u, tr, f, se, ts in zip(
-                messages, self.model.user[slots].tolist(), s.track[slots].tolist(), s.fraction[slots].tolist(),
-                s.session[slots].tolist(), self._ms(s.clock[slots]).tolist(), strict=True,
-            )
-        ]
-        answers = self.client.serve(items)
-        self.served += len(items)
+        batch = ItemBatch(last, self.model.user[slots], s.track[slots], s.fraction[slots], s.session[slots].tolist(), self._ms(s.clock[slots]).tolist())
+        asked = np.flatnonzero(~last)
+        if self._columnar:
+            tracks = self.client.serve_batch(batch)[asked]  # type: ignore[attr-defined]
+        else:
+            answers = self.client.serve(batch.items())
+            tracks = np.array([answers[i] for i in asked.tolist()], dtype=np.int64)
+        self.served += len(slots)
         self.batches += 1
 
-        asked = np.flatnonzero(~last)
         if len(asked):
             ask_slots = slots[asked]
-            tracks = np.array([answers[i] for i in asked.tolist()], dtype=np.int64)
             fractions, ended = self.model.respond(tracks, ask_slots)
             seconds = fractions * self._duration[tracks]
             s.tracks[ask_slots] += 1
@@ -222,8 +224,7 @@ class Timeline:
             s.last[ask_slots] = ended | (self.model.step[ask_slots] >= self.model.max_steps)
             s.waiting[ask_slots] = True
         returns: list[tuple[int, int, float]] = []
-        for slot in slots[last].tolist():
-            self._end(slot, returns)
+        self._end(slots[last], returns)
         if returns:  # launched in the order of the 'last's that ended their sessions
             session, user, comeback = zip(*returns, strict=True)
             self._launch(np.array(session, dtype=np.int64), np.array(user, dtype=np.int64), np.array(comeback), returning=True)
@@ -254,22 +255,28 @@ class Timeline:
         s.seq[slots] = arrived.seq
         return slots
 
-    def _end(self, slot: int, returns: list[tuple[int, int, float]]) -> None:
-        """The session in `slot` has said 'last': record it, free the slot, maybe schedule a return
-        (appended to `returns` as (session, user, time) when it falls on this day)."""
-        s = self._slots
-        arrival, clock = float(s.arrival[slot]), float(s.clock[slot])
-        record = SessionRecord(
-            int(arrival // DAY_S) + 1, int(self.model.user[slot]), int(s.session[slot]), int(s.tracks[slot]), float(s.total[slot]),
-            float(s.listened[slot]), self._epoch_ms + int(round(arrival * 1000.0)), self._epoch_ms + int(round(clock * 1000.0)),
-            bool(s.returning[slot]),
-        )
-        self._free.append(slot)
-        self.records.append(record)
-        if self._on_session is not None:
-            self._on_session(record)
-        if self.config.returns.enabled:
-            self._schedule_return(record, clock, returns)
+    def _end(self, slots: np.ndarray, returns: list[tuple[int, int, float]]) -> None:
+        """The sessions in `slots` have said 'last', in this order: record each, free its slot, maybe
+        schedule a return (appended to `returns` as (session, user, time) when it falls on this day)."""
+        if not len(slots):
+            return
+        s, epoch_ms = self._slots, self._epoch_ms
+        returns_enabled, on_session = self.config.returns.enabled, self._on_session
+        columns = zip(
+            slots.tolist(), s.arrival[slots].tolist(), s.clock[slots].tolist(), self.model.user[slots].tolist(), s.session[slots].tolist(),
+            s.tracks[slots].tolist(), s.total[slots].tolist(), s.listened[slots].tolist(), s.returning[slots].tolist(), strict=True,
+        )  # fmt: skip
+        for slot, arrival, clock, user, session, tracks, total, listened, returning in columns:
+            record = SessionRecord(
+                int(arrival // DAY_S) + 1, user, session, tracks, total, listened,
+                epoch_ms + int(round(arrival * 1000.0)), epoch_ms + int(round(clock * 1000.0)), returning,
+            )  # fmt: skip
+            self._free.append(slot)
+            self.records.append(record)
+            if on_session is not None:
+                on_session(record)
+            if returns_enabled:
+                self._schedule_return(record, clock, returns)
 
     def _schedule_return(self, record: SessionRecord, clock: float, returns: list[tuple[int, int, float]]) -> None:
         """Return hazard (per day): base_rate * exp(sensitivity * (time - reference)); exponential wait."""

@@ -190,3 +190,18 @@ def test_a_redis_password_never_appears_in_a_message() -> None:
     assert "redis://admin:***@127.0.0.1:1/0" in str(caught.value)
     assert mask_url("redis://:pw@[::1]:6390/2") == "redis://:***@[::1]:6390/2"
     assert mask_url("redis://127.0.0.1:6390/0") == "redis://127.0.0.1:6390/0"
+
+
+def test_columns_give_the_histories_of_steps(store: MemoryHistory | RedisHistory) -> None:
+    """`update_columns` applies steps as `update` does (a session twice in one batch, an end, a
+    restart) and cuts the same histories out of its flat arrays."""
+    steps = [step(1, 10, session=5), step(2, 20), step(1, 11, 0.25, session=5), step(2, 21, end=True), step(2, 22), step(1, 12, session=6)]
+    columns = store.update_columns(*(list(column) for column in zip(*steps, strict=True)))
+    expected = [History((10,), (0.5,)), History((20,), (0.5,)), History((10, 11), (0.5, 0.25)), None, History((22,), (0.5,)), History((12,), (0.5,))]
+    assert MemoryHistory(max_length=4).update(steps) == expected
+    offsets = columns.offsets.tolist()
+    got = [
+        History(tuple(columns.tracks[a:b].tolist()), tuple(columns.times[a:b].tolist())) if not s.end else None
+        for s, a, b in zip(steps, offsets, offsets[1:], strict=False)
+    ]
+    assert got == expected
