@@ -281,6 +281,7 @@ class GroupColumns:
     SESSION = Columns.SESSION
     ARM = SessionColumns.ARM  # the smallest treatment index of the events
     START = SessionColumns.START  # the first event's `ts`
+    LAST = "last_ts"  # the last event's `ts` (unused by the sessions: a query that does not read it does not compute it)
     TRACKS = SessionColumns.TRACKS  # events
     TIME = Columns.TIME  # exact sum of `time`, DECIMAL
     LATENCY_SUM = "latency_sum"  # exact sum of `latency` in seconds, DECIMAL
@@ -290,7 +291,7 @@ class GroupColumns:
     SLOW = SessionColumns.SLOW
     SERVED = "served"  # some event was served by one of the recommenders filtered on (TRUE without that filter)
 
-    ALL = (USER, SESSION, ARM, START, TRACKS, TIME, LATENCY_SUM, LATENCY_N, REQUESTS, ERRORS, SLOW, SERVED)
+    ALL = (USER, SESSION, ARM, START, LAST, TRACKS, TIME, LATENCY_SUM, LATENCY_N, REQUESTS, ERRORS, SLOW, SERVED)
 
 
 def _group_aggregates(recommenders: tuple[str, ...], errors: bool) -> tuple[str, list[Any]]:
@@ -303,7 +304,7 @@ def _group_aggregates(recommenders: tuple[str, ...], errors: bool) -> tuple[str,
     else:  # a log without the column has no errors: two aggregates fewer per session
         errors_sql = slow_sql = "0::BIGINT"
     served = f"bool_or({quote(_C.RECOMMENDER)} IN ({', '.join('?' for _ in recommenders)}))" if recommenders else "true"
-    sql = f"""min(arm) AS {g.ARM}, min({_TS}) AS {g.START}, count(*) AS {g.TRACKS},
+    sql = f"""min(arm) AS {g.ARM}, min({_TS}) AS {g.START}, max({_TS}) AS {g.LAST}, count(*) AS {g.TRACKS},
                {exact.total(quote(_C.TIME))} AS {quote(g.TIME)},
                {exact.total(quote(_C.LATENCY))} AS {g.LATENCY_SUM}, count({quote(_C.LATENCY)}) AS {g.LATENCY_N},
                count(*) FILTER (WHERE {_MSG} <> '{MESSAGE_LAST}') AS {g.REQUESTS},
@@ -330,7 +331,7 @@ def merge_groups_sql(relation: str) -> str:
     """SQL: the rows of `relation` (`GroupColumns` of disjoint sets of events) added up per (user, session)."""
     g = GroupColumns
     return f"""
-        SELECT {_U}, {_SES}, min({g.ARM}) AS {g.ARM}, min({g.START}) AS {g.START},
+        SELECT {_U}, {_SES}, min({g.ARM}) AS {g.ARM}, min({g.START}) AS {g.START}, max({g.LAST}) AS {g.LAST},
                sum({g.TRACKS})::BIGINT AS {g.TRACKS}, sum({quote(g.TIME)}) AS {quote(g.TIME)},
                sum({g.LATENCY_SUM}) AS {g.LATENCY_SUM}, sum({g.LATENCY_N})::BIGINT AS {g.LATENCY_N},
                sum({g.REQUESTS})::BIGINT AS {g.REQUESTS}, sum({g.ERRORS})::BIGINT AS {g.ERRORS},

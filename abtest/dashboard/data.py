@@ -465,14 +465,12 @@ def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any
 
 
 def kept_latency(log: EventLog, read: Kept) -> dict[str, Any]:
-    """`latency`'s chart from the latency histograms per minute kept of the log's segments
-    (registered as `KEPT_LATENCY`): the bins of the events' span, their counts added up."""
-    first, last = read.span
-    if first is None or last is None:
+    """`latency`'s chart from the latency histograms kept of the log's segments (registered as
+    `KEPT_LATENCY`, in the bins of the events' span), the counts of each bin and bucket added up."""
+    if read.width is None:
         return _latency_part(None, [])
-    width = bin_width(first, last)
-    sql = f"SELECT recommender, {time_bin_sql('bin', width)} AS bin, bucket, sum(requests)::BIGINT FROM {KEPT_LATENCY} GROUP BY ALL"
-    return _latency_part(width, latency_rows(log.con.execute(sql).fetchall()))
+    sql = f"SELECT recommender, bin, bucket, sum(requests)::BIGINT FROM {KEPT_LATENCY} GROUP BY ALL"
+    return _latency_part(read.width, latency_rows(log.con.execute(sql).fetchall()))
 
 
 def _latency_part(width: int | None, rows: list[tuple[Any, ...]]) -> dict[str, Any]:

@@ -2,7 +2,8 @@
 
 The log's events are sealed Parquet segments that never change (`contracts.eventlog.reader.event_files`).
 A page keeps, per experiment, the session groups (`sessionize.GroupColumns`: minima, counts, exact
-sums) and the data-quality counts of the segments it has read; when new segments are sealed, it
+sums), the data-quality counts and the latency histograms (in the chart's bins, which only
+grow coarser as the log's span grows) of the segments it has read; when new segments are sealed, it
 groups only those and adds them to the kept groups (`sessionize.merge_groups_sql`), so a page of a
 running simulation's large log groups the events of the last poll, not all of them again. The sums
 are exact, so the sessions equal those of `abtest report` to the last digit. A kept segment that
@@ -24,7 +25,7 @@ from typing import Any
 import pyarrow as pa
 
 from abtest.dashboard.latency import histogram_sql
-from abtest.experiment import time_bin_sql
+from abtest.experiment import BIN_WIDTHS, bin_width, time_bin_sql
 from abtest.log import EventLog
 from abtest.sessionize import GroupColumns, Quality, events_sql, merge_groups_sql, parse_quality, quality_sql, session_groups_sql
 from contracts.columns import EVENTS_TABLE, Columns, quote, sql_string
@@ -33,8 +34,7 @@ from contracts.eventlog.reader import event_files
 KEPT = 4  # experiments (x recommender filters) whose groups a server worker keeps, least recently used dropped
 NEW_EVENTS = "dashboard_new_events"  # temporary view of the segments to group
 KEPT_GROUPS = "dashboard_kept_groups"  # the kept groups, registered from Arrow
-KEPT_LATENCY = "dashboard_kept_latency"  # the kept latency histograms per minute, registered from Arrow
-MINUTE = 60  # seconds: the bins of the kept latency histograms, which every chart's bin width is a multiple of
+KEPT_LATENCY = "dashboard_kept_latency"  # the kept latency histograms, registered from Arrow
 NEW_GROUPS = "dashboard_new_groups"  # temporary table of the new segments' groups
 
 Files = dict[str, tuple[int, int]]  # segment path -> (size, modification time in ns)
@@ -49,8 +49,9 @@ class Kept:
         quality: `quality_sql`'s counts over them, in the order of `Problem.ALL`.
         without_session: Their events without a session id (any experiment).
         groups: Their session groups (`GroupColumns`), one row per (user, session).
-        latency: Their latency histograms per minute (`latency.histogram_sql` with the minute as bin).
+        latency: Their latency histograms (`latency.histogram_sql`) in bins of `width` seconds.
         span: The first and last `ts` of the experiment's events in them (None, None without any).
+        width: The latency chart's bin width for that span (`bin_width`; None without events).
     """
 
     files: Files
@@ -59,6 +60,7 @@ class Kept:
     groups: pa.Table
     latency: pa.Table
     span: tuple[dt.datetime | None, dt.datetime | None]
+    width: int | None
 
 
 def _stat(paths: list[Path]) -> Files:
@@ -99,9 +101,12 @@ class SessionGroups:
             kept = None  # a kept segment changed or vanished: read them all again
         new = [path for path in files if kept is None or path not in kept.files]
         if kept is None or new:
-            kept = _extend(log, kept, {path: files[path] for path in new}, experiment, errors, recommenders)
-            if kept is None:
+            extended = _extend(log, kept, {path: files[path] for path in new}, experiment, errors, recommenders)
+            if extended is None and kept is not None:  # what was kept cannot take the new segments: read them all
+                extended = _extend(log, None, files, experiment, errors, recommenders)
+            if extended is None:
                 return None
+            kept = extended
             with self._lock:
                 self._items[key] = kept
                 self._items.move_to_end(key)
@@ -126,11 +131,13 @@ def _is_view(log: EventLog) -> bool:
 
 
 def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, errors: bool, recommenders: tuple[str, ...]) -> Kept | None:
-    """`kept` (None: nothing yet) with the segments `new` grouped and added; None when the new
-    segments do not have the columns of the log (the caller then groups every event itself)."""
+    """`kept` (None: nothing yet) with the segments `new` read and added; None when the new segments
+    do not have the columns of the log, or when the latency chart's new bin width does not divide
+    into the kept one's bins (the caller then reads every segment again)."""
     con = log.con
     if not new:  # every segment vanished meanwhile: nothing to add
         return kept
+    con.execute("SET preserve_insertion_order = false")  # every reader aggregates or sorts what it reads
     listing = ", ".join(sql_string(path) for path in new)
     con.execute(f"CREATE OR REPLACE TEMP VIEW {NEW_EVENTS} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
     try:
@@ -140,27 +147,39 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
         query = quality_sql(experiment, NEW_EVENTS)
         (quality,) = con.execute(query.sql, query.params).fetchall()  # an aggregate: one row
         (nulls,) = con.execute(f"SELECT count(*) FROM {NEW_EVENTS} WHERE {quote(Columns.SESSION)} IS NULL").fetchall()
-        events = events_sql(experiment, errors, NEW_EVENTS)
-        histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), MINUTE))
-        latency = con.sql(histogram.sql, params=histogram.params).to_arrow_table()
-        ((first, last),) = con.execute(f"SELECT min({quote(Columns.TS)}), max({quote(Columns.TS)}) FROM ({events.sql})", events.params).fetchall()
         query = session_groups_sql(experiment, errors=errors, recommenders=recommenders, source=NEW_EVENTS)
-        if kept is None:
-            groups = con.sql(query.sql, params=query.params).to_arrow_table()
-            return Kept(dict(new), tuple(int(n) for n in quality), int(nulls[0]), groups, latency, (first, last))
         con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_GROUPS} AS {query.sql}", query.params)
+        g = GroupColumns
+        # Every valid event of the experiment is in a group here (none lacks a session id, or the
+        # caller reads the events itself): the groups' first and last events are the events' span.
+        ((first, last),) = con.execute(f"SELECT min({g.START}), max({g.LAST}) FROM {NEW_GROUPS}").fetchall()
+        span = (first, last) if kept is None else (_extreme(min, kept.span[0], first), _extreme(max, kept.span[1], last))
+        width = bin_width(span[0], span[1]) if span[0] is not None and span[1] is not None else None
+        old = None if kept is None else kept.latency
+        if kept is not None and kept.width is not None and width != kept.width:
+            if width is None or width % kept.width:
+                return None  # the new bins do not divide into the kept ones
+            con.register(KEPT_LATENCY, kept.latency)
+            old = con.sql(f"SELECT recommender, {time_bin_sql('bin', width)} AS bin, bucket, requests FROM {KEPT_LATENCY}").to_arrow_table()
+        events = events_sql(experiment, errors, NEW_EVENTS)
+        histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), width or BIN_WIDTHS[0]))
+        latency = con.sql(histogram.sql, params=histogram.params).to_arrow_table()
+        if kept is None:
+            groups = con.sql(f"SELECT * FROM {NEW_GROUPS}").to_arrow_table()
+            return Kept(dict(new), tuple(int(n) for n in quality), int(nulls[0]), groups, latency, span, width)
         con.register(KEPT_GROUPS, kept.groups)
         groups = con.sql(_merge_sql()).to_arrow_table()
-        con.execute(f"DROP TABLE {NEW_GROUPS}")
     finally:
         con.execute(f"DROP VIEW IF EXISTS {NEW_EVENTS}")
+        con.execute(f"DROP TABLE IF EXISTS {NEW_GROUPS}")
     return Kept(
         {**kept.files, **new},
         tuple(a + int(b) for a, b in zip(kept.quality, quality, strict=True)),
         kept.without_session + int(nulls[0]),
         groups,
-        pa.concat_tables([kept.latency, latency]),  # counts of the same bin and bucket add up where they are read
-        (_extreme(min, kept.span[0], first), _extreme(max, kept.span[1], last)),
+        pa.concat_tables([old, latency]) if old is not None else latency,  # counts of a bin and bucket add up where read
+        span,
+        width,
     )
 
 

@@ -41,12 +41,15 @@ def test_a_grown_logs_page_equals_the_page_computed_afresh(log: tuple[Path, list
     path, held = log
     kept = create_app({"LOG": str(path)}).test_client()
     afresh = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    widths = {pages(kept)[0]["latency"]["bin_seconds"]}
     assert pages(kept) == pages(afresh)
     while held:
         grown(path, held)
         now = pages(kept)
         assert now == pages(afresh)
+        widths.add(now[0]["latency"]["bin_seconds"])
     assert all("error" not in page for page in now) and now[0]["metrics"]
+    assert len(widths) > 1  # the kept latency histograms were put into coarser bins as the log grew
 
 
 def test_the_kept_groups_cover_every_segment_read_and_only_new_ones_are_grouped(log: tuple[Path, list[Path]]) -> None:
