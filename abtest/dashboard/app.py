@@ -49,8 +49,8 @@ PLUGIN_GROUP = "botify_lab.dashboard"
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The dashboard app; `config` must name the event log as `LOG` (tests pass a mapping here).
 
-    Other keys: `POLL_SECONDS` (page refresh period), `CACHE` (False: compute every answer, never
-    reuse one), `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
+    Other keys: `POLL_SECONDS` (page refresh period), `CACHE` (False: compute every answer from
+    every event, never reuse one nor keep the sessions of a log's segments), `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
     """
     app = Flask(__name__)
     app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE=True, LOG=None, ARTIFACTS=None, WORLD=None)
