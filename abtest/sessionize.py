@@ -118,11 +118,12 @@ def _check_params(conditions: list[str], experiment: str) -> list[str]:
     return [experiment] * sum(condition.count("?") for condition in conditions)
 
 
-def quality_sql(experiment: str) -> Query:
+def quality_sql(experiment: str, source: str = EVENTS_TABLE) -> Query:
     """One row: the rows of `experiment` (or without an `experiments` map) dropped per `Problem.ALL`.
 
     The cheap checks run first, so the map is looked up only for rows that have a problem: the
-    scan costs a fraction of the analysis.
+    scan costs a fraction of the analysis. `source` is the relation of events to read (the log's
+    `events`, or some of its segments: the counts of disjoint sets of events add up).
     """
     conditions = [condition for condition, _ in _checks()]
     problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, condition in enumerate(conditions)) + " END"
@@ -131,7 +132,7 @@ def quality_sql(experiment: str) -> Query:
     sql = f"""
         SELECT {counts}
         FROM (
-            SELECT {problem} AS problem FROM {EVENTS_TABLE}
+            SELECT {problem} AS problem FROM {source}
             WHERE ({any_problem}) AND ({quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?))
         )"""
     params = _check_params(conditions, experiment)
@@ -225,11 +226,12 @@ _C = Columns
 _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quote(_C.TS)
 
 
-def events_sql(experiment: str, errors: bool = False) -> Query:
+def events_sql(experiment: str, errors: bool = False, source: str = EVENTS_TABLE) -> Query:
     """The experiment's events with their treatment index as column `arm`; events without the
     key, and events with a `Problem` (counted by `quality_sql`), are dropped.
 
     `errors`: whether the log has the `error` column (format 3); older logs read it as NULL.
+    `source`: the relation of events to read (the log's `events` unless told).
     The treatment is looked up by the key's position in the map's keys: the value of
     `experiments[name]`, found with less work per row (docs/dashboard.md, Speed).
     """
@@ -241,7 +243,7 @@ def events_sql(experiment: str, errors: bool = False) -> Query:
     sql = f"""
         SELECT * FROM (
             SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error}, {_arm()} AS arm
-            FROM {EVENTS_TABLE}
+            FROM {source}
             WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}
         ) WHERE arm >= 0"""
     return Query(sql, [experiment, experiment, *_check_params(conditions, experiment)])
@@ -267,8 +269,121 @@ def choose_strategy(events_without_session: int, cost_per_event: float) -> str:
     return Strategy.LAST_LIST if cost_per_event <= LIST_PLAN_MAX_COST else Strategy.LAST_WINDOW
 
 
+class GroupColumns:
+    """Columns of `session_groups_sql`: a session's sums and extremes before any session filter.
+
+    They add up over disjoint sets of a session's events (`merge_groups_sql`: minima, counts, exact
+    DECIMAL sums and an OR), so the groups of the log's sealed segments, kept, and those of the
+    segments sealed since give the sessions of the whole log to the last digit.
+    """
+
+    USER = Columns.USER
+    SESSION = Columns.SESSION
+    ARM = SessionColumns.ARM  # the smallest treatment index of the events
+    START = SessionColumns.START  # the first event's `ts`
+    LAST = "last_ts"  # the last event's `ts` (unused by the sessions: a query that does not read it does not compute it)
+    TRACKS = SessionColumns.TRACKS  # events
+    TIME = Columns.TIME  # exact sum of `time`, DECIMAL
+    LATENCY_SUM = "latency_sum"  # exact sum of `latency` in seconds, DECIMAL
+    LATENCY_N = "latency_n"  # events with a latency
+    REQUESTS = SessionColumns.REQUESTS  # 'next' events
+    ERRORS = SessionColumns.ERRORS
+    SLOW = SessionColumns.SLOW
+    SERVED = "served"  # some event was served by one of the recommenders filtered on (TRUE without that filter)
+
+    ALL = (USER, SESSION, ARM, START, LAST, TRACKS, TIME, LATENCY_SUM, LATENCY_N, REQUESTS, ERRORS, SLOW, SERVED)
+
+
+def _group_aggregates(recommenders: tuple[str, ...], errors: bool) -> tuple[str, list[Any]]:
+    """The select list of `GroupColumns` (but the keys) over events, and its `?` parameters."""
+    g = GroupColumns
+    error = quote(_C.ERROR)
+    if errors:
+        errors_sql = f"count(*) FILTER (WHERE {error} IS NOT NULL AND {error} <> '{SLOW_ERROR}')"
+        slow_sql = f"count(*) FILTER (WHERE {error} = '{SLOW_ERROR}')"
+    else:  # a log without the column has no errors: two aggregates fewer per session
+        errors_sql = slow_sql = "0::BIGINT"
+    served = f"bool_or({quote(_C.RECOMMENDER)} IN ({', '.join('?' for _ in recommenders)}))" if recommenders else "true"
+    sql = f"""min(arm) AS {g.ARM}, min({_TS}) AS {g.START}, max({_TS}) AS {g.LAST}, count(*) AS {g.TRACKS},
+               {exact.total(quote(_C.TIME))} AS {quote(g.TIME)},
+               {exact.total(quote(_C.LATENCY))} AS {g.LATENCY_SUM}, count({quote(_C.LATENCY)}) AS {g.LATENCY_N},
+               count(*) FILTER (WHERE {_MSG} <> '{MESSAGE_LAST}') AS {g.REQUESTS},
+               {errors_sql} AS {g.ERRORS}, {slow_sql} AS {quote(g.SLOW)}, {served} AS {g.SERVED}"""
+    return sql, list(recommenders)
+
+
+def session_groups_sql(experiment: str, *, errors: bool = False, recommenders: tuple[str, ...] = (), source: str = EVENTS_TABLE) -> Query:
+    """One row per (user, session id) of the experiment's events in `source`, with `GroupColumns`.
+
+    Only events with a session id are grouped (`Strategy.SESSION_ID`; the caller checks that the
+    log has no other). `recommenders` is the filter of `Filters.recommenders` (column `served`).
+    """
+    ev = events_sql(experiment, errors, source)
+    aggregates, params = _group_aggregates(recommenders, errors)
+    sql = f"""
+        SELECT {_U}, {_SES}, {aggregates}
+        FROM ({ev.sql}) WHERE {_SES} IS NOT NULL
+        GROUP BY {_U}, {_SES}"""
+    return Query(sql, [*params, *ev.params])  # the select list's parameters come first in the text
+
+
+def merge_groups_sql(relation: str) -> str:
+    """SQL: the rows of `relation` (`GroupColumns` of disjoint sets of events) added up per (user, session)."""
+    g = GroupColumns
+    return f"""
+        SELECT {_U}, {_SES}, min({g.ARM}) AS {g.ARM}, min({g.START}) AS {g.START}, max({g.LAST}) AS {g.LAST},
+               sum({g.TRACKS})::BIGINT AS {g.TRACKS}, sum({quote(g.TIME)}) AS {quote(g.TIME)},
+               sum({g.LATENCY_SUM}) AS {g.LATENCY_SUM}, sum({g.LATENCY_N})::BIGINT AS {g.LATENCY_N},
+               sum({g.REQUESTS})::BIGINT AS {g.REQUESTS}, sum({g.ERRORS})::BIGINT AS {g.ERRORS},
+               sum({quote(g.SLOW)})::BIGINT AS {quote(g.SLOW)}, bool_or({g.SERVED}) AS {g.SERVED}
+        FROM {relation}
+        GROUP BY {_U}, {_SES}"""
+
+
+def finish_sql(groups: str, filters: Filters | None = None, day0: str | None = None) -> Query:
+    """The sessions (`SessionColumns`) of the relation `groups` (`GroupColumns`) that pass `filters`
+    (the recommenders filter was applied when grouping: column `served`).
+
+    `day0`: SQL of the midnight that starts day 0 when `filters.day_zero` is None (default: that of
+    the earliest session's start).
+    """
+    filters = filters or Filters()
+    g, s = GroupColumns, SessionColumns
+    where = [g.SERVED] if filters.recommenders else []
+    params: list[Any] = []
+    if not filters.include_open:
+        where.append(f"{g.TRACKS} > {g.REQUESTS}")  # every event is a 'next' or a 'last': one of them is a 'last'
+    if filters.since is not None:
+        where.append(f"{g.START} >= ?")
+        params.append(filters.since)
+    if filters.until is not None:
+        where.append(f"{g.START} < ?")
+        params.append(filters.until)
+    if filters.days is not None:
+        if filters.day_zero is None:
+            first = day0 or f"SELECT date_trunc('day', min({g.START})) FROM {groups}"
+            origin = f"epoch(({first}))"
+        else:
+            origin = f"epoch(TIMESTAMP '{filters.day_zero:%Y-%m-%d}')"
+        days = f"(epoch({g.START}) - {origin}) / 86400.0"
+        where.append(f"{days} >= ? AND {days} < ?")
+        params.extend(filters.days)
+    sql = f"""
+        SELECT {_U} AS {quote(s.USER)}, {g.ARM} AS {s.ARM}, {g.START} AS {s.START}, {g.TRACKS} AS {s.TRACKS},
+               {quote(g.TIME)} AS {quote(s.TIME)},
+               ({g.LATENCY_SUM} / {g.LATENCY_N}) * 1000 AS {s.LATENCY},
+               {g.LATENCY_SUM} * 1000 AS {s.LATENCY_TOTAL},
+               {g.REQUESTS} AS {s.REQUESTS}, {g.ERRORS} AS {s.ERRORS}, {quote(g.SLOW)} AS {quote(s.SLOW)}
+        FROM {groups}
+        {"WHERE " + " AND ".join(where) if where else ""}"""
+    return Query(sql, params)
+
+
 def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None, *, errors: bool = False) -> Query:
     """One row per session of `experiment`, with the columns of `SessionColumns`.
+
+    The events are grouped (`GroupColumns`), then the groups finished and filtered (`finish_sql`),
+    the same SQL that finishes the dashboard's groups kept per segment.
 
     Args:
         experiment: Experiment name; its treatment index becomes the session's arm.
@@ -280,7 +395,6 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None,
         raise AbtestError(f"strategy == {strategy!r}, must be one of {', '.join(Strategy.ALL)}")
     filters = filters or Filters()
     ev = events_sql(experiment, errors)
-    params: list[Any] = list(ev.params)
     cols = f"{_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {quote(_C.ERROR)}, arm"
     is_last = f"{_MSG} = '{MESSAGE_LAST}'"
     keyed = f"SELECT {cols}, NULL::BIGINT AS seq FROM ev WHERE {_SES} IS NOT NULL"
@@ -300,48 +414,16 @@ def sessions_sql(experiment: str, strategy: str, filters: Filters | None = None,
                        PARTITION BY {_U} ORDER BY {_TS}, {_MSG} DESC
                        ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0) AS seq
             FROM ev WHERE {_SES} IS NULL"""
-    # Every kept event is a 'next' or a 'last', so a session is complete when it has fewer requests
-    # ('next's) than events: the count it computes anyway, instead of another aggregate.
-    requests = f"count(*) FILTER (WHERE {_MSG} <> '{MESSAGE_LAST}')"
-    having = [] if filters.include_open else [f"count(*) > {requests}"]
-    if filters.recommenders:
-        having.append(f"bool_or({quote(_C.RECOMMENDER)} IN ({', '.join('?' for _ in filters.recommenders)}))")
-        params.extend(filters.recommenders)
-    start = f"min({_TS})"
-    if filters.since is not None:
-        having.append(f"{start} >= ?")
-        params.append(filters.since)
-    if filters.until is not None:
-        having.append(f"{start} < ?")
-        params.append(filters.until)
-    day0 = ""
-    if filters.days is not None:
-        if filters.day_zero is None:
-            day0 = f", day0 AS (SELECT date_trunc('day', min({_TS})) AS t0 FROM ev)"
-            origin = "epoch((SELECT t0 FROM day0))"
-        else:
-            origin = f"epoch(TIMESTAMP '{filters.day_zero:%Y-%m-%d}')"
-        days = f"(epoch({start}) - {origin}) / 86400.0"
-        having.append(f"{days} >= ? AND {days} < ?")
-        params.extend(filters.days)
-    s = SessionColumns
-    error = quote(_C.ERROR)
-    if errors:
-        errors_sql = f"count(*) FILTER (WHERE {error} IS NOT NULL AND {error} <> '{SLOW_ERROR}')"
-        slow_sql = f"count(*) FILTER (WHERE {error} = '{SLOW_ERROR}')"
-    else:  # a log without the column has no errors: two aggregates fewer per session
-        errors_sql = slow_sql = "0::BIGINT"
+    aggregates, params = _group_aggregates(filters.recommenders, errors)
+    day0 = f"SELECT date_trunc('day', min({_TS})) FROM ev"
+    finish = finish_sql("groups", filters, day0)
     sql = f"""
-        WITH ev AS ({ev.sql}){day0},
-        keyed AS ({keyed})
-        SELECT {_U} AS {quote(s.USER)}, min(arm) AS {s.ARM}, {start} AS {s.START},
-               count(*) AS {s.TRACKS}, {exact.total(quote(_C.TIME))} AS {quote(s.TIME)},
-               {exact.mean(quote(_C.LATENCY))} * 1000 AS {s.LATENCY},
-               {exact.total(quote(_C.LATENCY))} * 1000 AS {s.LATENCY_TOTAL},
-               {requests} AS {s.REQUESTS},
-               {errors_sql} AS {s.ERRORS},
-               {slow_sql} AS {quote(s.SLOW)}
-        FROM keyed
-        GROUP BY {_U}, {_SES}{"" if strategy == Strategy.SESSION_ID else ", seq"}
-        {"HAVING " + " AND ".join(having) if having else ""}"""
-    return Query(sql, params)
+        WITH ev AS ({ev.sql}),
+        keyed AS ({keyed}),
+        groups AS (
+            SELECT {_U}, {_SES}, {aggregates}
+            FROM keyed
+            GROUP BY {_U}, {_SES}{"" if strategy == Strategy.SESSION_ID else ", seq"}
+        )
+        {finish.sql}"""
+    return Query(sql, [*ev.params, *params, *finish.params])

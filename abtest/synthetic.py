@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -207,3 +208,54 @@ def write_synthetic_log(
     finally:
         con.close()
     return path
+
+
+def write_synthetic_segments(
+    log: str | Path,
+    events: int,
+    experiments: Sequence[SyntheticExperiment] = (SyntheticExperiment("exp", (0.0, 0.0, 0.0)),),
+    *,
+    segments: int = 100,
+    held_back: int = 0,
+    seed: int = 0,
+    session_ids: bool = True,
+) -> list[Path]:
+    """Write a synthetic log in the form `botify serve` writes one: LOG, a DuckDB file of views over
+    sealed Parquet segments (`contracts.eventlog.layout`), with the events cut by time into `segments`
+    segments of the declared columns (those the generator lacks are NULL).
+
+    The last `held_back` segments are written into `<segments>/held/` instead, outside the log;
+    their paths are returned, in time order, so that a caller can seal them later with `os.replace`
+    into the events directory, as a running service seals its next segments. Replaces an existing log.
+    """
+    from contracts.eventlog import init_log  # the log's layout, only for this form
+
+    if not 1 <= segments or not 0 <= held_back < segments:
+        raise AbtestError(f"segments == {segments}, held_back == {held_back}: need segments >= 1 and 0 <= held_back < segments")
+    layout = init_log(log, reset=True)
+    directory = layout.directory(EVENTS_TABLE)
+    held = layout.segments / "held"
+    held.mkdir(exist_ok=True)
+    for stale in held.glob("*.parquet"):
+        stale.unlink()
+    sql = events_query(events, experiments, seed=seed, session_ids=session_ids)
+    generated = duckdb.connect()
+    try:
+        generated.execute("SET enable_progress_bar = false")
+        generated.execute(f"CREATE TEMP TABLE generated AS SELECT *, ntile({int(segments)}) OVER (ORDER BY {quote(Columns.TS)}) AS part FROM ({sql})")
+        have = {row[0] for row in generated.execute("DESCRIBE generated").fetchall()}
+        columns = ", ".join(
+            quote(name) if name in have else f"NULL::{kind} AS {quote(name)}" for name, kind in DUCKDB_TYPES.items()
+        )
+        out = []
+        for part in range(1, segments + 1):
+            name = f"{part:019d}-synthetic.parquet"
+            target = held / name if part > segments - held_back else directory / name
+            tmp = target.with_name(f".{name}.tmp")  # sealed by a rename, as the service seals a segment
+            generated.execute(f"COPY (SELECT {columns} FROM generated WHERE part = {part}) TO {sql_string(str(tmp))} (FORMAT parquet)")
+            os.replace(tmp, target)
+            if target.parent == held:
+                out.append(target)
+    finally:
+        generated.close()
+    return out

@@ -15,6 +15,7 @@ user, 3 treatments) and are kept under --dir.
     .venv/bin/python scripts/bench_dashboard.py                          # 1e7 events and the demo's log
     .venv/bin/python scripts/bench_dashboard.py --baseline main          # the same against branch main
     .venv/bin/python scripts/bench_dashboard.py --sizes 1e5,1e6 --repeat 3
+    .venv/bin/python scripts/bench_dashboard.py --baseline main --segments 200   # also a log of 200 segments, growing
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 
 import urllib3
 
-from abtest.synthetic import SyntheticExperiment, write_synthetic_log
+from abtest.synthetic import SyntheticExperiment, write_synthetic_log, write_synthetic_segments
 
 EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.02, -0.01))
 TARGET_LARGE_S = 2.0  # the experiment page of a 10^7-event log
@@ -176,6 +177,35 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
         served.close()
 
 
+def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int, code: Path | None) -> None:
+    """Time `path` on a log of segments right after each of `repeat` new segments is sealed (the page
+    of a running simulation's log, refreshed), with the cache on: this checkout keeps the session
+    groups of the segments it has read (`abtest.dashboard.increments`), the baseline `code` as it does."""
+    served = Served(log, cache=True)
+    baseline = Served(log, cache=True, code=code) if code is not None else None
+    try:
+        served.time(path, 0)  # the first answer groups every segment
+        if baseline is not None:
+            baseline.time(path, 0)
+        times: list[float] = []
+        before: list[float] = []
+        served.cpu.clear()
+        if baseline is not None:
+            baseline.cpu.clear()
+        for i in range(min(repeat, len(held))):
+            os.replace(held[i], log.parent / f"{log.stem}.segments" / "events" / held[i].name)
+            if baseline is not None and i % 2 == 0:
+                before += baseline.time(path, 1, warm=False)
+            times += served.time(path, 1, warm=False)
+            if baseline is not None and i % 2 == 1:
+                before += baseline.time(path, 1, warm=False)
+        report(f"{label}, new segment", path, times, TARGET_LARGE_S, before or None, served.cpu, baseline.cpu if baseline else None)
+    finally:
+        served.close()
+        if baseline is not None:
+            baseline.close()
+
+
 def page_paths(served: Served) -> list[str]:
     names = [e["name"] for e in served.http.request("GET", served.url + "/experiments.json").json()["experiments"]]
     return ["/experiments", *(f"/experiments/{name}" for name in names), *(f"/experiments/{name}.json" for name in names)]
@@ -188,6 +218,8 @@ def main() -> None:
     parser.add_argument("--demo-log", type=Path, default=Path("data/demo/events.duckdb"), help="the demo's log (skipped if missing)")
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per page")
     parser.add_argument("--baseline", default="", metavar="REV", help="also time the pages computed by git revision REV (e.g. main)")
+    parser.add_argument("--segments", type=int, default=0, metavar="N",
+                        help="also write each size as a log of N segments (as botify writes one) and time its pages, afresh and as segments are sealed")
     args = parser.parse_args()
     print(f"CPUs {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}", flush=True)
 
@@ -199,6 +231,13 @@ def main() -> None:
                 write_synthetic_log(log, size, [EXPERIMENT], seed=0, session_ids=True)
             paths = ["/experiments/exp", "/experiments/exp.json", "/experiments"]
             bench_log(log, paths, TARGET_LARGE_S, f"{size:.0e} events", args.repeat, code)
+            if args.segments:
+                # Rewritten each run: the growth seals the held-back segments into the log.
+                segmented = args.dir / f"segments_{size:.0e}".replace("+", "") / "events.duckdb"
+                held = write_synthetic_segments(segmented, size, [EXPERIMENT], segments=args.segments, held_back=args.repeat, seed=0)
+                label = f"{size:.0e} events, {args.segments - args.repeat} segments"
+                bench_log(segmented, paths[:1], TARGET_LARGE_S, label, args.repeat, code)
+                bench_growth(segmented, held, paths[0], label, args.repeat, code)
         if args.demo_log.exists():
             bench_log(args.demo_log, None, TARGET_DEMO_S, "demo", args.repeat, code)
         else:

@@ -27,6 +27,7 @@ from flask.typing import ResponseReturnValue
 from werkzeug.datastructures import MultiDict
 
 from abtest.dashboard import data
+from abtest.dashboard.increments import SessionGroups
 from abtest.errors import AbtestError
 from abtest.log import EventLog
 from abtest.metrics import METRIC_NAMES
@@ -48,8 +49,8 @@ PLUGIN_GROUP = "botify_lab.dashboard"
 def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     """The dashboard app; `config` must name the event log as `LOG` (tests pass a mapping here).
 
-    Other keys: `POLL_SECONDS` (page refresh period), `CACHE` (False: compute every answer, never
-    reuse one), `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
+    Other keys: `POLL_SECONDS` (page refresh period), `CACHE` (False: compute every answer from
+    every event, never reuse one nor keep the sessions of a log's segments), `ARTIFACTS` and `WORLD` (read by the page plugins of `PLUGIN_GROUP`, which add their pages).
     """
     app = Flask(__name__)
     app.config.update(POLL_SECONDS=POLL_SECONDS, CACHE=True, LOG=None, ARTIFACTS=None, WORLD=None)
@@ -57,6 +58,7 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config["LOG"]:
         raise AbtestError("the dashboard needs an event log: pass --log PATH")
     app.extensions["dashboard_cache"] = StateCache()
+    app.extensions["dashboard_groups"] = SessionGroups() if app.config["CACHE"] else None
     app.teardown_appcontext(close_log)
     app.register_blueprint(bp)
     app.add_url_rule("/static/plotly.min.js", "plotly_js", plotly_js)
@@ -278,7 +280,8 @@ def experiment_page(name: str, fmt: str, part: str | None = None) -> Any:
         return _error(BadRequest(f"{part}.csv: the charts' tables are {', '.join(p + '.csv' for p in CSV_PARTS)}"), "html", 404)
     try:
         options = view_options(request.args)
-        page = cached(("experiment", name), lambda: data.experiment(get_log(), name, options))
+        kept = current_app.extensions["dashboard_groups"]
+        page = cached(("experiment", name), lambda: data.experiment(get_log(), name, options, kept))
     except AbtestError as error:
         return _error(error, fmt, _status(error))
     if fmt == "json":

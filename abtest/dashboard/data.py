@@ -17,6 +17,8 @@ from scipy.special import ndtri
 
 from abtest import sequential, stats
 from abtest.config import resolve
+from abtest.dashboard.increments import KEPT_GROUPS, KEPT_LATENCY, Kept, SessionGroups
+from abtest.dashboard.latency import RELATIVE_ERROR, histogram_sql, latency_rows
 from abtest.errors import AbtestError
 from abtest.experiment import Experiment, arm_data, bin_width, plan, session_timeseries, time_bin_sql
 from abtest.log import EventLog, ExperimentInfo
@@ -30,7 +32,7 @@ from abtest.metrics import (
     running_users_sql,
     users_sql,
 )
-from abtest.sessionize import Filters, Query, SessionColumns, events_sql, sessions_sql
+from abtest.sessionize import Filters, Query, SessionColumns, Strategy, events_sql, finish_sql, sessions_sql
 from contracts.columns import Columns, quote
 
 # Metric name -> family; each family gets its own forest plot, so a latency effect of hundreds
@@ -174,20 +176,26 @@ def _srm(srm: stats.SrmResult | None) -> dict[str, Any] | None:
     }
 
 
-def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> dict[str, Any]:
+def experiment(log: EventLog, name: str, options: ViewOptions | None = None, kept: SessionGroups | None = None) -> dict[str, Any]:
     """One experiment's page: the report's metrics with directions, forest plots per family, the
     cumulative effect day by day, sessions over time per arm and request latency per recommender.
 
     The metrics are `Experiment.analyze`'s rows as `Report.to_dicts` gives them (the JSON of
     `abtest report`), each with its direction, family, colour (from the report's verdict) and treatment label added. An
     experiment with one treatment (nothing to compare) still gets its sessions and latency.
+    With `kept`, the sessions of a log of segments are grouped from the groups kept there and the
+    segments sealed since (`increments`), instead of from every event.
     """
     options = options or ViewOptions()
     analysis = options.experiment()
     info = log.resolve_experiment(name)
     filters = options.filters
     out: dict[str, Any] = {"experiment": name, "log": log.source, "filters": filters.describe(), "note": None}
-    out.update(_sessions_parts(log, name, info, options, analysis))
+    read = kept.read(log, info.name, filters.recommenders) if kept is not None else None
+    out.update(_sessions_parts(log, name, info, options, analysis, read))
+    if read is not None:
+        out["latency"] = kept_latency(log, read)
+        return out
     # Without a time filter the sessions span the experiment's events, so the bins of their chart
     # are the latency chart's first guess (checked by `latency` against the events' own span).
     unbounded = filters.since is None and filters.until is None and filters.days is None
@@ -195,13 +203,18 @@ def experiment(log: EventLog, name: str, options: ViewOptions | None = None) -> 
     return out
 
 
-def _sessions_parts(log: EventLog, name: str, info: ExperimentInfo, options: ViewOptions, analysis: Experiment) -> dict[str, Any]:
+def _sessions_parts(
+    log: EventLog, name: str, info: ExperimentInfo, options: ViewOptions, analysis: Experiment, read: Kept | None
+) -> dict[str, Any]:
     """What the experiment page draws from the experiment's sessions: the report's rows, the
     cumulative effect and the sessions over time (raises AbtestError when there is nothing to show)."""
     filters = options.filters
     out: dict[str, Any] = {"note": None}
-    strategy, quality = plan(log, info.name)
-    sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
+    if read is not None:
+        strategy, quality, sessions = Strategy.SESSION_ID, SessionGroups.quality(read), finish_sql(KEPT_GROUPS, filters)
+    else:
+        strategy, quality = plan(log, info.name)
+        sessions = sessions_sql(info.name, strategy, filters, errors=Columns.ERROR in log.columns)
     # The sessions are grouped once per page, into a temporary table (a read-only connection may
     # create one: it lives in the connection's memory, not in the log); the report and every
     # chart read them from there.
@@ -444,29 +457,41 @@ def latency(log: EventLog, name: str, guess: int | None = None) -> dict[str, Any
         ts = quote(Columns.TS)
         bounds = log.con.execute(f"SELECT min({ts}), max({ts}) FROM ({ev.sql})", ev.params).fetchone()
         if bounds is None or bounds[0] is None:
-            return {"bin_seconds": None, "rows": []}
+            return _latency_part(None, [])
         width = bin_width(bounds[0], bounds[1])
     if width != guess or not rows:
         rows = _latency_rows(log, ev, width)
+    return _latency_part(width, rows)
+
+
+def kept_latency(log: EventLog, read: Kept) -> dict[str, Any]:
+    """`latency`'s chart from the latency histograms kept of the log's segments (registered as
+    `KEPT_LATENCY`, in the bins of the events' span), the counts of each bin and bucket added up."""
+    if read.width is None:
+        return _latency_part(None, [])
+    sql = f"SELECT recommender, bin, bucket, sum(requests)::BIGINT FROM {KEPT_LATENCY} GROUP BY ALL"
+    return _latency_part(read.width, latency_rows(log.con.execute(sql).fetchall()))
+
+
+def _latency_part(width: int | None, rows: list[tuple[Any, ...]]) -> dict[str, Any]:
+    """The latency chart's dict: every p50 and p99 is within `RELATIVE_ERROR` of the exact quantile (`latency.py`)."""
     return {
         "bin_seconds": width,
+        "relative_error": RELATIVE_ERROR,
         "rows": [
-            {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _number(q[0] * 1000), "p99_ms": _number(q[1] * 1000)}
+            {"recommender": r, "bin": b.isoformat(), "requests": int(n), "p50_ms": _ms(q[0]), "p99_ms": _ms(q[1]),
+             "relative_error": RELATIVE_ERROR}  # in each row too, so that the CSV download says so
             for r, b, n, q in rows
         ],
     }
 
 
+def _ms(seconds: float | None) -> float | None:
+    return None if seconds is None else _number(seconds * 1000)
+
+
 def _latency_rows(log: EventLog, ev: Query, width: int) -> list[tuple[Any, ...]]:
     """(recommender, bin, requests, [p50, p99] of the latency in seconds) per recommender and
-    `width`-second bin of the events `ev`, ordered by both."""
-    ts, lat, rec = quote(Columns.TS), quote(Columns.LATENCY), quote(Columns.RECOMMENDER)
-    # One list of quantiles sorts each group once (half the time of two separate quantiles).
-    sql = f"""
-        SELECT {rec} AS recommender,
-               {time_bin_sql(ts, width)} AS bin,
-               count(*) AS requests,
-               quantile_cont({lat}, [0.5, 0.99]) AS q
-        FROM ({ev.sql})
-        GROUP BY ALL ORDER BY recommender, bin"""
-    return log.con.execute(sql, ev.params).fetchall()
+    `width`-second bin of the events `ev`, ordered by both, from their latency histograms."""
+    query = histogram_sql(ev, time_bin_sql(quote(Columns.TS), width))
+    return latency_rows(log.con.execute(query.sql, query.params).fetchall())

@@ -104,6 +104,29 @@ def log_state(path: str | Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(state))
 
 
+def event_files(path: str | Path) -> list[Path] | None:
+    """The Parquet files whose rows are the `events` of the log at `path`, sorted, or None when its
+    events are rows of a DuckDB database rather than files.
+
+    A sealed segment never changes (it is written under a temporary name and renamed into place),
+    so a reader may keep what it computed from a file for as long as the file keeps its size and
+    modification time. Files that vanish while they are listed are left out.
+    """
+    text = str(path)
+    if _GLOB_CHARACTERS & set(text):
+        return sorted(Path(name) for name in glob.glob(text, recursive=True) if Path(name).is_file())
+    p = Path(text)
+    if p.is_dir():
+        pattern = directory_tables(p).get(EVENTS_TABLE, str(p / "**" / f"*{SEGMENT_SUFFIX}"))
+        return sorted(Path(name) for name in glob.glob(pattern, recursive=True) if Path(name).is_file())
+    if p.is_file() and log_file_kind(p) == "parquet":
+        return [p]
+    segments = LogLayout.of(p).directory(EVENTS_TABLE)
+    if p.is_file() and segments.is_dir():  # a LOG of views over its sealed segments
+        return sorted(segments.glob(f"*{SEGMENT_SUFFIX}"))
+    return None
+
+
 def tables(connection: duckdb.DuckDBPyConnection) -> set[str]:
     """Names of the tables and views the connection shows."""
     return {row[0] for row in connection.execute("SELECT table_name FROM information_schema.tables").fetchall()}

@@ -1,0 +1,94 @@
+"""The experiment page of a log of segments keeps its session groups and adds those of new segments:
+its numbers stay those of the page computed afresh (and so of `abtest report`), however the log grows."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import duckdb
+import pytest
+from flask.testing import FlaskClient
+
+from abtest.dashboard.app import create_app
+from abtest.synthetic import SyntheticExperiment, write_synthetic_segments
+from contracts.eventlog.reader import event_files
+
+EXPERIMENT = SyntheticExperiment("exp", (0.0, 0.25, 0.0), latency_effects=(0.0, 2.0, 0.0))
+# Filters of every kind the groups are finished with: none, a recommender, days (both day zeros), a time, open sessions.
+QUERIES = ("", "?recommender=rec1", "?days=1:2", "?days=0:1&day_zero=first", "?since=2026-01-01T12:00:00", "?include_open_sessions=1&treatment=2")
+
+
+def grown(log: Path, held: list[Path]) -> None:
+    """Seal the first held-back segment into the log, as the service seals its next one."""
+    segment = held.pop(0)
+    os.replace(segment, event_files(log)[0].parent / segment.name)
+
+
+def pages(client: FlaskClient) -> list[dict]:
+    return [client.get(f"/experiments/exp.json{query}").get_json() for query in QUERIES]
+
+
+@pytest.fixture()
+def log(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """About 12,000 events cut by time into 8 segments (sessions cut across segments), 3 of them held back."""
+    path = tmp_path / "events.duckdb"
+    held = write_synthetic_segments(path, 12_000, [EXPERIMENT], segments=8, held_back=3, seed=3)
+    return path, held
+
+
+def test_a_grown_logs_page_equals_the_page_computed_afresh(log: tuple[Path, list[Path]]) -> None:
+    path, held = log
+    kept = create_app({"LOG": str(path)}).test_client()
+    afresh = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    widths = {pages(kept)[0]["latency"]["bin_seconds"]}
+    assert pages(kept) == pages(afresh)
+    while held:
+        grown(path, held)
+        now = pages(kept)
+        assert now == pages(afresh)
+        widths.add(now[0]["latency"]["bin_seconds"])
+    assert all("error" not in page for page in now) and now[0]["metrics"]
+    assert len(widths) > 1  # the kept latency histograms were put into coarser bins as the log grew
+
+
+def test_the_kept_groups_cover_every_segment_read_and_only_new_ones_are_grouped(log: tuple[Path, list[Path]]) -> None:
+    path, held = log
+    app = create_app({"LOG": str(path)})
+    client = app.test_client()
+    client.get("/experiments/exp.json")
+    store = app.extensions["dashboard_groups"]
+    (first,) = store._items.values()
+    grown(path, held)
+    client.get("/experiments/exp.json")
+
+    (second,) = store._items.values()
+    assert set(second.files) == {str(p) for p in event_files(path)} > set(first.files)
+    assert second.groups.num_rows > first.groups.num_rows
+
+
+def test_a_compacted_or_shrunk_log_is_read_again(log: tuple[Path, list[Path]]) -> None:
+    path, held = log
+    kept = create_app({"LOG": str(path)}).test_client()
+    afresh = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    before = pages(kept)
+    # Two kept segments become one (a compaction): their events are the same, their files are not.
+    first, second = event_files(path)[1:3]
+    merged = first.with_name("0000000000000000002-compacted.parquet.tmp")
+    duckdb.execute(f"COPY (SELECT * FROM read_parquet(['{first}', '{second}'])) TO '{merged}' (FORMAT parquet)")
+    first.unlink()
+    os.replace(merged, second)
+
+    assert pages(kept) == pages(afresh) == before
+    event_files(path)[-1].unlink()  # a segment gone (as after a reset): the kept sums hold events no longer there
+    assert pages(kept) == pages(afresh) != before
+
+
+def test_a_log_with_events_without_a_session_id_is_grouped_as_the_report_groups_it(tmp_path: Path) -> None:
+    path = tmp_path / "events.duckdb"
+    held = write_synthetic_segments(path, 6_000, [EXPERIMENT], segments=4, held_back=1, seed=4, session_ids=False)
+    kept = create_app({"LOG": str(path)}).test_client()
+    afresh = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    assert pages(kept) == pages(afresh)
+    grown(path, held)
+    assert pages(kept) == pages(afresh)
