@@ -157,13 +157,7 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
             if baseline is not None:
                 baseline.cpu.clear()
             for i in range(repeat):
-                # Each side goes first every other time: a server still freeing the memory of its
-                # last answer slows the next request, whoever serves it.
-                if baseline is not None and i % 2 == 0:
-                    before += baseline.time(path, 1, warm=False)
-                times += served.time(path, 1, warm=False)
-                if baseline is not None and i % 2 == 1:
-                    before += baseline.time(path, 1, warm=False)
+                in_turn(served, baseline, path, i, times, before)
             report(f"{label}, computed", path, times, target, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
         served.close()
@@ -175,6 +169,17 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
             report(f"{label}, unchanged log", path, served.time(path, repeat), target)
     finally:
         served.close()
+
+
+def in_turn(served: Served, baseline: Served | None, path: str, i: int, times: list[float], before: list[float]) -> None:
+    """Time `path` once on each side, appending to `times` and `before`; the baseline goes first
+    every other round: a server still freeing the memory of its last answer slows the next
+    request, whoever serves it."""
+    if baseline is not None and i % 2 == 0:
+        before += baseline.time(path, 1, warm=False)
+    times += served.time(path, 1, warm=False)
+    if baseline is not None and i % 2 == 1:
+        before += baseline.time(path, 1, warm=False)
 
 
 def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int, code: Path | None) -> None:
@@ -194,11 +199,7 @@ def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int
             baseline.cpu.clear()
         for i in range(min(repeat, len(held))):
             os.replace(held[i], log.parent / f"{log.stem}.segments" / "events" / held[i].name)
-            if baseline is not None and i % 2 == 0:
-                before += baseline.time(path, 1, warm=False)
-            times += served.time(path, 1, warm=False)
-            if baseline is not None and i % 2 == 1:
-                before += baseline.time(path, 1, warm=False)
+            in_turn(served, baseline, path, i, times, before)
         report(f"{label}, new segment", path, times, TARGET_LARGE_S, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
         served.close()
