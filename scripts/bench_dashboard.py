@@ -216,7 +216,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1e7", help="synthetic log sizes in events, comma-separated ('' for none)")
     parser.add_argument("--dir", type=Path, default=Path("data/bench"), help="where synthetic logs are kept")
-    parser.add_argument("--demo-log", type=Path, default=Path("data/demo/events.duckdb"), help="the demo's log (skipped if missing)")
+    parser.add_argument("--demo-log", default="data/demo/events.duckdb", help="the demo's log (skipped if missing; '' to skip)")
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per page")
     parser.add_argument("--baseline", default="", metavar="REV", help="also time the pages computed by git revision REV (e.g. main)")
     parser.add_argument("--segments", type=int, default=0, metavar="N",
@@ -239,8 +239,10 @@ def main() -> None:
                 label = f"{size:.0e} events, {args.segments - args.repeat} segments"
                 bench_log(segmented, paths[:1], TARGET_LARGE_S, label, args.repeat, code)
                 bench_growth(segmented, held, paths[0], label, args.repeat, code)
-        if args.demo_log.exists():
-            bench_log(args.demo_log, None, TARGET_DEMO_S, "demo", args.repeat, code)
+        if not args.demo_log:
+            pass
+        elif Path(args.demo_log).exists():
+            bench_log(Path(args.demo_log), None, TARGET_DEMO_S, "demo", args.repeat, code)
         else:
             print(f"{args.demo_log} is missing: run ./scripts/demo.sh for the demo's figures", flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.1f}", flush=True)
