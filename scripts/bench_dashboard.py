@@ -148,14 +148,9 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
     try:
         paths = paths or page_paths(served)
         for path in paths:
-            served.time(path, 0)
-            if baseline is not None:
-                baseline.time(path, 0)
+            warm(served, baseline, path)
             times: list[float] = []
             before: list[float] = []
-            served.cpu.clear()
-            if baseline is not None:
-                baseline.cpu.clear()
             for i in range(repeat):
                 in_turn(served, baseline, path, i, times, before)
             report(f"{label}, computed", path, times, target, before or None, served.cpu, baseline.cpu if baseline else None)
@@ -169,6 +164,14 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
             report(f"{label}, unchanged log", path, served.time(path, repeat), target)
     finally:
         served.close()
+
+
+def warm(served: Served, baseline: Served | None, path: str) -> None:
+    """Ask each side for `path` once, untimed, then forget the CPU seconds counted so far."""
+    for side in (served, baseline):
+        if side is not None:
+            side.time(path, 0)
+            side.cpu.clear()
 
 
 def in_turn(served: Served, baseline: Served | None, path: str, i: int, times: list[float], before: list[float]) -> None:
@@ -189,14 +192,9 @@ def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int
     served = Served(log, cache=True)
     baseline = Served(log, cache=True, code=code) if code is not None else None
     try:
-        served.time(path, 0)  # the first answer groups every segment
-        if baseline is not None:
-            baseline.time(path, 0)
+        warm(served, baseline, path)  # the first answer groups every segment
         times: list[float] = []
         before: list[float] = []
-        served.cpu.clear()
-        if baseline is not None:
-            baseline.cpu.clear()
         for i in range(min(repeat, len(held))):
             os.replace(held[i], log.parent / f"{log.stem}.segments" / "events" / held[i].name)
             in_turn(served, baseline, path, i, times, before)
