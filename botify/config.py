@@ -28,7 +28,9 @@ class ServerConfig(Strict):
     port: int = Field(5001, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # processes
     threads: int = Field(8, ge=1, le=64)  # request threads per worker: a slow client holds only one
-    header_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds a client may take to send its headers (granian)
+    header_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds a client may take to send its headers
+    front: Literal["none", "nginx"] = "none"  # nginx: takes the clients, passes whole requests (botify/front.py)
+    body_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds between two reads of a body (front: nginx)
 
 
 class HistoryConfig(Strict):

@@ -27,6 +27,7 @@ from flask import Flask
 from botify import eventlog
 from botify.app import create_app
 from botify.config import ConfigError, ServiceConfig, load_config
+from botify.front import FrontError, NginxFront
 from contracts.eventlog import LogError, LogLayout
 from contracts.eventlog.layout import file_lock
 
@@ -39,8 +40,8 @@ def _close_in_worker(app: Flask) -> None:
     multiprocessing.util.Finalize(app, eventlog.close_log, args=(app,), exitpriority=100)
 
 
-def run_granian(app: Flask, config: ServiceConfig) -> None:
-    """Serve `app` with granian's WSGI interface until interrupted."""
+def run_granian(app: Flask, config: ServiceConfig, uds: Path | None = None) -> None:
+    """Serve `app` with granian's WSGI interface until interrupted, on the Unix socket `uds` when given."""
     from granian.constants import Interfaces
     from granian.server import MPServer
 
@@ -54,6 +55,7 @@ def run_granian(app: Flask, config: ServiceConfig) -> None:
         target="botify.app:create_app",
         address=config.server.host,
         port=config.server.port,
+        uds=uds,
         interface=Interfaces.WSGI,
         workers=config.server.workers,
         blocking_threads=config.server.threads,
@@ -82,14 +84,14 @@ def _drain_within_the_grace(_arbiter: Any, worker: Any) -> None:
     worker.cfg.set("graceful_timeout", GUNICORN_GRACE - GUNICORN_SEAL_MARGIN)  # this worker's copy only
 
 
-def run_gunicorn(app: Flask, config: ServiceConfig) -> None:
-    """Serve `app` with gunicorn's gthread workers (keep-alive capable) until interrupted."""
+def run_gunicorn(app: Flask, config: ServiceConfig, uds: Path | None = None) -> None:
+    """Serve `app` with gunicorn's gthread workers (keep-alive capable) until interrupted, on the Unix socket `uds` when given."""
     from gunicorn.app.base import BaseApplication
 
     class Application(BaseApplication):  # type: ignore[misc]
         def load_config(self) -> None:
             settings = {
-                "bind": f"{config.server.host}:{config.server.port}",
+                "bind": f"unix:{uds}" if uds is not None else f"{config.server.host}:{config.server.port}",
                 "workers": config.server.workers,
                 "worker_class": "gthread",
                 "threads": config.server.threads,
@@ -144,6 +146,7 @@ def check_port_free(host: str, port: int) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), default=None, help="Port to listen on (config: server.port; default 5001).")
 @click.option("--workers", type=click.IntRange(1, 64), default=None, help="Worker processes (config: server.workers; default 1). More than one needs --history redis.")
 @click.option("--threads", type=click.IntRange(1, 64), default=None, help="Request threads per worker; a slow client holds one (config: server.threads; default 8).")
+@click.option("--front", type=click.Choice(["none", "nginx"]), default=None, help="nginx: nginx takes the clients (header and body timeouts, JSON refusals) and passes whole requests to the WSGI server on a private socket (config: server.front; default none). See docs/botify.md, \"Slow clients\".")
 @click.option("--server", "engine", type=click.Choice(sorted(ENGINES)), default=None, help="WSGI server (config: server.engine; default granian, the faster on our figures).")
 @click.option("--history", type=click.Choice(["memory", "redis"]), default=None, help="Listen-history store: memory (one worker) or redis (shared by all workers) (config: history.store).")
 @click.option("--redis-url", default=None, help="Redis for --history redis (config: history.redis_url; default redis://127.0.0.1:6390/0, see scripts/redis.sh).")
@@ -157,6 +160,7 @@ def serve_command(
     port: int | None,
     workers: int | None,
     threads: int | None,
+    front: str | None,
     engine: str | None,
     history: str | None,
     redis_url: str | None,
@@ -180,6 +184,7 @@ def serve_command(
                 "server.port": port,
                 "server.workers": workers,
                 "server.threads": threads,
+                "server.front": front,
                 "server.engine": engine,
                 "history.store": history,
                 "history.redis_url": redis_url,
@@ -194,15 +199,25 @@ def serve_command(
         app = create_app(config, started_us=time.time_ns() // 1000)
     except (ConfigError, LogError) as error:
         raise click.ClickException(str(error)) from None
+    front_server = NginxFront(config) if server.front == "nginx" else None
+    if front_server is not None:
+        try:
+            front_server.start()
+        except FrontError as error:
+            eventlog.close_log(app)
+            raise click.ClickException(str(error)) from None
     click.echo(
-        f"botify: serving {config.world} on http://{server.host}:{server.port} with {server.engine} "
-        f"({server.workers} worker{'s' if server.workers > 1 else ''}, history {config.history.store}), "
-        f"log {config.log}; ready in {time.perf_counter() - started:.1f} s",
+        f"botify: serving {config.world} on http://{server.host}:{server.port} with {server.engine}"
+        f"{' behind nginx' if front_server is not None else ''} "
+        f"({server.workers} worker{'s' if server.workers > 1 else ''} of {server.threads} thread{'s' if server.threads > 1 else ''}, "
+        f"history {config.history.store}), log {config.log}; ready in {time.perf_counter() - started:.1f} s",
         err=True,
     )
     # A shared lock for as long as any process of this service lives: `botify compact` waits for it.
     with file_lock(LogLayout.of(config.log).serving_lock, shared=True):
         try:
-            ENGINES[server.engine](app, config)
+            ENGINES[server.engine](app, config, front_server.upstream if front_server is not None else None)
         finally:
+            if front_server is not None:
+                front_server.stop()
             eventlog.close_log(app)

@@ -398,6 +398,7 @@ def main() -> None:
     parser.add_argument("--concurrency", default="1,4,8")
     parser.add_argument("--clients", default="wrk,python")
     parser.add_argument("--threads", default="8", help="comma-separated request threads per worker (`botify serve --threads`) to measure the service at")
+    parser.add_argument("--front", default="none", help="comma-separated `botify serve --front` values to measure the service at (none, nginx)")
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument("--quick", action="store_true", help="granian only, wrk only, concurrency 1 and 4")
     parser.add_argument("--in-process", type=float, default=6.0, help="seconds per recommender of the in-process overhead figure (0: skip)")
@@ -438,15 +439,17 @@ def main() -> None:
                         print(json.dumps(results[-1]), flush=True)
                 finally:
                     stop(process)
-                for spec, threads in [(spec, int(t)) for spec in args.recommenders.split(",") for t in args.threads.split(",")]:
+                points = [(spec, int(t), front) for spec in args.recommenders.split(",") for t in args.threads.split(",") for front in args.front.split(",")]
+                for spec, threads, front in points:
                     recommender = spec_label(spec) if args.threads == "8" else f"{spec_label(spec)} threads={threads}"
+                    recommender += f" front={front}" if front != "none" else ""
                     slug = spec_slug(spec)
                     experiments = scratch / f"{slug}.yml"
                     experiments.write_text(experiment_yaml(spec))
                     port = free_port()
                     log = scratch / f"{engine}-{workers}-{slug}" / "events.duckdb"
                     command = [python, "-m", "botify", "serve", "--world", str(args.world), "--experiments", str(experiments), "--log", str(log)]
-                    command += ["--port", str(port), "--workers", str(workers), "--threads", str(threads), "--server", engine]
+                    command += ["--port", str(port), "--workers", str(workers), "--threads", str(threads), "--server", engine, "--front", front]
                     if workers > 1:
                         command += ["--history", "redis", "--redis-url", redis_url]
                     spawned = time.monotonic()

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs everything Botify Lab needs into ./.venv (and redis-server and Chromium from
+# Installs everything Botify Lab needs into ./.venv (and redis-server, nginx and Chromium from
 # Debian when missing), so that a fresh machine can run the demo and the tests. Safe to run again.
 #
 # Python packages come from requirements.lock only: exact versions, each file checked against
@@ -14,6 +14,15 @@ if ! command -v redis-server >/dev/null 2>&1; then
     if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
     $SUDO apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq redis-server >/dev/null
+fi
+# nginx for `server.front: nginx` (botify/front.py). Installing Debian's package starts its default
+# site on port 80: that one is stopped again, since botify starts its own nginx per service.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+    echo "setup: installing nginx (Debian package)"
+    if [ "$(id -u)" = 0 ]; then SUDO=""; else SUDO="sudo"; fi
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq nginx >/dev/null
+    ($SUDO service nginx stop || $SUDO /usr/sbin/nginx -s stop || true) >/dev/null 2>&1
 fi
 # The dashboard's browser tests drive Debian's headless Chromium (never a browser download).
 if [ ! -x /usr/bin/chromium ] || ! command -v chromedriver >/dev/null 2>&1; then

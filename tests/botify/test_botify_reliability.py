@@ -313,7 +313,8 @@ BAD_INPUT: list[tuple[str, bytes, bool, bool]] = [
 
 
 def exchange(port: int, raw: bytes, half_close: bool) -> tuple[int, dict[str, str], bytes]:
-    """Send `raw` on a new connection and read one response: (status, headers, body)."""
+    """Send `raw` on a new connection and read one response: (status, headers, body); status 0
+    when the server closed the connection without answering."""
     with socket.create_connection((HOST, port), timeout=20) as sock:
         try:
             sock.sendall(raw)
@@ -327,6 +328,8 @@ def exchange(port: int, raw: bytes, half_close: bool) -> tuple[int, dict[str, st
             if not chunk:
                 break
             data += chunk
+        if not data:
+            return 0, {}, b""
         head, _, rest = data.partition(b"\r\n\r\n")
         status_line, *header_lines = head.decode("latin-1").split("\r\n")
         headers = {name.strip().lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
