@@ -27,10 +27,18 @@ class ServerConfig(Strict):
     host: str = "127.0.0.1"
     port: int = Field(5001, ge=1, le=65535)
     workers: int = Field(1, ge=1, le=64)  # processes
-    threads: int = Field(8, ge=1, le=64)  # request threads per worker: a slow client holds only one
+    threads: int = Field(8, ge=1, le=64)  # request threads per worker: a slow client holds only one (default 1 behind nginx)
     header_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds a client may take to send its headers
     front: Literal["none", "nginx"] = "none"  # nginx: takes the clients, passes whole requests (botify/front.py)
     body_timeout: float = Field(5.0, gt=0.0, le=300.0)  # seconds between two reads of a body (front: nginx)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_thread_behind_nginx(cls, data: Any) -> Any:
+        """Behind nginx no client holds a request thread, and one thread keeps the tail short (docs/botify.md)."""
+        if isinstance(data, dict) and data.get("front") == "nginx" and data.get("threads") is None:
+            return {**data, "threads": 1}
+        return data
 
 
 class HistoryConfig(Strict):

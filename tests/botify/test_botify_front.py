@@ -26,7 +26,7 @@ from tests.botify.test_botify_reliability import BAD_INPUT, exchange
 
 def front_config(tmp_path: Path, body_timeout: float = 1.0) -> Path:
     path = tmp_path / "botify.yml"
-    path.write_text(f"server:\n  front: nginx\n  threads: 1\n  body_timeout: {body_timeout}\n")
+    path.write_text(f"server:\n  front: nginx\n  body_timeout: {body_timeout}\n")  # one request thread: the default behind nginx
     return path
 
 
@@ -159,3 +159,9 @@ def test_the_config_carries_the_limits_and_timeouts(tmp_path: Path) -> None:
     assert f"server unix:{tmp_path / 'wsgi.sock'};" in text
     for status in front.REFUSALS:  # each refusal nginx makes is redirected to its JSON body
         assert f"error_page {status} {front.REFUSED}{status};" in text
+
+
+def test_behind_nginx_one_request_thread_is_the_default_and_an_explicit_count_wins() -> None:
+    assert ServiceConfig.model_validate({"server": {"front": "nginx"}}).server.threads == 1
+    assert ServiceConfig.model_validate({"server": {"front": "nginx", "threads": 4}}).server.threads == 4
+    assert ServiceConfig.model_validate({"server": {}}).server.threads == 8
