@@ -4,7 +4,8 @@
 `os.write` to this process's write-ahead file (`contracts.eventlog.wal`) and buffer them in
 memory. A background thread seals the buffer every `flush_window` seconds, or sooner when it
 holds `flush_events` rows, into `<segments>/events/<name>.parquet`, the name of the write-ahead
-file it came from (temporary file + rename, synced), and then deletes that file. So a worker
+file it came from (temporary file + rename, synced), writes the segment's summary beside it
+(`contracts.eventlog.summary`: its sessions' sums, for readers), and then deletes that file. So a worker
 killed with SIGKILL loses no answered event: the next start (`init_log`), a respawned worker or
 any writer's close seals what it left, exactly once. The write-ahead file is synced every
 `fsync_window` seconds, the most a power loss can take. A sealed segment is never changed again;
@@ -32,6 +33,7 @@ import pyarrow as pa
 from contracts.catalog import Catalog
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from contracts.eventlog.layout import SEGMENT_SUFFIX, TMP_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.eventlog.summary import add_summary
 from contracts.eventlog.wal import WAL_FORMAT, WAL_SUFFIX, encode_record, events_table, fsync_directory, recover, segment_name
 
 logger = logging.getLogger(__name__)
@@ -234,22 +236,31 @@ class EventWriter:
 
         Each write-ahead file becomes one segment of the same name, then is deleted. When a seal
         fails, its events stay buffered and written ahead, and the next flush seals them first.
+        Once the events are sealed, each new segment's summary is written beside it
+        (`contracts.eventlog.summary`), outside the locks that `append` and `sync` take.
         """
-        with self._seal_lock:
-            with self._lock:
-                if self._current is not None:
-                    self._sealing.append(self._current)
-                    self._current = None
-                    self._unsynced = False
-            last: Path | None = None
-            while self._sealing:
-                wal = self._sealing[0]
-                last = self._seal(wal)
+        sealed: list[Path] = []
+        last: Path | None = None
+        try:
+            with self._seal_lock:
                 with self._lock:
-                    self._sealing.pop(0)
-                    self.sealed_events += len(wal.rows)
-                    self.sealed_segments += 1
-            return last
+                    if self._current is not None:
+                        self._sealing.append(self._current)
+                        self._current = None
+                        self._unsynced = False
+                while self._sealing:
+                    wal = self._sealing[0]
+                    last = self._seal(wal)
+                    if wal.rows:
+                        sealed.append(last)
+                    with self._lock:
+                        self._sealing.pop(0)
+                        self.sealed_events += len(wal.rows)
+                        self.sealed_segments += 1
+        finally:
+            for segment in sealed:
+                add_summary(segment)
+        return last
 
     def _seal(self, wal: _WalFile) -> Path:
         segment = self.directory / segment_name(wal.path)

@@ -1,0 +1,314 @@
+"""A sealed segment's summary: what a reader sums up of its events, computed once when it is sealed.
+
+Beside each segment `events/<name>.parquet` the seal leaves `events/<name>.summary` (a Parquet
+file whose suffix keeps it out of the log's `*.parquet` views). For every experiment of the
+segment's events it holds one `session` row per (user, session id): the session's sums over the
+segment's events (`groups.GroupColumns.SUMS`) and the recommenders that served them; and the
+`latency` rows of the experiment's latency histograms, in the bins of the experiment's span in
+the segment (at most a day wide, so that they add up into the bins of any longer span). Its
+metadata holds each experiment's data-quality counts and bin width, the events without a session
+id, and the segment's size, modification time and row count. A reader adds the summaries of many
+segments instead of grouping their events again (`abtest.dashboard.increments`); every query is
+one of `contracts.eventlog.groups`, so the sums are those of the events, to the last digit.
+
+A summary is believed only while its segment has the size, modification time and row count
+written in it (`read_summary`); any other summary, or none, means: read the segment's events.
+Writing one never fails a seal: a summary that cannot be written is logged and left out.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from contracts.columns import Columns, quote, sql_string
+from contracts.eventlog.groups import (
+    DECIMAL,
+    NESTED_BIN_S,
+    GroupColumns,
+    Problem,
+    Query,
+    bin_width,
+    events_sql,
+    histogram_sql,
+    quality_sql,
+    sums_sql,
+    time_bin_sql,
+)
+from contracts.eventlog.layout import SEGMENT_SUFFIX, SUMMARY_SUFFIX, TMP_SUFFIX, write_segment
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_FORMAT = 1  # bump when a sum's definition changes: readers ignore summaries of another format
+METADATA_KEY = b"botify.summary"
+_EVENTS = "summary_events"  # the segment's events, a temporary table of the summing connection
+
+
+class SummaryColumns:
+    """Columns of a summary's rows; a `session` row leaves the latency columns NULL, a `latency` row the session's."""
+
+    KIND = "kind"  # VARCHAR: 'session' or 'latency'
+    EXPERIMENT = "experiment"  # VARCHAR: the experiment whose treatment index is `arm`, or whose requests are counted
+    USER = GroupColumns.USER
+    SESSION = GroupColumns.SESSION
+    RECOMMENDERS = "recommenders"  # VARCHAR[]: the recommenders that served the session's events here (for a recommender filter)
+    RECOMMENDER = "recommender"  # latency: the recommender that served
+    BIN = "bin"  # latency: TIMESTAMP, the start of the time bin (of the width in the metadata's `bins`)
+    BUCKET = "bucket"  # latency: the histogram bucket (`groups.bucket_sql`)
+    REQUESTS = "requests_counted"  # latency: the events of that recommender, bin and bucket
+
+    SESSION_KIND = "session"
+    LATENCY_KIND = "latency"
+
+
+def summary_path(segment: Path) -> Path:
+    """Where the summary of `segment` (`<name>.parquet`) lies: `<name>.summary` beside it."""
+    name = segment.name[: -len(SEGMENT_SUFFIX)] if segment.name.endswith(SEGMENT_SUFFIX) else segment.name
+    return segment.with_name(name + SUMMARY_SUFFIX)
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What a summary's metadata says (its rows are read with `groups_sql` and `latency_sql`).
+
+    Attributes:
+        path: The summary file.
+        segment: The segment it sums up.
+        size, mtime_ns, rows: The segment's size, modification time and row count when it was summed up.
+        without_session: The segment's events without a session id (any experiment).
+        quality: Experiment -> rows dropped per `Problem.ALL` (rows of the experiment or without an `experiments` map).
+        other_quality: The same for an experiment absent from the segment (its rows without a map).
+        bins: Experiment -> the width in seconds of its latency rows' time bins.
+    """
+
+    path: Path
+    segment: Path
+    size: int
+    mtime_ns: int
+    rows: int
+    without_session: int
+    quality: dict[str, tuple[int, ...]]
+    other_quality: tuple[int, ...]
+    bins: dict[str, int]
+
+    def quality_of(self, experiment: str) -> tuple[int, ...]:
+        """The segment's rows dropped per `Problem.ALL` for `experiment`, as `groups.quality_sql` counts them."""
+        return self.quality.get(experiment, self.other_quality)
+
+
+def summarize(segment: Path) -> tuple[pa.Table, dict[str, Any]]:
+    """The summary of the sealed segment `segment`: its rows and its metadata (with the segment's
+    row count; `write_summary` adds its name, size and time). The events are read back from the
+    file, which DuckDB reads many times faster than the Arrow table they were sealed from."""
+    with _cursor() as connection:
+        connection.execute(f"CREATE OR REPLACE TEMP TABLE {_EVENTS} AS SELECT * FROM read_parquet({sql_string(str(segment))})")
+        try:
+            return _summarize(connection)
+        finally:
+            connection.execute(f"DROP TABLE IF EXISTS {_EVENTS}")
+
+
+def _summarize(connection: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict[str, Any]]:
+    """`summarize` of the events in the table `_EVENTS` of `connection`."""
+    e, ses = quote(Columns.EXPERIMENTS), quote(Columns.SESSION)
+    ((rows, without_session),) = connection.execute(f"SELECT count(*), count(*) FILTER (WHERE {ses} IS NULL) FROM {_EVENTS}").fetchall()
+    names = [row[0] for row in connection.execute(f"SELECT DISTINCT unnest(map_keys({e})) AS name FROM {_EVENTS} ORDER BY name").fetchall()]
+    quality: dict[str, list[int]] = {}
+    bins: dict[str, int] = {}
+    parts: list[pa.Table] = []
+    for name in (n for n in names if n is not None):
+        query = quality_sql(name, _EVENTS)
+        (counts,) = connection.execute(query.sql, query.params).fetchall()
+        quality[name] = [int(n) for n in counts]
+        query = _sessions_query(name)
+        sessions = connection.sql(query.sql, params=query.params).to_arrow_table()
+        parts.append(sessions)
+        if sessions.num_rows == 0:
+            continue
+        # The bins of the span of the sessions' events: a reader uses the summary only when every
+        # event has a session id, and otherwise the bins of a shorter span still divide the chart's.
+        first, last = pc.min(sessions.column(GroupColumns.START)).as_py(), pc.max(sessions.column(GroupColumns.LAST)).as_py()
+        bins[name] = min(bin_width(first, last), NESTED_BIN_S)
+        query = _latency_query(name, events_sql(name, True, _EVENTS), bins[name])
+        parts.append(connection.sql(query.sql, params=query.params).to_arrow_table())
+    if not parts:
+        parts.append(_empty_rows(connection))
+    other = quality_sql("", f"(SELECT * FROM {_EVENTS} WHERE {e} IS NULL)")  # rows without a map count for every experiment
+    (other_counts,) = connection.execute(other.sql, other.params).fetchall()
+    metadata = {
+        "format": SUMMARY_FORMAT,
+        "rows": int(rows),
+        "without_session": int(without_session),
+        "quality": quality,
+        "other_quality": [int(n) for n in other_counts],
+        "bins": bins,
+    }
+    return pa.concat_tables(parts, promote_options="default"), metadata
+
+
+def _sessions_query(experiment: str) -> Query:
+    """The `session` rows of `experiment`: its events with a session id, grouped per (user, session)."""
+    s = SummaryColumns
+    ev = events_sql(experiment, True, _EVENTS)
+    user, session, recommender = quote(s.USER), quote(s.SESSION), quote(Columns.RECOMMENDER)
+    g = GroupColumns
+    # A segment's sums of one session stay below 10^9 (`groups.LIMIT`): they keep their scale in a
+    # 64-bit DECIMAL, which a reader reads and adds faster than the 128-bit one of `sum`.
+    narrow = ", ".join(f"{quote(c)}::{DECIMAL} AS {quote(c)}" for c in (g.TIME, g.LATENCY_SUM))
+    sql = f"""
+        SELECT '{s.SESSION_KIND}' AS {s.KIND}, ?::VARCHAR AS {s.EXPERIMENT}, * REPLACE ({narrow})
+        FROM (
+            SELECT {user}, {session}, {sums_sql(True)},
+                   list(DISTINCT {recommender}) FILTER (WHERE {recommender} IS NOT NULL) AS {s.RECOMMENDERS}
+            FROM ({ev.sql}) WHERE {session} IS NOT NULL
+            GROUP BY {user}, {session}
+        )"""
+    return Query(sql, [experiment, *ev.params])
+
+
+def _latency_query(experiment: str, events: Query, width: int) -> Query:
+    """The `latency` rows of `experiment` (its `events`) in `width`-second bins."""
+    s = SummaryColumns
+    histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), width))
+    sql = f"""
+        SELECT '{s.LATENCY_KIND}' AS {s.KIND}, ?::VARCHAR AS {s.EXPERIMENT}, recommender AS {s.RECOMMENDER},
+               bin AS {s.BIN}, bucket::INTEGER AS {s.BUCKET}, requests::BIGINT AS {s.REQUESTS}
+        FROM ({histogram.sql})"""
+    return Query(sql, [experiment, *histogram.params])
+
+
+def _empty_rows(connection: duckdb.DuckDBPyConnection) -> pa.Table:
+    """No rows, of every column (a summary of a segment without experiments keeps the schema)."""
+    sessions, latency = _sessions_query(""), _latency_query("", events_sql("", True, _EVENTS), NESTED_BIN_S)
+    empty = [connection.sql(f"SELECT * FROM ({q.sql}) LIMIT 0", params=q.params).to_arrow_table() for q in (sessions, latency)]
+    return pa.concat_tables(empty, promote_options="default")
+
+
+_summing = threading.Lock()
+
+
+def _fork_lock() -> None:
+    global _summing
+    _summing = threading.Lock()
+
+
+# A fork waits for the summary being computed, and no DuckDB database is left open between two
+# summaries: a child forked from a process with a DuckDB database open in another thread (a server
+# forking its workers) may inherit DuckDB's locks held and hang at its first connection.
+os.register_at_fork(before=lambda: _summing.acquire(), after_in_parent=lambda: _summing.release(), after_in_child=_fork_lock)
+
+
+@contextmanager
+def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
+    """A connection for one summary, closed after it: one summary at a time, on one DuckDB thread
+    (a seal runs beside the service and takes one core at most)."""
+    with _summing:
+        connection = duckdb.connect(config={"threads": 1})
+        try:
+            yield connection
+        finally:
+            connection.close()
+
+
+def write_summary(segment: Path) -> Path:
+    """Sum up the sealed segment `segment` into `summary_path(segment)`, recording the segment's
+    name, size, modification time and row count (temporary file, then rename)."""
+    info = segment.stat()  # before it is read: a segment changed meanwhile disagrees with its summary
+    rows, metadata = summarize(segment)
+    metadata.update(segment=segment.name, size=info.st_size, mtime_ns=info.st_mtime_ns)
+    rows = rows.replace_schema_metadata({METADATA_KEY: json.dumps(metadata, separators=(",", ":")).encode()})
+    path = summary_path(segment)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
+    pq.write_table(rows, tmp, compression="lz4")  # read back 2x faster than zstd, for a third more bytes
+    os.replace(tmp, path)
+    return path
+
+
+def add_summary(segment: Path) -> Path | None:
+    """`write_summary` of a segment just sealed, or None when it fails: the segment's events are
+    sealed whatever happens to its summary (the failure is logged; readers read its events)."""
+    try:
+        return write_summary(segment)
+    except Exception:
+        logger.exception("event log: summing up %s failed; readers will read its events", segment)
+        return None
+
+
+def seal(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:
+    """Seal `table` as the segment `directory/name` (`layout.write_segment`, whose arguments these
+    are), then write its summary beside it (`add_summary`); returns the segment, or None when
+    `exclusive` and it existed."""
+    segment = write_segment(directory, name, table, exclusive=exclusive, durable=durable)
+    if segment is not None:
+        add_summary(segment)
+    return segment
+
+
+def read_summary(segment: Path) -> Summary | None:
+    """The summary of `segment`, or None when it has none, or one that is unreadable, of another
+    format, or written for a segment of another name, size, modification time or row count."""
+    path = summary_path(segment)
+    try:
+        raw = pq.read_schema(path).metadata or {}
+        metadata = json.loads(raw[METADATA_KEY])
+        if metadata.get("format") != SUMMARY_FORMAT or metadata.get("segment") != segment.name:
+            return None
+        info = segment.stat()
+        if (info.st_size, info.st_mtime_ns) != (metadata["size"], metadata["mtime_ns"]):
+            return None
+        if pq.read_metadata(segment).num_rows != metadata["rows"]:
+            return None
+        quality = {name: tuple(int(n) for n in counts) for name, counts in metadata["quality"].items()}
+        other = tuple(int(n) for n in metadata["other_quality"])
+        if any(len(counts) != len(Problem.ALL) for counts in (*quality.values(), other)):
+            return None
+        return Summary(
+            path, segment, int(metadata["size"]), int(metadata["mtime_ns"]), int(metadata["rows"]), int(metadata["without_session"]),
+            quality, other, {name: int(width) for name, width in metadata["bins"].items()},
+        )
+    except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):  # missing, torn or foreign: read the events
+        return None
+
+
+def _files(summaries: Sequence[Summary]) -> str:
+    return "[" + ", ".join(sql_string(str(summary.path)) for summary in summaries) + "]"
+
+
+def groups_sql(summaries: Sequence[Summary], experiment: str, recommenders: tuple[str, ...] = ()) -> Query:
+    """`groups.GroupColumns` rows of `experiment` from `summaries`: one per segment and (user, session),
+    to be added up per (user, session) across segments; `served` is the recommenders filter
+    (`recommenders`, TRUE when empty), as `abtest.sessionize` computes it from events."""
+    s, g = SummaryColumns, GroupColumns
+    if recommenders:
+        served = f"coalesce(list_has_any({s.RECOMMENDERS}, [{', '.join('?' for _ in recommenders)}]::VARCHAR[]), false)"
+    else:
+        served = "true"
+    columns = ", ".join(quote(c) for c in (s.USER, s.SESSION, *g.SUMS))
+    sql = f"""
+        SELECT {columns}, {served} AS {g.SERVED} FROM read_parquet({_files(summaries)})
+        WHERE {s.KIND} = '{s.SESSION_KIND}' AND {s.EXPERIMENT} = ?"""
+    return Query(sql, [*recommenders, experiment])
+
+
+def latency_sql(summaries: Sequence[Summary], experiment: str, width: int) -> Query:
+    """(recommender, bin, bucket, requests) of `experiment`'s latency histograms in `summaries`, in
+    `width`-second bins (`groups.histogram_sql`'s columns); each summary's bins must divide `width`."""
+    s = SummaryColumns
+    sql = f"""
+        SELECT {s.RECOMMENDER} AS recommender, {time_bin_sql(s.BIN, width)} AS bin, {s.BUCKET} AS bucket, sum({s.REQUESTS})::BIGINT AS requests
+        FROM read_parquet({_files(summaries)})
+        WHERE {s.KIND} = '{s.LATENCY_KIND}' AND {s.EXPERIMENT} = ?
+        GROUP BY ALL"""
+    return Query(sql, [experiment])
