@@ -224,14 +224,14 @@ def write_synthetic_segments(
     sealed Parquet segments (`contracts.eventlog.layout`), with the events cut by time into `segments`
     segments of the declared columns (those the generator lacks are NULL).
 
-    Each segment is sealed as the service seals one (`contracts.eventlog.summary.seal`: the segment,
-    then its summary beside it). The last `held_back` segments are written into `<segments>/held/`
+    Each segment is sealed as the service seals one (`contracts.eventlog.rollup.seal`: the segment,
+    its summary beside it, a rollup of the summaries when one is due). The last `held_back` segments are written into `<segments>/held/`
     instead, outside the log; their paths are returned, in time order, so that a caller can seal
     them later with `release`, as a running service seals its next segments. Replaces an existing log.
     """
     from contracts.eventlog import init_log  # the log's layout, only for this form
     from contracts.eventlog.layout import arrow_schemas
-    from contracts.eventlog.summary import seal
+    from contracts.eventlog.rollup import seal
 
     schema = arrow_schemas()[EVENTS_TABLE]
 

@@ -29,7 +29,8 @@ from abtest.sessionize import GroupColumns, Problem, Quality, events_sql, merge_
 from contracts.columns import EVENTS_TABLE, Columns, quote, sql_string
 from contracts.eventlog.groups import BIN_WIDTHS, bin_width, histogram_sql, time_bin_sql
 from contracts.eventlog.reader import event_files
-from contracts.eventlog.summary import groups_sql, latency_sql, read_summary
+from contracts.eventlog.rollup import Rollup, read_rollup
+from contracts.eventlog.summary import Summary, groups_sql, latency_sql, read_summary
 
 KEPT = 4  # experiments (x recommender filters) whose groups a server worker keeps, least recently used dropped
 NEW_EVENTS = "dashboard_new_events"  # temporary view of the segments to group
@@ -38,6 +39,8 @@ KEPT_LATENCY = "dashboard_kept_latency"  # the kept latency histograms, register
 NEW_GROUPS = "dashboard_new_groups"  # temporary table of the new segments' groups
 RAW_GROUPS = "dashboard_raw_groups"  # temporary table of the groups of the new segments read from their events
 SUMMED_GROUPS = "dashboard_summed_groups"  # temporary table of the groups of the new segments read from their summaries
+ROLLUP_GROUPS = "dashboard_rollup_groups"  # temporary table of the groups of a rollup of summaries
+ALL_GROUPS = "dashboard_all_groups"  # temporary table: the rollup's groups with the other new segments' added
 
 Files = dict[str, tuple[int, int]]  # segment path -> (size, modification time in ns)
 
@@ -143,15 +146,20 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
     if not new:  # every segment vanished meanwhile: nothing to add
         return kept
     con.execute("SET preserve_insertion_order = false")  # every reader aggregates or sorts what it reads
-    summaries = [] if not errors else [s for s in (read_summary(Path(path)) for path in new) if s is not None and new[str(s.segment)] == (s.size, s.mtime_ns)]
-    summed = {str(s.segment) for s in summaries}
+    rollup = _rollup(new) if errors and kept is None else None
+    rolled = {str(rollup.path.parent / name) for name in rollup.members} if rollup is not None else set()
+    summaries = [] if not errors else [
+        s for s in (read_summary(Path(path)) for path in new if path not in rolled) if s is not None and new[str(s.segment)] == (s.size, s.mtime_ns)
+    ]
+    summed = rolled | {str(s.segment) for s in summaries}
     raw = [path for path in new if path not in summed]
+    read: list[Summary | Rollup] = [*([rollup] if rollup is not None else []), *summaries]
     try:
-        quality = [sum(column) for column in zip(*(s.quality_of(experiment) for s in summaries), strict=True)] or [0] * len(Problem.ALL)
-        nulls = sum(s.without_session for s in summaries)
+        quality = [sum(column) for column in zip(*(s.quality_of(experiment) for s in read), strict=True)] or [0] * len(Problem.ALL)
+        nulls = sum(s.without_session for s in read)
         parts = []
         if summaries:
-            query = groups_sql(summaries, experiment, recommenders)
+            query = groups_sql([s.path for s in summaries], experiment, recommenders)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {SUMMED_GROUPS} AS {query.sql}", query.params)
             parts.append(SUMMED_GROUPS)
         if raw:
@@ -172,9 +180,18 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
                 parts.append(RAW_GROUPS)
         if len(parts) == 1 and parts[0] == RAW_GROUPS:  # the events of the new segments, grouped once: one row per session
             con.execute(f"ALTER TABLE {RAW_GROUPS} RENAME TO {NEW_GROUPS}")
-        else:  # a session's events may lie in several segments: their rows add up
+        elif parts:  # a session's events may lie in several segments: their rows add up
             both = " UNION ALL BY NAME ".join(f"SELECT * FROM {part}" for part in parts)
             con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_GROUPS} AS {merge_groups_sql(f'({both})')}")
+        if rollup is not None:  # one row per session already: only the sessions the other segments touch are added up
+            query = groups_sql([rollup.path], experiment, recommenders)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {ROLLUP_GROUPS} AS {query.sql}", query.params)
+            if parts:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {ALL_GROUPS} AS {_merge_sql(ROLLUP_GROUPS, NEW_GROUPS)}")
+                con.execute(f"DROP TABLE {NEW_GROUPS}")
+                con.execute(f"ALTER TABLE {ALL_GROUPS} RENAME TO {NEW_GROUPS}")
+            else:
+                con.execute(f"ALTER TABLE {ROLLUP_GROUPS} RENAME TO {NEW_GROUPS}")
         g = GroupColumns
         # Every valid event of the experiment is in a group here (none lacks a session id, or the
         # caller reads the events itself): the groups' first and last events are the events' span.
@@ -189,10 +206,10 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
             old = con.sql(f"SELECT recommender, {time_bin_sql('bin', width)} AS bin, bucket, requests FROM {KEPT_LATENCY}").to_arrow_table()
         chart = width or BIN_WIDTHS[0]
         histograms = []
-        if summaries:
-            if any(chart % s.bins.get(experiment, chart) for s in summaries):
+        if read:
+            if any(chart % s.bins.get(experiment, chart) for s in read):
                 return None  # a summary's bins do not divide the chart's (never for the bins `summary` chooses)
-            query = latency_sql(summaries, experiment, chart)
+            query = latency_sql([s.path for s in read], experiment, chart)
             histograms.append(con.sql(query.sql, params=query.params).to_arrow_table())
         if raw:
             events = events_sql(experiment, errors, NEW_EVENTS)
@@ -203,10 +220,10 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
             groups = con.sql(f"SELECT * FROM {NEW_GROUPS}").to_arrow_table()
             return Kept(dict(new), tuple(int(n) for n in quality), nulls, groups, latency, span, width)
         con.register(KEPT_GROUPS, kept.groups)
-        groups = con.sql(_merge_sql()).to_arrow_table()
+        groups = con.sql(_merge_sql(KEPT_GROUPS, NEW_GROUPS)).to_arrow_table()
     finally:
         con.execute(f"DROP VIEW IF EXISTS {NEW_EVENTS}")
-        for table in (NEW_GROUPS, RAW_GROUPS, SUMMED_GROUPS):
+        for table in (NEW_GROUPS, RAW_GROUPS, SUMMED_GROUPS, ROLLUP_GROUPS, ALL_GROUPS):
             con.execute(f"DROP TABLE IF EXISTS {table}")
     return Kept(
         {**kept.files, **new},
@@ -224,15 +241,22 @@ def _extreme(pick: Any, a: dt.datetime | None, b: dt.datetime | None) -> dt.date
     return b if a is None else a if b is None else pick(a, b)
 
 
-def _merge_sql() -> str:
-    """SQL: the kept groups with the new ones added; only the sessions that the new segments touch are
-    summed again (most of a running simulation's new events open new sessions or continue recent ones)."""
+def _merge_sql(kept: str, new: str) -> str:
+    """SQL: the groups `kept` with the groups `new` added (each one row per session); only the sessions
+    that `new` touches are summed again (most of a running simulation's new events open new sessions
+    or continue recent ones)."""
     g = GroupColumns
     keys = f"{quote(g.USER)}, {quote(g.SESSION)}"
     columns = ", ".join(quote(c) for c in g.ALL)
-    touched = f"SELECT DISTINCT {keys} FROM {NEW_GROUPS}"
-    both = f"(SELECT {columns} FROM {KEPT_GROUPS} SEMI JOIN ({touched}) USING ({keys}) UNION ALL SELECT {columns} FROM {NEW_GROUPS})"
+    touched = f"SELECT DISTINCT {keys} FROM {new}"
+    both = f"(SELECT {columns} FROM {kept} SEMI JOIN ({touched}) USING ({keys}) UNION ALL SELECT {columns} FROM {new})"
     return f"""
-        SELECT {columns} FROM {KEPT_GROUPS} ANTI JOIN ({touched}) USING ({keys})
+        SELECT {columns} FROM {kept} ANTI JOIN ({touched}) USING ({keys})
         UNION ALL BY NAME
         {merge_groups_sql(both)}"""
+
+
+def _rollup(files: Files) -> Rollup | None:
+    """The newest rollup that holds only segments of `files`, unchanged (all in one directory), or None."""
+    directories = {Path(path).parent for path in files}
+    return read_rollup(directories.pop(), files) if len(directories) == 1 else None

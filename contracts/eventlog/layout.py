@@ -41,6 +41,7 @@ logger = logging.getLogger(__name__)
 TEMPLATE_NAME = "0000000000000000000-template.parquet"
 SEGMENT_SUFFIX = ".parquet"
 SUMMARY_SUFFIX = ".summary"  # a sealed segment's summary beside it (`contracts.eventlog.summary`), read by no view
+ROLLUP_SUFFIX = ".rollup"  # the summaries of many segments added up (`contracts.eventlog.rollup`), read by no view
 TMP_SUFFIX = ".tmp"
 INFO_TABLE = "log_info"
 TABLES = tuple(TABLE_TYPES)
@@ -272,7 +273,7 @@ def _init_locked(layout: LogLayout, reset: bool) -> None:
                 for segment in layout.segment_files(table):
                     if segment.name != TEMPLATE_NAME:
                         segment.unlink()
-                for summary in directory.glob(f"*{SUMMARY_SUFFIX}"):  # the segments' summaries (`contracts.eventlog.summary`)
+                for summary in [*directory.glob(f"*{SUMMARY_SUFFIX}"), *directory.glob(f"*{ROLLUP_SUFFIX}")]:  # `contracts.eventlog.summary`, `rollup`
                     summary.unlink()
             if not (directory / TEMPLATE_NAME).is_file():
                 write_segment(directory, TEMPLATE_NAME, schema.empty_table())

@@ -47,7 +47,7 @@ from contracts.eventlog.groups import (
     sums_sql,
     time_bin_sql,
 )
-from contracts.eventlog.layout import SEGMENT_SUFFIX, SUMMARY_SUFFIX, TMP_SUFFIX, write_segment
+from contracts.eventlog.layout import SEGMENT_SUFFIX, SUMMARY_SUFFIX, TMP_SUFFIX
 
 logger = logging.getLogger(__name__)
 
@@ -217,6 +217,7 @@ def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
     with _summing:
         connection = duckdb.connect(config={"threads": 1})
         try:
+            connection.execute("SET enable_progress_bar = false")
             yield connection
         finally:
             connection.close()
@@ -234,26 +235,6 @@ def write_summary(segment: Path) -> Path:
     pq.write_table(rows, tmp, compression="lz4")  # read back 2x faster than zstd, for a third more bytes
     os.replace(tmp, path)
     return path
-
-
-def add_summary(segment: Path) -> Path | None:
-    """`write_summary` of a segment just sealed, or None when it fails: the segment's events are
-    sealed whatever happens to its summary (the failure is logged; readers read its events)."""
-    try:
-        return write_summary(segment)
-    except Exception:
-        logger.exception("event log: summing up %s failed; readers will read its events", segment)
-        return None
-
-
-def seal(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:
-    """Seal `table` as the segment `directory/name` (`layout.write_segment`, whose arguments these
-    are), then write its summary beside it (`add_summary`); returns the segment, or None when
-    `exclusive` and it existed."""
-    segment = write_segment(directory, name, table, exclusive=exclusive, durable=durable)
-    if segment is not None:
-        add_summary(segment)
-    return segment
 
 
 def read_summary(segment: Path) -> Summary | None:
@@ -282,13 +263,13 @@ def read_summary(segment: Path) -> Summary | None:
         return None
 
 
-def _files(summaries: Sequence[Summary]) -> str:
-    return "[" + ", ".join(sql_string(str(summary.path)) for summary in summaries) + "]"
+def _files(paths: Sequence[Path]) -> str:
+    return "[" + ", ".join(sql_string(str(path)) for path in paths) + "]"
 
 
-def groups_sql(summaries: Sequence[Summary], experiment: str, recommenders: tuple[str, ...] = ()) -> Query:
-    """`groups.GroupColumns` rows of `experiment` from `summaries`: one per segment and (user, session),
-    to be added up per (user, session) across segments; `served` is the recommenders filter
+def groups_sql(paths: Sequence[Path], experiment: str, recommenders: tuple[str, ...] = ()) -> Query:
+    """`groups.GroupColumns` rows of `experiment` from the summaries (or rollups, `contracts.eventlog.rollup`)
+    at `paths`: one per file and (user, session), to be added up per (user, session) across files; `served` is the recommenders filter
     (`recommenders`, TRUE when empty), as `abtest.sessionize` computes it from events."""
     s, g = SummaryColumns, GroupColumns
     if recommenders:
@@ -297,18 +278,19 @@ def groups_sql(summaries: Sequence[Summary], experiment: str, recommenders: tupl
         served = "true"
     columns = ", ".join(quote(c) for c in (s.USER, s.SESSION, *g.SUMS))
     sql = f"""
-        SELECT {columns}, {served} AS {g.SERVED} FROM read_parquet({_files(summaries)})
+        SELECT {columns}, {served} AS {g.SERVED} FROM read_parquet({_files(paths)})
         WHERE {s.KIND} = '{s.SESSION_KIND}' AND {s.EXPERIMENT} = ?"""
     return Query(sql, [*recommenders, experiment])
 
 
-def latency_sql(summaries: Sequence[Summary], experiment: str, width: int) -> Query:
-    """(recommender, bin, bucket, requests) of `experiment`'s latency histograms in `summaries`, in
-    `width`-second bins (`groups.histogram_sql`'s columns); each summary's bins must divide `width`."""
+def latency_sql(paths: Sequence[Path], experiment: str, width: int) -> Query:
+    """(recommender, bin, bucket, requests) of `experiment`'s latency histograms in the summaries (or
+    rollups) at `paths`, in `width`-second bins (`groups.histogram_sql`'s columns); each file's bins
+    must divide `width`."""
     s = SummaryColumns
     sql = f"""
         SELECT {s.RECOMMENDER} AS recommender, {time_bin_sql(s.BIN, width)} AS bin, {s.BUCKET} AS bucket, sum({s.REQUESTS})::BIGINT AS requests
-        FROM read_parquet({_files(summaries)})
+        FROM read_parquet({_files(paths)})
         WHERE {s.KIND} = '{s.LATENCY_KIND}' AND {s.EXPERIMENT} = ?
         GROUP BY ALL"""
     return Query(sql, [experiment])

@@ -37,7 +37,7 @@ import pyarrow as pa
 
 from contracts.columns import EVENTS_TABLE, Columns
 from contracts.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas
-from contracts.eventlog.summary import seal
+from contracts.eventlog.rollup import seal
 
 logger = logging.getLogger(__name__)
 

@@ -33,7 +33,7 @@ import pyarrow as pa
 from contracts.catalog import Catalog
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from contracts.eventlog.layout import SEGMENT_SUFFIX, TMP_SUFFIX, LogLayout, arrow_schemas, write_segment
-from contracts.eventlog.summary import add_summary
+from contracts.eventlog.rollup import after_seal
 from contracts.eventlog.wal import WAL_FORMAT, WAL_SUFFIX, encode_record, events_table, fsync_directory, recover, segment_name
 
 logger = logging.getLogger(__name__)
@@ -236,8 +236,9 @@ class EventWriter:
 
         Each write-ahead file becomes one segment of the same name, then is deleted. When a seal
         fails, its events stay buffered and written ahead, and the next flush seals them first.
-        Once the events are sealed, each new segment's summary is written beside it
-        (`contracts.eventlog.summary`), outside the locks that `append` and `sync` take.
+        Once the events are sealed, each new segment's summary is written beside it, and a rollup
+        of the summaries when one is due (`contracts.eventlog.rollup.after_seal`), outside the
+        locks that `append` and `sync` take.
         """
         sealed: list[Path] = []
         last: Path | None = None
@@ -258,8 +259,7 @@ class EventWriter:
                         self.sealed_events += len(wal.rows)
                         self.sealed_segments += 1
         finally:
-            for segment in sealed:
-                add_summary(segment)
+            after_seal(sealed)
         return last
 
     def _seal(self, wal: _WalFile) -> Path:
