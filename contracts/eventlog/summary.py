@@ -197,30 +197,39 @@ def _empty_rows(connection: duckdb.DuckDBPyConnection) -> pa.Table:
 
 
 _summing = threading.Lock()
+_connection: duckdb.DuckDBPyConnection | None = None
 
 
-def _fork_lock() -> None:
+def _before_fork() -> None:
+    """Wait for the summary being computed, then close the connection: a child forked from a process
+    with a DuckDB database open (a server forking its workers) may inherit DuckDB's state and hang
+    at its first connection."""
+    global _connection
+    _summing.acquire()
+    if _connection is not None:
+        _connection.close()
+        _connection = None
+
+
+def _after_fork_in_child() -> None:
     global _summing
     _summing = threading.Lock()
 
 
-# A fork waits for the summary being computed, and no DuckDB database is left open between two
-# summaries: a child forked from a process with a DuckDB database open in another thread (a server
-# forking its workers) may inherit DuckDB's locks held and hang at its first connection.
-os.register_at_fork(before=lambda: _summing.acquire(), after_in_parent=lambda: _summing.release(), after_in_child=_fork_lock)
+os.register_at_fork(before=_before_fork, after_in_parent=lambda: _summing.release(), after_in_child=_after_fork_in_child)
 
 
 @contextmanager
 def _cursor() -> Iterator[duckdb.DuckDBPyConnection]:
-    """A connection for one summary, closed after it: one summary at a time, on one DuckDB thread
-    (a seal runs beside the service and takes one core at most)."""
+    """This process's summing connection, held for the block: one summary at a time, on one DuckDB
+    thread (a seal runs beside the service and takes one core at most); opened at the first summary
+    (it costs 20 ms) and closed before a fork."""
+    global _connection
     with _summing:
-        connection = duckdb.connect(config={"threads": 1})
-        try:
-            connection.execute("SET enable_progress_bar = false")
-            yield connection
-        finally:
-            connection.close()
+        if _connection is None:
+            _connection = duckdb.connect(config={"threads": 1})
+            _connection.execute("SET enable_progress_bar = false")
+        yield _connection
 
 
 def write_summary(segment: Path) -> Path:
