@@ -123,7 +123,9 @@ def summarize(segment: Path) -> tuple[pa.Table, dict[str, Any]]:
 def _summarize(connection: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict[str, Any]]:
     """`summarize` of the events in the table `_EVENTS` of `connection`."""
     e, ses = quote(Columns.EXPERIMENTS), quote(Columns.SESSION)
-    ((rows, without_session),) = connection.execute(f"SELECT count(*), count(*) FILTER (WHERE {ses} IS NULL) FROM {_EVENTS}").fetchall()
+    ((rows, without_session, without_map),) = connection.execute(
+        f"SELECT count(*), count(*) FILTER (WHERE {ses} IS NULL), count(*) FILTER (WHERE {e} IS NULL) FROM {_EVENTS}"
+    ).fetchall()
     names = [row[0] for row in connection.execute(f"SELECT DISTINCT unnest(map_keys({e})) AS name FROM {_EVENTS} ORDER BY name").fetchall()]
     quality: dict[str, list[int]] = {}
     bins: dict[str, int] = {}
@@ -145,8 +147,10 @@ def _summarize(connection: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict[st
         parts.append(connection.sql(query.sql, params=query.params).to_arrow_table())
     if not parts:
         parts.append(_empty_rows(connection))
-    other = quality_sql("", f"(SELECT * FROM {_EVENTS} WHERE {e} IS NULL)")  # rows without a map count for every experiment
-    (other_counts,) = connection.execute(other.sql, other.params).fetchall()
+    other_counts: tuple[int, ...] = (0,) * len(Problem.ALL)
+    if without_map:  # rows without a map count for every experiment (never in a segment botify sealed)
+        other = quality_sql("", f"(SELECT * FROM {_EVENTS} WHERE {e} IS NULL)")
+        (other_counts,) = connection.execute(other.sql, other.params).fetchall()
     metadata = {
         "format": SUMMARY_FORMAT,
         "rows": int(rows),
