@@ -109,12 +109,12 @@ def arm_sql(param: str = "?") -> str:
     return f"map_values({e})[list_position(map_keys({e}), {param})]"
 
 
-def checks() -> tuple[tuple[str, str], ...]:
+def checks(name: str = "?") -> tuple[tuple[str, str], ...]:
     """(condition, `Problem`) pairs in the order of `Problem.ALL`: each condition is true (never
     NULL) for a row with that problem, and takes the experiment's name as its `?` parameters,
-    in order (`check_params`). Only the treatment's check reads the `experiments` map's values,
-    the costly part of a scan, and it looks at them whole first (any NULL or negative index),
-    so that the key is looked up only where one is."""
+    in order (`check_params`), or reads it from the SQL `name` (a column). Only the treatment's
+    check reads the `experiments` map's values, the costly part of a scan, and it looks at them
+    whole first (any NULL or negative index), so that the key is looked up only where one is."""
     c = Columns
     e = quote(c.EXPERIMENTS)
     return (
@@ -124,7 +124,7 @@ def checks() -> tuple[tuple[str, str], ...]:
         (f"{e} IS NULL", Problem.EXPERIMENTS),
         (
             f"(coalesce(list_min(map_values({e})) < 0, false) OR list_count(map_values({e})) < len(map_values({e}))) "
-            f"AND map_contains({e}, ?) AND NOT coalesce({arm_sql()} >= 0, false)",
+            f"AND map_contains({e}, {name}) AND NOT coalesce({arm_sql(name)} >= 0, false)",
             Problem.TREATMENT,
         ),
         # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
@@ -138,17 +138,25 @@ def check_params(conditions: list[str], experiment: str) -> list[str]:
     return [experiment] * sum(condition.count("?") for condition in conditions)
 
 
-def quality_sql(experiment: str, source: str = EVENTS_TABLE) -> Query:
+def quality_sql(experiment: str, source: str = EVENTS_TABLE, *, name: str | None = None) -> Query:
     """One row: the rows of `experiment` (or without an `experiments` map) dropped per `Problem.ALL`.
 
     The cheap checks run first, so the map is looked up only for rows that have a problem: the
     scan costs a fraction of the analysis. `source` is the relation of events to read (the log's
-    `events`, or some of its segments: the counts of disjoint sets of events add up).
+    `events`, or some of its segments: the counts of disjoint sets of events add up). With `name`,
+    SQL of a column of `source` that holds an experiment's name (`experiment` is then unused), one
+    row per name: that name, then the counts of its rows (rows without a map have no name here).
     """
-    conditions = [condition for condition, _ in checks()]
+    conditions = [condition for condition, _ in checks(name or "?")]
     problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, condition in enumerate(conditions)) + " END"
     counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(conditions)))
     any_problem = " OR ".join(f"({condition})" for condition in conditions)
+    if name is not None:
+        sql = f"""
+            SELECT name, {counts}
+            FROM (SELECT {name} AS name, {problem} AS problem FROM {source} WHERE {any_problem})
+            GROUP BY name"""
+        return Query(sql, [])
     sql = f"""
         SELECT {counts}
         FROM (
@@ -159,26 +167,32 @@ def quality_sql(experiment: str, source: str = EVENTS_TABLE) -> Query:
     return Query(sql, [*params, *params, experiment])
 
 
-def events_sql(experiment: str, errors: bool = False, source: str = EVENTS_TABLE) -> Query:
+def events_sql(experiment: str, errors: bool = False, source: str = EVENTS_TABLE, *, name: str | None = None) -> Query:
     """The experiment's events with their treatment index as column `arm`; events without the
     key, and events with a `Problem` (counted by `quality_sql`), are dropped.
 
     `errors`: whether the log has the `error` column (format 3); older logs read it as NULL.
     `source`: the relation of events to read (the log's `events` unless told).
+    `name`: SQL of a column of `source` that holds an experiment's name, kept as column `name`
+    (`experiment` is then unused): each row is an event of the experiment it names.
     The treatment is looked up by the key's position in the map's keys: the value of
     `experiments[name]`, found with less work per row (docs/dashboard.md, Speed).
     """
     # The treatment's check is the arm itself here: cheaper than `checks`' form, which a scan
     # of every row (`quality_sql`) needs.
-    conditions = [condition for condition, problem in checks() if problem != Problem.TREATMENT]
+    key = name or "?"
+    conditions = [condition for condition, problem in checks(key) if problem != Problem.TREATMENT]
     valid = " AND ".join(f"NOT ({condition})" for condition in conditions)
     error = quote(_C.ERROR) if errors else f"NULL::VARCHAR AS {quote(_C.ERROR)}"
+    named = f", {name} AS name" if name is not None else ""
     sql = f"""
         SELECT * FROM (
-            SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error}, {arm_sql()} AS arm
+            SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error}, {arm_sql(key)} AS arm{named}
             FROM {source}
-            WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}
+            WHERE map_contains({quote(_C.EXPERIMENTS)}, {key}) AND {valid}
         ) WHERE arm >= 0"""
+    if name is not None:
+        return Query(sql, [])
     return Query(sql, [experiment, experiment, *check_params(conditions, experiment)])
 
 
@@ -243,12 +257,13 @@ def bucket_sql(latency: str) -> str:
     )
 
 
-def histogram_sql(events: Query, key: str) -> Query:
+def histogram_sql(events: Query, key: str, by: str = "") -> Query:
     """(recommender, `key`, bucket, requests) of `events` (a query with the log's columns); `key` is
-    SQL over them, such as the start of an event's time bin."""
+    SQL over them, such as the start of an event's time bin; `by`, SQL of more columns to group by
+    (such as `name` of `events_sql`), leads each row when given."""
     rec, lat = quote(Columns.RECOMMENDER), quote(Columns.LATENCY)
     sql = f"""
-        SELECT {rec} AS recommender, {key} AS bin, {bucket_sql(lat)} AS bucket, count(*) AS requests
+        SELECT {by + ", " if by else ""}{rec} AS recommender, {key} AS bin, {bucket_sql(lat)} AS bucket, count(*) AS requests
         FROM ({events.sql})
         GROUP BY ALL"""
     return Query(sql, list(events.params))

@@ -162,7 +162,7 @@ def _write(directory: Path, base: Rollup | None, summaries: list[Summary]) -> Pa
     """The rollup of `base` (None: none) and `summaries`, written into `directory`."""
     parts: list[Rollup | Summary] = [*([base] if base is not None else []), *summaries]
     listing = "[" + ", ".join(sql_string(str(item.path)) for item in parts) + "]"
-    experiments = sorted({name for item in parts for name in item.quality})
+    experiments = sorted({name for item in parts for name in (*item.quality, *item.bins)})
     # The widest of the files' bins: each divides it (they are at most a day wide, `summary`).
     bins = {name: max(widths) for name in experiments if (widths := [item.bins[name] for item in parts if name in item.bins])}
     with _cursor() as connection:

@@ -30,7 +30,6 @@ from typing import Any
 
 import duckdb
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from contracts.columns import Columns, quote, sql_string
@@ -121,36 +120,35 @@ def summarize(segment: Path) -> tuple[pa.Table, dict[str, Any]]:
 
 
 def _summarize(connection: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict[str, Any]]:
-    """`summarize` of the events in the table `_EVENTS` of `connection`."""
+    """`summarize` of the events in the table `_EVENTS` of `connection`: one query per kind of row
+    over every experiment at once (each event once per experiment its map names), so that a small
+    segment costs a few queries, not a few per experiment."""
     e, ses = quote(Columns.EXPERIMENTS), quote(Columns.SESSION)
     ((rows, without_session, without_map),) = connection.execute(
         f"SELECT count(*), count(*) FILTER (WHERE {ses} IS NULL), count(*) FILTER (WHERE {e} IS NULL) FROM {_EVENTS}"
     ).fetchall()
-    names = [row[0] for row in connection.execute(f"SELECT DISTINCT unnest(map_keys({e})) AS name FROM {_EVENTS} ORDER BY name").fetchall()]
-    quality: dict[str, list[int]] = {}
-    bins: dict[str, int] = {}
-    parts: list[pa.Table] = []
-    for name in (n for n in names if n is not None):
-        query = quality_sql(name, _EVENTS)
-        (counts,) = connection.execute(query.sql, query.params).fetchall()
-        quality[name] = [int(n) for n in counts]
-        query = _sessions_query(name)
-        sessions = connection.sql(query.sql, params=query.params).to_arrow_table()
-        parts.append(sessions)
-        if sessions.num_rows == 0:
-            continue
-        # The bins of the span of the sessions' events: a reader uses the summary only when every
-        # event has a session id, and otherwise the bins of a shorter span still divide the chart's.
-        first, last = pc.min(sessions.column(GroupColumns.START)).as_py(), pc.max(sessions.column(GroupColumns.LAST)).as_py()
-        bins[name] = min(bin_width(first, last), NESTED_BIN_S)
-        query = _latency_query(name, events_sql(name, True, _EVENTS), bins[name])
-        parts.append(connection.sql(query.sql, params=query.params).to_arrow_table())
-    if not parts:
-        parts.append(_empty_rows(connection))
     other_counts: tuple[int, ...] = (0,) * len(Problem.ALL)
     if without_map:  # rows without a map count for every experiment (never in a segment botify sealed)
         other = quality_sql("", f"(SELECT * FROM {_EVENTS} WHERE {e} IS NULL)")
         (other_counts,) = connection.execute(other.sql, other.params).fetchall()
+    query = quality_sql("", _NAMED, name=_NAME)
+    quality = {name: [int(a) + int(b) for a, b in zip(counts, other_counts, strict=True)] for name, *counts in connection.execute(query.sql).fetchall()}
+    query = _sessions_query()
+    sessions = connection.sql(query.sql).to_arrow_table()
+    parts = [sessions]
+    bins: dict[str, int] = {}
+    if sessions.num_rows:
+        # The bins of the span of the sessions' events: a reader uses the summary only when every
+        # event has a session id, and otherwise the bins of a shorter span still divide the chart's.
+        spans = sessions.group_by(SummaryColumns.EXPERIMENT).aggregate([(GroupColumns.START, "min"), (GroupColumns.LAST, "max")])
+        for name, first, last in zip(*(spans.column(i).to_pylist() for i in range(3)), strict=True):
+            bins[name] = min(bin_width(first, last), NESTED_BIN_S)
+        query = _latency_query(bins)
+        parts.append(connection.sql(query.sql).to_arrow_table())
+    else:
+        parts.append(_no_latency_rows(connection))
+    for name in bins:
+        quality.setdefault(name, list(other_counts))
     metadata = {
         "format": SUMMARY_FORMAT,
         "rows": int(rows),
@@ -162,42 +160,48 @@ def _summarize(connection: duckdb.DuckDBPyConnection) -> tuple[pa.Table, dict[st
     return pa.concat_tables(parts, promote_options="default"), metadata
 
 
-def _sessions_query(experiment: str) -> Query:
-    """The `session` rows of `experiment`: its events with a session id, grouped per (user, session)."""
-    s = SummaryColumns
-    ev = events_sql(experiment, True, _EVENTS)
+# Each event once per experiment its map names, the name in column _NAME (no row for an event
+# without a map: `other_quality` counts those).
+_NAME = "summary_experiment"
+_NAMED = f"(SELECT *, unnest(map_keys({quote(Columns.EXPERIMENTS)})) AS {_NAME} FROM {_EVENTS})"
+
+
+def _sessions_query() -> Query:
+    """The `session` rows: every experiment's events with a session id, grouped per (experiment, user, session)."""
+    s, g = SummaryColumns, GroupColumns
+    ev = events_sql("", True, _NAMED, name=_NAME)
     user, session, recommender = quote(s.USER), quote(s.SESSION), quote(Columns.RECOMMENDER)
-    g = GroupColumns
     # A segment's sums of one session stay below 10^9 (`groups.LIMIT`): they keep their scale in a
     # 64-bit DECIMAL, which a reader reads and adds faster than the 128-bit one of `sum`.
     narrow = ", ".join(f"{quote(c)}::{DECIMAL} AS {quote(c)}" for c in (g.TIME, g.LATENCY_SUM))
     sql = f"""
-        SELECT '{s.SESSION_KIND}' AS {s.KIND}, ?::VARCHAR AS {s.EXPERIMENT}, * REPLACE ({narrow})
+        SELECT '{s.SESSION_KIND}' AS {s.KIND}, * REPLACE ({narrow})
         FROM (
-            SELECT {user}, {session}, {sums_sql(True)},
+            SELECT name AS {s.EXPERIMENT}, {user}, {session}, {sums_sql(True)},
                    list(DISTINCT {recommender}) FILTER (WHERE {recommender} IS NOT NULL) AS {s.RECOMMENDERS}
             FROM ({ev.sql}) WHERE {session} IS NOT NULL
-            GROUP BY {user}, {session}
+            GROUP BY name, {user}, {session}
         )"""
-    return Query(sql, [experiment, *ev.params])
+    return Query(sql, ev.params)
 
 
-def _latency_query(experiment: str, events: Query, width: int) -> Query:
-    """The `latency` rows of `experiment` (its `events`) in `width`-second bins."""
+def _latency_query(bins: dict[str, int]) -> Query:
+    """The `latency` rows of the experiments of `bins`, each in its bins (width in seconds)."""
     s = SummaryColumns
-    histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), width))
+    ts = quote(Columns.TS)
+    key = "CASE name " + " ".join(f"WHEN {sql_string(name)} THEN {time_bin_sql(ts, width)}" for name, width in bins.items()) + " END"
+    histogram = histogram_sql(events_sql("", True, _NAMED, name=_NAME), key, by="name")
     sql = f"""
-        SELECT '{s.LATENCY_KIND}' AS {s.KIND}, ?::VARCHAR AS {s.EXPERIMENT}, recommender AS {s.RECOMMENDER},
+        SELECT '{s.LATENCY_KIND}' AS {s.KIND}, name AS {s.EXPERIMENT}, recommender AS {s.RECOMMENDER},
                bin AS {s.BIN}, bucket::INTEGER AS {s.BUCKET}, requests::BIGINT AS {s.REQUESTS}
-        FROM ({histogram.sql})"""
-    return Query(sql, [experiment, *histogram.params])
+        FROM ({histogram.sql}) WHERE bin IS NOT NULL"""
+    return Query(sql, histogram.params)
 
 
-def _empty_rows(connection: duckdb.DuckDBPyConnection) -> pa.Table:
-    """No rows, of every column (a summary of a segment without experiments keeps the schema)."""
-    sessions, latency = _sessions_query(""), _latency_query("", events_sql("", True, _EVENTS), NESTED_BIN_S)
-    empty = [connection.sql(f"SELECT * FROM ({q.sql}) LIMIT 0", params=q.params).to_arrow_table() for q in (sessions, latency)]
-    return pa.concat_tables(empty, promote_options="default")
+def _no_latency_rows(connection: duckdb.DuckDBPyConnection) -> pa.Table:
+    """No `latency` rows, with their columns: every summary has every column, whatever its events."""
+    query = _latency_query({"": NESTED_BIN_S})
+    return connection.sql(f"SELECT * FROM ({query.sql}) LIMIT 0").to_arrow_table()
 
 
 _summing = threading.Lock()
