@@ -9,6 +9,12 @@ running simulation's large log groups the events of the last poll, not all of th
 are exact, so the sessions equal those of `abtest report` to the last digit. A kept segment that
 changed or vanished (a compaction, a reset) sends the page back to grouping every segment.
 
+Segments are read from what botify wrote when it sealed them, where it agrees with them: the
+newest rollup of summaries (`contracts.eventlog.rollup`, one row per session over many segments),
+then each remaining segment's summary (`contracts.eventlog.summary`); only the others (no summary,
+or one that disagrees with its segment) are grouped from their events. So the first page after a
+start adds up summaries instead of grouping every event.
+
 A log held in a DuckDB database (not segments), or with events that lack a session id, is grouped
 afresh on each request, as `abtest report` groups it.
 """
