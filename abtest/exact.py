@@ -13,23 +13,15 @@ import decimal
 import math
 
 # Rounding to 1e-9 moves a per-user mean by at most 5e-10, far below any effect worth reporting;
-# values must stay below 10^9 (tracks, milliseconds) and sums of squares below 10^20.
-DECIMAL = "DECIMAL(18, 9)"
-LIMIT = "10^9"
+# values must stay below 10^9 (tracks, milliseconds) and sums of squares below 10^20. The type and
+# the sums' SQL are declared with the log's session sums, which the event-log writer computes too.
+from contracts.eventlog.groups import DECIMAL, LIMIT, rounded, total
+
+__all__ = ["DECIMAL", "LIMIT", "add", "average", "covariance", "mean", "product_total", "rounded", "total"]
 
 # Enough digits that (sum of squares) - (sum)^2 / n is computed without rounding for any count of
 # users DuckDB can hold: the sums have at most 38 digits.
 _CONTEXT = decimal.Context(prec=100)
-
-
-def rounded(expr: str) -> str:
-    """SQL: `expr` rounded to `DECIMAL`."""
-    return f"({expr})::{DECIMAL}"
-
-
-def total(expr: str) -> str:
-    """SQL: the exact sum of `expr` (NULLs ignored), a DECIMAL."""
-    return f"sum({rounded(expr)})"
 
 
 def mean(expr: str) -> str:

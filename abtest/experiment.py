@@ -47,6 +47,8 @@ from abtest.sessionize import (
 )
 from abtest.truth import potential_outcomes, true_effect, truth_experiments
 from contracts.columns import EVENTS_TABLE, Columns, quote
+from contracts.eventlog.groups import BIN_WIDTHS as BIN_WIDTHS  # the charts' bins, shared with the log's summaries
+from contracts.eventlog.groups import bin_width, time_bin_sql
 
 if TYPE_CHECKING:
     import datetime as dt
@@ -54,27 +56,6 @@ if TYPE_CHECKING:
     import pandas as pd
 
 logger = logging.getLogger(__name__)
-
-# Bin widths tried for the time-series plots, in seconds: the first giving at most MAX_BINS bins wins.
-BIN_WIDTHS = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 7 * 86400, 30 * 86400)
-MAX_BINS = 60
-
-
-def bin_width(first: dt.datetime, last: dt.datetime) -> int:
-    """The width in seconds of the time-series bins of the span from `first` to `last`: the first
-    of `BIN_WIDTHS` that gives at most `MAX_BINS` bins."""
-    span = max((last - first).total_seconds(), 1.0)
-    return next((w for w in BIN_WIDTHS if span / w <= MAX_BINS), BIN_WIDTHS[-1])
-
-
-def time_bin_sql(column: str, width: int) -> str:
-    """SQL: the start of the `width`-second bin of TIMESTAMP `column`, bins counted from 1970-01-01.
-
-    `time_bucket` keeps the naive timestamp naive: the former `to_timestamp(floor(epoch(ts) / w) * w)`
-    went through TIMESTAMPTZ and back per row, most of the time of a chart over 10^7 events.
-    """
-    return f"time_bucket(INTERVAL {int(width)} SECONDS, {column}, TIMESTAMP '1970-01-01')"
-
 
 @dataclass(frozen=True)
 class ArmData:

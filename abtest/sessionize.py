@@ -19,9 +19,25 @@ import datetime as dt
 from dataclasses import dataclass
 from typing import Any
 
-from abtest import exact
 from abtest.errors import AbtestError
-from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, MESSAGE_NEXT, Columns, quote
+from contracts.columns import EVENTS_TABLE, MESSAGE_LAST, Columns, quote
+from contracts.eventlog.groups import (  # a session's sums and the checks of a row, defined once for the log's writer and abtest
+    MAX_LATENCY_S,
+    SLOW_ERROR,
+    GroupColumns,
+    Problem,
+    Query,
+    events_sql,
+    merged_sums_sql,
+    quality_sql,
+    sums_sql,
+)
+
+__all__ = [
+    "DAY_ZERO", "MAX_LATENCY_S", "SLOW_ERROR", "Filters", "GroupColumns", "Problem", "Quality", "Query", "SessionColumns",
+    "Strategy", "choose_strategy", "events_sql", "finish_sql", "merge_groups_sql", "parse_quality", "plan_sql", "quality_sql",
+    "session_groups_sql", "sessions_sql",
+]
 
 # The service's default `day_zero` (config/botify.yml): the date of simulated day 0. `sim.run`
 # starts day 1 on 2026-01-01, so `--days 1:8` is the simulator's first week, as the service counts.
@@ -30,32 +46,6 @@ DAY_ZERO = dt.date(2025, 12, 31)
 # The list plan compares each event with every 'last' of its user; above this many comparisons
 # per event on average the sorted window plan is used instead.
 LIST_PLAN_MAX_COST = 64
-
-SLOW_ERROR = "slow"  # the `error` of an answer over its latency budget (served, so not a failure)
-
-
-# Serving latencies above this many seconds are taken for a logging fault, not a slow answer.
-MAX_LATENCY_S = 60.0
-
-
-class Problem:
-    """Why a row of the log is left out of the analysis: a NULL key or a value outside its domain.
-
-    A row is counted under the first problem it has, in the order of `ALL`, so counts add up.
-    A NULL `time` or `latency` is a missing value, not a problem: the metrics leave it out as
-    `avg` does. NaN counts as outside the domain.
-    """
-
-    USER = "user is NULL"
-    TS = "ts is NULL"
-    MESSAGE = f"message is NULL or not '{MESSAGE_NEXT}'/'{MESSAGE_LAST}'"
-    EXPERIMENTS = "experiments is NULL"
-    TREATMENT = "treatment index NULL or negative"
-    TIME = "time outside [0, 1]"
-    LATENCY = f"latency negative or above {MAX_LATENCY_S:g} s"
-
-    ALL = (USER, TS, MESSAGE, EXPERIMENTS, TREATMENT, TIME, LATENCY)
-
 
 @dataclass(frozen=True)
 class Quality:
@@ -79,64 +69,6 @@ class Quality:
             return "data quality: no rows dropped"
         reasons = "; ".join(f"{n:,} {problem}" for problem, n in self.dropped.items())
         return f"data quality: {self.total_dropped:,} rows dropped ({reasons})"
-
-
-def _arm(param: str = "?") -> str:
-    """SQL of an event's treatment index in the experiment named by `param`: the value of
-    `experiments[name]`, found by the key's position in the map's keys (less work per row;
-    docs/dashboard.md, Speed); NULL where the map lacks the key."""
-    e = quote(Columns.EXPERIMENTS)
-    return f"map_values({e})[list_position(map_keys({e}), {param})]"
-
-
-def _checks() -> tuple[tuple[str, str], ...]:
-    """(condition, `Problem`) pairs in the order of `Problem.ALL`: each condition is true (never
-    NULL) for a row with that problem, and takes the experiment's name as its `?` parameters,
-    in order (`_check_params`). Only the treatment's check reads the `experiments` map's values,
-    the costly part of a scan, and it looks at them whole first (any NULL or negative index),
-    so that the key is looked up only where one is."""
-    c = Columns
-    e = quote(c.EXPERIMENTS)
-    return (
-        (f"{quote(c.USER)} IS NULL", Problem.USER),
-        (f"{quote(c.TS)} IS NULL", Problem.TS),
-        (f"{quote(c.MESSAGE)} IS NULL OR {quote(c.MESSAGE)} NOT IN ('{MESSAGE_NEXT}', '{MESSAGE_LAST}')", Problem.MESSAGE),
-        (f"{e} IS NULL", Problem.EXPERIMENTS),
-        (
-            f"(coalesce(list_min(map_values({e})) < 0, false) OR list_count(map_values({e})) < len(map_values({e}))) "
-            f"AND map_contains({e}, ?) AND NOT coalesce({_arm()} >= 0, false)",
-            Problem.TREATMENT,
-        ),
-        # coalesce(..., true) lets NULL pass; NaN fails (DuckDB orders it above every number).
-        (f"NOT coalesce({quote(c.TIME)} >= 0 AND {quote(c.TIME)} <= 1, true)", Problem.TIME),
-        (f"NOT coalesce({quote(c.LATENCY)} >= 0 AND {quote(c.LATENCY)} <= {MAX_LATENCY_S}, true)", Problem.LATENCY),
-    )
-
-
-def _check_params(conditions: list[str], experiment: str) -> list[str]:
-    """The `?` parameters of `conditions` (from `_checks`), in order: the experiment's name each time."""
-    return [experiment] * sum(condition.count("?") for condition in conditions)
-
-
-def quality_sql(experiment: str, source: str = EVENTS_TABLE) -> Query:
-    """One row: the rows of `experiment` (or without an `experiments` map) dropped per `Problem.ALL`.
-
-    The cheap checks run first, so the map is looked up only for rows that have a problem: the
-    scan costs a fraction of the analysis. `source` is the relation of events to read (the log's
-    `events`, or some of its segments: the counts of disjoint sets of events add up).
-    """
-    conditions = [condition for condition, _ in _checks()]
-    problem = "CASE " + " ".join(f"WHEN {condition} THEN {i}" for i, condition in enumerate(conditions)) + " END"
-    counts = ", ".join(f"count(*) FILTER (WHERE problem = {i})" for i in range(len(conditions)))
-    any_problem = " OR ".join(f"({condition})" for condition in conditions)
-    sql = f"""
-        SELECT {counts}
-        FROM (
-            SELECT {problem} AS problem FROM {source}
-            WHERE ({any_problem}) AND ({quote(_C.EXPERIMENTS)} IS NULL OR map_contains({quote(_C.EXPERIMENTS)}, ?))
-        )"""
-    params = _check_params(conditions, experiment)
-    return Query(sql, [*params, *params, experiment])
 
 
 def parse_quality(row: tuple[Any, ...]) -> Quality:
@@ -214,39 +146,8 @@ class Filters:
         return "; ".join(parts)
 
 
-@dataclass(frozen=True)
-class Query:
-    """SQL text and its `?` parameters, in order."""
-
-    sql: str
-    params: list[Any]
-
-
 _C = Columns
 _U, _SES, _MSG, _TS = quote(_C.USER), quote(_C.SESSION), quote(_C.MESSAGE), quote(_C.TS)
-
-
-def events_sql(experiment: str, errors: bool = False, source: str = EVENTS_TABLE) -> Query:
-    """The experiment's events with their treatment index as column `arm`; events without the
-    key, and events with a `Problem` (counted by `quality_sql`), are dropped.
-
-    `errors`: whether the log has the `error` column (format 3); older logs read it as NULL.
-    `source`: the relation of events to read (the log's `events` unless told).
-    The treatment is looked up by the key's position in the map's keys: the value of
-    `experiments[name]`, found with less work per row (docs/dashboard.md, Speed).
-    """
-    # The treatment's check is the arm itself here: cheaper than `_checks`' form, which a scan
-    # of every row (`quality_sql`) needs.
-    conditions = [condition for condition, problem in _checks() if problem != Problem.TREATMENT]
-    valid = " AND ".join(f"NOT ({condition})" for condition in conditions)
-    error = quote(_C.ERROR) if errors else f"NULL::VARCHAR AS {quote(_C.ERROR)}"
-    sql = f"""
-        SELECT * FROM (
-            SELECT {_U}, {_SES}, {_MSG}, {_TS}, {quote(_C.TIME)}, {quote(_C.LATENCY)}, {quote(_C.RECOMMENDER)}, {error}, {_arm()} AS arm
-            FROM {source}
-            WHERE map_contains({quote(_C.EXPERIMENTS)}, ?) AND {valid}
-        ) WHERE arm >= 0"""
-    return Query(sql, [experiment, experiment, *_check_params(conditions, experiment)])
 
 
 def plan_sql(experiment: str) -> Query:
@@ -269,47 +170,11 @@ def choose_strategy(events_without_session: int, cost_per_event: float) -> str:
     return Strategy.LAST_LIST if cost_per_event <= LIST_PLAN_MAX_COST else Strategy.LAST_WINDOW
 
 
-class GroupColumns:
-    """Columns of `session_groups_sql`: a session's sums and extremes before any session filter.
-
-    They add up over disjoint sets of a session's events (`merge_groups_sql`: minima, counts, exact
-    DECIMAL sums and an OR), so the groups of the log's sealed segments, kept, and those of the
-    segments sealed since give the sessions of the whole log to the last digit.
-    """
-
-    USER = Columns.USER
-    SESSION = Columns.SESSION
-    ARM = SessionColumns.ARM  # the smallest treatment index of the events
-    START = SessionColumns.START  # the first event's `ts`
-    LAST = "last_ts"  # the last event's `ts` (unused by the sessions: a query that does not read it does not compute it)
-    TRACKS = SessionColumns.TRACKS  # events
-    TIME = Columns.TIME  # exact sum of `time`, DECIMAL
-    LATENCY_SUM = "latency_sum"  # exact sum of `latency` in seconds, DECIMAL
-    LATENCY_N = "latency_n"  # events with a latency
-    REQUESTS = SessionColumns.REQUESTS  # 'next' events
-    ERRORS = SessionColumns.ERRORS
-    SLOW = SessionColumns.SLOW
-    SERVED = "served"  # some event was served by one of the recommenders filtered on (TRUE without that filter)
-
-    ALL = (USER, SESSION, ARM, START, LAST, TRACKS, TIME, LATENCY_SUM, LATENCY_N, REQUESTS, ERRORS, SLOW, SERVED)
-
-
 def _group_aggregates(recommenders: tuple[str, ...], errors: bool) -> tuple[str, list[Any]]:
-    """The select list of `GroupColumns` (but the keys) over events, and its `?` parameters."""
-    g = GroupColumns
-    error = quote(_C.ERROR)
-    if errors:
-        errors_sql = f"count(*) FILTER (WHERE {error} IS NOT NULL AND {error} <> '{SLOW_ERROR}')"
-        slow_sql = f"count(*) FILTER (WHERE {error} = '{SLOW_ERROR}')"
-    else:  # a log without the column has no errors: two aggregates fewer per session
-        errors_sql = slow_sql = "0::BIGINT"
+    """The select list of `GroupColumns` (but the keys) over events, and its `?` parameters: the
+    shared sums (`contracts.eventlog.groups.sums_sql`) and whether the recommenders filter served."""
     served = f"bool_or({quote(_C.RECOMMENDER)} IN ({', '.join('?' for _ in recommenders)}))" if recommenders else "true"
-    sql = f"""min(arm) AS {g.ARM}, min({_TS}) AS {g.START}, max({_TS}) AS {g.LAST}, count(*) AS {g.TRACKS},
-               {exact.total(quote(_C.TIME))} AS {quote(g.TIME)},
-               {exact.total(quote(_C.LATENCY))} AS {g.LATENCY_SUM}, count({quote(_C.LATENCY)}) AS {g.LATENCY_N},
-               count(*) FILTER (WHERE {_MSG} <> '{MESSAGE_LAST}') AS {g.REQUESTS},
-               {errors_sql} AS {g.ERRORS}, {slow_sql} AS {quote(g.SLOW)}, {served} AS {g.SERVED}"""
-    return sql, list(recommenders)
+    return f"{sums_sql(errors)}, {served} AS {GroupColumns.SERVED}", list(recommenders)
 
 
 def session_groups_sql(experiment: str, *, errors: bool = False, recommenders: tuple[str, ...] = (), source: str = EVENTS_TABLE) -> Query:
@@ -331,11 +196,7 @@ def merge_groups_sql(relation: str) -> str:
     """SQL: the rows of `relation` (`GroupColumns` of disjoint sets of events) added up per (user, session)."""
     g = GroupColumns
     return f"""
-        SELECT {_U}, {_SES}, min({g.ARM}) AS {g.ARM}, min({g.START}) AS {g.START}, max({g.LAST}) AS {g.LAST},
-               sum({g.TRACKS})::BIGINT AS {g.TRACKS}, sum({quote(g.TIME)}) AS {quote(g.TIME)},
-               sum({g.LATENCY_SUM}) AS {g.LATENCY_SUM}, sum({g.LATENCY_N})::BIGINT AS {g.LATENCY_N},
-               sum({g.REQUESTS})::BIGINT AS {g.REQUESTS}, sum({g.ERRORS})::BIGINT AS {g.ERRORS},
-               sum({quote(g.SLOW)})::BIGINT AS {quote(g.SLOW)}, bool_or({g.SERVED}) AS {g.SERVED}
+        SELECT {_U}, {_SES}, {merged_sums_sql()}, bool_or({g.SERVED}) AS {g.SERVED}
         FROM {relation}
         GROUP BY {_U}, {_SES}"""
 

@@ -224,11 +224,16 @@ def write_synthetic_segments(
     sealed Parquet segments (`contracts.eventlog.layout`), with the events cut by time into `segments`
     segments of the declared columns (those the generator lacks are NULL).
 
-    The last `held_back` segments are written into `<segments>/held/` instead, outside the log;
-    their paths are returned, in time order, so that a caller can seal them later with `os.replace`
-    into the events directory, as a running service seals its next segments. Replaces an existing log.
+    Each segment is sealed as the service seals one (`contracts.eventlog.rollup.seal`: the segment,
+    its summary beside it, a rollup of the summaries when one is due). The last `held_back` segments are written into `<segments>/held/`
+    instead, outside the log; their paths are returned, in time order, so that a caller can seal
+    them later with `release`, as a running service seals its next segments. Replaces an existing log.
     """
     from contracts.eventlog import init_log  # the log's layout, only for this form
+    from contracts.eventlog.layout import arrow_schemas
+    from contracts.eventlog.rollup import seal
+
+    schema = arrow_schemas()[EVENTS_TABLE]
 
     if not 1 <= segments or not 0 <= held_back < segments:
         raise AbtestError(f"segments == {segments}, held_back == {held_back}: need segments >= 1 and 0 <= held_back < segments")
@@ -236,7 +241,7 @@ def write_synthetic_segments(
     directory = layout.directory(EVENTS_TABLE)
     held = layout.segments / "held"
     held.mkdir(exist_ok=True)
-    for stale in held.glob("*.parquet"):
+    for stale in held.iterdir():
         stale.unlink()
     sql = events_query(events, experiments, seed=seed, session_ids=session_ids)
     generated = duckdb.connect()
@@ -250,12 +255,24 @@ def write_synthetic_segments(
         out = []
         for part in range(1, segments + 1):
             name = f"{part:019d}-synthetic.parquet"
-            target = held / name if part > segments - held_back else directory / name
-            tmp = target.with_name(f".{name}.tmp")  # sealed by a rename, as the service seals a segment
-            generated.execute(f"COPY (SELECT {columns} FROM generated WHERE part = {part}) TO {sql_string(str(tmp))} (FORMAT parquet)")
-            os.replace(tmp, target)
-            if target.parent == held:
-                out.append(target)
+            target = held if part > segments - held_back else directory
+            table = generated.sql(f"SELECT {columns} FROM generated WHERE part = {part}").to_arrow_table().cast(schema)
+            seal(target, name, table)  # the service's seal: the segment, then its summary beside it
+            if target == held:
+                out.append(target / name)
     finally:
         generated.close()
     return out
+
+
+def release(segment: Path, log: str | Path) -> Path:
+    """Move a segment held back by `write_synthetic_segments` into the log, its summary first
+    (renames keep the size and time it records), as the service seals its next segment."""
+    from contracts.eventlog.layout import LogLayout
+    from contracts.eventlog.summary import summary_path
+
+    directory = LogLayout.of(log).directory(EVENTS_TABLE)
+    if summary_path(segment).exists():
+        os.replace(summary_path(segment), summary_path(directory / segment.name))
+    os.replace(segment, directory / segment.name)
+    return directory / segment.name

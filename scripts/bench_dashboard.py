@@ -33,7 +33,7 @@ from pathlib import Path
 
 import urllib3
 
-from abtest.synthetic import SyntheticExperiment, write_synthetic_log, write_synthetic_segments
+from abtest.synthetic import SyntheticExperiment, release, write_synthetic_log, write_synthetic_segments
 
 EXPERIMENT = SyntheticExperiment("exp", effects=(0.0, 0.02, -0.01))
 TARGET_LARGE_S = 2.0  # the experiment page of a 10^7-event log
@@ -133,8 +133,10 @@ def report(
 
 
 def export(revision: str, into: Path) -> Path:
-    """The packages of git `revision`, written under `into` (read by `Served(code=...)`)."""
-    archive = subprocess.run(["git", "archive", revision], capture_output=True, check=True).stdout
+    """The packages of git `revision`, written under `into` (read by `Served(code=...)`); a
+    directory (another checkout, such as /work/main) stands for the revision checked out there."""
+    command = ["git", "-C", revision, "archive", "HEAD"] if Path(revision).is_dir() else ["git", "archive", revision]
+    archive = subprocess.run(command, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
     return into
 
@@ -196,7 +198,7 @@ def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int
         times: list[float] = []
         before: list[float] = []
         for i in range(min(repeat, len(held))):
-            os.replace(held[i], log.parent / f"{log.stem}.segments" / "events" / held[i].name)
+            release(held[i], log)  # the segment and its summary, as the service seals them
             in_turn(served, baseline, path, i, times, before)
         report(f"{label}, new segment", path, times, TARGET_LARGE_S, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
@@ -216,7 +218,7 @@ def main() -> None:
     parser.add_argument("--dir", type=Path, default=Path("data/bench"), help="where synthetic logs are kept")
     parser.add_argument("--demo-log", default="data/demo/events.duckdb", help="the demo's log (skipped if missing; '' to skip)")
     parser.add_argument("--repeat", type=int, default=5, help="timed requests per page")
-    parser.add_argument("--baseline", default="", metavar="REV", help="also time the pages computed by git revision REV (e.g. main)")
+    parser.add_argument("--baseline", default="", metavar="REV", help="also time the pages computed by git revision REV (e.g. main), or by the revision checked out in directory REV")
     parser.add_argument("--segments", type=int, default=0, metavar="N",
                         help="also write each size as a log of N segments (as botify writes one) and time its pages, afresh and as segments are sealed")
     args = parser.parse_args()

@@ -58,7 +58,9 @@ def create_app(config: Mapping[str, Any] | None = None) -> Flask:
     if not app.config["LOG"]:
         raise AbtestError("the dashboard needs an event log: pass --log PATH")
     app.extensions["dashboard_cache"] = StateCache()
-    app.extensions["dashboard_groups"] = SessionGroups() if app.config["CACHE"] else None
+    # Without the cache nothing is kept between requests, but the segments' summaries are still read:
+    # every page is then the first page after a start.
+    app.extensions["dashboard_groups"] = SessionGroups() if app.config["CACHE"] else SessionGroups(size=0)
     app.teardown_appcontext(close_log)
     app.register_blueprint(bp)
     app.add_url_rule("/static/plotly.min.js", "plotly_js", plotly_js)

@@ -9,6 +9,12 @@ running simulation's large log groups the events of the last poll, not all of th
 are exact, so the sessions equal those of `abtest report` to the last digit. A kept segment that
 changed or vanished (a compaction, a reset) sends the page back to grouping every segment.
 
+Segments are read from what botify wrote when it sealed them, where it agrees with them: the
+newest rollup of summaries (`contracts.eventlog.rollup`, one row per session over many segments),
+then each remaining segment's summary (`contracts.eventlog.summary`); only the others (no summary,
+or one that disagrees with its segment) are grouped from their events. So the first page after a
+start adds up summaries instead of grouping every event.
+
 A log held in a DuckDB database (not segments), or with events that lack a session id, is grouped
 afresh on each request, as `abtest report` groups it.
 """
@@ -24,18 +30,23 @@ from typing import Any
 
 import pyarrow as pa
 
-from abtest.dashboard.latency import histogram_sql
-from abtest.experiment import BIN_WIDTHS, bin_width, time_bin_sql
 from abtest.log import EventLog
-from abtest.sessionize import GroupColumns, Quality, events_sql, merge_groups_sql, parse_quality, quality_sql, session_groups_sql
+from abtest.sessionize import GroupColumns, Problem, Quality, events_sql, merge_groups_sql, parse_quality, quality_sql, session_groups_sql
 from contracts.columns import EVENTS_TABLE, Columns, quote, sql_string
+from contracts.eventlog.groups import BIN_WIDTHS, bin_width, histogram_sql, time_bin_sql
 from contracts.eventlog.reader import event_files
+from contracts.eventlog.rollup import Rollup, read_rollup
+from contracts.eventlog.summary import Summary, groups_sql, latency_sql, read_summary
 
 KEPT = 4  # experiments (x recommender filters) whose groups a server worker keeps, least recently used dropped
 NEW_EVENTS = "dashboard_new_events"  # temporary view of the segments to group
 KEPT_GROUPS = "dashboard_kept_groups"  # the kept groups, registered from Arrow
 KEPT_LATENCY = "dashboard_kept_latency"  # the kept latency histograms, registered from Arrow
 NEW_GROUPS = "dashboard_new_groups"  # temporary table of the new segments' groups
+RAW_GROUPS = "dashboard_raw_groups"  # temporary table of the groups of the new segments read from their events
+SUMMED_GROUPS = "dashboard_summed_groups"  # temporary table of the groups of the new segments read from their summaries
+ROLLUP_GROUPS = "dashboard_rollup_groups"  # temporary table of the groups of a rollup of summaries
+ALL_GROUPS = "dashboard_all_groups"  # temporary table: the rollup's groups with the other new segments' added
 
 Files = dict[str, tuple[int, int]]  # segment path -> (size, modification time in ns)
 
@@ -133,22 +144,60 @@ def _is_view(log: EventLog) -> bool:
 def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, errors: bool, recommenders: tuple[str, ...]) -> Kept | None:
     """`kept` (None: nothing yet) with the segments `new` read and added; None when the new segments
     do not have the columns of the log, or when the latency chart's new bin width does not divide
-    into the kept one's bins (the caller then reads every segment again)."""
+    into the kept one's bins (the caller then reads every segment again).
+
+    A new segment with a summary that agrees with it (`contracts.eventlog.summary.read_summary`) is
+    read from its summary; the others from their events."""
     con = log.con
     if not new:  # every segment vanished meanwhile: nothing to add
         return kept
     con.execute("SET preserve_insertion_order = false")  # every reader aggregates or sorts what it reads
-    listing = ", ".join(sql_string(path) for path in new)
-    con.execute(f"CREATE OR REPLACE TEMP VIEW {NEW_EVENTS} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+    rollup = _rollup(new) if errors and kept is None else None
+    rolled = {str(rollup.path.parent / name) for name in rollup.members} if rollup is not None else set()
+    summaries = [] if not errors else [
+        s for s in (read_summary(Path(path)) for path in new if path not in rolled) if s is not None and new[str(s.segment)] == (s.size, s.mtime_ns)
+    ]
+    summed = rolled | {str(s.segment) for s in summaries}
+    raw = [path for path in new if path not in summed]
+    read: list[Summary | Rollup] = [*([rollup] if rollup is not None else []), *summaries]
     try:
-        columns = {row[0] for row in con.execute(f"DESCRIBE {NEW_EVENTS}").fetchall()}
-        if not set(log.columns) <= columns:  # a segment of an older format: left to the full grouping
-            return None
-        query = quality_sql(experiment, NEW_EVENTS)
-        (quality,) = con.execute(query.sql, query.params).fetchall()  # an aggregate: one row
-        (nulls,) = con.execute(f"SELECT count(*) FROM {NEW_EVENTS} WHERE {quote(Columns.SESSION)} IS NULL").fetchall()
-        query = session_groups_sql(experiment, errors=errors, recommenders=recommenders, source=NEW_EVENTS)
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_GROUPS} AS {query.sql}", query.params)
+        quality = [sum(column) for column in zip(*(s.quality_of(experiment) for s in read), strict=True)] or [0] * len(Problem.ALL)
+        nulls = sum(s.without_session for s in read)
+        parts = []
+        if summaries:
+            query = groups_sql([s.path for s in summaries], experiment, recommenders)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {SUMMED_GROUPS} AS {query.sql}", query.params)
+            parts.append(SUMMED_GROUPS)
+        if raw:
+            listing = ", ".join(sql_string(path) for path in raw)
+            con.execute(f"CREATE OR REPLACE TEMP VIEW {NEW_EVENTS} AS SELECT * FROM read_parquet([{listing}], union_by_name = true)")
+            columns = {row[0] for row in con.execute(f"DESCRIBE {NEW_EVENTS}").fetchall()}
+            if not set(log.columns) <= columns:  # a segment of an older format: left to the full grouping
+                return None
+            query = quality_sql(experiment, NEW_EVENTS)
+            (counts,) = con.execute(query.sql, query.params).fetchall()  # an aggregate: one row
+            quality = [a + int(b) for a, b in zip(quality, counts, strict=True)]
+            ((without,),) = con.execute(f"SELECT count(*) FROM {NEW_EVENTS} WHERE {quote(Columns.SESSION)} IS NULL").fetchall()
+            nulls += int(without)
+            query = session_groups_sql(experiment, errors=errors, recommenders=recommenders, source=NEW_EVENTS)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {RAW_GROUPS} AS {query.sql}", query.params)
+            ((grouped,),) = con.execute(f"SELECT count(*) FROM {RAW_GROUPS}").fetchall()
+            if grouped or not parts:  # an empty segment (the log's template) adds nothing, not even its wider DECIMAL
+                parts.append(RAW_GROUPS)
+        if len(parts) == 1 and parts[0] == RAW_GROUPS:  # the events of the new segments, grouped once: one row per session
+            con.execute(f"ALTER TABLE {RAW_GROUPS} RENAME TO {NEW_GROUPS}")
+        elif parts:  # a session's events may lie in several segments: their rows add up
+            both = " UNION ALL BY NAME ".join(f"SELECT * FROM {part}" for part in parts)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {NEW_GROUPS} AS {merge_groups_sql(f'({both})')}")
+        if rollup is not None:  # one row per session already: only the sessions the other segments touch are added up
+            query = groups_sql([rollup.path], experiment, recommenders)
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {ROLLUP_GROUPS} AS {query.sql}", query.params)
+            if parts:
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {ALL_GROUPS} AS {_merge_sql(ROLLUP_GROUPS, NEW_GROUPS)}")
+                con.execute(f"DROP TABLE {NEW_GROUPS}")
+                con.execute(f"ALTER TABLE {ALL_GROUPS} RENAME TO {NEW_GROUPS}")
+            else:
+                con.execute(f"ALTER TABLE {ROLLUP_GROUPS} RENAME TO {NEW_GROUPS}")
         g = GroupColumns
         # Every valid event of the experiment is in a group here (none lacks a session id, or the
         # caller reads the events itself): the groups' first and last events are the events' span.
@@ -161,21 +210,31 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
                 return None  # the new bins do not divide into the kept ones
             con.register(KEPT_LATENCY, kept.latency)
             old = con.sql(f"SELECT recommender, {time_bin_sql('bin', width)} AS bin, bucket, requests FROM {KEPT_LATENCY}").to_arrow_table()
-        events = events_sql(experiment, errors, NEW_EVENTS)
-        histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), width or BIN_WIDTHS[0]))
-        latency = con.sql(histogram.sql, params=histogram.params).to_arrow_table()
+        chart = width or BIN_WIDTHS[0]
+        histograms = []
+        if read:
+            if any(chart % s.bins.get(experiment, chart) for s in read):
+                return None  # a summary's bins do not divide the chart's (never for the bins `summary` chooses)
+            query = latency_sql([s.path for s in read], experiment, chart)
+            histograms.append(con.sql(query.sql, params=query.params).to_arrow_table())
+        if raw:
+            events = events_sql(experiment, errors, NEW_EVENTS)
+            histogram = histogram_sql(events, time_bin_sql(quote(Columns.TS), chart))
+            histograms.append(con.sql(histogram.sql, params=histogram.params).to_arrow_table())
+        latency = pa.concat_tables(histograms) if len(histograms) > 1 else histograms[0]  # counts of a bin and bucket add up where read
         if kept is None:
             groups = con.sql(f"SELECT * FROM {NEW_GROUPS}").to_arrow_table()
-            return Kept(dict(new), tuple(int(n) for n in quality), int(nulls[0]), groups, latency, span, width)
+            return Kept(dict(new), tuple(int(n) for n in quality), nulls, groups, latency, span, width)
         con.register(KEPT_GROUPS, kept.groups)
-        groups = con.sql(_merge_sql()).to_arrow_table()
+        groups = con.sql(_merge_sql(KEPT_GROUPS, NEW_GROUPS)).to_arrow_table()
     finally:
         con.execute(f"DROP VIEW IF EXISTS {NEW_EVENTS}")
-        con.execute(f"DROP TABLE IF EXISTS {NEW_GROUPS}")
+        for table in (NEW_GROUPS, RAW_GROUPS, SUMMED_GROUPS, ROLLUP_GROUPS, ALL_GROUPS):
+            con.execute(f"DROP TABLE IF EXISTS {table}")
     return Kept(
         {**kept.files, **new},
         tuple(a + int(b) for a, b in zip(kept.quality, quality, strict=True)),
-        kept.without_session + int(nulls[0]),
+        kept.without_session + nulls,
         groups,
         pa.concat_tables([old, latency]) if old is not None else latency,  # counts of a bin and bucket add up where read
         span,
@@ -188,15 +247,22 @@ def _extreme(pick: Any, a: dt.datetime | None, b: dt.datetime | None) -> dt.date
     return b if a is None else a if b is None else pick(a, b)
 
 
-def _merge_sql() -> str:
-    """SQL: the kept groups with the new ones added; only the sessions that the new segments touch are
-    summed again (most of a running simulation's new events open new sessions or continue recent ones)."""
+def _merge_sql(kept: str, new: str) -> str:
+    """SQL: the groups `kept` with the groups `new` added (each one row per session); only the sessions
+    that `new` touches are summed again (most of a running simulation's new events open new sessions
+    or continue recent ones)."""
     g = GroupColumns
     keys = f"{quote(g.USER)}, {quote(g.SESSION)}"
     columns = ", ".join(quote(c) for c in g.ALL)
-    touched = f"SELECT DISTINCT {keys} FROM {NEW_GROUPS}"
-    both = f"(SELECT {columns} FROM {KEPT_GROUPS} SEMI JOIN ({touched}) USING ({keys}) UNION ALL SELECT {columns} FROM {NEW_GROUPS})"
+    touched = f"SELECT DISTINCT {keys} FROM {new}"
+    both = f"(SELECT {columns} FROM {kept} SEMI JOIN ({touched}) USING ({keys}) UNION ALL SELECT {columns} FROM {new})"
     return f"""
-        SELECT {columns} FROM {KEPT_GROUPS} ANTI JOIN ({touched}) USING ({keys})
+        SELECT {columns} FROM {kept} ANTI JOIN ({touched}) USING ({keys})
         UNION ALL BY NAME
         {merge_groups_sql(both)}"""
+
+
+def _rollup(files: Files) -> Rollup | None:
+    """The newest rollup that holds only segments of `files`, unchanged (all in one directory), or None."""
+    directories = {Path(path).parent for path in files}
+    return read_rollup(directories.pop(), files) if len(directories) == 1 else None

@@ -18,33 +18,13 @@ from typing import Any
 
 import numpy as np
 
-from abtest.sessionize import Query
-from contracts.columns import Columns, quote
+# The buckets (and the SQL that counts events into them) are declared with the log's other sums:
+# the event-log writer keeps each sealed segment's histograms in its summary.
+from contracts.eventlog.groups import GAMMA, RELATIVE_ERROR, ZERO_BUCKET, ZERO_S, bucket_sql, histogram_sql
 
-RELATIVE_ERROR = 0.005  # a: every quantile drawn is within this fraction of the exact one
-GAMMA = (1 + RELATIVE_ERROR) / (1 - RELATIVE_ERROR)
-ZERO_S = 1e-9  # seconds: a latency at or below this counts as 0 (its bucket's value)
-ZERO_BUCKET = -(2**31)  # the bucket of latencies at or below ZERO_S; NULL latencies have bucket NULL
+__all__ = ["GAMMA", "QUANTILES", "RELATIVE_ERROR", "ZERO_BUCKET", "ZERO_S", "bucket_sql", "bucket_value", "histogram_sql", "latency_rows", "quantiles"]
+
 QUANTILES = (0.5, 0.99)
-
-
-def bucket_sql(latency: str) -> str:
-    """SQL: the histogram bucket of the latency `latency` in seconds (NULL for a NULL latency)."""
-    return (
-        f"CASE WHEN {latency} IS NULL THEN NULL WHEN {latency} <= {ZERO_S} THEN {ZERO_BUCKET} "
-        f"ELSE ceil(ln({latency}) / {math.log(GAMMA)!r})::INTEGER END"
-    )
-
-
-def histogram_sql(events: Query, key: str) -> Query:
-    """(recommender, `key`, bucket, requests) of `events` (a query with the log's columns); `key` is
-    SQL over them, such as the start of an event's time bin."""
-    rec, lat = quote(Columns.RECOMMENDER), quote(Columns.LATENCY)
-    sql = f"""
-        SELECT {rec} AS recommender, {key} AS bin, {bucket_sql(lat)} AS bucket, count(*) AS requests
-        FROM ({events.sql})
-        GROUP BY ALL"""
-    return Query(sql, list(events.params))
 
 
 def bucket_value(bucket: int) -> float:

@@ -2,7 +2,9 @@
 
 Submodules: `layout` (LOG, segment paths, views, `init_log`), `writer` (buffer events and seal
 them as Parquet segments), `reader` (`open_log`: any form of a log, read-only), `export`
-(date-partitioned Parquet, compaction). The tables and columns are declared in `contracts.columns`.
+(date-partitioned Parquet, compaction), `groups` (a session's sums, the checks of a row, latency
+buckets: the SQL that the seal and `abtest` share), `summary` (each sealed segment's summary),
+`rollup` (summaries added up, and `seal`: a segment with its summary). The tables and columns are declared in `contracts.columns`.
 """
 
 from __future__ import annotations

@@ -11,7 +11,8 @@ from pathlib import Path
 import duckdb
 
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, RecToolsColumns, sql_string
-from contracts.eventlog.layout import SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, connect, duckdb_message, file_lock, init_log
+from contracts.eventlog.layout import ROLLUP_SUFFIX, SEGMENT_SUFFIX, TEMPLATE_NAME, LogError, connect, duckdb_message, file_lock, init_log
+from contracts.eventlog.summary import summary_path
 
 PARTITION_COLUMN = "date"
 RECTOOLS_FILE = "interactions.csv"
@@ -109,6 +110,9 @@ def compact(log: str | Path) -> tuple[int, int]:
             os.replace(tmp, directory / name)
             for path in segments:
                 path.unlink()
+                summary_path(path).unlink(missing_ok=True)  # the merged segment has none: its readers read its events
+            for rollup in directory.glob(f"*{ROLLUP_SUFFIX}"):  # they held the merged segments
+                rollup.unlink()
             return len(segments), rows
         except duckdb.Error as error:  # nothing was removed: the segments stay as they were
             raise LogError(f"cannot compact event log {layout.path}: {duckdb_message(error)}") from None

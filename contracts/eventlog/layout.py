@@ -4,7 +4,8 @@ LOG (`--log`, e.g. `data/events.duckdb`) is a small DuckDB file that holds no ro
 `events` and `experiments` over sealed Parquet segments in a directory next to it::
 
     data/events.duckdb                  views events, experiments, worlds; table log_info
-    data/events.segments/events/        one Parquet file per worker and flush window
+    data/events.segments/events/        one Parquet file per worker and flush window, each with its
+                                        summary beside it (`<name>.summary`: `contracts.eventlog.summary`)
     data/events.segments/experiments/   one Parquet file per service start
     data/events.segments/worlds/        one Parquet file per service start
     data/events.segments/wal/           one write-ahead file per live worker (`contracts.eventlog.wal`)
@@ -39,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 TEMPLATE_NAME = "0000000000000000000-template.parquet"
 SEGMENT_SUFFIX = ".parquet"
+SUMMARY_SUFFIX = ".summary"  # a sealed segment's summary beside it (`contracts.eventlog.summary`), read by no view
+ROLLUP_SUFFIX = ".rollup"  # the summaries of many segments added up (`contracts.eventlog.rollup`), read by no view
 TMP_SUFFIX = ".tmp"
 INFO_TABLE = "log_info"
 TABLES = tuple(TABLE_TYPES)
@@ -270,6 +273,8 @@ def _init_locked(layout: LogLayout, reset: bool) -> None:
                 for segment in layout.segment_files(table):
                     if segment.name != TEMPLATE_NAME:
                         segment.unlink()
+                for summary in [*directory.glob(f"*{SUMMARY_SUFFIX}"), *directory.glob(f"*{ROLLUP_SUFFIX}")]:  # `contracts.eventlog.summary`, `rollup`
+                    summary.unlink()
             if not (directory / TEMPLATE_NAME).is_file():
                 write_segment(directory, TEMPLATE_NAME, schema.empty_table())
             _remove_stale_tmp(directory)

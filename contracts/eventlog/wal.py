@@ -36,7 +36,8 @@ import orjson
 import pyarrow as pa
 
 from contracts.columns import EVENTS_TABLE, Columns
-from contracts.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.eventlog.layout import SEGMENT_SUFFIX, LogLayout, arrow_schemas
+from contracts.eventlog.rollup import seal
 
 logger = logging.getLogger(__name__)
 
@@ -195,7 +196,7 @@ def _recover_one(layout: LogLayout, path: Path, fd: int) -> int:
     sealed = 0
     if decoded.rows:
         table = events_table(decoded.rows, decoded.header["experiments"], columns)
-        if write_segment(layout.directory(EVENTS_TABLE), segment_name(path), table, exclusive=True, durable=True) is not None:
+        if seal(layout.directory(EVENTS_TABLE), segment_name(path), table, exclusive=True, durable=True) is not None:
             sealed = len(decoded.rows)
             logger.warning("event log: recovered %d events that a stopped worker had written to %s", sealed, path)
     if decoded.corrupt:

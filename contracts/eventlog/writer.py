@@ -4,7 +4,9 @@
 `os.write` to this process's write-ahead file (`contracts.eventlog.wal`) and buffer them in
 memory. A background thread seals the buffer every `flush_window` seconds, or sooner when it
 holds `flush_events` rows, into `<segments>/events/<name>.parquet`, the name of the write-ahead
-file it came from (temporary file + rename, synced), and then deletes that file. So a worker
+file it came from (temporary file + rename, synced), and then deletes that file; a thread of
+the lowest priority then writes the segment's summary beside it (`contracts.eventlog.summary`:
+its sessions' sums, for readers). So a worker
 killed with SIGKILL loses no answered event: the next start (`init_log`), a respawned worker or
 any writer's close seals what it left, exactly once. The write-ahead file is synced every
 `fsync_window` seconds, the most a power loss can take. A sealed segment is never changed again;
@@ -21,6 +23,7 @@ import fcntl
 import logging
 import operator
 import os
+import queue
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -32,6 +35,7 @@ import pyarrow as pa
 from contracts.catalog import Catalog
 from contracts.columns import EVENTS_TABLE, EXPERIMENTS_TABLE, WORLDS_TABLE, Columns, ExperimentColumns, WorldColumns
 from contracts.eventlog.layout import SEGMENT_SUFFIX, TMP_SUFFIX, LogLayout, arrow_schemas, write_segment
+from contracts.eventlog.rollup import after_seal
 from contracts.eventlog.wal import WAL_FORMAT, WAL_SUFFIX, encode_record, events_table, fsync_directory, recover, segment_name
 
 logger = logging.getLogger(__name__)
@@ -114,6 +118,8 @@ class EventWriter:
         self._synced_file: Path | None = None
         self._seq = 0
         self._pid = os.getpid()
+        self._summaries: queue.SimpleQueue[Path | None] = queue.SimpleQueue()  # sealed segments to sum up
+        self._summary_thread: threading.Thread | None = None
 
     def _after_fork(self) -> None:
         # The parent's files stay the parent's: drop our copies of their descriptors (the parent
@@ -234,22 +240,52 @@ class EventWriter:
 
         Each write-ahead file becomes one segment of the same name, then is deleted. When a seal
         fails, its events stay buffered and written ahead, and the next flush seals them first.
+        Once the events are sealed, each new segment is handed to a thread of the lowest priority
+        that writes its summary beside it, and a rollup of the summaries when one is due
+        (`contracts.eventlog.rollup.after_seal`); `close` waits for it.
         """
-        with self._seal_lock:
-            with self._lock:
-                if self._current is not None:
-                    self._sealing.append(self._current)
-                    self._current = None
-                    self._unsynced = False
-            last: Path | None = None
-            while self._sealing:
-                wal = self._sealing[0]
-                last = self._seal(wal)
+        sealed: list[Path] = []
+        last: Path | None = None
+        try:
+            with self._seal_lock:
                 with self._lock:
-                    self._sealing.pop(0)
-                    self.sealed_events += len(wal.rows)
-                    self.sealed_segments += 1
-            return last
+                    if self._current is not None:
+                        self._sealing.append(self._current)
+                        self._current = None
+                        self._unsynced = False
+                while self._sealing:
+                    wal = self._sealing[0]
+                    last = self._seal(wal)
+                    if wal.rows:
+                        sealed.append(last)
+                    with self._lock:
+                        self._sealing.pop(0)
+                        self.sealed_events += len(wal.rows)
+                        self.sealed_segments += 1
+        finally:
+            self._sum_up_later(sealed)
+        return last
+
+    def _sum_up_later(self, segments: list[Path]) -> None:
+        """Hand `segments` to the summing thread (`after_seal`: summaries, then a rollup when due)."""
+        if not segments:
+            return
+        with self._lock:
+            if self._summary_thread is None:
+                self._summary_thread = threading.Thread(target=self._sum_up, name="botify-eventlog-summaries", daemon=True)
+                self._summary_thread.start()
+        for segment in segments:
+            self._summaries.put(segment)
+
+    def _sum_up(self) -> None:
+        """The summing thread: at the lowest priority (nice 19, this thread only), so that a busy
+        server gives the summaries only the CPU its requests leave; until `close` sends None."""
+        try:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)  # Linux: a thread's own nice value
+        except (AttributeError, OSError):
+            pass
+        while (segment := self._summaries.get()) is not None:
+            after_seal([segment])
 
     def _seal(self, wal: _WalFile) -> Path:
         segment = self.directory / segment_name(wal.path)
@@ -282,6 +318,10 @@ class EventWriter:
             recover(self.layout)
         except Exception:
             logger.exception("event log: recovering the write-ahead files in %s failed", self.layout.wal)
+        summing = self._summary_thread
+        if summing is not None and summing is not threading.current_thread():
+            self._summaries.put(None)  # sum up what is queued, then stop: a clean stop leaves no segment without its summary
+            summing.join(timeout=10.0)
 
     def _table(self, rows: list[Row]) -> pa.Table:
         return events_table(rows, self.experiment_names)

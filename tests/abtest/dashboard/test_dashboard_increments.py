@@ -10,9 +10,12 @@ import duckdb
 import pytest
 from flask.testing import FlaskClient
 
+from abtest.dashboard import increments
 from abtest.dashboard.app import create_app
-from abtest.synthetic import SyntheticExperiment, write_synthetic_segments
+from abtest.synthetic import SyntheticExperiment, release, write_synthetic_segments
+from contracts.eventlog import rollup
 from contracts.eventlog.reader import event_files
+from contracts.eventlog.summary import summary_path
 
 EXPERIMENT = SyntheticExperiment("exp", (0.0, 0.25, 0.0), latency_effects=(0.0, 2.0, 0.0))
 # Filters of every kind the groups are finished with: none, a recommender, days (both day zeros), a time, open sessions.
@@ -20,13 +23,19 @@ QUERIES = ("", "?recommender=rec1", "?days=1:2", "?days=0:1&day_zero=first", "?s
 
 
 def grown(log: Path, held: list[Path]) -> None:
-    """Seal the first held-back segment into the log, as the service seals its next one."""
-    segment = held.pop(0)
-    os.replace(segment, event_files(log)[0].parent / segment.name)
+    """Seal the first held-back segment into the log, as the service seals its next one (with its summary)."""
+    release(held.pop(0), log)
 
 
 def pages(client: FlaskClient) -> list[dict]:
     return [client.get(f"/experiments/exp.json{query}").get_json() for query in QUERIES]
+
+
+def from_events(log: Path) -> FlaskClient:
+    """A client whose pages group every event afresh, as `abtest report` does: no kept sessions, no summaries."""
+    app = create_app({"LOG": str(log), "CACHE": False})
+    app.extensions["dashboard_groups"] = None
+    return app.test_client()
 
 
 @pytest.fixture()
@@ -41,12 +50,13 @@ def test_a_grown_logs_page_equals_the_page_computed_afresh(log: tuple[Path, list
     path, held = log
     kept = create_app({"LOG": str(path)}).test_client()
     afresh = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    events = from_events(path)
     widths = {pages(kept)[0]["latency"]["bin_seconds"]}
-    assert pages(kept) == pages(afresh)
+    assert pages(kept) == pages(afresh) == pages(events)
     while held:
         grown(path, held)
         now = pages(kept)
-        assert now == pages(afresh)
+        assert now == pages(afresh) == pages(events)
         widths.add(now[0]["latency"]["bin_seconds"])
     assert all("error" not in page for page in now) and now[0]["metrics"]
     assert len(widths) > 1  # the kept latency histograms were put into coarser bins as the log grew
@@ -92,3 +102,37 @@ def test_a_log_with_events_without_a_session_id_is_grouped_as_the_report_groups_
     assert pages(kept) == pages(afresh)
     grown(path, held)
     assert pages(kept) == pages(afresh)
+
+
+def test_pages_read_from_rollups_and_summaries_are_the_pages_of_the_events(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(rollup, "MIN_NEW", 2)  # rollups of this small log: 2, then 4 segments, the rest in summaries
+    path = tmp_path / "events.duckdb"
+    held = write_synthetic_segments(path, 12_000, [EXPERIMENT], segments=8, held_back=2, seed=3)
+    used = []
+    real = increments._rollup
+    monkeypatch.setattr(increments, "_rollup", lambda files: used.append(real(files)) or used[-1])
+    kept = create_app({"LOG": str(path)}).test_client()
+    first = create_app({"LOG": str(path), "CACHE": False}).test_client()
+    events = from_events(path)
+
+    assert pages(first) == pages(kept) == pages(events)
+    assert used and all(r is not None and len(r.members) == 6 for r in used)  # every segment but the template, through the rollup
+    while held:
+        grown(path, held)
+        assert pages(first) == pages(kept) == pages(events)
+
+
+@pytest.mark.parametrize("change", ["rewritten", "swapped"])
+def test_a_summary_that_disagrees_with_its_segment_is_not_used(log: tuple[Path, list[Path]], change: str) -> None:
+    path, _ = log
+    one, other = event_files(path)[1:3]
+    before = pages(from_events(path))
+    if change == "rewritten":  # the segment loses half its rows after its summary was written
+        rows = duckdb.execute(f"SELECT count(*) FROM read_parquet('{one}')").fetchone()[0]
+        duckdb.execute(f"COPY (SELECT * FROM read_parquet('{one}') LIMIT {rows // 2}) TO '{one}.tmp' (FORMAT parquet)")
+        os.replace(f"{one}.tmp", one)
+    else:  # another segment's summary under this one's name: sums that are not this segment's
+        os.replace(summary_path(other), summary_path(one))
+
+    assert pages(create_app({"LOG": str(path), "CACHE": False}).test_client()) == pages(from_events(path))
+    assert (pages(from_events(path)) != before) == (change == "rewritten")
