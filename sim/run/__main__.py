@@ -282,7 +282,7 @@ def _report_pool(executor: RayExecutor, processes: int) -> None:
             f"of this code (`python -m sim.run ray-pool stop --address {executor.address}` ends them)", err=True,
         )
     else:
-        click.echo(f"ran on {processes} warm shard worker(s) of the Ray cluster at {executor.address}", err=True)
+        click.echo(f"ran on the warm shard workers of the Ray cluster at {executor.address}", err=True)
 
 
 def _run_shards(executor: ShardExecutor, config: EnvConfig, options: RunOptions, spec: ClientSpec, n_shards: int) -> list[ShardResult]:

@@ -168,7 +168,9 @@ class ShardPool:
         workers this run had to create (0: every worker was warm)."""
         import ray
 
-        handles, created = self.workers(len(jobs))
+        # More shards than the cluster has CPUs: workers take several in turn, as processes would share cores.
+        cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
+        handles, created = self.workers(min(len(jobs), cpus))
         return list(ray.get([handles[i % len(handles)].run.remote(fn, job) for i, job in enumerate(jobs)])), created
 
     def load(self, n: int, world_dir: Path | None) -> tuple[list[dict[str, Any]], int]:
