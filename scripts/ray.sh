@@ -5,8 +5,8 @@
 #   scripts/ray.sh stop|status
 # Port: $BOTIFY_RAY_PORT (default 6380); CPUs: $BOTIFY_RAY_CPUS (default all); Python: $PYTHON
 # (default python). Ray's session files live in /tmp/botify-ray-$PORT (its sockets need a short
-# path); the pidfile and the log in $BOTIFY_RAY_DIR (default data/ray/). Several machines: run
-# `ray start` yourself.
+# path) until `stop`; the pidfile and the log in $BOTIFY_RAY_DIR (default data/ray/). Several
+# machines: run `ray start` yourself.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PORT="${BOTIFY_RAY_PORT:-6380}"
@@ -16,6 +16,7 @@ DIR="$(realpath -m "${BOTIFY_RAY_DIR:-data/ray}")"
 PIDFILE="$DIR/ray-$PORT.pid"
 LOG="$DIR/ray-$PORT.log"
 ADDRESS="127.0.0.1:$PORT"
+SESSIONS="/tmp/botify-ray-$PORT"  # Ray's session files (sockets, its logs): removed by stop
 # Loopback only (Ray otherwise listens on every interface), workers at normal priority, token auth.
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_worker_niceness=0 RAY_AUTH_MODE=token RAY_USAGE_STATS_ENABLED=0
 
@@ -28,7 +29,7 @@ case "${1:-}" in
             mkdir -p "$DIR"
             # --block keeps one process that owns the cluster: stopping it stops every Ray process it started.
             nohup "$PYTHON" -m ray.scripts.scripts start --head --block --port "$PORT" --num-cpus "$CPUS" \
-                --include-dashboard false --disable-usage-stats --temp-dir "/tmp/botify-ray-$PORT" >"$LOG" 2>&1 &
+                --include-dashboard false --disable-usage-stats --temp-dir "$SESSIONS" >"$LOG" 2>&1 &
             echo $! >"$PIDFILE"
             for _ in $(seq 600); do
                 grep -q "Ray runtime started" "$LOG" && break
@@ -44,7 +45,10 @@ case "${1:-}" in
         "$PYTHON" -m sim.run ray-pool stop --address "$ADDRESS" || true
         pid="$(cat "$PIDFILE")"
         kill "$pid"
-        for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; echo "ray: stopped"; exit 0; }; sleep 0.1; done
+        for _ in $(seq 300); do
+            kill -0 "$pid" 2>/dev/null || { rm -f "$PIDFILE"; rm -rf "$SESSIONS"; echo "ray: stopped"; exit 0; }
+            sleep 0.1
+        done
         echo "ray: pid $pid did not stop" >&2; exit 1 ;;
     status)
         if running; then echo "ray: running on $ADDRESS (pid $(cat "$PIDFILE"))"; "$PYTHON" -m sim.run ray-pool status --address "$ADDRESS"

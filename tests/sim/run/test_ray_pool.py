@@ -77,6 +77,7 @@ def cluster(small_world_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         assert stopped.returncode == 0 and "ray: stopped" in stopped.stdout, stopped.stdout + stopped.stderr
         left = [pid for pid in ray_processes | ({owner} if owner else set()) if _alive(pid)]
         assert len(ray_processes) >= 3 and not left, f"Ray processes left running: {left}"
+        assert not Path(f"/tmp/botify-ray-{env['BOTIFY_RAY_PORT']}").exists()  # its session files removed too
 
 
 def _sim_run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
