@@ -15,7 +15,8 @@ figure where it has one:
   for 2,000 arrivals.
 - replicas: 20,000 arrivals against one service, then against two replicas (`--url`).
 - ray: `multi --processes 2` with the process executor and with Ray (a local cluster started by
-  the run, and a running one reached with --address), 2,000 and 100,000 arrivals, end to end.
+  the run; a running one, scripts/ray.sh, reached with --address: its first run starts the warm
+  shard workers, the second finds them), 2,000 and 100,000 arrivals, end to end and simulating.
 - day: 10^5 arrivals on the 10^6-listener world (`config/world-1m.yml`) through botify
   (sticky_artist, one worker, then two replicas).
 
@@ -108,13 +109,15 @@ def vector_env_rate(world_dir: Path, n: int = 4096, steps: int = 200) -> float:
     return round(n * steps / (time.perf_counter() - started))
 
 
-def run_command(args: list[str]) -> dict[str, float]:
+def run_command(args: list[str], env: dict[str, str] | None = None) -> dict[str, object]:
+    """`python -m sim.run ARGS`: its time end to end, its own simulating time and rate, the load average after it."""
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "sim.run", *args], check=True, capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run([sys.executable, "-m", "sim.run", *args], check=True, capture_output=True, text=True, cwd=REPO, env=env)
     total = time.perf_counter() - started
     match = SUMMARY.search(result.stdout)
     assert match, result.stdout + result.stderr
-    return {"command_s": round(total, 2), "simulation_s": float(match.group(1)), "steps_per_s": float(match.group(2).replace(",", ""))}
+    return {"command_s": round(total, 2), "simulation_s": float(match.group(1)), "steps_per_s": float(match.group(2).replace(",", "")),
+            "load_average": load()}
 
 
 @click.command()
@@ -122,7 +125,8 @@ def run_command(args: list[str]) -> dict[str, float]:
 @click.option("--world", "world_dir", type=click.Path(path_type=Path), default=Path("data/world"), show_default=True)
 @click.option("--world-1m", "world_1m", type=click.Path(path_type=Path), default=Path("data/world-1m"), show_default=True)
 @click.option("--day-episodes", type=int, default=100_000, show_default=True)
-def main(parts: str, world_dir: Path, world_1m: Path, day_episodes: int) -> None:
+@click.option("--ray-pairs", type=click.IntRange(min=0), default=3, show_default=True, help="ray: extra alternating pairs of warm Ray and the process pool.")
+def main(parts: str, world_dir: Path, world_1m: Path, day_episodes: int, ray_pairs: int) -> None:
     """Run the chosen parts and print every figure as JSON lines, then all of them."""
     use_checkout()
     chosen = parts.split(",")
@@ -159,7 +163,7 @@ def main(parts: str, world_dir: Path, world_1m: Path, day_episodes: int) -> None
             results["replicas_20000"] = {"load_average": load(), "one_service": one, "two_replicas": two}
             print(json.dumps({"replicas_20000": results["replicas_20000"]}), flush=True)
         if "ray" in chosen:
-            results["ray"] = part_ray(world_dir, Path(tmp))
+            results["ray"] = part_ray(world_dir, Path(tmp), ray_pairs)
         if "day" in chosen:
             if not (world_1m / "public").is_dir():
                 sys.exit(f"no world at {world_1m}: python -m sim.world --config config/world-1m.yml --out {world_1m}")
@@ -178,35 +182,48 @@ def main(parts: str, world_dir: Path, world_1m: Path, day_episodes: int) -> None
     print(json.dumps(results, indent=1))
 
 
-def part_ray(world_dir: Path, tmp: Path) -> dict[str, object]:
-    """Process pool against Ray, end to end, for a small and a large day (2 shards each)."""
+def part_ray(world_dir: Path, tmp: Path, ray_pairs: int) -> dict[str, object]:
+    """Process pool against Ray, end to end, for a small and a large day (2 shards each): Ray on a
+    cluster started by the run, and on a running cluster (scripts/ray.sh, loopback, 2 CPUs) with
+    its shard pool stopped (the first run starts the workers: cold) and then kept (warm). The
+    process pool runs first and last; the ratios are over the mean of its two runs. Then
+    `ray_pairs` alternating pairs of warm Ray and the process pool, each pair's ratio."""
     out: dict[str, object] = {"load_average": load()}
-    # A cluster kept alive by a driver of its own (stopped by its process id): the running cluster,
-    # on loopback without token authentication (RAY_AUTH_MODE=disabled, for this benchmark only),
-    # its workers at normal priority.
-    os.environ["RAY_AUTH_MODE"] = "disabled"
-    os.environ["RAY_worker_niceness"] = "0"  # as RayExecutor starts its local clusters
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import logging, sys, time, ray; ray.init(num_cpus=2, include_dashboard=False, logging_level=logging.ERROR); "
-         "print(ray.get_runtime_context().gcs_address, flush=True); time.sleep(3600)"],
-        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=REPO,
-    )
-    address = holder.stdout.readline().strip() if holder.stdout else ""
-    running = bool(address)
+    port = free_port()
+    env = {**os.environ, "BOTIFY_RAY_PORT": str(port), "BOTIFY_RAY_CPUS": "2", "BOTIFY_RAY_DIR": str(tmp / "ray"), "PYTHON": sys.executable}
+    script = [str(REPO / "scripts" / "ray.sh")]
+    address = f"127.0.0.1:{port}"
+    subprocess.run([*script, "start"], env=env, check=True, capture_output=True, timeout=300, cwd=REPO)
     try:
         for n in (2000, 100_000):
             base = ["--episodes", str(n), "--quiet", "--world", str(world_dir), "--recommender", "local:sticky_artist", "multi", "--processes", "2"]
-            row = {"process": run_command([*base, "--executor", "process"]), "ray_local_cluster": run_command([*base, "--executor", "ray"])}
-            if running:
-                row["ray_running_cluster"] = run_command([*base, "--executor", "ray", "--address", address])
-            row["ray_over_process"] = round(row["ray_local_cluster"]["command_s"] / row["process"]["command_s"], 2)
-            if running:
-                row["running_ray_over_process"] = round(row["ray_running_cluster"]["command_s"] / row["process"]["command_s"], 2)
+            ray = [*base, "--executor", "ray", "--address", address]
+            row: dict[str, object] = {"process": run_command([*base, "--executor", "process"])}
+            subprocess.run([sys.executable, "-m", "sim.run", "ray-pool", "stop", "--address", address], env=env, check=True, capture_output=True, cwd=REPO)
+            row["ray_running_cold"] = run_command(ray, env)
+            row["ray_running_warm"] = run_command(ray, env)
+            row["ray_local_cluster"] = run_command([*base, "--executor", "ray"])
+            row["process_again"] = run_command([*base, "--executor", "process"])
+            process_s = (row["process"]["command_s"] + row["process_again"]["command_s"]) / 2  # type: ignore[index]
+            process_sim = (row["process"]["simulation_s"] + row["process_again"]["simulation_s"]) / 2  # type: ignore[index]
+            for name in ("ray_local_cluster", "ray_running_cold", "ray_running_warm"):
+                row[f"{name}_over_process"] = {
+                    "end_to_end": round(row[name]["command_s"] / process_s, 2),  # type: ignore[index]
+                    "simulating": round(row[name]["simulation_s"] / process_sim, 2),  # type: ignore[index]
+                }
+            # On a shared machine one run's time moves with everyone else's load: alternate more
+            # pairs of the two that the target compares, and give each pair's ratio.
+            pairs = [(run_command(ray, env), run_command([*base, "--executor", "process"])) for _ in range(ray_pairs)]
+            row["warm_process_pairs"] = [{"warm": warm, "process": process} for warm, process in pairs]
+            for key in ("command_s", "simulation_s"):
+                ratios = sorted(warm[key] / process[key] for warm, process in pairs)  # type: ignore[operator]
+                if ratios:
+                    row[f"pairs_warm_over_process_{key}"] = {"median": round(float(np.median(ratios)), 2), "min": round(ratios[0], 2),
+                                                             "max": round(ratios[-1], 2)}
             out[f"arrivals_{n}"] = row
             print(json.dumps({f"ray_{n}": row}), flush=True)
     finally:
-        holder.terminate()
-        holder.wait(30)
+        subprocess.run([*script, "stop"], env=env, capture_output=True, timeout=300, cwd=REPO)
     return out
 
 

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import sys
@@ -26,6 +27,8 @@ from tqdm import tqdm
 from contracts.config import ConfigError
 from sim.config import DEFAULT_ENV_CONFIG, EnvConfig, ServiceOptions, env_config_or_defaults
 from sim.run.clients import LOCAL_EXPERIMENT, RemoteClient, ServiceError, ServiceUnavailable
+from sim.run.pool_command import ray_pool
+from sim.run.ray_pool import PoolError
 from sim.run.shards import ClientSpec, ClusterUnavailable, ProcessExecutor, RayExecutor, ShardExecutor, ShardJob, ShardResult, run_shard
 from sim.run.summary import render, summarize, treatment_labels
 from sim.world import load_world_config
@@ -184,12 +187,21 @@ def single(options: RunOptions, no_pause: bool) -> None:
 @click.option("--executor", type=click.Choice(["process", "ray"]), default="process", show_default=True,
               help="Who runs the shards: local processes, or Ray tasks (a local Ray cluster of --processes CPUs, or the cluster at --address).")
 @click.option("--address", default=None, metavar="HOST:PORT", help="--executor ray: the Ray cluster to run on (its head's address, ray://host:port or auto).")
+@click.option("--no-pool", is_flag=True,
+              help="--address: run the shards as fresh Ray tasks, not on the cluster's warm shard workers (see `ray-pool`).")
 @click.pass_obj
-def multi(options: RunOptions, processes: int, executor: str, address: str | None) -> None:
-    """Parallel shards of each day's arrivals, results merged (same sessions as `single`)."""
+def multi(options: RunOptions, processes: int, executor: str, address: str | None, no_pool: bool) -> None:
+    """Parallel shards of each day's arrivals, results merged (same sessions as `single`).
+
+    On a running Ray cluster (--executor ray --address), the shards run on warm workers that
+    keep the project imported and the world loaded: the first run starts them, later runs of the
+    same code reuse them; `ray-pool stop` ends them.
+    """
     if address is not None and executor != "ray":
         raise click.BadParameter("--address is for --executor ray", param_hint="--address")
-    shards: ShardExecutor = RayExecutor(address, num_cpus=processes) if executor == "ray" else ProcessExecutor(processes)
+    if no_pool and address is None:
+        raise click.BadParameter("--no-pool is for --executor ray --address (a cluster started by the run keeps nothing)", param_hint="--no-pool")
+    shards: ShardExecutor = RayExecutor(address, num_cpus=processes, pool=not no_pool) if executor == "ray" else ProcessExecutor(processes)
     _simulate(options, processes=processes, interactive=False, executor=shards)
 
 
@@ -200,7 +212,7 @@ def _simulate(options: RunOptions, processes: int, interactive: bool, executor: 
 
     try:
         _simulate_checked(options, processes, interactive, executor)
-    except (CatalogError, ArtifactError, ClusterUnavailable) as error:
+    except (CatalogError, ArtifactError, ClusterUnavailable, PoolError) as error:
         raise click.ClickException(str(error)) from None
 
 
@@ -227,6 +239,8 @@ def _simulate_checked(options: RunOptions, processes: int, interactive: bool, ex
         else:
             click.echo(f"simulating {options.episodes} arrivals/day for {options.days or 1} day(s) in {processes} shards...", err=True)
             results = _run_shards(executor or ProcessExecutor(processes), config, options, spec, processes)
+            if isinstance(executor, RayExecutor) and executor.created is not None:
+                _report_pool(executor, processes)
     except ServiceError as error:
         raise click.ClickException(str(error)) from None
     except Exception as error:  # the registry's or an artifact's error in local mode
@@ -260,9 +274,24 @@ def _describe_client(config: EnvConfig, spec: ClientSpec) -> dict[str, object] |
     return descriptions[0]
 
 
+def _report_pool(executor: RayExecutor, processes: int) -> None:
+    """Say whether the run found warm workers or started them (they stay on the cluster)."""
+    if executor.created:
+        click.echo(
+            f"started {executor.created} shard worker(s) on the Ray cluster at {executor.address}; they stay, warm, for later runs "
+            f"of this code (`python -m sim.run ray-pool stop --address {executor.address}` ends them)", err=True,
+        )
+    else:
+        click.echo(f"ran on the warm shard workers of the Ray cluster at {executor.address}", err=True)
+
+
 def _run_shards(executor: ShardExecutor, config: EnvConfig, options: RunOptions, spec: ClientSpec, n_shards: int) -> list[ShardResult]:
     """Every day's arrivals split over `n_shards` shards, run by `executor`."""
     days = tuple(range(options.start_day, options.start_day + (options.days or 1)))
+    # Absolute paths: a shard may run in a process started elsewhere (a warm Ray worker keeps its own directory).
+    config = config.model_copy(update={"world": Path(config.world).resolve()})
+    if spec.log is not None:
+        spec = dataclasses.replace(spec, log=spec.log.resolve())
     jobs = [ShardJob(config, options.seed, days, options.episodes, spec, shard, n_shards) for shard in range(n_shards)]
     return executor.map(run_shard, jobs)
 
@@ -419,6 +448,8 @@ def _start_local_log(log_path: Path, world: Path, recommender: str, declared: li
     except LogError as error:
         raise click.ClickException(str(error)) from None
 
+
+main.add_command(ray_pool)
 
 if __name__ == "__main__":
     main()
