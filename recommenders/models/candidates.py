@@ -184,6 +184,12 @@ class InvertedFile:
         self.position = np.empty(len(items), dtype=np.int64)  # each track's place within its cell
         self.position[order] = np.arange(len(items)) - self.offsets[cell_of[order]]
 
+    def _cells(self, queries: np.ndarray, n_probe: int) -> np.ndarray:
+        """(B, n_probe) the cells whose centroids have the highest inner product with each query, in probe order."""
+        if n_probe == self.n_lists:
+            return np.tile(np.arange(self.n_lists), (len(queries), 1))
+        return np.argpartition(-(queries @ self.centroids.T), n_probe - 1, axis=1)[:, :n_probe]
+
     def scan(self, queries: np.ndarray, n_probe: int, extra: int = 0, workspace: Workspace | None = None) -> Scan:
         """Score every track of the `n_probe` cells whose centroids have the highest inner product with each query.
 
@@ -194,10 +200,7 @@ class InvertedFile:
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         batch = len(queries)
         n_probe = min(n_probe, self.n_lists)
-        if n_probe == self.n_lists:
-            cells = np.tile(np.arange(self.n_lists), (batch, 1))
-        else:
-            cells = np.argpartition(-(queries @ self.centroids.T), n_probe - 1, axis=1)[:, :n_probe]
+        cells = self._cells(queries, n_probe)
         width = int(self.sizes.max())
         columns = np.full((batch, self.n_lists), -1, dtype=np.int64)
         np.put_along_axis(columns, cells, np.arange(n_probe) * width, axis=1)
@@ -216,6 +219,69 @@ class InvertedFile:
             if last - first < width:
                 scores[rows, group % n_probe, last - first :] = -np.inf
         return Scan(buffer, cells, width, columns)
+
+    def best(
+        self, queries: np.ndarray, n_probe: int, rows: np.ndarray, tracks: np.ndarray, amounts: np.ndarray, release: np.ndarray, days: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(B,) float32 each query's highest score among the tracks of its `n_probe` best cells after the
+        serving rules, and (B,) int64 that track (-1 where every scanned track is -inf).
+
+        The rules: `amounts` subtracted from the scores of the (row, track) pairs (of a pair listed
+        twice, the last amount counts), and -inf for the tracks whose `release` day is after the
+        row's `days` (a negative day: every track is out). The answer is the best column of `scan`
+        after the same rules, ties included (the earlier probed cell, then the earlier place in it),
+        but each cell's product is reduced to its best track while it is small: the (B, scanned
+        tracks) score matrix is never written.
+        """
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        batch = len(queries)
+        n_probe = min(n_probe, self.n_lists)
+        cells = self._cells(queries, n_probe)
+        flat = cells.ravel()  # (row, probe) slot row * n_probe + probe scans cell flat[slot]
+        order = np.argsort(flat, kind="stable")  # slots by cell, each cell's by row
+        bounds = np.concatenate([[0], np.flatnonzero(np.diff(flat[order])) + 1, [len(order)]])
+        place_of = np.empty(len(order), dtype=np.int64)
+        place_of[order] = np.arange(len(order))
+        probe_of = np.full((batch, self.n_lists), -1, dtype=np.int64)
+        np.put_along_axis(probe_of, cells, np.arange(n_probe), axis=1)
+        hit_cells = self.cell_of[tracks]
+        probes = probe_of[rows, hit_cells]
+        inside = np.flatnonzero(probes >= 0)  # rules on tracks the row did not scan change nothing here
+        # By cell, stably: a pair listed twice keeps its order. 16-bit keys sort by radix.
+        by_cell = inside[np.argsort(hit_cells[inside].astype(np.uint16 if self.n_lists <= 1 << 16 else np.int64), kind="stable")]
+        hit_place = place_of[rows[by_cell] * n_probe + probes[by_cell]]  # the row's place among its cell's rows, plus the cell's start
+        hit_position, hit_amount = self.position[tracks[by_cell]], amounts[by_cell]
+        hit_bounds = np.searchsorted(hit_cells[by_cell], flat[order[bounds[:-1]]])
+        hit_bounds = np.append(hit_bounds, len(by_cell))
+        late_days = np.where(days >= 0, days, np.iinfo(np.int64).max) if np.any(days >= 0) else None
+        value_at = np.full(len(order), -np.inf, dtype=np.float32)  # by place in `order`
+        place_at = np.zeros(len(order), dtype=np.int64)
+        for group in range(len(bounds) - 1):
+            start, stop = bounds[group], bounds[group + 1]
+            cell = int(flat[order[start]])
+            first, last = self.offsets[cell], self.offsets[cell + 1]
+            if first == last:
+                continue
+            group_rows = order[start:stop] // n_probe
+            scores = queries[group_rows] @ self.vectors[first:last].T  # the product `scan` makes: the same values
+            if late_days is not None:
+                scores[release[self.tracks[first:last]][None, :] > late_days[group_rows][:, None]] = -np.inf
+            low, high = hit_bounds[group], hit_bounds[group + 1]
+            if high > low:
+                scores[hit_place[low:high] - start, hit_position[low:high]] -= hit_amount[low:high]
+            places = np.argmax(scores, axis=1)
+            place_at[start:stop] = places
+            value_at[start:stop] = scores.ravel()[places + np.arange(len(places)) * scores.shape[1]]
+        best_value = np.empty(len(order), dtype=np.float32)
+        best_value[order] = value_at
+        best_place = np.empty(len(order), dtype=np.int64)
+        best_place[order] = place_at
+        everyone = np.arange(batch)
+        probe = np.argmax(best_value.reshape(batch, n_probe), axis=1)
+        slot = everyone * n_probe + probe
+        value = best_value[slot]
+        track = self.tracks[np.minimum(self.offsets[flat[slot]] + best_place[slot], len(self.tracks) - 1)]
+        return value, np.where(np.isfinite(value), track, -1)
 
     def locate(self, scan: Scan, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """Column of each (row, track) pair in `scan`, -1 where the row did not scan the track's cell."""
