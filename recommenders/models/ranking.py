@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from contracts.catalog import Catalog
-from recommenders.base import NotFittedError, Recommendation, Request, Trainable
+from recommenders.base import NO_DAY, NotFittedError, Recommendation, Request, RequestBatch, Trainable
 from recommenders.models.candidates import InvertedFile, Scan, Workspace, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
@@ -98,8 +98,39 @@ class Context:
             tracks.extend(session)
             times.extend(heard)
             lengths[row] = len(session)
-        played = np.asarray(tracks, dtype=np.int64)
-        listened = np.asarray(times, dtype=np.float32)
+        users = np.asarray([request.user for request in requests], dtype=np.int64)
+        days = np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64)
+        return cls._of_sessions(users, np.asarray(tracks, dtype=np.int64), np.asarray(times, dtype=np.float32), lengths, days, history, n_tracks)
+
+    @classmethod
+    def from_batch(cls, batch: RequestBatch, history: int, n_tracks: int) -> Context:
+        """`from_requests` of the requests in `batch`, without a Python object per request."""
+        lengths = np.diff(batch.offsets)
+        size = len(batch)
+        ends = batch.offsets[1:] - 1
+        last = batch.history[np.maximum(ends, 0)] if len(batch.history) else np.full(size, -1, dtype=np.int64)
+        grow = (lengths == 0) | (last != batch.tracks)  # a session that does not end with the track just played gets it
+        # Times missing for a history (NaN in the batch) count as heard in full, as in `from_requests`.
+        heard = np.where(np.isnan(batch.history_times), 1.0, batch.history_times)
+        sessions = lengths + grow
+        starts = np.zeros(size + 1, dtype=np.int64)
+        np.cumsum(sessions, out=starts[1:])
+        tracks = np.empty(int(starts[-1]), dtype=np.int64)
+        times = np.empty(int(starts[-1]), dtype=np.float64)
+        moved = np.arange(len(batch.history)) + np.repeat(starts[:-1] - batch.offsets[:-1], lengths)
+        tracks[moved], times[moved] = batch.history, heard
+        newest = starts[1:] - 1  # the track just played: appended, or the history's last with this request's time
+        tracks[newest[grow]] = batch.tracks[grow]
+        times[newest] = batch.times
+        days = np.where(batch.days == NO_DAY, -1, batch.days)
+        return cls._of_sessions(batch.users.astype(np.int64), tracks, times.astype(np.float32), sessions, days, history, n_tracks)
+
+    @classmethod
+    def _of_sessions(
+        cls, users: np.ndarray, played: np.ndarray, listened: np.ndarray, lengths: np.ndarray, days: np.ndarray, history: int, n_tracks: int
+    ) -> Context:
+        """The arrays from every request's session (its tracks and times one after another, `lengths` each)."""
+        batch = len(users)
         rows = np.repeat(np.arange(batch, dtype=np.int64), lengths)
         valid = (played >= 0) & (played < n_tracks)
         played, listened, rows = played[valid], np.clip(listened[valid], 0.0, 1.0), rows[valid]
@@ -113,15 +144,7 @@ class Context:
         recent_times[rows[keep], back[keep]] = listened[keep]
         first = np.full(batch, PAD, dtype=np.int64)
         first[counts > 0] = played[starts[counts > 0]]
-        return cls(
-            users=np.asarray([request.user for request in requests], dtype=np.int64),
-            recent=recent,
-            recent_times=recent_times,
-            first=first,
-            played_rows=rows,
-            played_tracks=played,
-            days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
-        )
+        return cls(users=users, recent=recent, recent_times=recent_times, first=first, played_rows=rows, played_tracks=played, days=days)
 
     def subset(self, rows: np.ndarray) -> Context:
         """The requests at `rows` (ascending) as a `Context` of their own."""
@@ -514,9 +537,13 @@ class CatalogScorer:
 
     _artist_index: tuple[np.ndarray, np.ndarray]  # (tracks by artist, offsets of each artist), for the candidate stage
 
-    def _contexts(self, requests: Sequence[Request], chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
+    def _contexts(self, requests: Sequence[Request] | RequestBatch, chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
         for start in range(0, len(requests), chunk):
-            yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
+            if isinstance(requests, RequestBatch):
+                part = requests.take(np.arange(start, min(start + chunk, len(requests)), dtype=np.int64))
+                yield start, Context.from_batch(part, self.history_length, self.catalog.n_tracks)
+            else:
+                yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
 
     def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
         """(B, C) model scores of `candidates` (B, C external track ids), before serving rules."""
@@ -533,7 +560,7 @@ class CatalogScorer:
                 out[start:stop] = np.take_along_axis(self._score_all(context), candidates[start:stop], axis=1)
         return out
 
-    def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
+    def rank(self, requests: Sequence[Request] | RequestBatch, k: int) -> np.ndarray:
         """(B, k) the k tracks serving would rank first, best first, none already played.
 
         With the candidate stage on, the k best scanned tracks (requests with fewer than k
@@ -558,7 +585,10 @@ class CatalogScorer:
 
 
 class ScoringRecommender(CatalogScorer, Trainable):
-    """A trainable recommender served by ranking the whole catalog (see `CatalogScorer`)."""
+    """A trainable recommender served by ranking the whole catalog (see `CatalogScorer`); columnar: the
+    service's `RequestBatch` is ranked as arrays, without a `Request` or a `Recommendation` per request."""
+
+    columnar = True
 
     def _check_fitted(self) -> None:
         if not self.fitted:
@@ -569,6 +599,12 @@ class ScoringRecommender(CatalogScorer, Trainable):
         if not requests:
             return []
         return [Recommendation(int(track), 1.0) for track in self.rank(requests, 1)[:, 0]]
+
+    def _recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """`_recommend_batch` as (tracks, propensities 1.0) arrays."""
+        if not len(batch):
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return self.rank(batch, 1)[:, 0], np.ones(len(batch), dtype=np.float64)
 
     def _recommend(self, request: Request) -> Recommendation:
         return self._recommend_batch([request])[0]
