@@ -186,6 +186,30 @@ class InvertedFile:
         self.position = np.empty(len(items), dtype=np.int64)  # each track's place within its cell
         self.position[order] = np.arange(len(items)) - self.offsets[cell_of[order]]
 
+    def label(self, labels: np.ndarray) -> None:
+        """Group each cell's tracks by `labels` ((N,) non-negative ints, e.g. artists), for `best`'s rules on whole labels."""
+        labels = np.asarray(labels, dtype=np.int64)
+        order = np.lexsort((self.position, self.cell_of, labels))  # by label, then cell, then place in the cell
+        block_key = labels[order] * self.n_lists + self.cell_of[order]
+        opens = np.flatnonzero(np.concatenate([[True], block_key[1:] != block_key[:-1]]))
+        self._label_tracks = order.astype(np.int64)
+        self._block_start = np.append(opens, len(order)).astype(np.int64)  # block b: _label_tracks[_block_start[b]:_block_start[b + 1]]
+        self._block_cell = self.cell_of[order[opens]]
+        self._label_blocks = np.searchsorted(labels[order[opens]], np.arange(int(labels.max()) + 2)).astype(np.int64)
+
+    def _labelled(self, probe_of: np.ndarray, rows: np.ndarray, labels: np.ndarray, amounts: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, amounts): each (row, label, amount) rule spelled out over the label's tracks in the row's scanned cells."""
+        first = self._label_blocks[labels]
+        counts = self._label_blocks[labels + 1] - first
+        pairs = np.repeat(np.arange(len(rows)), counts)
+        blocks = np.repeat(first - (np.cumsum(counts) - counts), counts) + np.arange(int(counts.sum()))
+        scanned = probe_of[rows[pairs], self._block_cell[blocks]] >= 0
+        pairs, blocks = pairs[scanned], blocks[scanned]
+        starts = self._block_start[blocks]
+        sizes = self._block_start[blocks + 1] - starts
+        tracks = self._label_tracks[np.repeat(starts - (np.cumsum(sizes) - sizes), sizes) + np.arange(int(sizes.sum()))]
+        return np.repeat(rows[pairs], sizes), tracks, np.repeat(amounts[pairs], sizes)
+
     def _cells(self, queries: np.ndarray, n_probe: int) -> np.ndarray:
         """(B, n_probe) the cells whose centroids have the highest inner product with each query, in probe order."""
         if n_probe == self.n_lists:
@@ -223,14 +247,24 @@ class InvertedFile:
         return Scan(buffer, cells, width, columns)
 
     def best(
-        self, queries: np.ndarray, n_probe: int, rows: np.ndarray, tracks: np.ndarray, amounts: np.ndarray, release: np.ndarray, days: np.ndarray
+        self,
+        queries: np.ndarray,
+        n_probe: int,
+        rows: np.ndarray,
+        tracks: np.ndarray,
+        amounts: np.ndarray,
+        release: np.ndarray,
+        days: np.ndarray,
+        labelled: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """(B,) float32 each query's highest score among the tracks of its `n_probe` best cells after the
         serving rules, and (B,) int64 that track (-1 where every scanned track is -inf).
 
         The rules: `amounts` subtracted from the scores of the (row, track) pairs (of a pair listed
         twice, the last amount counts), and -inf for the tracks whose `release` day is after the
-        row's `days` (a negative day: every track is out). The answer is the best column of `scan`
+        row's `days` (a negative day: every track is out). `labelled` (rows, labels, amounts) lowers
+        every track of a label (`label`) for a row, as pairs listed before `rows`' would: only
+        the label's tracks in the row's scanned cells are spelled out. The answer is the best column of `scan`
         after the same rules, ties included (the earlier probed cell, then the earlier place in it),
         but each cell's product is reduced to its best track while it is small: the (B, scanned
         tracks) score matrix is never written.
@@ -246,6 +280,10 @@ class InvertedFile:
         place_of[order] = np.arange(len(order))
         probe_of = np.full((batch, self.n_lists), -1, dtype=np.int64)
         np.put_along_axis(probe_of, cells, np.arange(n_probe), axis=1)
+        if labelled is not None and len(labelled[0]):
+            spelled = self._labelled(probe_of, *labelled)
+            rows, tracks = np.concatenate([spelled[0], rows]), np.concatenate([spelled[1], tracks])
+            amounts = np.concatenate([spelled[2], amounts]).astype(np.float32, copy=False)
         hit_cells = self.cell_of[tracks]
         probes = probe_of[rows, hit_cells]
         inside = np.flatnonzero(probes >= 0)  # rules on tracks the row did not scan change nothing here

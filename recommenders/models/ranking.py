@@ -289,6 +289,7 @@ class CatalogScorer:
             self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
             items = self._item_vectors()
             self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+            self._index.label(self.catalog.artist)
             self._artist_items = None
             forces = type(self)._forced is not CatalogScorer._forced or type(self)._forced_artists is not CatalogScorer._forced_artists
             if forces:  # a model with forced candidates scores them by artist
@@ -298,16 +299,10 @@ class CatalogScorer:
                 self._artist_release = self.catalog.release_day[order]
             self._workspace = Workspace()
 
-    def _rule_pairs(self, context: Context, scan: Scan | None, forced_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks.
-
-        Without a `scan`, no unreleased pairs: the caller masks unreleased tracks itself (`InvertedFile.best`).
-
-        The tracks of the forced (request, artist) pairs (`forced_keys`, row * n_artists + artist,
-        ascending) get inf as well: they are ranked beside the scan (`_artist_candidates`).
-        """
-        assert self._index is not None, "the serving rules of a scan need the inverted file"
-        rows, tracks, amounts = [], [], []
+    def _artist_rules(self, context: Context, forced_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, artists, amount): the (request, artist) pairs, by row then artist, whose every track the rules
+        lower: the artist penalty per earlier play, inf for the forced artists (`forced_keys`,
+        row * n_artists + artist, ascending), whose tracks are ranked beside the scan."""
         n_artists = self.catalog.n_artists
         keys, penalty = np.zeros(0, np.int64), np.zeros(0, np.float32)
         if self.artist_penalty > 0:
@@ -318,18 +313,28 @@ class CatalogScorer:
             penalty = lookup(keys, penalty, every)
             penalty[lookup(forced_keys, np.ones(len(forced_keys), bool), every)] = np.inf
             keys = every
-        if len(keys):
-            pair_rows, artists = keys // n_artists, keys % n_artists
+        return keys // n_artists, keys % n_artists, penalty
+
+    def _rule_pairs(self, context: Context, scan: Scan, forced_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks.
+
+        The tracks of the forced (request, artist) pairs (`forced_keys`, row * n_artists + artist,
+        ascending) get inf as well: they are ranked beside the scan (`_artist_candidates`).
+        """
+        assert self._index is not None, "the serving rules of a scan need the inverted file"
+        rows, tracks, amounts = [], [], []
+        pair_rows, artists, penalty = self._artist_rules(context, forced_keys)
+        if len(pair_rows):
             order, offsets = self._artist_index
             counts = offsets[artists + 1] - offsets[artists]
             firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
             rows.append(np.repeat(pair_rows, counts))
             tracks.append(order[firsts + np.arange(int(counts.sum()))])
             amounts.append(np.repeat(penalty, counts))
-        for day in np.unique(context.days[context.days >= 0]) if scan is not None else ():
+        for day in np.unique(context.days[context.days >= 0]):
             unreleased = self.catalog.released_after(int(day))
             day_rows = np.flatnonzero(context.days == day)
-            if len(unreleased) > DENSE_UNRELEASED and scan is not None:  # many: one comparison over the scanned tracks
+            if len(unreleased) > DENSE_UNRELEASED:  # many: one comparison over the scanned tracks
                 late = self.catalog.release_day[np.maximum(self._index.scanned_tracks(scan, day_rows), 0)] > day
                 scan.scores[day_rows] = np.where(late, -np.inf, scan.scores[day_rows])
                 unreleased = unreleased[:0]
@@ -516,11 +521,11 @@ class CatalogScorer:
         without the (B, scanned tracks) score matrix (`InvertedFile.best`)."""
         assert self._index is not None
         batch = len(context.users)
-        rows, tracks, amounts = self._rule_pairs(context, None, artist_keys)
-        # A forced track's scanned copy is out (its exact score is among the forced ones): listed last, so it stays out.
-        rows, tracks = np.concatenate([rows, forced_rows]), np.concatenate([tracks, forced_tracks])
-        amounts = np.concatenate([amounts, np.full(len(forced_rows), np.inf, np.float32)])
-        value, best = self._index.best(queries, self.n_probe, rows, tracks, amounts, self.catalog.release_day, context.days)
+        # The played tracks are out, and so is a forced track's scanned copy (its exact score is among the forced ones).
+        rows, tracks = np.concatenate([context.played_rows, forced_rows]), np.concatenate([context.played_tracks, forced_tracks])
+        amounts = np.full(len(rows), np.inf, np.float32)
+        labelled = self._artist_rules(context, artist_keys)
+        value, best = self._index.best(queries, self.n_probe, rows, tracks, amounts, self.catalog.release_day, context.days, labelled)
         if len(forced_rows):
             exclusive = self._exclusive(context, forced_rows, forced_tracks)
             forced_value, at = best_per_row(forced_rows, exact, batch)

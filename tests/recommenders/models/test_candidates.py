@@ -84,6 +84,33 @@ def test_the_best_track_is_the_scans_top_column_after_the_same_rules() -> None:
     assert np.array_equal(best, np.where(np.isfinite(expected_value), index.tracks_at(scan, everyone, top), -1))
 
 
+def test_rules_on_whole_labels_are_the_rules_on_each_of_their_tracks() -> None:
+    rng = np.random.default_rng(6)
+    items = rng.standard_normal((300, 6)).astype(np.float32)
+    queries = rng.standard_normal((40, 6)).astype(np.float32)
+    labels = rng.integers(0, 30, 300)
+    index = InvertedFile(items, n_lists=12)
+    index.label(labels)
+    label_rows, label_of = np.repeat(np.arange(40), 3), rng.integers(0, 30, 120)
+    label_amounts = rng.random(120).astype(np.float32)
+    label_amounts[::9] = np.inf
+    rows, tracks = rng.integers(0, 40, 200), rng.integers(0, 300, 200)  # listed after the labels: these count where both apply
+    amounts = np.where(rng.random(200) < 0.5, np.inf, 0.25).astype(np.float32)
+    release, days = np.zeros(300, np.int64), np.full(40, -1)
+
+    value, best = index.best(queries, 4, rows, tracks, amounts, release, days, (label_rows, label_of, label_amounts))
+
+    members = [np.flatnonzero(labels == label) for label in label_of]
+    spelled_rows = np.concatenate([np.full(len(tracks_of), row) for row, tracks_of in zip(label_rows, members, strict=True)])
+    spelled_amounts = np.concatenate([np.full(len(tracks_of), amount, np.float32) for amount, tracks_of in zip(label_amounts, members, strict=True)])
+    expected_value, expected = index.best(
+        queries, 4, np.concatenate([spelled_rows, rows]), np.concatenate([*members, tracks]), np.concatenate([spelled_amounts, amounts]), release, days
+    )
+    np.testing.assert_array_equal(value, expected_value)
+    assert np.array_equal(best, expected)
+    assert not np.array_equal(value, index.best(queries, 4, rows, tracks, amounts, release, days)[0])  # the labels' rules matter here
+
+
 def test_cells_respect_their_capacity_and_prefer_the_nearest_cell() -> None:
     points = np.array([[0.0], [0.1], [0.2], [0.3], [10.0]], dtype=np.float32)
     centroids = np.array([[0.0], [10.0]], dtype=np.float32)
