@@ -326,38 +326,36 @@ class BPRKNNRecommender(ScoringRecommender):
         affinity = np.bincount(inverse, weights=context.recent_times.ravel()[valid], minlength=len(keys)).astype(np.float32)
         return keys, affinity, weight
 
-    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The session artists' tracks where the row weighs them, and the warm user's KNN candidates, with their bonus."""
+    def _forced_artists(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The session artists where the row weighs them, each with its bonus (the weight times the artist's listen time)."""
         users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
         pair_keys, affinity, weight = self._session_artists(context, users)
-        n_artists, n_tracks = self.catalog.n_artists, self.catalog.n_tracks
+        n_artists = self.catalog.n_artists
         weighed = (affinity != 0) & (weight[pair_keys // n_artists] > 0)
-        rows, artists = pair_keys[weighed] // n_artists, pair_keys[weighed] % n_artists
-        order, offsets = self._artist_index
-        counts = offsets[artists + 1] - offsets[artists]
-        firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
-        artist_keys = np.repeat(rows, counts) * n_tracks + order[firsts + np.arange(int(counts.sum()))]
+        rows = pair_keys[weighed] // n_artists
+        return rows, pair_keys[weighed] % n_artists, (weight[rows] * affinity[weighed]).astype(np.float32)
+
+    def _forced(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The warm user's KNN candidates, with their bonus: `candidate_boost` plus their artist's session bonus."""
         pool_rows, pool_tracks = self._pool_pairs(context)
-        pool_keys = np.sort(pool_rows * n_tracks + pool_tracks)
-        keys = np.sort(np.concatenate([artist_keys, pool_keys]))
-        keys = keys[np.concatenate([[True], keys[1:] != keys[:-1]])] if len(keys) else keys  # distinct pairs
+        n_artists, n_tracks = self.catalog.n_artists, self.catalog.n_tracks
+        keys = np.unique(pool_rows * n_tracks + pool_tracks)  # distinct pairs, by row then track
         rows, tracks = keys // n_tracks, keys % n_tracks
+        if not len(rows):
+            return rows, tracks, np.zeros(0, np.float32)
+        users = vocabulary_index(context.users, self._arrays["user_vocabulary"])
+        pair_keys, affinity, weight = self._session_artists(context, users)
         bonus = weight[rows] * lookup(pair_keys, affinity, rows * n_artists + self.catalog.artist[tracks])
-        if not np.isinf(self.candidate_boost) and len(pool_keys):
-            bonus = bonus + np.float32(self.candidate_boost) * (lookup(pool_keys, np.ones(len(pool_keys), np.float32), keys) > 0)
+        if not np.isinf(self.candidate_boost):
+            bonus = bonus + np.float32(self.candidate_boost)
         return rows, tracks, bonus.astype(np.float32)
 
-    def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
+    def _exclusive(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
         """With an infinite `candidate_boost`, a row with a live KNN candidate keeps only its KNN candidates."""
-        if not np.isinf(self.candidate_boost) or not len(forced_rows):
-            return
+        if not np.isinf(self.candidate_boost) or not len(rows):
+            return np.zeros(len(rows), dtype=bool)
         pool_rows, pool_tracks = self._pool_pairs(context)
-        in_pool = np.isin(forced_rows * self.catalog.n_tracks + forced_tracks, pool_rows * self.catalog.n_tracks + pool_tracks)
-        live = np.zeros(scores.shape[0], dtype=bool)
-        live[forced_rows[in_pool & np.isfinite(scores[forced_rows, forced_columns])]] = True
-        keep = np.zeros(scores.shape, dtype=bool)
-        keep[forced_rows[in_pool], forced_columns[in_pool]] = True
-        scores[live[:, None] & ~keep] = -np.inf
+        return np.isin(rows * self.catalog.n_tracks + tracks, pool_rows * self.catalog.n_tracks + pool_tracks)
 
     def _serving_scores(self, context: Context) -> np.ndarray:
         scores = super()._serving_scores(context)

@@ -153,9 +153,10 @@ class DSSMServing(CandidateServing):
 
     n_probe: int = Field(24, ge=1)  # 16 kept 94.6% of the demo's tuned DSSM's answers, 24 keeps 97.6% (docs/learned.md)
     artist_penalty: float = Field(0.5, ge=0.0)  # score subtracted per earlier play of the artist in the session
-    # int8: the tower's first layer in 8-bit integers, faster, other answers; table: that layer from per-track tables,
-    # float32 up to rounding, 4 x n_tracks x hidden floats of memory (docs/learned.md)
-    user_tower: Literal["float32", "int8", "table"] = "float32"
+    # table: the tower's first layer from per-track rows cached on first use, float32's answers up to rounding, twice as
+    # fast; float32: that layer as one dense product; int8: in 8-bit integers, faster still, other answers (docs/learned.md)
+    user_tower: Literal["float32", "int8", "table"] = "table"
+    table_mb: int = Field(256, ge=1)  # bound of `user_tower: table`'s row cache, MiB per served artifact and process
 
 
 class BPRKNNServing(CandidateServing):

@@ -35,7 +35,7 @@ from recommenders.models.features import TrackInputs, feature_statistics, mean_c
 from recommenders.models.nn import TrainingError, require_torch
 from recommenders.models.ranking import PAD, Context, ScoringRecommender
 from recommenders.models.sessions import SessionLog, as_session_log, describe
-from recommenders.models.track_tables import TrackTables
+from recommenders.models.track_tables import MIB, TrackTables
 
 logger = logging.getLogger(__name__)
 
@@ -102,10 +102,12 @@ class DSSMRecommender(ScoringRecommender):
 
     Parameters (serving, from the experiment config): `artist_penalty` (default 0.5), subtracted
     from a track's score for each earlier play of its artist in the session; `candidates`,
-    `n_lists`, `n_probe` (see `config.CandidateServing`); `user_tower` (default "float32"):
-    "int8" runs the user tower's first layer, most of a request's arithmetic, in 8-bit integers
-    (`int8.Int8Linear`, needs torch), several times faster and with answers that differ from
-    float32 serving in a few percent of requests (docs/learned.md).
+    `n_lists`, `n_probe` (see `config.CandidateServing`); `user_tower` (default "table"): how the
+    user tower's first layer, most of a request's arithmetic, runs. "table" sums per-track rows
+    of that layer, computed on first use and cached up to `table_mb` MiB (`track_tables`),
+    float32's answers up to rounding; "float32" is one dense product per batch; "int8" runs it in
+    8-bit integers (`int8.Int8Linear`, needs torch), with answers that differ from float32
+    serving in a few percent of requests (docs/learned.md).
     """
 
     name = "dssm"
@@ -117,7 +119,7 @@ class DSSMRecommender(ScoringRecommender):
         self._params = serving
         self.artist_penalty = serving.artist_penalty
         self.candidates, self.n_lists, self.n_probe = serving.candidates, serving.n_lists, serving.n_probe
-        self.user_tower = serving.user_tower
+        self.user_tower, self.table_mb = serving.user_tower, serving.table_mb
         self._first_layer: Callable[[np.ndarray], np.ndarray] | None = None
         self._tables: TrackTables | None = None
         self.config = DSSMConfig()
@@ -214,7 +216,11 @@ class DSSMRecommender(ScoringRecommender):
         self._first_layer, self._tables = None, None
         if self.user_tower == "table":
             self._tables = TrackTables(
-                self._weights["user_tower.0.weight"], self._weights["user_tower.0.bias"], self._features, self._weights["users.weight"]
+                self._weights["user_tower.0.weight"],
+                self._weights["user_tower.0.bias"],
+                self._features,
+                self._weights["users.weight"],
+                max_bytes=self.table_mb * MIB,
             )
         if self.user_tower == "int8":
             from recommenders.models.int8 import Int8Linear

@@ -17,7 +17,7 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from contracts.catalog import Catalog
-from recommenders.base import NotFittedError, Recommendation, Request, Trainable
+from recommenders.base import NO_DAY, NotFittedError, Recommendation, Request, RequestBatch, Trainable
 from recommenders.models.candidates import InvertedFile, Scan, Workspace, default_lists
 
 CHUNK = 256  # requests scored at once: bounds memory at CHUNK x n_tracks floats
@@ -98,8 +98,39 @@ class Context:
             tracks.extend(session)
             times.extend(heard)
             lengths[row] = len(session)
-        played = np.asarray(tracks, dtype=np.int64)
-        listened = np.asarray(times, dtype=np.float32)
+        users = np.asarray([request.user for request in requests], dtype=np.int64)
+        days = np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64)
+        return cls._of_sessions(users, np.asarray(tracks, dtype=np.int64), np.asarray(times, dtype=np.float32), lengths, days, history, n_tracks)
+
+    @classmethod
+    def from_batch(cls, batch: RequestBatch, history: int, n_tracks: int) -> Context:
+        """`from_requests` of the requests in `batch`, without a Python object per request."""
+        lengths = np.diff(batch.offsets)
+        size = len(batch)
+        ends = batch.offsets[1:] - 1
+        last = batch.history[np.maximum(ends, 0)] if len(batch.history) else np.full(size, -1, dtype=np.int64)
+        grow = (lengths == 0) | (last != batch.tracks)  # a session that does not end with the track just played gets it
+        # Times missing for a history (NaN in the batch) count as heard in full, as in `from_requests`.
+        heard = np.where(np.isnan(batch.history_times), 1.0, batch.history_times)
+        sessions = lengths + grow
+        starts = np.zeros(size + 1, dtype=np.int64)
+        np.cumsum(sessions, out=starts[1:])
+        tracks = np.empty(int(starts[-1]), dtype=np.int64)
+        times = np.empty(int(starts[-1]), dtype=np.float64)
+        moved = np.arange(len(batch.history)) + np.repeat(starts[:-1] - batch.offsets[:-1], lengths)
+        tracks[moved], times[moved] = batch.history, heard
+        newest = starts[1:] - 1  # the track just played: appended, or the history's last with this request's time
+        tracks[newest[grow]] = batch.tracks[grow]
+        times[newest] = batch.times
+        days = np.where(batch.days == NO_DAY, -1, batch.days)
+        return cls._of_sessions(batch.users.astype(np.int64), tracks, times.astype(np.float32), sessions, days, history, n_tracks)
+
+    @classmethod
+    def _of_sessions(
+        cls, users: np.ndarray, played: np.ndarray, listened: np.ndarray, lengths: np.ndarray, days: np.ndarray, history: int, n_tracks: int
+    ) -> Context:
+        """The arrays from every request's session (its tracks and times one after another, `lengths` each)."""
+        batch = len(users)
         rows = np.repeat(np.arange(batch, dtype=np.int64), lengths)
         valid = (played >= 0) & (played < n_tracks)
         played, listened, rows = played[valid], np.clip(listened[valid], 0.0, 1.0), rows[valid]
@@ -113,15 +144,7 @@ class Context:
         recent_times[rows[keep], back[keep]] = listened[keep]
         first = np.full(batch, PAD, dtype=np.int64)
         first[counts > 0] = played[starts[counts > 0]]
-        return cls(
-            users=np.asarray([request.user for request in requests], dtype=np.int64),
-            recent=recent,
-            recent_times=recent_times,
-            first=first,
-            played_rows=rows,
-            played_tracks=played,
-            days=np.asarray([-1 if request.day is None else request.day for request in requests], dtype=np.int64),
-        )
+        return cls(users=users, recent=recent, recent_times=recent_times, first=first, played_rows=rows, played_tracks=played, days=days)
 
     def subset(self, rows: np.ndarray) -> Context:
         """The requests at `rows` (ascending) as a `Context` of their own."""
@@ -155,6 +178,22 @@ def lookup(keys: np.ndarray, values: np.ndarray, wanted: np.ndarray) -> np.ndarr
     return np.where(keys[at] == wanted, values[at], values.dtype.type(0))
 
 
+def best_per_row(rows: np.ndarray, values: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """(batch,) the highest of `values` per row and (batch,) its index (the first on ties); -inf and -1 for a
+    row without values. `rows` is ascending."""
+    best = np.full(batch, -np.inf, dtype=np.float32)
+    at = np.full(batch, -1, dtype=np.int64)
+    if len(rows):
+        starts = np.flatnonzero(np.concatenate([[True], rows[1:] != rows[:-1]]))
+        highest = np.maximum.reduceat(values, starts)
+        segment = np.repeat(np.arange(len(starts)), np.diff(np.append(starts, len(rows))))
+        hits = np.flatnonzero(values == highest[segment])
+        firsts = hits[np.concatenate([[True], segment[hits][1:] != segment[hits][:-1]])] if len(hits) else hits
+        best[rows[starts]] = highest
+        at[rows[starts[segment[firsts]]]] = firsts
+    return best, at
+
+
 def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     """(B, k) column indices of the k highest scores per row, best first (ties: lower index first)."""
     k = min(k, scores.shape[1])
@@ -181,8 +220,9 @@ class CatalogScorer:
     vector and an item vector (`_item_vectors`, `_query_vectors`) can rank from an inverted file
     instead (`candidates.InvertedFile`): each request scans its `n_probe` best cells of
     `n_lists` and the same serving rules pick the best scanned track. Tracks the model must
-    always consider (`_forced`, e.g. boosted ones) are scored exactly beside the scan. A request
-    whose scanned tracks are all excluded is served by exact scoring.
+    always consider (`_forced`, e.g. boosted ones; `_forced_artists`, every track of an artist)
+    are scored exactly beside the scan. A request whose scanned tracks are all excluded is served
+    by exact scoring.
     """
 
     catalog: Catalog
@@ -227,8 +267,19 @@ class CatalogScorer:
         scan finds, and what the model adds to their query . item (none by default)."""
         return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
 
-    def _restrict(self, context: Context, scores: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, forced_columns: np.ndarray) -> None:
-        """Hook: change the candidate scores after the serving rules (in place); nothing by default."""
+    def _forced_artists(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, artists, bonus): distinct (request, artist) pairs, by row then artist, every track of which is a
+        candidate whatever the scan finds, and what the model adds to those tracks' query . item (none by default).
+
+        Unlike `_forced` pairs, only each pair's best tracks reach the ranking (`_artist_candidates`):
+        the bonus and the artist penalty are the same for all of an artist's tracks.
+        """
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+    def _exclusive(self, context: Context, rows: np.ndarray, tracks: np.ndarray) -> np.ndarray:
+        """(F,) bool: the forced (row, track) pairs that, where one of a row's is live (not -inf after the
+        rules), are that row's only candidates (none by default)."""
+        return np.zeros(len(rows), dtype=bool)
 
     def _build_index(self) -> None:
         """Build the inverted file when the candidate stage is on (called once the model is fitted or loaded)."""
@@ -238,25 +289,48 @@ class CatalogScorer:
             self._artist_index = (order, np.searchsorted(self.catalog.artist[order], np.arange(self.catalog.n_artists + 1)).astype(np.int64))
             items = self._item_vectors()
             self._index = InvertedFile(items, self.n_lists or default_lists(len(items)))
+            self._index.label(self.catalog.artist)
             self._artist_items = None
-            if type(self)._forced is not CatalogScorer._forced:  # a model with forced candidates scores them by artist
+            forces = type(self)._forced is not CatalogScorer._forced or type(self)._forced_artists is not CatalogScorer._forced_artists
+            if forces:  # a model with forced candidates scores them by artist
                 self._artist_items = np.ascontiguousarray(items[order])
                 self._artist_place = np.empty(len(order), dtype=np.int64)
                 self._artist_place[order] = np.arange(len(order))
+                self._artist_release = self.catalog.release_day[order]
             self._workspace = Workspace()
 
-    def _rule_pairs(self, context: Context, scan: Scan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks."""
-        assert self._index is not None, "the serving rules of a scan need the inverted file"
-        rows, tracks, amounts = [], [], []
+    def _artist_rules(self, context: Context, forced_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, artists, amount): the (request, artist) pairs, by row then artist, whose every track the rules
+        lower: the artist penalty per earlier play, inf for the forced artists (`forced_keys`,
+        row * n_artists + artist, ascending), whose tracks are ranked beside the scan."""
+        n_artists = self.catalog.n_artists
+        keys, penalty = np.zeros(0, np.int64), np.zeros(0, np.float32)
         if self.artist_penalty > 0:
             pair_rows, artists, plays = played_artists(context, self.catalog.artist)
+            keys, penalty = pair_rows * n_artists + artists, (self.artist_penalty * plays).astype(np.float32, copy=False)
+        if len(forced_keys):
+            every = np.union1d(keys, forced_keys)
+            penalty = lookup(keys, penalty, every)
+            penalty[lookup(forced_keys, np.ones(len(forced_keys), bool), every)] = np.inf
+            keys = every
+        return keys // n_artists, keys % n_artists, penalty
+
+    def _rule_pairs(self, context: Context, scan: Scan, forced_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, amount) the serving rules subtract: the artist penalty, then inf for unreleased and played tracks.
+
+        The tracks of the forced (request, artist) pairs (`forced_keys`, row * n_artists + artist,
+        ascending) get inf as well: they are ranked beside the scan (`_artist_candidates`).
+        """
+        assert self._index is not None, "the serving rules of a scan need the inverted file"
+        rows, tracks, amounts = [], [], []
+        pair_rows, artists, penalty = self._artist_rules(context, forced_keys)
+        if len(pair_rows):
             order, offsets = self._artist_index
             counts = offsets[artists + 1] - offsets[artists]
             firsts = np.repeat(offsets[artists] - (np.cumsum(counts) - counts), counts)
             rows.append(np.repeat(pair_rows, counts))
             tracks.append(order[firsts + np.arange(int(counts.sum()))])
-            amounts.append(np.repeat(self.artist_penalty * plays, counts))
+            amounts.append(np.repeat(penalty, counts))
         for day in np.unique(context.days[context.days >= 0]):
             unreleased = self.catalog.released_after(int(day))
             day_rows = np.flatnonzero(context.days == day)
@@ -322,32 +396,114 @@ class CatalogScorer:
         row_start = starts[group_of] + (np.arange(len(row_artist)) - bounds[group_of]) * sizes[group_of]
         return flat[row_start[product_row] + self._artist_place[tracks] - offsets[artists]]
 
+    def _artist_candidates(
+        self, context: Context, queries: np.ndarray, rows: np.ndarray, artists: np.ndarray, bonus: np.ndarray, skip_rows: np.ndarray, skip_tracks: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, scores) of the k best tracks of each forced (row, artist) pair (`_forced_artists`), by row then track.
+
+        Each artist costs one (its rows) x (its tracks) product over the item vectors kept in
+        artist order. The scores are exact and carry the serving rules (the pair's bonus, minus its
+        artist penalty; -inf for played and unreleased tracks and for the `skip` pairs, which are
+        scored as `_forced` pairs); ties go to the lower track id, as in the ranking of all of the
+        pair's tracks, and a pair left with no live track gives none. The other tracks of a pair
+        are below k of its own, so they could never reach a row's k best.
+        """
+        assert self._artist_items is not None, "forced candidates need the item vectors in artist order (_build_index)"
+        order, offsets = self._artist_index
+        n_artists, n_tracks = self.catalog.n_artists, self.catalog.n_tracks
+        # Stable, so each artist's pairs keep their row order; 16-bit keys sort by radix.
+        by_artist = np.argsort(artists.astype(np.uint16 if n_artists <= 1 << 16 else np.int64), kind="stable")
+        pair_rows, pair_artists, pair_bonus = rows[by_artist], artists[by_artist], bonus[by_artist]
+        sizes = offsets[pair_artists + 1] - offsets[pair_artists]
+        starts = np.zeros(len(sizes) + 1, dtype=np.int64)  # pair i's scores: flat[starts[i]:starts[i + 1]], its artist's tracks in order
+        np.cumsum(sizes, out=starts[1:])
+        flat = np.empty(int(starts[-1]), dtype=np.float32)
+        bounds = np.concatenate([[0], np.flatnonzero(pair_artists[1:] != pair_artists[:-1]) + 1, [len(pair_artists)]])
+        for first, last in zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True):
+            artist = int(pair_artists[first])
+            out = flat[starts[first] : starts[last]].reshape(last - first, sizes[first])
+            np.matmul(queries[pair_rows[first:last]], self._artist_items[offsets[artist] : offsets[artist + 1]].T, out=out)
+        flat += np.repeat(pair_bonus, sizes)
+        if self.artist_penalty > 0:
+            played_rows, played, plays = played_artists(context, self.catalog.artist)
+            flat -= np.repeat(lookup(played_rows * n_artists + played, self.artist_penalty * plays, pair_rows * n_artists + pair_artists), sizes)
+        days = context.days[pair_rows]
+        if np.any(days >= 0):
+            element_days = np.repeat(days, sizes)
+            places = np.arange(len(flat)) + np.repeat(offsets[pair_artists] - starts[:-1], sizes)  # each score's track in artist order
+            flat[(element_days >= 0) & (self._artist_release[places] > element_days)] = -np.inf
+        pair_of = np.empty(len(by_artist), dtype=np.int64)  # pairs in (row, artist) order -> their place in `flat`'s order
+        pair_of[by_artist] = np.arange(len(by_artist))
+        for out_rows, out_tracks in ((context.played_rows, context.played_tracks), (skip_rows, skip_tracks)):
+            out_artists = self.catalog.artist[out_tracks]
+            found = lookup(rows * n_artists + artists, np.arange(1, len(rows) + 1), out_rows * n_artists + out_artists) - 1
+            inside = found >= 0
+            pair = pair_of[found[inside]]
+            flat[starts[pair] + self._artist_place[out_tracks[inside]] - offsets[out_artists[inside]]] = -np.inf
+        segment = np.repeat(np.arange(len(sizes)), sizes)
+        if k == 1:
+            best = flat == np.repeat(np.maximum.reduceat(flat, starts[:-1]), sizes) if len(flat) else np.zeros(0, bool)
+            hits = np.flatnonzero(best)
+            chosen = hits[np.concatenate([[True], segment[hits][1:] != segment[hits][:-1]])] if len(hits) else hits
+        else:
+            ranked = np.lexsort((-flat, segment))  # stable: ties keep the lower track first
+            chosen = ranked[np.arange(len(flat)) - starts[segment] < k]
+        chosen = chosen[np.isfinite(flat[chosen])]
+        pair = segment[chosen]
+        out_rows = pair_rows[pair]
+        out_tracks = order[offsets[pair_artists[pair]] + chosen - starts[pair]]
+        by_row = np.argsort(out_rows * n_tracks + out_tracks)
+        return out_rows[by_row], out_tracks[by_row], flat[chosen][by_row]
+
+    def _forced_scores(self, context: Context, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(rows, tracks, scores, artist keys): the forced pairs with their exact scores after the serving rules,
+        by row then track (the `_forced` pairs and the k best tracks of each `_forced_artists` pair), and
+        the row * n_artists + artist of the forced artists, ascending."""
+        forced_rows, forced_tracks, bonus = self._forced(context)
+        exact = np.zeros(0, np.float32)
+        if len(forced_rows):
+            exact = bonus + self._forced_products(queries, forced_rows, forced_tracks)
+            days = context.days[forced_rows]
+            exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
+            exact -= self._forced_rule_amounts(context, forced_rows, forced_tracks)
+        artist_rows, artists, artist_bonus = self._forced_artists(context)
+        if len(artist_rows):  # each forced artist's best tracks join the forced pairs, by row then track
+            best_rows, best_tracks, best_scores = self._artist_candidates(context, queries, artist_rows, artists, artist_bonus, forced_rows, forced_tracks, k)
+            merged = np.argsort(np.concatenate([forced_rows, best_rows]) * self.catalog.n_tracks + np.concatenate([forced_tracks, best_tracks]), kind="stable")
+            forced_rows = np.concatenate([forced_rows, best_rows])[merged]
+            forced_tracks = np.concatenate([forced_tracks, best_tracks])[merged]
+            exact = np.concatenate([exact, best_scores])[merged]
+        return forced_rows, forced_tracks, exact, artist_rows * self.catalog.n_artists + artists
+
     def _candidate_serving(self, context: Context, k: int) -> np.ndarray:
         """(B, k) tracks ranked from the candidate stage, best first (-1 where a row has fewer candidates)."""
         assert self._index is not None
         index = self._index
         batch = len(context.users)
         queries = self._query_vectors(context)
-        forced_rows, forced_tracks, bonus = self._forced(context)
+        forced_rows, forced_tracks, exact, artist_keys = self._forced_scores(context, queries, k)
+        if k == 1:
+            return self._best_candidates(context, queries, forced_rows, forced_tracks, exact, artist_keys)[:, None]
         counts = np.bincount(forced_rows, minlength=batch)
         scan = index.scan(queries, self.n_probe, extra=int(counts.max()) if len(forced_rows) else 0, workspace=self._workspace)
         width = scan.width * scan.cells.shape[1]  # forced candidates sit in the columns after it
-        rows, rule_tracks, amounts = self._rule_pairs(context, scan)
+        rows, rule_tracks, amounts = self._rule_pairs(context, scan, artist_keys)
         scores = scan.scores
-        forced_columns = np.zeros(0, np.int64)
         if len(forced_rows):
             columns = index.locate(scan, forced_rows, forced_tracks)
             scores[forced_rows[columns >= 0], columns[columns >= 0]] = -np.inf  # scored once, below
             forced_columns = width + np.arange(len(forced_rows)) - (np.cumsum(counts) - counts)[forced_rows]
-            exact = bonus + self._forced_products(queries, forced_rows, forced_tracks)
-            days = context.days[forced_rows]
-            exact[(days >= 0) & (self.catalog.release_day[forced_tracks] > days)] = -np.inf
-            exact -= self._forced_rule_amounts(context, forced_rows, forced_tracks)
             scores[forced_rows, forced_columns] = exact
+            exclusive = self._exclusive(context, forced_rows, forced_tracks)
+            if exclusive.any():  # a row with a live exclusive pair keeps only those
+                live = np.zeros(batch, dtype=bool)
+                live[forced_rows[exclusive & np.isfinite(exact)]] = True
+                keep = np.zeros(scores.shape, dtype=bool)
+                keep[forced_rows[exclusive], forced_columns[exclusive]] = True
+                scores[live[:, None] & ~keep] = -np.inf
         columns = index.locate(scan, rows, rule_tracks)
         hit = columns >= 0
         scores[rows[hit], columns[hit]] -= amounts[hit]  # a forced track's scanned copy is -inf and stays so
-        self._restrict(context, scores, forced_rows, forced_tracks, forced_columns)
         best = top_k(scores, k)
         out = np.full((batch, k), -1, dtype=np.int64)  # a scan narrower than k leaves the rest -1
         live = np.isfinite(np.take_along_axis(scores, best, axis=1))
@@ -358,14 +514,41 @@ class CatalogScorer:
             out[rows, ranks] = forced_tracks[(np.cumsum(counts) - counts)[rows] + best[rows, ranks] - width]
         return out
 
+    def _best_candidates(
+        self, context: Context, queries: np.ndarray, forced_rows: np.ndarray, forced_tracks: np.ndarray, exact: np.ndarray, artist_keys: np.ndarray
+    ) -> np.ndarray:
+        """(B,) the best candidate of each row (-1 where none is live): `_candidate_serving` at k = 1, ties included,
+        without the (B, scanned tracks) score matrix (`InvertedFile.best`)."""
+        assert self._index is not None
+        batch = len(context.users)
+        # The played tracks are out, and so is a forced track's scanned copy (its exact score is among the forced ones).
+        rows, tracks = np.concatenate([context.played_rows, forced_rows]), np.concatenate([context.played_tracks, forced_tracks])
+        amounts = np.full(len(rows), np.inf, np.float32)
+        labelled = self._artist_rules(context, artist_keys)
+        value, best = self._index.best(queries, self.n_probe, rows, tracks, amounts, self.catalog.release_day, context.days, labelled)
+        if len(forced_rows):
+            exclusive = self._exclusive(context, forced_rows, forced_tracks)
+            forced_value, at = best_per_row(forced_rows, exact, batch)
+            won = forced_value > value  # a forced column comes after the scanned ones: it wins ties never
+            best[won] = forced_tracks[at[won]]
+            if exclusive.any():  # a row with a live exclusive pair keeps only those
+                exclusive_value, at = best_per_row(forced_rows, np.where(exclusive, exact, -np.inf).astype(np.float32), batch)
+                live = np.isfinite(exclusive_value)
+                best[live] = forced_tracks[at[live]]
+        return best
+
     def _check_fitted(self) -> None:
         """Hook for trainable subclasses."""
 
     _artist_index: tuple[np.ndarray, np.ndarray]  # (tracks by artist, offsets of each artist), for the candidate stage
 
-    def _contexts(self, requests: Sequence[Request], chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
+    def _contexts(self, requests: Sequence[Request] | RequestBatch, chunk: int = CHUNK) -> Iterator[tuple[int, Context]]:
         for start in range(0, len(requests), chunk):
-            yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
+            if isinstance(requests, RequestBatch):
+                part = requests.take(np.arange(start, min(start + chunk, len(requests)), dtype=np.int64))
+                yield start, Context.from_batch(part, self.history_length, self.catalog.n_tracks)
+            else:
+                yield start, Context.from_requests(requests[start : start + chunk], self.history_length, self.catalog.n_tracks)
 
     def score(self, requests: Sequence[Request], candidates: np.ndarray) -> np.ndarray:
         """(B, C) model scores of `candidates` (B, C external track ids), before serving rules."""
@@ -382,7 +565,7 @@ class CatalogScorer:
                 out[start:stop] = np.take_along_axis(self._score_all(context), candidates[start:stop], axis=1)
         return out
 
-    def rank(self, requests: Sequence[Request], k: int) -> np.ndarray:
+    def rank(self, requests: Sequence[Request] | RequestBatch, k: int) -> np.ndarray:
         """(B, k) the k tracks serving would rank first, best first, none already played.
 
         With the candidate stage on, the k best scanned tracks (requests with fewer than k
@@ -407,7 +590,10 @@ class CatalogScorer:
 
 
 class ScoringRecommender(CatalogScorer, Trainable):
-    """A trainable recommender served by ranking the whole catalog (see `CatalogScorer`)."""
+    """A trainable recommender served by ranking the whole catalog (see `CatalogScorer`); columnar: the
+    service's `RequestBatch` is ranked as arrays, without a `Request` or a `Recommendation` per request."""
+
+    columnar = True
 
     def _check_fitted(self) -> None:
         if not self.fitted:
@@ -418,6 +604,12 @@ class ScoringRecommender(CatalogScorer, Trainable):
         if not requests:
             return []
         return [Recommendation(int(track), 1.0) for track in self.rank(requests, 1)[:, 0]]
+
+    def _recommend_columns(self, batch: RequestBatch) -> tuple[np.ndarray, np.ndarray]:
+        """`_recommend_batch` as (tracks, propensities 1.0) arrays."""
+        if not len(batch):
+            return np.zeros(0, np.int64), np.zeros(0, np.float64)
+        return self.rank(batch, 1)[:, 0], np.ones(len(batch), dtype=np.float64)
 
     def _recommend(self, request: Request) -> Recommendation:
         return self._recommend_batch([request])[0]

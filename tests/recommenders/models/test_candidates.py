@@ -55,6 +55,62 @@ def test_a_partial_scan_keeps_the_cells_whose_centroids_score_highest() -> None:
     assert unscanned.sum() == sum(int(index.sizes[np.setdiff1d(np.arange(8), cells)].sum()) for cells in scan.cells)
 
 
+def test_the_best_track_is_the_scans_top_column_after_the_same_rules() -> None:
+    rng = np.random.default_rng(5)
+    items = rng.standard_normal((300, 6)).astype(np.float32)
+    items[7] = items[3]  # a tie: the scan's column order decides
+    queries = rng.standard_normal((40, 6)).astype(np.float32)
+    index = InvertedFile(items, n_lists=12)
+    rows, tracks = rng.integers(0, 40, 2000), rng.integers(0, 300, 2000)
+    amounts = rng.random(2000).astype(np.float32)
+    amounts[::7] = np.inf
+    # 50 pairs listed again with another amount: the last one counts, in both paths
+    rows, tracks, amounts = np.append(rows, rows[:50]), np.append(tracks, tracks[:50]), np.append(amounts, np.full(50, 0.5, np.float32))
+    release, days = rng.integers(0, 4, 300), rng.integers(-1, 4, 40)
+
+    value, best = index.best(queries, 4, rows, tracks, amounts, release, days)
+
+    scan = index.scan(queries, 4)
+    everyone = np.arange(40)
+    late = release[np.maximum(index.scanned_tracks(scan, everyone), 0)] > np.where(days >= 0, days, 99)[:, None]
+    scan.scores[late] = -np.inf
+    columns = index.locate(scan, rows, tracks)
+    hit = columns >= 0
+    scan.scores[rows[hit], columns[hit]] -= amounts[hit]
+    top = top_k(scan.scores, 1)[:, 0]
+    expected_value = scan.scores[everyone, top]
+    assert np.isfinite(expected_value).sum() > 30  # most rows keep a live track
+    np.testing.assert_array_equal(value, expected_value)
+    assert np.array_equal(best, np.where(np.isfinite(expected_value), index.tracks_at(scan, everyone, top), -1))
+
+
+def test_rules_on_whole_labels_are_the_rules_on_each_of_their_tracks() -> None:
+    rng = np.random.default_rng(6)
+    items = rng.standard_normal((300, 6)).astype(np.float32)
+    queries = rng.standard_normal((40, 6)).astype(np.float32)
+    labels = rng.integers(0, 30, 300)
+    index = InvertedFile(items, n_lists=12)
+    index.label(labels)
+    label_rows, label_of = np.repeat(np.arange(40), 3), rng.integers(0, 30, 120)
+    label_amounts = rng.random(120).astype(np.float32)
+    label_amounts[::9] = np.inf
+    rows, tracks = rng.integers(0, 40, 200), rng.integers(0, 300, 200)  # listed after the labels: these count where both apply
+    amounts = np.where(rng.random(200) < 0.5, np.inf, 0.25).astype(np.float32)
+    release, days = np.zeros(300, np.int64), np.full(40, -1)
+
+    value, best = index.best(queries, 4, rows, tracks, amounts, release, days, (label_rows, label_of, label_amounts))
+
+    members = [np.flatnonzero(labels == label) for label in label_of]
+    spelled_rows = np.concatenate([np.full(len(tracks_of), row) for row, tracks_of in zip(label_rows, members, strict=True)])
+    spelled_amounts = np.concatenate([np.full(len(tracks_of), amount, np.float32) for amount, tracks_of in zip(label_amounts, members, strict=True)])
+    expected_value, expected = index.best(
+        queries, 4, np.concatenate([spelled_rows, rows]), np.concatenate([*members, tracks]), np.concatenate([spelled_amounts, amounts]), release, days
+    )
+    np.testing.assert_array_equal(value, expected_value)
+    assert np.array_equal(best, expected)
+    assert not np.array_equal(value, index.best(queries, 4, rows, tracks, amounts, release, days)[0])  # the labels' rules matter here
+
+
 def test_cells_respect_their_capacity_and_prefer_the_nearest_cell() -> None:
     points = np.array([[0.0], [0.1], [0.2], [0.3], [10.0]], dtype=np.float32)
     centroids = np.array([[0.0], [10.0]], dtype=np.float32)
@@ -252,6 +308,42 @@ def test_the_serving_rules_reach_forced_candidates_outside_the_scan(tmp_path: Pa
     assert ranked.tolist() == top_k(model._serving_scores(Context.from_requests(requests, 5, catalog.n_tracks)), 2).tolist()
 
 
+class FlatWithForcedArtists(FlatProduct):
+    """FlatProduct where every track of artist 0 and of artist 3 gets 2.0 added and is a forced candidate
+    of every request (tracks 0-2 and 6-9); tracks 2 and 6 tie with tracks 1 and 7 of their artists."""
+
+    def _item_vectors(self) -> np.ndarray:
+        items = super()._item_vectors()
+        items[2], items[6] = items[1], items[7]
+        return items
+
+    def _score_all(self, context: Context) -> np.ndarray:
+        scores = (self._query_vectors(context) @ self._item_vectors().T).astype(np.float32)
+        scores[:, np.isin(self.catalog.artist, [0, 3])] += 2.0
+        return scores
+
+    def _forced_artists(self, context: Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        batch = len(context.users)
+        return np.repeat(np.arange(batch), 2), np.tile(np.array([0, 3]), batch), np.full(2 * batch, 2.0, np.float32)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4, 6])  # no tie straddles the k-th place: top_k breaks those arbitrarily
+def test_forced_artists_give_the_ranking_of_exact_scoring(k: int, tmp_path: Path) -> None:
+    catalog = Catalog(write_catalog(tmp_path / "world", artist=ARTISTS, release_day=RELEASES))
+    model = FlatWithForcedArtists(catalog, artist_penalty=0.25, n_lists=10, n_probe=1)  # the scan sees one track
+    requests = [
+        Request(1, 0, 0.5, (0,), (1.0,), 0, None),  # artist 0 played: its 1 and 2 tie at 1.85, below artist 3's
+        Request(2, 7, 0.5, (9, 7), (1.0, 1.0), 0, None),  # artist 3 twice: 8 and 6 drop to 2.3 and 2.2, above 1 and 2 (2.1)
+        Request(3, 3, 0.5, (3,), (1.0,), 0, 1),  # on day 1: 8 and 9 not out, 7 and 6 tie at 2.6
+    ]
+    context = Context.from_requests(requests, 5, catalog.n_tracks)
+
+    ranked = model.rank(requests, k)
+
+    assert ranked.tolist() == top_k(model._serving_scores(context), k).tolist()
+    assert ranked[:, 0].tolist() == [9, 8, 6]
+
+
 def test_dssm_sums_the_history_as_the_dense_formula_does(fitted: dict[str, Any], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
     model = fitted["dssm"]
     context = Context.from_requests(_requests(split_log, small_catalog)[:60], model.history_length, small_catalog.n_tracks)
@@ -271,7 +363,9 @@ def test_forced_products_are_each_pairs_inner_product(artifacts: dict[str, Path]
     model = registry.make("bpr_knn", small_catalog, {}, artifacts["bpr_knn"])
     context = Context.from_requests(_requests(split_log, small_catalog)[:80], model.history_length, small_catalog.n_tracks)
     queries = model._query_vectors(context)
-    rows, tracks, _ = model._forced(context)
+    artist_rows, artists, _ = model._forced_artists(context)
+    rows = np.repeat(artist_rows, [len(small_catalog.tracks_of_artist(artist)) for artist in artists])
+    tracks = np.concatenate([small_catalog.tracks_of_artist(artist) for artist in artists])
 
     products = model._forced_products(queries, rows, tracks)
 
@@ -289,13 +383,16 @@ def test_bpr_knn_forces_the_session_artists_tracks_and_the_pool_with_their_bonus
     users = vocabulary_index(context.users, model._arrays["user_vocabulary"])
 
     rows, tracks, bonus = model._forced(context)
+    artist_rows, artists, artist_bonus = model._forced_artists(context)
 
     affinity, weight = model._artist_affinity(context, users)  # the dense form the exact scorer uses
-    expected = {(row, int(track)) for row, artist in zip(*np.nonzero(affinity * (weight[:, None] > 0))) for track in small_catalog.tracks_of_artist(artist)}
+    expected = set(zip(*(part.tolist() for part in np.nonzero(affinity * (weight[:, None] > 0)))))
+    assert set(zip(artist_rows.tolist(), artists.tolist())) == expected
+    assert np.all(np.diff(artist_rows * small_catalog.n_artists + artists) > 0)  # distinct, by row then artist
+    np.testing.assert_array_equal(artist_bonus, (weight[artist_rows] * affinity[artist_rows, artists]).astype(np.float32))
     pool = set(zip(*(part.tolist() for part in model._pool_pairs(context))))
     assert pool  # the fixture has warm users with KNN candidates
-    assert set(zip(rows.tolist(), tracks.tolist())) == expected | pool
+    assert set(zip(rows.tolist(), tracks.tolist())) == pool
     assert np.all(np.diff(rows * small_catalog.n_tracks + tracks) > 0)  # distinct, by row then track
-    in_pool = np.array([(row, track) in pool for row, track in zip(rows.tolist(), tracks.tolist())])
-    expected_bonus = weight[rows] * affinity[rows, small_catalog.artist[tracks]] + np.float32(model.candidate_boost) * in_pool
+    expected_bonus = weight[rows] * affinity[rows, small_catalog.artist[tracks]] + np.float32(model.candidate_boost)
     np.testing.assert_array_equal(bonus, expected_bonus.astype(np.float32))

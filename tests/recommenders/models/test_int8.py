@@ -56,14 +56,14 @@ def test_bad_input_shape_is_named(layer: tuple[Int8Linear, np.ndarray, np.ndarra
 
 
 def test_dssm_int8_serves_by_the_rules_and_near_float32(artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
-    float32 = registry.make("dssm", small_catalog, {}, artifacts["dssm"])
+    float32 = registry.make("dssm", small_catalog, {"user_tower": "float32"}, artifacts["dssm"])
     int8 = registry.make("dssm", small_catalog, {"user_tower": "int8"}, artifacts["dssm"])
     requests = build_cases(*split_log, small_catalog.n_tracks, 0.5).requests[:300]
     context = Context.from_requests(requests, float32.history_length, small_catalog.n_tracks)
 
     answers = [answer.track for answer in int8.recommend_batch(requests)]
 
-    assert float32.get_params()["user_tower"] == "float32"  # never the default
+    assert registry.get_class("dssm")(small_catalog).get_params()["user_tower"] == "table"  # int8 is never the default
     assert all(track not in request.history for track, request in zip(answers, requests, strict=True))
     # The user embeddings are LayerNorm outputs (unit scale): quantisation moves them by a few hundredths.
     difference = np.abs(int8.user_embeddings(context) - float32.user_embeddings(context))

@@ -18,11 +18,12 @@ import yaml
 
 from contracts.catalog import Catalog
 from recommenders import registry
-from recommenders.base import NotFittedError, Request
+from recommenders.base import NotFittedError, Request, RequestBatch
 from recommenders.evaluation import build_cases
 from recommenders.models.artifacts import ArtifactError
 from recommenders.models.bpr_knn import BPRKNNRecommender
 from recommenders.models.dssm import DSSMRecommender
+from recommenders.models.ranking import Context
 from recommenders.models.sessions import SessionLog
 
 NAMES = ("dssm", "bpr_knn")
@@ -57,6 +58,40 @@ def test_artifacts_are_checked(artifacts: dict[str, Path], small_catalog: Catalo
         DSSMRecommender(small_catalog).recommend(Request(user=1, track=0, time=1.0))
     with pytest.raises(NotFittedError):
         BPRKNNRecommender(small_catalog).save(tmp_path / "nothing")
+
+
+# Sessions the service may send: none yet, one that does not end with the track just played, times
+# missing, a day, tracks and users outside the catalog and the vocabulary.
+ODD_REQUESTS = [
+    Request(5, 3, 0.4),
+    Request(6, 7, 0.3, (1, 2), (0.5, 0.6)),
+    Request(7, 9, 0.2, (4, 9), ()),
+    Request(8, 11, 0.9, (11,), (0.1,), 0, 3),
+    Request(2**62, 10**7, 0.5, (10**7 + 1, 1), (0.2, 0.3)),
+]
+
+
+def test_a_request_batch_gives_the_context_of_its_requests(split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    requests = [*_test_requests(split_log, small_catalog)[:200], *ODD_REQUESTS]
+
+    columns = Context.from_batch(RequestBatch.of(requests), 6, small_catalog.n_tracks)
+
+    objects = Context.from_requests(requests, 6, small_catalog.n_tracks)
+    for field in Context.__dataclass_fields__:
+        assert getattr(columns, field).dtype == getattr(objects, field).dtype
+        assert np.array_equal(getattr(columns, field), getattr(objects, field)), field
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_columnar_answers_are_the_batch_answers(name: str, artifacts: dict[str, Path], split_log: tuple[SessionLog, SessionLog], small_catalog: Catalog) -> None:
+    model = registry.make(name, small_catalog, {}, artifacts[name])
+    requests = [*_test_requests(split_log, small_catalog)[:300], *ODD_REQUESTS]
+
+    tracks, propensity = model.recommend_columns(RequestBatch.of(requests))
+
+    assert model.columnar
+    assert tracks.tolist() == [answer.track for answer in model.recommend_batch(requests)]
+    assert propensity.tolist() == [1.0] * len(requests)
 
 
 @pytest.mark.parametrize("name", NAMES)
