@@ -23,8 +23,6 @@ from contracts.catalog import Catalog
 from contracts.config import ConfigError, Strict, describe_validation_error, read_yaml
 from recommenders import registry
 from recommenders.base import Recommender
-from recommenders.exploration import EpsilonExplorer, SoftmaxExplorer
-from recommenders.interleaving import TeamDraftRecommender
 
 MIN_TREATMENTS = 2
 MAX_TREATMENTS = 10
@@ -246,6 +244,12 @@ def build_treatment(treatment: TreatmentConfig, catalog: Catalog, where: str) ->
     interleaving policy when the treatment has one; `ConfigError` naming `where` when it cannot be built."""
     recommender = _build(treatment, catalog, where)
     explore = treatment.explore
+    if explore is None and treatment.interleave is None:
+        return recommender
+    # Imported here: a plain treatment (the usual one, and every `sim.run local:` run) does without them.
+    from recommenders.exploration import EpsilonExplorer, SoftmaxExplorer
+    from recommenders.interleaving import TeamDraftRecommender
+
     try:
         if explore is not None and explore.softmax is not None:
             return SoftmaxExplorer(catalog, recommender, treatment.recommender, explore.softmax, explore.candidates, explore.salt)

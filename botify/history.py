@@ -172,6 +172,10 @@ class MemoryHistory:
         max_length, max_sessions, max_bytes = self.max_length, self.max_sessions, self.max_bytes
         with self._lock:
             size = self.bytes
+            # The most the steps can add (each one a new session's first, no end among them): within
+            # both bounds, no step can evict, so the steps skip the bounds' check.
+            steps = len(ends) - ends.count(True)
+            may_evict = size + steps * (SESSION_BYTES + STEP_BYTES) > max_bytes or len(store) + steps > max_sessions
             try:
                 for key, track, time, end in zip(zip(users, sessions), tracks, times, ends, strict=True):
                     if end:
@@ -193,7 +197,7 @@ class MemoryHistory:
                         del played[0], listened[0]
                     else:
                         size += STEP_BYTES
-                    while (size > max_bytes or len(store) > max_sessions) and len(store) > 1:
+                    while may_evict and (size > max_bytes or len(store) > max_sessions) and len(store) > 1:
                         _, (old_tracks, _) = store.popitem(last=False)
                         size -= SESSION_BYTES + STEP_BYTES * len(old_tracks)
                     flat_tracks += played

@@ -18,7 +18,7 @@ import operator
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
@@ -29,10 +29,12 @@ from botify.history import Histories, History, HistoryStore, Step
 from botify.validation import Item
 from contracts.catalog import Catalog
 from contracts.columns import MESSAGE_LAST, MESSAGE_NEXT, Columns
-from contracts.eventlog.writer import EventWriter, Row
 from contracts.seeds import request_seed, request_seeds
 from recommenders.answers import SLOW, Outcome, Outcomes, ask_all, ask_columns
 from recommenders.base import NO_DAY, Request, RequestBatch, segment_positions
+
+if TYPE_CHECKING:  # the writer's module loads DuckDB, which a service without a log does without
+    from contracts.eventlog.writer import EventWriter, Row
 
 logger = logging.getLogger(__name__)
 

@@ -7,5 +7,6 @@ It imports none of them, and they read what they share only from here:
 - `catalog`: the world's public catalog format (`Catalog`, `world_fingerprint`).
 - `config`: the strict config base, YAML reading, validation and its error wording.
 - `seeds`: the seed of a request, shared by the service and in-process runs.
+- `murmur`: MurmurHash3 of many byte strings at once, in numpy (a batch's request seeds).
 - `assignment`: who gets which treatment of an experiment (MurmurHash3).
 """

@@ -37,6 +37,9 @@ if TYPE_CHECKING:
     from sim.config import ListenerOptions
 
 
+HISTORY_COLUMNS = 32  # the histories' first width; wider only once a session is that long
+
+
 def sigmoid(x: np.ndarray) -> np.ndarray:
     """The logistic function, elementwise."""
     return 1.0 / (1.0 + np.exp(-x))
@@ -47,7 +50,9 @@ class ListenerModel:
 
     Public per-slot arrays (length `n_slots`): `user`, `episode`, `step` (responses so far),
     `budget`, `track` (the track just played). `history[slot, :step + 1]` holds the session's
-    tracks, first track included. Interests and behaviour parameters are hidden state.
+    tracks, first track included, and -1 beyond them; it is widened as sessions grow longer (up to
+    `max_steps + 1` columns), so slots are cheap to add and to reset. Interests and behaviour
+    parameters are hidden state.
     """
 
     @classmethod
@@ -89,8 +94,9 @@ class ListenerModel:
         self.step = np.zeros(n_slots, dtype=np.int64)
         self.budget = np.zeros(n_slots, dtype=np.int64)
         self.track = np.zeros(n_slots, dtype=np.int64)
-        self.history = np.full((n_slots, max_steps + 1), -1, dtype=np.int64)
-        self._history_artist = np.full((n_slots, max_steps + 1), -1, dtype=np.int64)
+        width = min(max_steps + 1, HISTORY_COLUMNS)
+        self.history = np.full((n_slots, width), -1, dtype=np.int64)
+        self._history_artist = np.full((n_slots, width), -1, dtype=np.int64)
         self._interest = np.zeros((n_slots, d), dtype=np.float64)
         self._bias = np.zeros(n_slots)
         self._sharpness = np.zeros(n_slots)
@@ -191,12 +197,24 @@ class ListenerModel:
         self.budget[rows] -= coin < 1.0 - fractions
         self.step[rows] = step + 1
         column = np.minimum(step + 1, self.max_steps)
+        if len(column) and int(column.max()) >= self.history.shape[1]:
+            self._widen(int(column.max()) + 1)
         self.history[pairs, column] = actions
         self._history_artist[pairs, column] = artists
         self.track[rows] = actions
         if self.interest_drift > 0:
             self._interest[rows] = self._drift(interest, actions, fractions)
         return fractions, self.budget[rows] <= 0
+
+    def _widen(self, columns: int) -> None:
+        """Give the histories at least `columns` columns (at most `max_steps + 1`), doubling."""
+        width = self.history.shape[1]
+        while width < columns:
+            width *= 2
+        extra = min(width, self.max_steps + 1) - self.history.shape[1]
+        for name in ("history", "_history_artist"):
+            array = getattr(self, name)
+            setattr(self, name, np.concatenate([array, np.full((len(array), extra), -1, dtype=array.dtype)], axis=1))
 
     def _drift(self, interest: np.ndarray, actions: np.ndarray, fractions: np.ndarray) -> np.ndarray:
         scale = np.linalg.norm(interest, axis=1, keepdims=True)

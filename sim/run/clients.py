@@ -285,7 +285,6 @@ class LocalClient:
         from botify.experiments import single_treatment
         from botify.history import MemoryHistory
         from botify.service import Service
-        from contracts.eventlog import EventWriter, LogLayout
         from recommenders.registry import make
 
         self.name = name
@@ -296,6 +295,8 @@ class LocalClient:
             )
         self._writer: EventWriter | None = None
         if log is not None:
+            from contracts.eventlog import EventWriter, LogLayout  # imported here: DuckDB only for a run with a log
+
             self._writer = EventWriter(LogLayout.of(log), experiments.names, flush_window=3600.0)
         self.service: Service = Service(catalog, experiments, MemoryHistory(), self._writer, seed=service_seed, day_zero=day_zero)
 

@@ -11,7 +11,7 @@ import pytest
 import redis
 
 from botify.config import ConfigError
-from botify.history import KEY_PREFIX, History, MemoryHistory, RedisHistory, Step, mask_url, service_namespace
+from botify.history import KEY_PREFIX, SESSION_BYTES, STEP_BYTES, History, MemoryHistory, RedisHistory, Step, mask_url, service_namespace
 
 
 @pytest.fixture(params=["memory", "redis"])
@@ -73,6 +73,18 @@ def test_memory_store_drops_the_least_recently_used_session() -> None:
 
     assert len(store) == 2
     assert store.update([step(2, 21)])[0] == History((21,), (0.5,))
+
+
+def test_steps_of_sessions_already_held_evict_when_they_cross_the_byte_bound() -> None:
+    """A batch that starts no session can still cross `max_bytes` by its steps alone: the least
+    recently used session goes at the step that crosses it, not at the next batch."""
+    store = MemoryHistory(max_length=10, max_bytes=2 * SESSION_BYTES + 3 * STEP_BYTES)
+    store.update([step(1, 10), step(2, 20)])
+
+    store.update([step(2, 21), step(1, 11), step(1, 12)])  # (1, 11) crosses the bound
+
+    assert len(store) == 1 and store.bytes == SESSION_BYTES + 3 * STEP_BYTES
+    assert store.update([step(2, 22)])[0] == History((22,), (0.5,))  # session 2 was dropped, not session 1
 
 
 def test_redis_holds_plain_strings_with_an_expiry(redis_url: str) -> None:

@@ -257,7 +257,7 @@ def test_growing_keeps_the_sessions_in_progress(small_world: World) -> None:
         model.start(np.arange(2), np.array([1, 2]), np.arange(2))
         model.respond(np.array([7, 8]), np.arange(2))
     grown.grow(3)  # one more slot
-    assert grown.n_slots == 3 and grown.history.shape == (3, grown.max_steps + 1)
+    assert grown.n_slots == 3 and len(grown.history) == 3
     grown.grow(5)
     grown.grow(4)  # never shrinks
     for model in (grown, fixed):
@@ -269,3 +269,29 @@ def test_growing_keeps_the_sessions_in_progress(small_world: World) -> None:
     np.testing.assert_array_equal(results[0][0][[0, 1, 4]], results[1][0][[0, 1, 4]])
     for name in ("user", "episode", "step", "budget", "track", "history", "_history_artist", "_interest", "_bias", "_sharpness", "_gamma"):
         np.testing.assert_array_equal(getattr(grown, name)[[0, 1, 4]], getattr(fixed, name)[[0, 1, 4]], err_msg=name)
+
+
+def test_histories_widen_without_changing_a_response(small_world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Long sessions (repeats and artist plays from their first steps included) get the same
+    answers whether the histories start one column wide and widen, or start wide enough."""
+    rng = np.random.default_rng(8)
+    actions = rng.integers(small_world.n_tracks, size=(60, 3))
+    actions[40:] = actions[:20]  # late repeats of early tracks
+    models = []
+    for columns in (1, 61):
+        monkeypatch.setattr("sim.listener.HISTORY_COLUMNS", columns)
+        model = ListenerModel(small_world, 3, 11, max_steps=100)
+        model.start(np.arange(3), np.array([1, 2, 3]), np.arange(3))
+        model.budget[:] = 1000  # nothing ends the sessions early
+        models.append(model)
+
+    responses = [[model.respond(step) for step in actions] for model in models]
+
+    assert models[0].history.shape[1] == 64  # widened from 1, doubling
+    for (fractions, ended), (wide_fractions, wide_ended) in zip(*responses, strict=True):
+        np.testing.assert_array_equal(fractions, wide_fractions)
+        np.testing.assert_array_equal(ended, wide_ended)
+    assert all(fractions[k] == 0.0 for fractions, _ in responses[0][40:] for k in range(3))  # the repeats were seen
+    np.testing.assert_array_equal(models[0].history[:, :61], models[1].history)
+    assert (models[0].history[:, 61:] == -1).all()
+    np.testing.assert_array_equal(models[0].budget, models[1].budget)
