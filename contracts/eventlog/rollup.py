@@ -29,10 +29,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from contracts.columns import quote, sql_string
-from contracts.eventlog.groups import DECIMAL, GroupColumns, Problem, merged_sums_sql, time_bin_sql
+from contracts.eventlog.groups import DECIMAL, GroupColumns, merged_sums_sql, time_bin_sql
 from contracts.eventlog.layout import ROLLUP_SUFFIX, SEGMENT_SUFFIX, TMP_SUFFIX, file_lock, write_segment
 from contracts.eventlog.summary import (
     METADATA_KEY,
+    Counts,
     Summary,
     SummaryColumns,
     _cursor,
@@ -53,25 +54,16 @@ Members = dict[str, tuple[int, int, int]]  # segment name -> (size, modification
 
 
 @dataclass(frozen=True)
-class Rollup:
+class Rollup(Counts):
     """What a rollup's metadata says; its rows are read like a summary's (`summary.groups_sql`, `latency_sql`).
 
     Attributes:
         path: The rollup file.
         members: The segments it holds, with the size, modification time and row count they had.
-        without_session, quality, other_quality, bins: As in `summary.Summary`, over all of them.
     """
 
     path: Path
     members: Members
-    without_session: int
-    quality: dict[str, tuple[int, ...]]
-    other_quality: tuple[int, ...]
-    bins: dict[str, int]
-
-    def quality_of(self, experiment: str) -> tuple[int, ...]:
-        """The rows dropped per `Problem.ALL` for `experiment` in the segments it holds."""
-        return self.quality.get(experiment, self.other_quality)
 
 
 def seal(directory: Path, name: str, table: pa.Table, *, exclusive: bool = False, durable: bool = False) -> Path | None:
@@ -109,13 +101,11 @@ def _read(path: Path) -> Rollup | None:
         metadata = json.loads((pq.read_schema(path).metadata or {})[METADATA_KEY])
         if metadata.get("format") != ROLLUP_FORMAT:
             return None
-        quality = {name: tuple(int(n) for n in counts) for name, counts in metadata["quality"].items()}
-        other = tuple(int(n) for n in metadata["other_quality"])
-        if any(len(counts) != len(Problem.ALL) for counts in (*quality.values(), other)):
+        counts = Counts.read(metadata)
+        if counts is None:
             return None
         members = {name: (int(size), int(mtime), int(rows)) for name, (size, mtime, rows) in metadata["members"].items()}
-        bins = {name: int(width) for name, width in metadata["bins"].items()}
-        return Rollup(path, members, int(metadata["without_session"]), quality, other, bins)
+        return Rollup(path=path, members=members, **counts)
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):  # torn or foreign: not used
         return None
 

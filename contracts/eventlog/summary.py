@@ -79,17 +79,44 @@ def summary_path(segment: Path) -> Path:
 
 
 @dataclass(frozen=True)
-class Summary:
+class Counts:
+    """The counts that a summary's (or a rollup's) metadata carries over the segments it covers.
+
+    Attributes:
+        without_session: Their events without a session id (any experiment).
+        quality: Experiment -> rows dropped per `Problem.ALL` (rows of the experiment or without an `experiments` map).
+        other_quality: The same for an experiment absent from them (their rows without a map).
+        bins: Experiment -> the width in seconds of its latency rows' time bins.
+    """
+
+    without_session: int
+    quality: dict[str, tuple[int, ...]]
+    other_quality: tuple[int, ...]
+    bins: dict[str, int]
+
+    def quality_of(self, experiment: str) -> tuple[int, ...]:
+        """The rows dropped per `Problem.ALL` for `experiment`, as `groups.quality_sql` counts them."""
+        return self.quality.get(experiment, self.other_quality)
+
+    @staticmethod
+    def read(metadata: dict[str, Any]) -> dict[str, Any] | None:
+        """`Counts`' fields from parsed metadata, or None when the quality counts have another length."""
+        quality = {name: tuple(int(n) for n in counts) for name, counts in metadata["quality"].items()}
+        other = tuple(int(n) for n in metadata["other_quality"])
+        if any(len(counts) != len(Problem.ALL) for counts in (*quality.values(), other)):
+            return None
+        bins = {name: int(width) for name, width in metadata["bins"].items()}
+        return {"without_session": int(metadata["without_session"]), "quality": quality, "other_quality": other, "bins": bins}
+
+
+@dataclass(frozen=True)
+class Summary(Counts):
     """What a summary's metadata says (its rows are read with `groups_sql` and `latency_sql`).
 
     Attributes:
         path: The summary file.
         segment: The segment it sums up.
         size, mtime_ns, rows: The segment's size, modification time and row count when it was summed up.
-        without_session: The segment's events without a session id (any experiment).
-        quality: Experiment -> rows dropped per `Problem.ALL` (rows of the experiment or without an `experiments` map).
-        other_quality: The same for an experiment absent from the segment (its rows without a map).
-        bins: Experiment -> the width in seconds of its latency rows' time bins.
     """
 
     path: Path
@@ -97,14 +124,6 @@ class Summary:
     size: int
     mtime_ns: int
     rows: int
-    without_session: int
-    quality: dict[str, tuple[int, ...]]
-    other_quality: tuple[int, ...]
-    bins: dict[str, int]
-
-    def quality_of(self, experiment: str) -> tuple[int, ...]:
-        """The segment's rows dropped per `Problem.ALL` for `experiment`, as `groups.quality_sql` counts them."""
-        return self.quality.get(experiment, self.other_quality)
 
 
 def summarize(segment: Path) -> tuple[pa.Table, dict[str, Any]]:
@@ -268,14 +287,10 @@ def read_summary(segment: Path) -> Summary | None:
             return None
         if pq.read_metadata(segment).num_rows != metadata["rows"]:
             return None
-        quality = {name: tuple(int(n) for n in counts) for name, counts in metadata["quality"].items()}
-        other = tuple(int(n) for n in metadata["other_quality"])
-        if any(len(counts) != len(Problem.ALL) for counts in (*quality.values(), other)):
+        counts = Counts.read(metadata)
+        if counts is None:
             return None
-        return Summary(
-            path, segment, int(metadata["size"]), int(metadata["mtime_ns"]), int(metadata["rows"]), int(metadata["without_session"]),
-            quality, other, {name: int(width) for name, width in metadata["bins"].items()},
-        )
+        return Summary(path=path, segment=segment, size=int(metadata["size"]), mtime_ns=int(metadata["mtime_ns"]), rows=int(metadata["rows"]), **counts)
     except (OSError, KeyError, TypeError, ValueError, pa.ArrowException):  # missing, torn or foreign: read the events
         return None
 
