@@ -21,7 +21,7 @@ import pytest
 from botify import front
 from botify.config import ServiceConfig
 from tests.botify.live import HOST, Server, count_events
-from tests.botify.test_botify_reliability import BAD_INPUT, exchange
+from tests.botify.test_botify_reliability import BAD_INPUT, send_bad_input
 
 
 def front_config(tmp_path: Path, body_timeout: float = 1.0) -> Path:
@@ -86,11 +86,7 @@ def test_behind_nginx_every_kind_of_bad_input_gets_a_json_4xx_and_nothing_is_log
 ) -> None:
     log = tmp_path / "events.duckdb"
     server = serve("--config", front_config(tmp_path), "--world", small_world_dir, "--experiments", experiments_file, "--log", log)
-    answers = {}
-    for name, raw, half_close, _json in BAD_INPUT:
-        answers[name] = exchange(server.port, raw, half_close)
-        status, _headers, _body = exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False)
-        assert status == 200, f"the service is down after {name!r}"
+    answers = send_bad_input(server.port)
     assert server.stop() == 0
 
     closed = [name for name, _raw, half_close, _json in BAD_INPUT if half_close and answers[name][0] == 0]

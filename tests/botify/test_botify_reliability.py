@@ -342,17 +342,23 @@ def exchange(port: int, raw: bytes, half_close: bool) -> tuple[int, dict[str, st
     return int(status_line.split()[1]), headers, rest
 
 
+def send_bad_input(port: int) -> dict[str, tuple[int, dict[str, str], bytes]]:
+    """Every kind of BAD_INPUT on its own connection, each followed by a good `GET /` that must be answered 200."""
+    answers = {}
+    for name, raw, half_close, _json in BAD_INPUT:
+        answers[name] = exchange(port, raw, half_close)
+        status, _headers, _body = exchange(port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False)
+        assert status == 200, f"the service is down after {name!r}"
+    return answers
+
+
 @pytest.mark.slow
 def test_every_kind_of_bad_http_input_gets_a_4xx_is_not_logged_and_the_service_stays_up(
     serve: Callable[..., Server], small_world_dir: Path, experiments_file: Path, tmp_path: Path
 ) -> None:
     log = tmp_path / "events.duckdb"
     server = serve("--world", small_world_dir, "--experiments", experiments_file, "--log", log)
-    answers = {}
-    for name, raw, half_close, _json in BAD_INPUT:
-        answers[name] = exchange(server.port, raw, half_close)
-        status, _headers, _body = exchange(server.port, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", False)
-        assert status == 200, f"the service is down after {name!r}"
+    answers = send_bad_input(server.port)
     assert server.stop() == 0
 
     assert len(BAD_INPUT) >= 60
