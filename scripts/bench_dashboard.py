@@ -134,7 +134,7 @@ def report(
 
 def export(revision: str, into: Path) -> Path:
     """The packages of git `revision`, written under `into` (read by `Served(code=...)`); a
-    directory (another checkout, such as /work/main) stands for the revision checked out there."""
+    directory (another git checkout, such as ../main) stands for the revision checked out there."""
     command = ["git", "-C", revision, "archive", "HEAD"] if Path(revision).is_dir() else ["git", "archive", revision]
     archive = subprocess.run(command, capture_output=True, check=True).stdout
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
