@@ -48,6 +48,8 @@ SUMMED_GROUPS = "dashboard_summed_groups"  # temporary table of the groups of th
 ROLLUP_GROUPS = "dashboard_rollup_groups"  # temporary table of the groups of a rollup of summaries
 ALL_GROUPS = "dashboard_all_groups"  # temporary table: the rollup's groups with the other new segments' added
 
+SUMMARIES_FROM = 32 << 20  # bytes of new segments from which they are read from their summaries, not their events
+
 Files = dict[str, tuple[int, int]]  # segment path -> (size, modification time in ns)
 
 
@@ -152,9 +154,12 @@ def _extend(log: EventLog, kept: Kept | None, new: Files, experiment: str, error
     if not new:  # every segment vanished meanwhile: nothing to add
         return kept
     con.execute("SET preserve_insertion_order = false")  # every reader aggregates or sorts what it reads
-    rollup = _rollup(new) if errors and kept is None else None
+    # A few small segments are grouped from their events faster than their summaries are opened
+    # and checked one by one (the demo's log: docs/dashboard.md), so summaries serve large reads only.
+    summarize = errors and sum(size for size, _mtime in new.values()) >= SUMMARIES_FROM
+    rollup = _rollup(new) if summarize and kept is None else None
     rolled = {str(rollup.path.parent / name) for name in rollup.members} if rollup is not None else set()
-    summaries = [] if not errors else [
+    summaries = [] if not summarize else [
         s for s in (read_summary(Path(path)) for path in new if path not in rolled) if s is not None and new[str(s.segment)] == (s.size, s.mtime_ns)
     ]
     summed = rolled | {str(s.segment) for s in summaries}

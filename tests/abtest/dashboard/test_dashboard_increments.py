@@ -38,6 +38,12 @@ def from_events(log: Path) -> FlaskClient:
     return app.test_client()
 
 
+@pytest.fixture(autouse=True)
+def summaries_of_small_logs(monkeypatch: pytest.MonkeyPatch) -> None:
+    """These logs are small: read them from their summaries all the same, as a large log is read."""
+    monkeypatch.setattr(increments, "SUMMARIES_FROM", 0)
+
+
 @pytest.fixture()
 def log(tmp_path: Path) -> tuple[Path, list[Path]]:
     """About 12,000 events cut by time into 8 segments (sessions cut across segments), 3 of them held back."""
@@ -136,3 +142,13 @@ def test_a_summary_that_disagrees_with_its_segment_is_not_used(log: tuple[Path, 
 
     assert pages(create_app({"LOG": str(path), "CACHE": False}).test_client()) == pages(from_events(path))
     assert (pages(from_events(path)) != before) == (change == "rewritten")
+
+
+def test_a_small_log_is_grouped_from_its_events_without_opening_a_summary(log: tuple[Path, list[Path]], monkeypatch: pytest.MonkeyPatch) -> None:
+    path, _ = log
+    monkeypatch.setattr(increments, "SUMMARIES_FROM", 32 << 20)  # the default: these segments hold far less
+    opened: list[Path] = []
+    monkeypatch.setattr(increments, "read_summary", lambda segment: opened.append(segment))
+    monkeypatch.setattr(increments, "_rollup", lambda files: opened.append(Path("rollup")))
+    assert pages(create_app({"LOG": str(path), "CACHE": False}).test_client()) == pages(from_events(path))
+    assert opened == []
