@@ -157,15 +157,20 @@ def bench_log(log: Path, paths: list[str] | None, target: float, label: str, rep
                 in_turn(served, baseline, path, i, times, before)
             report(f"{label}, computed", path, times, target, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
-        served.close()
-        if baseline is not None:
-            baseline.close()
+        close(served, baseline)
     served = Served(log, cache=True)
     try:
         for path in paths:
             report(f"{label}, unchanged log", path, served.time(path, repeat), target)
     finally:
         served.close()
+
+
+def close(*sides: Served | None) -> None:
+    """Stop each server that was started."""
+    for side in sides:
+        if side is not None:
+            side.close()
 
 
 def warm(served: Served, baseline: Served | None, path: str) -> None:
@@ -202,9 +207,7 @@ def bench_growth(log: Path, held: list[Path], path: str, label: str, repeat: int
             in_turn(served, baseline, path, i, times, before)
         report(f"{label}, new segment", path, times, TARGET_LARGE_S, before or None, served.cpu, baseline.cpu if baseline else None)
     finally:
-        served.close()
-        if baseline is not None:
-            baseline.close()
+        close(served, baseline)
 
 
 def page_paths(served: Served) -> list[str]:
